@@ -5,6 +5,12 @@ to explain (default: the prediction) and runs a registered method; each method i
 function ``(model, x, target, **params) -> (map, info)`` registered with
 ``@register(name)``.  Gradient methods run on :func:`full_torch`, a torch copy of
 the whole ONNX graph: the user's ``OnnxModel`` and its proto are never modified.
+
+``attribute_batch(model, xs, targets, method, **params)`` is the batched form: ``xs``
+is (N, *input_shape), ``targets`` one class per input (default: the predictions), one
+:class:`Attribution` per input.  Methods with a batched implementation (registered
+with ``@register_batch(name)`` as ``(model, xs, targets, **params) -> (maps, targets,
+infos)``) process the whole batch at once; the others run input by input.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "smug.baselines.extremal",
     "smug.baselines.sis",
     "smug.baselines.modified_backprop",
+    "smug.baselines.text",
 )
 
 METHODS: dict[str, Callable] = {}
+BATCHED: dict[str, Callable] = {}
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,21 @@ def register(name: str) -> Callable[[Callable], Callable]:
     return deco
 
 
+def register_batch(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: a batched implementation ``fn(model, xs, targets, **params) -> (maps,
+    targets, infos)`` (one map, class and info dict per input) of the registered method
+    ``name``; with ``targets`` None the method explains each input's predicted class
+    and returns the classes it used."""
+
+    def deco(fn: Callable) -> Callable:
+        if name in BATCHED and BATCHED[name] is not fn:
+            raise ValueError(f"batched attribution method '{name}' is already registered")
+        BATCHED[name] = fn
+        return fn
+
+    return deco
+
+
 def _load_builtins() -> None:
     for mod in BUILTIN_MODULES:
         importlib.import_module(mod)
@@ -85,6 +108,52 @@ def attribute(
     saliency, info = METHODS[method](model, x, target, **params)
     seconds = time.perf_counter() - t0
     return Attribution(method=method, map=np.asarray(saliency), target=target, params=dict(info), seconds=seconds)
+
+
+def attribute_batch(
+    model: OnnxModel, xs: np.ndarray, targets=None, method: str = "gradient", **params
+) -> list[Attribution]:
+    """:func:`attribute` for a batch ``xs`` (N, *input_shape) with one target per input
+    (a sequence of N class indices; None: each input's predicted class).  A batched
+    implementation sees the whole batch; each :class:`Attribution`'s ``seconds`` is
+    then the batch's wall time divided by N.  Other methods run input by input."""
+    choices = methods()
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method '{method}': choose one of {choices}")
+    from smug.models.preprocess import InputError, check_array
+
+    xs = np.asarray(xs)
+    shape = tuple(model.input_shape)
+    if xs.ndim != len(shape) + 1:
+        raise InputError(f"a batch of inputs must have shape (N, *{shape}), got {xs.shape}")
+    if len(xs) == 0:
+        raise InputError("the batch of inputs is empty")
+    xs = np.stack([check_array(x, shape) for x in xs])
+    n = len(xs)
+    if targets is not None:
+        targets = np.asarray(targets).reshape(-1)
+        if len(targets) != n or not np.issubdtype(targets.dtype, np.integer):
+            raise InputError(f"need {n} integer targets (one per input), got {targets.tolist()}")
+        n_classes = model.logits(xs[:1]).shape[1]
+        bad = [int(t) for t in targets if not 0 <= int(t) < n_classes]
+        if bad:
+            raise InputError(f"targets {bad} are not among the model's {n_classes} classes")
+        targets = targets.astype(np.int64)
+    if method in BATCHED:
+        t0 = time.perf_counter()
+        maps, used, infos = BATCHED[method](model, xs, targets, **params)
+        share = (time.perf_counter() - t0) / n
+        return [Attribution(method=method, map=np.asarray(m), target=int(t), params=dict(info), seconds=share)
+                for m, t, info in zip(maps, used, infos)]
+    if targets is None:
+        targets = model.logits(xs).argmax(axis=1)
+    out = []
+    for x, t in zip(xs, targets):
+        t0 = time.perf_counter()
+        saliency, info = METHODS[method](model, x, int(t), **params)
+        out.append(Attribution(method=method, map=np.asarray(saliency), target=int(t), params=dict(info),
+                               seconds=time.perf_counter() - t0))
+    return out
 
 
 def full_torch(model: OnnxModel):

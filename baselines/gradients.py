@@ -10,9 +10,17 @@
 * ``guided_backprop``: paper 004 Eq. 6: at every ReLU-like unit (ReLU, ReLU6,
   Clip(0, max)) only positive gradients pass back; map ``max_c |r_0|``.
 
-Every method works on a torch module converted from a copy of the ONNX graph;
-Guided Backprop hooks a further deep copy of it, Grad-CAM hooks the copy only for
-the duration of a call.
+Every method works on a torch module converted from a copy of the ONNX graph.
+``gradient`` and ``integrated_gradients`` use :func:`fast_torch`, the same function
+with its constant shape arithmetic folded away; Guided Backprop hooks a deep copy of
+:func:`~smug.baselines.attribution.full_torch`.  Grad-CAM runs the network up to its
+layer on onnxruntime and only the rest (``OnnxModel.torch_tail``) in torch; a layer
+with no ONNX tensor of its own (a module inside a converted node) falls back to a
+forward hook on ``full_torch``, held only for the duration of a call.
+
+``gradient`` and ``gradcam`` also have batched forms
+(:func:`~smug.baselines.attribution.attribute_batch`,
+``xs`` of shape (N, *input_shape)) that treat ``batch`` inputs per pass.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import copy
 
 import numpy as np
 
-from smug.baselines.attribution import full_torch, register
+from smug.baselines.attribution import full_torch, register, register_batch
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import device, torch_module
 
@@ -34,6 +42,123 @@ def module_device(module):
     for t in module.buffers():
         return t.device
     return device()
+
+
+# onnxruntime's basic optimisers that would change weights (folding BatchNorm, Add or
+# Mul into a Conv) are left off: the simplified graph keeps every weight as it is.
+_WEIGHT_CHANGING = ["ConvBNFusion", "ConvAddFusion", "ConvMulFusion"]
+
+
+def simplified_proto(proto):
+    """A copy of ``proto`` after onnxruntime's *basic* graph optimisations (standard
+    ONNX only: constant folding -- e.g. the per-layer Shape/Slice/Concat arithmetic
+    that computes ``Pad`` amounts at run time -- and ``Pad`` merged into the next
+    ``Conv``'s pads), the weight-changing fusions left off."""
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.optimized_model_filepath = os.path.join(tmp, "basic.onnx")
+        ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=_WEIGHT_CHANGING)
+        return onnx.load(opts.optimized_model_filepath)
+
+
+def _onednn_convs(module) -> int:
+    """On CPU, run every ``Conv2d`` of ``module`` (frozen weights) through oneDNN
+    (``torch.mkldnn_convolution``).  torch's own dispatch sends 1x1 convolutions of
+    small batches on one thread to its slower im2col path, forward and backward.  For
+    a stride-1 convolution the input gradient is itself computed as a oneDNN
+    convolution of the output gradient with the spatially flipped, group-transposed
+    weights (padding ``k - 1 - p``), the textbook adjoint; weights get no gradient.
+    Same arithmetic, other summation order.  Returns how many were switched."""
+    torch = torch_module()
+    if module_device(module).type != "cpu" or not torch.backends.mkldnn.is_available():
+        return 0
+
+    class Stride1Conv(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, weight, bias, adjoint, padding, back_padding, groups):
+            ctx.save_for_backward(adjoint)
+            ctx.back_padding, ctx.groups = back_padding, groups
+            return torch.mkldnn_convolution(x.contiguous(), weight, bias, padding, (1, 1), (1, 1), groups)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (adjoint,) = ctx.saved_tensors
+            gx = torch.mkldnn_convolution(grad.contiguous(), adjoint, None, ctx.back_padding, (1, 1), (1, 1),
+                                          ctx.groups)
+            return gx, None, None, None, None, None, None
+
+    class OneDnnConv2d(torch.nn.Module):
+        def __init__(self, conv):
+            super().__init__()
+            self.conv = conv
+            w = conv.weight.detach()
+            co, cig, kh, kw = w.shape
+            g = conv.groups
+            self.stride1 = (
+                conv.stride == (1, 1) and conv.dilation == (1, 1) and not isinstance(conv.padding, str)
+                and conv.padding[0] <= kh - 1 and conv.padding[1] <= kw - 1 and not conv.weight.requires_grad
+                and (conv.bias is None or not conv.bias.requires_grad)
+            )
+            adjoint = w.reshape(g, co // g, cig, kh, kw).transpose(1, 2).reshape(cig * g, co // g, kh, kw)
+            self.register_buffer("adjoint", adjoint.flip(2, 3).contiguous() if self.stride1 else None)
+            self.back_padding = (kh - 1 - conv.padding[0], kw - 1 - conv.padding[1]) if self.stride1 else None
+
+        def forward(self, x):
+            c = self.conv
+            if c.padding_mode != "zeros" or isinstance(c.padding, str):
+                return c(x)
+            if self.stride1:
+                return Stride1Conv.apply(x, c.weight, c.bias, self.adjoint, c.padding, self.back_padding, c.groups)
+            return torch.mkldnn_convolution(x.contiguous(), c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
+
+    count = 0
+    for name, m in list(module.named_modules()):
+        if type(m) is torch.nn.Conv2d:
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, leaf, OneDnnConv2d(m))
+            count += 1
+    return count
+
+
+def fast_torch(model: OnnxModel):
+    """The function of :func:`full_torch` converted from :func:`simplified_proto`, its
+    convolutions run by oneDNN on CPU (:func:`_onednn_convs`).  On Lite0 the ~200
+    modules of run-time pad arithmetic disappear and a forward + backward pass is
+    cheaper (docs/benchmarks.md, section baselines).  Cached in
+    ``model._cache['fast_torch']``.  Checked once against ``full_torch`` on a random
+    input; on any failure or disagreement ``full_torch`` itself is used."""
+    module = model._cache.get("fast_torch")
+    if module is not None:
+        return module
+    reference = full_torch(model)
+    module = reference
+    try:
+        from smug.models.torch_backend import convert
+
+        proto = simplified_proto(model.proto)
+        if all(n.domain in ("", "ai.onnx") for n in proto.graph.node):
+            candidate = convert(proto)
+            _onednn_convs(candidate)
+            torch = torch_module()
+            probe = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
+            with torch.no_grad():
+                a = candidate(torch.as_tensor(probe, device=module_device(candidate))).double().cpu().numpy()
+                b = reference(torch.as_tensor(probe, device=module_device(reference))).double().cpu().numpy()
+            if a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max())):
+                module = candidate
+    except Exception:  # any optimiser or conversion trouble: the plain conversion is always right
+        module = reference
+    model._cache["fast_torch"] = module
+    return module
 
 
 def _input(module, x: np.ndarray, requires_grad: bool = True):
@@ -65,12 +190,51 @@ def _sum_channels(a: np.ndarray) -> np.ndarray:
     return a.sum(axis=0) if _is_image(a.shape) else a
 
 
+def _check_batch(batch: int) -> int:
+    if int(batch) < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    return int(batch)
+
+
+def _picked(logits, targets, start: int):
+    """``logits[i, t_i]`` for the rows of one chunk and the classes used: the given
+    ``targets[start:start + len]``, or each row's argmax when ``targets`` is None."""
+    torch = torch_module()
+    if targets is None:
+        t = logits.detach().argmax(dim=1)
+    else:
+        t = torch.as_tensor(np.asarray(targets[start : start + len(logits)]), device=logits.device)
+    return logits.gather(1, t[:, None].long())[:, 0], t.cpu().numpy()
+
+
 # ---- Simonyan gradient -------------------------------------------------------
 @register("gradient")
 def gradient(model: OnnxModel, x: np.ndarray, target: int) -> tuple[np.ndarray, dict]:
     """Paper 000 Eq. 1: ``M_ij = max_c |dF_c/dx_{c,i,j}|``."""
-    g = _input_gradient(full_torch(model), x, target)
-    return _absmax_channels(g).astype(np.float32), {"reduce": "max |.| over channels"}
+    maps, _, infos = gradient_batch(model, np.asarray(x)[None], np.array([target]))
+    return maps[0], infos[0]
+
+
+@register_batch("gradient")
+def gradient_batch(model: OnnxModel, xs: np.ndarray, targets=None, batch: int = 4):
+    """Eq. 1 for each input of ``xs`` (N, *shape), ``batch`` inputs per forward and
+    backward pass (the inputs do not interact: the sum of the picked logits has each
+    input's own gradient; 4 per pass was the cheapest per input on one CPU thread
+    here).  ``targets`` None: each input's argmax on this forward."""
+    batch = _check_batch(batch)
+    torch = torch_module()
+    net = fast_torch(model)
+    maps, used = [], []
+    for i in range(0, len(xs), batch):
+        xt = torch.as_tensor(np.asarray(xs[i : i + batch], dtype=np.float32), device=module_device(net))
+        xt.requires_grad_(True)
+        score, t = _picked(net(xt), targets, i)
+        (grad,) = torch.autograd.grad(score.sum(), xt)
+        g = grad.abs()
+        g = g.amax(dim=1) if g.dim() == 4 else g
+        maps += list(g.cpu().numpy().astype(np.float32))
+        used += list(t)
+    return maps, used, [{"reduce": "max |.| over channels", "batch": batch} for _ in maps]
 
 
 # ---- Integrated Gradients ----------------------------------------------------
@@ -84,7 +248,7 @@ def integrated_gradients(
         raise ValueError("integrated_gradients needs steps >= 1 and batch >= 1")
     steps, batch = int(steps), int(batch)
     torch = torch_module()
-    net = full_torch(model)
+    net = fast_torch(model)
     xt = _input(net, x, requires_grad=False)
     view = (-1,) + (1,) * (xt.dim() - 1)
     alphas = (np.arange(steps) + 0.5) / steps
@@ -133,36 +297,109 @@ def last_conv(module) -> str:
     return found[-1]
 
 
-@register("gradcam")
-def gradcam(model: OnnxModel, x: np.ndarray, target: int, layer: str | None = None) -> tuple[np.ndarray, dict]:
-    """Paper 000 Eqs. 2-3 at ``layer`` (default: the last Conv's output), upsampled
-    bilinearly (``align_corners=False``) to the input's (H, W)."""
+def _node_outputs(model: OnnxModel) -> dict[str, tuple[str, ...]]:
+    """onnx2torch's module name of each ONNX node -> the node's output tensors (the
+    names :func:`full_torch`'s top-level modules carry), cached in ``model._cache``."""
+    cached = model._cache.get("node_outputs")
+    if cached is None:
+        from onnx2torch.onnx_graph import OnnxGraph
+
+        graph = OnnxGraph(model.proto.graph)  # reads the graph, changes nothing
+        cached = model._cache["node_outputs"] = {k: tuple(v.output_values) for k, v in graph.nodes.items()}
+    return cached
+
+
+def layer_tensor(model: OnnxModel, net, name: str) -> str | None:
+    """The ONNX tensor that module ``name`` of ``net`` (:func:`full_torch`) outputs: its
+    node's only output, for a top-level module or the last module of a converted
+    ``Sequential`` (e.g. the Conv after an explicit pad); None when the module's output
+    is internal to a node."""
+    nn = torch_module().nn
+    top, *rest = name.split(".")
+    outs = _node_outputs(model).get(top)
+    if not outs or len(outs) != 1:
+        return None
+    mod = net.get_submodule(top)
+    for part in rest:
+        if not isinstance(mod, nn.Sequential) or part != str(len(mod) - 1):
+            return None
+        mod = mod[int(part)]
+    return outs[0]
+
+
+def _gradcam_layer(model: OnnxModel, layer: str | None):
     if not _is_image(tuple(model.input_shape)):
         raise ValueError(f"gradcam needs an image input (C, H, W); this model takes {model.input_shape}")
-    torch = torch_module()
     net = full_torch(model)
     name = last_conv(net) if layer is None else str(layer)
     modules = dict(net.named_modules())
     if name not in modules or not name:
         convs = [n for n, m in modules.items() if isinstance(m, _conv_types())]
         raise ValueError(f"unknown layer '{name}': e.g. one of the convolutions {convs[-5:]}")
-    seen = []
-    handle = modules[name].register_forward_hook(lambda mod, args, out: seen.append(out))
-    try:
-        xt = _input(net, x)
-        score = net(xt)[:, target].sum()
-    finally:
-        handle.remove()
-    if len(seen) != 1 or not torch.is_tensor(seen[0]) or seen[0].dim() != 4:
-        shapes = [tuple(s.shape) if torch.is_tensor(s) else type(s).__name__ for s in seen]
-        raise ValueError(f"gradcam needs one (N, C, h, w) output at layer '{name}', got {shapes}")
-    act = seen[0]
-    (grad,) = torch.autograd.grad(score, act)
-    alpha = grad.mean(dim=(2, 3), keepdim=True)  # Eq. 2, Z = h * w
+    return net, name, modules[name]
+
+
+def _not_a_map(name: str, shapes) -> ValueError:
+    return ValueError(f"gradcam needs one (N, C, h, w) output at layer '{name}', got {shapes}")
+
+
+def _cam(act, grad, size):
+    """Paper 000 Eqs. 2-3 for a batch: ``ReLU(sum_k alpha_k A^k)``, ``alpha_k`` the spatial
+    mean of ``dF_c/dA^k`` (Z = h * w), upsampled bilinearly (``align_corners=False``)."""
+    torch = torch_module()
+    alpha = grad.mean(dim=(2, 3), keepdim=True)  # Eq. 2
     cam = torch.relu((alpha * act).sum(dim=1, keepdim=True))  # Eq. 3
-    up = torch.nn.functional.interpolate(cam, size=tuple(model.input_shape[1:]), mode="bilinear", align_corners=False)
-    info = {"layer": name, "layer_shape": list(act.shape[1:]), "upsample": "bilinear"}
-    return up[0, 0].detach().cpu().numpy().astype(np.float32), info
+    return torch.nn.functional.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+@register("gradcam")
+def gradcam(model: OnnxModel, x: np.ndarray, target: int, layer: str | None = None) -> tuple[np.ndarray, dict]:
+    """Paper 000 Eqs. 2-3 at ``layer`` (default: the last Conv's output), upsampled
+    bilinearly (``align_corners=False``) to the input's (H, W)."""
+    maps, _, infos = gradcam_batch(model, np.asarray(x)[None], np.array([target]), layer=layer)
+    return maps[0], infos[0]
+
+
+@register_batch("gradcam")
+def gradcam_batch(model: OnnxModel, xs: np.ndarray, targets=None, layer: str | None = None, batch: int = 16):
+    """Grad-CAM for each input of ``xs``, ``batch`` inputs per pass.  The activations
+    ``A`` come from onnxruntime (``OnnxModel.tensors``); ``dF_c/dA`` from the torch copy
+    of the graph after the layer only (``OnnxModel.torch_tail``).  A layer whose output
+    is no ONNX tensor is read by a forward hook on :func:`full_torch` instead."""
+    batch = _check_batch(batch)
+    torch = torch_module()
+    net, name, module = _gradcam_layer(model, layer)
+    tensor = layer_tensor(model, net, name)
+    size = tuple(model.input_shape[1:])
+    maps, used, shape = [], [], None
+    for i in range(0, len(xs), batch):
+        chunk = np.asarray(xs[i : i + batch], dtype=np.float32)
+        if tensor is not None:
+            act = model.tensors(chunk, [tensor])[tensor]
+            if act.ndim != 4:
+                raise _not_a_map(name, [act.shape[1:]])
+            tail = model.torch_tail(tensor)
+            dev = module_device(tail)
+            act = torch.as_tensor(act, device=dev).requires_grad_(True)
+            logits = tail(act, torch.as_tensor(chunk, device=dev))
+        else:
+            seen = []
+            handle = module.register_forward_hook(lambda mod, args, out: seen.append(out))
+            try:
+                logits = net(_input(net, chunk, requires_grad=True)[0])
+            finally:
+                handle.remove()
+            if len(seen) != 1 or not torch.is_tensor(seen[0]) or seen[0].dim() != 4:
+                raise _not_a_map(name, [tuple(t.shape) if torch.is_tensor(t) else type(t).__name__ for t in seen])
+            act = seen[0]
+        score, t = _picked(logits, targets, i)
+        (grad,) = torch.autograd.grad(score.sum(), act)
+        maps += list(_cam(act, grad, size).detach().cpu().numpy().astype(np.float32))
+        used += list(t)
+        shape = list(act.shape[1:])
+    info = {"layer": name, "layer_shape": shape, "upsample": "bilinear",
+            "activations": "onnxruntime" if tensor is not None else "torch hook"}
+    return maps, used, [dict(info) for _ in maps]
 
 
 # ---- Guided Backprop ---------------------------------------------------------

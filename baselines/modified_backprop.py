@@ -63,6 +63,11 @@ target's logit.  Methods (registered in :mod:`.attribution`):
   layer, so padding has the bounds [0, 0] of its constant zeros.
   Map = per-pixel sum of the input relevance over channels.
 
+Cascade substitution (paper 004 Def. 3): ``levels=N`` (RectGrad, LRP z+) applies
+the rule only in the top N layers -- ReLU-like units for RectGrad, Linear/Conv for
+z+ -- and the plain gradient below (:func:`rectgrad_signal`, :func:`lrp_relevance`;
+used by :mod:`smug.metrics.cascade`).  ``levels=None`` (default) is the method itself.
+
 Every method hooks its own deep copy of :func:`full_torch` (cached in
 ``model._cache``); the user's model and the cached ``full_torch`` are untouched.
 """
@@ -89,15 +94,18 @@ def _rectify_function():
 
     class Rectify(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, a, cfg):
+        def forward(ctx, a, cfg, index=0):
             ctx.save_for_backward(a)
             ctx.cfg = cfg
+            ctx.index = index
             return a.view_as(a)
 
         @staticmethod
         def backward(ctx, g):
             (a,) = ctx.saved_tensors
             cfg = ctx.cfg
+            if cfg.get("levels") is not None and ctx.index < cfg["units"] - cfg["levels"]:
+                return g, None, None  # below the substituted top levels: the plain gradient
             s = (a * g).double()
             flat = s.reshape(s.shape[0], -1)
             if cfg["tau"] is not None:
@@ -106,7 +114,7 @@ def _rectify_function():
                 tau = torch.quantile(flat, cfg["percentile"] / 100.0, dim=1, keepdim=True)
             cfg["thresholds"].append(float(tau[0, 0]))
             keep = (flat > tau).reshape(s.shape)
-            return g * keep.to(g.dtype), None
+            return g * keep.to(g.dtype), None, None
 
     return Rectify
 
@@ -120,19 +128,29 @@ def rectgrad_torch(model: OnnxModel):
         net = copy.deepcopy(full_torch(model))
         fn = _rectify_function()
         state: dict = {"cfg": None}
-        units = [m for m in net.modules() if _relu_like(m)]
-        for m in units:
-            m.register_forward_hook(lambda mod, args, out: fn.apply(out, state["cfg"]))
+        units = [m for m in net.modules() if _relu_like(m)]  # forward order: index 0 reads the input side
+        for i, m in enumerate(units):
+            m.register_forward_hook(lambda mod, args, out, i=i: fn.apply(out, state["cfg"], i))
         cached = model._cache["rectgrad_torch"] = (net, len(units), state, threading.Lock())
     return cached
 
 
-@register("rectgrad")
-def rectgrad(
-    model: OnnxModel, x: np.ndarray, target: int, percentile: float = 98.0, tau: float | None = None
+def _check_levels(levels, units: int) -> int | None:
+    if levels is None:
+        return None
+    if int(levels) != levels or not 0 <= int(levels) <= units:
+        raise ValueError(f"levels must be an integer in 0..{units} (the model's rule-bearing layers), got {levels}")
+    return int(levels)
+
+
+def rectgrad_signal(
+    model: OnnxModel, x: np.ndarray, target: int, percentile: float = 98.0, tau: float | None = None,
+    levels: int | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Paper 004 Eq. 15 back to the input, then ``ReLU(x * r_0)`` summed over channels.
-    ``tau`` (absolute, any float incl. ``-inf``) overrides ``percentile`` (0..100)."""
+    """``r_0`` of RectGrad (input's shape, float64) and the call's cfg.  ``levels``:
+    paper 004 Def. 3 (N-level cascade substitution): only the top ``levels``
+    ReLU-like units (nearest the output) rectify, the others pass the plain gradient;
+    ``levels=0`` is the plain gradient, ``None`` (default) rectifies every unit."""
     percentile = float(percentile)
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"rectgrad needs 0 <= percentile <= 100, got {percentile}")
@@ -142,7 +160,8 @@ def rectgrad(
             raise ValueError("rectgrad: tau must be a number (or -inf), not NaN")
     torch = torch_module()
     net, units, state, lock = rectgrad_torch(model)
-    cfg = {"percentile": percentile, "tau": tau, "thresholds": []}
+    cfg = {"percentile": percentile, "tau": tau, "thresholds": [], "units": units,
+           "levels": _check_levels(levels, units)}
     with lock:
         state["cfg"] = cfg
         try:
@@ -150,13 +169,27 @@ def rectgrad(
             (r0,) = torch.autograd.grad(net(xt)[:, target].sum(), xt)
         finally:
             state["cfg"] = None
-    r0 = r0[0].double().cpu().numpy()
+    return r0[0].double().cpu().numpy(), cfg
+
+
+@register("rectgrad")
+def rectgrad(
+    model: OnnxModel, x: np.ndarray, target: int, percentile: float = 98.0, tau: float | None = None,
+    levels: int | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Paper 004 Eq. 15 back to the input, then ``ReLU(x * r_0)`` summed over channels.
+    ``tau`` (absolute, any float incl. ``-inf``) overrides ``percentile`` (0..100);
+    ``levels``: cascade substitution (see :func:`rectgrad_signal`)."""
+    r0, cfg = rectgrad_signal(model, x, target, percentile, tau, levels)
     attribution = np.maximum(np.asarray(x, dtype=np.float64) * r0, 0.0)
     info = {
-        "percentile": percentile if tau is None else None, "tau": tau, "rectified_units": units,
-        "thresholds": cfg["thresholds"],  # one per unit, in backward order (output to input)
+        "percentile": cfg["percentile"] if cfg["tau"] is None else None, "tau": cfg["tau"],
+        "rectified_units": cfg["units"] if cfg["levels"] is None else cfg["levels"],
+        "thresholds": cfg["thresholds"],  # one per rectified unit, in backward order (output to input)
         "reduce": "sum over channels of ReLU(x * r0)",
     }
+    if cfg["levels"] is not None:
+        info["levels"] = cfg["levels"]
     return _sum_channels(attribution).astype(np.float32), info
 
 
@@ -343,6 +376,29 @@ def _rule_positive_linear(leaf, inputs, R, cfg):
     return tuple(p.detach() * g for p, g in zip(ps, grads))
 
 
+def _vjp(leaf, inputs, g):
+    """The plain gradient through ``leaf`` (vector-Jacobian product at ``inputs``)."""
+    torch = torch_module()
+    xs = [t.detach().requires_grad_(True) for t in inputs]
+    with torch.enable_grad():
+        out = leaf.forward(*xs)
+        return torch.autograd.grad(out, xs, grad_outputs=g)
+
+
+def _zplus_signal(leaf, x, R, cfg):
+    """The z+ rule in signal form: ``r`` with ``x * r`` = the z+ relevance of ``x``
+    (so the layers below can carry on with plain gradients)."""
+    torch = torch_module()
+    w = leaf.weight
+    xp = x.clamp(min=0).detach().requires_grad_(True)
+    xn = x.clamp(max=0).detach().requires_grad_(True)
+    with torch.enable_grad():
+        z = _affine(leaf, xp, w.clamp(min=0), None) + _affine(leaf, xn, w.clamp(max=0), None)
+        s = R / _stabilize(z, cfg["epsilon"])
+        cp, cn = torch.autograd.grad(z, (xp, xn), grad_outputs=s)
+    return torch.where(x > 0, cp, cn)
+
+
 def _relay_function():
     """Forward: the module's output unchanged.  Backward: the incoming relevance ``R``
     at the output is redistributed to the module's data inputs by its rule."""
@@ -358,8 +414,12 @@ def _relay_function():
         @staticmethod
         def backward(ctx, R):
             inputs = ctx.saved_tensors
-            name, kind, leaf, cfg = ctx.spec
-            if kind == "pass":
+            name, kind, leaf, cfg, ordinal = ctx.spec
+            if cfg.get("switch") is not None and ordinal < cfg["switch"]:
+                rel = _vjp(leaf, inputs, R)  # below the substituted top levels: the plain gradient
+            elif cfg.get("switch") is not None and ordinal == cfg["switch"]:
+                rel = (_zplus_signal(leaf, inputs[0], R, cfg),)  # lowest z+ layer: relevance -> signal
+            elif kind == "pass":
                 rel = (R,)
             elif kind == "linear" and cfg["input_rule"] == "zb" and name in cfg["bounds"]:
                 low, high = cfg["bounds"][name]
@@ -386,17 +446,18 @@ def lrp_torch(model: OnnxModel):
         relay = _relay_function()
         state: dict = {"cfg": None}
 
-        def hook_for(name, kind):
+        def hook_for(name, kind, ordinal):
             def hook(mod, args, out):
                 cfg = state["cfg"]
                 if cfg is None:  # plain forward
                     return out
-                return relay.apply((name, kind, mod, cfg), out, *args)
+                return relay.apply((name, kind, mod, cfg, ordinal), out, *args)
             return hook
 
-        for name, kind in plan["kinds"].items():
+        for ordinal, (name, kind) in enumerate(plan["kinds"].items()):  # graph (forward) order
             if kind != "structural":
-                plan["leaves"][name].register_forward_hook(hook_for(name, kind))
+                plan["leaves"][name].register_forward_hook(hook_for(name, kind, ordinal))
+        plan["linear_ordinals"] = [i for i, k in enumerate(plan["kinds"].values()) if k == "linear"]
         cached = model._cache["lrp_torch"] = (net, plan, state, threading.Lock())
     return cached
 
@@ -435,10 +496,28 @@ def _first_layer_inputs(net, first: list[str], t) -> dict:
 @register("dtd_zb")
 def lrp_zplus(
     model: OnnxModel, x: np.ndarray, target: int, input_rule: str = "zb", low=None, high=None,
-    bias: bool = False, epsilon: float = 1e-6,
+    bias: bool = False, epsilon: float = 1e-6, levels: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """LRP z+ above, z^B (``input_rule="zb"``, default) or z+ (``"zplus"``) at the layers
-    reading the input; relevance starts at the target logit; map = sum over channels."""
+    reading the input; relevance starts at the target logit; map = sum over channels.
+    ``levels``: cascade substitution, see :func:`lrp_relevance`."""
+    rel, info = lrp_relevance(model, x, target, input_rule, low, high, bias, epsilon, levels)
+    return _sum_channels(rel).astype(np.float32), info
+
+
+def lrp_relevance(
+    model: OnnxModel, x: np.ndarray, target: int, input_rule: str = "zb", low=None, high=None,
+    bias: bool = False, epsilon: float = 1e-6, levels: int | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The input relevance of :func:`lrp_zplus` with the input's shape (float64).
+
+    ``levels`` (paper 004 Def. 3, N-level cascade substitution): only the top
+    ``levels`` Linear/Conv layers (nearest the output) use the z+ rule (with the
+    units between them); at the lowest of them the relevance turns into a signal
+    ``r`` (``x * r`` = its z+ relevance) and every layer below passes the plain
+    gradient; the result is ``x * r_0``.  ``levels=0`` is gradient x input (the
+    backward pass starts from 1 at the target, not from the logit); ``levels`` =
+    all Linear/Conv layers is z+ everywhere (it needs ``input_rule="zplus"``)."""
     if input_rule not in ("zb", "zplus"):
         raise ValueError(f"input_rule must be 'zb' or 'zplus', got '{input_rule}'")
     epsilon = float(epsilon)
@@ -449,6 +528,13 @@ def lrp_zplus(
     x = np.asarray(x, dtype=np.float32)
     info: dict = {"input_rule": input_rule, "bias": bool(bias), "epsilon": epsilon}
     cfg = {"input_rule": input_rule, "bias": bool(bias), "epsilon": epsilon, "bounds": {}}
+    lin = plan["linear_ordinals"]
+    levels = _check_levels(levels, len(lin))
+    if levels is not None:
+        if input_rule != "zplus":
+            raise ValueError("cascade substitution (levels) uses the z+ rule at every layer: pass input_rule='zplus'")
+        cfg["switch"] = lin[len(lin) - levels] if levels > 0 else math.inf
+        info["levels"] = levels
     with lock:
         xt = _input(net, x)
         if input_rule == "zb":
@@ -479,11 +565,13 @@ def lrp_zplus(
             out = net(xt)
             logit = out[0, target].detach()
             seed = torch.zeros_like(out)
-            seed[0, target] = logit
+            seed[0, target] = 1.0 if levels == 0 else logit
             (rel,) = torch.autograd.grad(out, xt, grad_outputs=seed)
         finally:
             state["cfg"] = None
     rel = rel[0].double().cpu().numpy()
+    if levels is not None:
+        rel = np.asarray(x, dtype=np.float64) * rel  # bottom process: x * r_0
     kinds = list(plan["kinds"].values())
     total, start = float(rel.sum()), float(logit)
     info.update({
@@ -493,4 +581,4 @@ def lrp_zplus(
         "conservation_error": abs(total - start) / abs(start) if start != 0 else abs(total),
         "reduce": "sum over channels",
     })
-    return _sum_channels(rel).astype(np.float32), info
+    return rel, info

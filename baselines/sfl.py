@@ -113,5 +113,13 @@ def mutant_masks(
         raise ValueError(f"sigma must be a fraction in [0, 1] or a range lo <= hi in it, got {sigma}")
     frac = np.full(n_mutants, lo) if lo == hi else rng.uniform(lo, hi, n_mutants)
     k = np.rint(frac * n_units).astype(np.int64)
-    ranks = rng.random((n_mutants, n_units)).argsort(axis=1).argsort(axis=1)
-    return ranks < k[:, None]
+    keys = rng.random((n_mutants, n_units))
+    # the k units with the smallest random keys (a partial sort per mutant; the same set
+    # as "rank < k" after a full sort, without sorting)
+    masked = np.zeros((n_mutants, n_units), dtype=bool)
+    for row, (key, ki) in enumerate(zip(keys, k)):
+        if ki >= n_units:
+            masked[row] = True
+        elif ki > 0:
+            masked[row, np.argpartition(key, ki - 1)[:ki]] = True
+    return masked

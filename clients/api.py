@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -69,13 +70,17 @@ def explain(
     timeout: float = 60.0,
     target: int | None = None,
     out_dir: str | os.PathLike | None = None,
+    solver: Callable | None = None,
 ) -> Explanation:
-    """SMUG explanation of ``source`` (image path, model-space array, or the model's demo input)."""
+    """SMUG explanation of ``source`` (image path, model-space array, or the model's demo input).
+    ``solver(fn, problem, backend, timeout) -> Solution`` replaces the isolated child-process
+    solve (the gRPC service's workers solve in-process, with progress events)."""
     t0 = time.perf_counter()
     config = SmugConfig(top_k=top_k, gamma=gamma, window=window, form=form, baseline=baseline, ig_steps=ig_steps)
     enc, ctx = encode(source, model, config, target)
     t_enc = time.perf_counter()
-    sol = _solve_isolated(solve, enc.problem, backend, ("highs", "z3"), timeout)
+    sol = (solver(solve, enc.problem, backend, timeout) if solver
+           else _solve_isolated(solve, enc.problem, backend, ("highs", "z3"), timeout))
     result = _assemble(enc, ctx, config, sol, backend, timeout)
     timings = {
         "ig": round(enc.ig.seconds, 4),
@@ -169,9 +174,11 @@ def explain_network(
     target: int | None = None,
     out_dir: str | os.PathLike | None = None,
     min_confidence: float | None = None,
+    solver: Callable | None = None,
 ) -> Explanation:
     """Whole-network explanation (paper 003 Appendix A): the smallest mask whose masked
-    input keeps the class with margin ``delta``; ``backend="portfolio"`` races them all."""
+    input keeps the class with margin ``delta``; ``backend="portfolio"`` races them all;
+    ``solver`` as in :func:`explain`."""
     from smug.encoders.blocks import BlockGrid
     from smug.encoders.network import encode_network
     from smug.solver.network_solve import solve_network
@@ -181,7 +188,8 @@ def explain_network(
     problem = encode_network(m, x, window=window, delta=delta, baseline=baseline, target=target,
                              min_confidence=min_confidence)
     t_enc = time.perf_counter()
-    sol = _solve_isolated(solve_network, problem, backend, ("highs", "enum", "z3"), timeout)
+    sol = (solver(solve_network, problem, backend, timeout) if solver
+           else _solve_isolated(solve_network, problem, backend, ("highs", "enum", "z3"), timeout))
     grid = BlockGrid(m.input_shape, window)
     probs = _softmax(m.logits(x[None])[0])
     names = entry.class_names() if entry else [str(i) for i in range(len(probs))]

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="whole network: also keep softmax(target) >= this (via a sufficient margin)")
     ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
+    ex.add_argument("--server", default=None, metavar="HOST:PORT",
+                    help="solve on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
+    ex.add_argument("--text", default=None, help="text models: the text to explain (top-k 100 unless given)")
+    ex.add_argument("--text-file", default=None, help="text models: a UTF-8 file, one text per line")
     ex.add_argument("--method", default="smug",
                     help="smug (default) or a baseline: gradient, integrated_gradients, gradcam, occlusion, ...")
     cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG")
@@ -55,11 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     _method_args(dump)
     dump.add_argument("--out", default="smug-constraints.smt2", help="output .smt2 file")
     sub.add_parser("models", help="list the model zoo")
+    from smug.server.main import add_arguments as serve_arguments
+
+    serve_arguments(sub.add_parser("serve", help="run the gRPC solver service (also: python -m smug.server)"))
+    from smug.clients.evaluate import add_commands
+
+    add_commands(sub)  # evaluate, report
     return parser
 
 
 def _config_kwargs(a: argparse.Namespace) -> dict:
     return dict(top_k=a.top_k, gamma=a.gamma, window=a.window, form=a.form, baseline=a.baseline, ig_steps=a.ig_steps)
+
+
+def _is_text_model(name: str) -> bool:
+    from smug.models.zoo import ZOO
+
+    return getattr(ZOO.get(name), "kind", "image") == "text"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -70,6 +86,22 @@ def run(argv: list[str] | None = None) -> int:
         for entry in ZOO.values():
             print(f"{entry.name:20s} {entry.description}")
         return 0
+    if a.command == "serve":
+        from smug.server.main import serve_from_args
+
+        return serve_from_args(a)
+    if a.command == "explain" and a.server:
+        from smug.clients.client import cli_explain
+
+        return cli_explain(a)
+    if a.command in ("evaluate", "report"):
+        from smug.clients.evaluate import run_command
+
+        return run_command(a)
+    if a.command == "explain" and (a.text is not None or a.text_file is not None or _is_text_model(a.model)):
+        from smug.clients.text import cli_explain
+
+        return cli_explain(a, sys.argv[1:] if argv is None else argv)
     if a.image is not None and not Path(a.image).is_file():
         raise InputError(f"input file not found: {a.image}")
     if a.command == "compare":

@@ -5,6 +5,8 @@
   once and cached in the user cache directory (``$SMUG_CACHE`` or ``~/.cache/smug``).
 * ``mnist-mlp``: the 784-32-10 ReLU MLP trained by ``models/train_mnist_mlp.py``,
   shipped with the package.
+* ``text-cnn``: the 1D text CNN rating movie-review snippets, trained by
+  ``models/train_text_cnn.py`` and shipped with its tokenizer (``text-cnn.json``).
 * any other ``.onnx`` path with a declared input shape.
 """
 
@@ -19,6 +21,7 @@ from typing import Callable
 
 from smug.models.preprocess import ImagePreprocess
 from smug.models.runtime import ModelError, OnnxModel
+from smug.models.text_cnn import TextInput
 
 HERE = Path(__file__).parent
 ASSETS = HERE / "assets"
@@ -28,10 +31,11 @@ ASSETS = HERE / "assets"
 class ZooEntry:
     name: str
     onnx_path: Callable[[], Path]
-    preprocess: ImagePreprocess
+    preprocess: ImagePreprocess | TextInput
     class_names: Callable[[], list[str]]
     demo_input: Path
     description: str
+    kind: str = "image"  # "text": preprocess is a TextInput, the tokenizer ships as <name>.json
 
 
 def cache_dir() -> Path:
@@ -92,6 +96,15 @@ ZOO: dict[str, ZooEntry] = {
         class_names=lambda: [str(d) for d in range(10)],
         demo_input=ASSETS / "mnist-digit.png",
         description="784-32-10 ReLU MLP on MNIST (masked-out value 0 = black)",
+    ),
+    "text-cnn": ZooEntry(
+        name="text-cnn",
+        onnx_path=lambda: HERE / "text-cnn.onnx",
+        preprocess=TextInput("text-cnn"),
+        class_names=lambda: ["rating"],
+        demo_input=ASSETS / "text-demo.txt",
+        description="1D text CNN rating movie-review snippets in [0, 1] (masked word = zero embedding)",
+        kind="text",
     ),
 }
 

@@ -1,1 +1,1 @@
-"""smug.server"""
+"""smug.server: the gRPC solver service (``smug serve``; see :mod:`smug.server.main`)."""

@@ -17,6 +17,7 @@ mask comes back as ``feasible`` with the best proven lower bound.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -32,8 +33,9 @@ QUICK_MASKS = 2_000_000
 
 
 def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True,
-                  max_masks: int = MAX_ENUMERATED_MASKS) -> Solution:
-    """Smallest mask whose masked input keeps ``problem.target`` (see the module docstring)."""
+                  max_masks: int = MAX_ENUMERATED_MASKS, progress: Callable[[dict], None] | None = None) -> Solution:
+    """Smallest mask whose masked input keeps ``problem.target`` (see the module docstring);
+    ``progress`` as in :func:`smug.solver.solve.solve` (verified masks and proven bounds)."""
     if backend not in NETWORK_BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {NETWORK_BACKENDS}")
     if timeout <= 0:
@@ -68,6 +70,13 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     # the unmasked input is the natural start, but with delta > 0 it may fail while a
     # smaller mask passes (masking can widen the margin): then there is no start
     start = full if certify_network(problem, full).valid else None
+
+    def report(mask, lb) -> None:
+        if progress is not None and mask is not None:
+            progress({"event": "improved", "size": int(mask.sum()), "lower_bound": int(lb),
+                      "elapsed": time.perf_counter() - t0, "mask": mask.copy()})
+
+    report(start, 1)
 
     def infeasible(proof: str) -> Solution:
         timings["total"] = time.perf_counter() - t0
@@ -104,6 +113,7 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
         if res.mask is not None:
             return done(res.mask, res.lower_bound, "exhaustive: every smaller mask refuted exactly", True)
         lower = res.lower_bound
+        report(start, lower)
 
     from smug.solver.network_milp import solve_network_milp
 
@@ -116,6 +126,8 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
                 candidate = milp.mask
             break
     timings["highs"] = time.perf_counter() - t
+    if candidate is not start:
+        report(candidate, lower)
     if candidate is None:  # no start and HiGHS found nothing: settle it exactly
         if masks_up_to(len(R), len(R)) <= max_masks:
             res = enumerate_optimum(problem, bounds, len(R), deadline, lower_bound=lower)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +34,7 @@ BACKENDS = ("auto", "highs", "z3")
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
 EXACT_SHARE = 0.5  # "auto": share of the time left for z3 before HiGHS is asked
 HIGHS_SHARE = 0.25  # share of the time left for the HiGHS candidate when a proof follows
+CERTIFY_RESERVE = 0.5  # time kept for certify(), relative to the exact encoding's time
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,12 @@ class Solution:
 
 
 def solve(
-    problem: MaskProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True, margin: float = 1e-4
+    problem: MaskProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True, margin: float = 1e-4,
+    progress: Callable[[dict], None] | None = None,
 ) -> Solution:
-    """Minimal mask for ``problem`` (see the module docstring)."""
+    """Minimal mask for ``problem`` (see the module docstring).  ``progress`` (optional) is
+    called with ``{"event": "improved", "size", "lower_bound", "elapsed", "mask"}`` whenever
+    the verified mask shrinks or the proven lower bound grows."""
     from smug.solver.z3_backend import TABLE_ARITY, minimise, satisfies
 
     if backend not in BACKENDS:
@@ -70,6 +75,8 @@ def solve(
     comps, free_rows = split(problem)
     all_rows = collapsed_rows(problem, np.arange(problem.n_constraints))
     timings["encode_exact"] = time.perf_counter() - t0
+    # keep time for the final exact certificate (about half the exact encoding's cost)
+    deadline -= min(CERTIFY_RESERVE * timings["encode_exact"], 0.25 * timeout)
     if any(not (0 > r) for _, r in (all_rows[i] for i in free_rows)):
         return Solution("infeasible", None, None, 0, backend, "a constraint reads no mask variable and fails",
                         None, len(comps), timings)
@@ -83,6 +90,17 @@ def solve(
     have = [satisfies(rows, set(c.vars.tolist())) for c, rows in zip(comps, rows_of)]
     lbs = [1 if any(r >= 0 for _, r in rows) else 0 for rows in rows_of]  # the empty mask fails a row
 
+    reported = [None, -1]  # last (size, lower bound) sent to ``progress``
+
+    def report() -> None:
+        if progress is None or not all(have):
+            return
+        size, lower = int(best.sum()), int(sum(lbs))
+        if reported[0] is None or size < reported[0] or lower > reported[1]:
+            reported[:] = [size, lower]
+            progress({"event": "improved", "size": size, "lower_bound": lower,
+                      "elapsed": time.perf_counter() - t0, "mask": best.copy()})
+
     def closed(n: int) -> bool:
         return have[n] and int(best[comps[n].vars].sum()) <= lbs[n]
 
@@ -92,6 +110,7 @@ def solve(
         ok = satisfies(rows_of[n], set(c.vars[mask].tolist()))
         if ok and (not have[n] or mask.sum() < best[c.vars].sum()):
             best[c.vars], have[n] = mask, True
+            report()
         return ok
 
     def exact(n: int, until: float) -> bool:
@@ -102,11 +121,13 @@ def solve(
             return not found.proven
         best[c.vars], have[n] = found.mask, True
         lbs[n] = max(lbs[n], found.lower_bound)
+        report()
         return True
 
     def infeasible() -> Solution:
         return Solution("infeasible", None, None, 0, backend, "z3: component unsatisfiable", None, len(comps), timings)
 
+    report()  # the starting mask, when every component has one
     if backend == "auto" and prove:  # exact first where every row is a clause set
         t1 = time.perf_counter()
         until = t1 + EXACT_SHARE * max(0.0, deadline - t1)
@@ -142,6 +163,8 @@ def solve(
     t2 = time.perf_counter()
     for n in open_:
         if closed(n) or (not prove and backend != "z3" and have[n]):
+            continue
+        if have[n] and time.perf_counter() >= deadline:  # out of time: keep its verified mask
             continue
         if not exact(n, deadline):
             return infeasible()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,6 +42,7 @@ TABLE_ARITY = 9
 # components (7x7 family, k = 10000, largest component 536 blocks / 3,205 rows, five z3
 # seeds: rc2 0.5-10 s, median 2.3 s; maxres proved 1 of 5 within 40 s).
 MAXSAT_ENGINE = "rc2"
+INTERRUPT_SLACK = 0.05  # seconds past the deadline before a check is interrupted
 
 Row = tuple[dict[int, Fraction], Fraction]
 Literal = tuple[int, bool]  # (variable, the value that satisfies the literal)
@@ -178,6 +180,18 @@ def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, d
     return SearchResult(best.mask, lb, proven, time.perf_counter() - t0)
 
 
+def _check(solver, deadline: float):
+    """``solver.check()`` held to ``deadline``: z3's own timeout is soft (a MaxSAT check was
+    seen running 49 s past a 3 s timeout), so a timer also interrupts the context."""
+    timer = threading.Timer(max(0.0, deadline - time.perf_counter()) + INTERRUPT_SLACK, solver.ctx.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        return solver.check()
+    finally:
+        timer.cancel()
+
+
 def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int) -> int | None:
     """Core-guided MaxSAT (one soft ``not m_j`` each); None when the rows are unsatisfiable."""
     remaining = deadline - time.perf_counter()
@@ -191,7 +205,7 @@ def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int)
     for j in variables:
         handle = opt.add_soft(z3.Not(m[j]), 1, "size")
     opt.set_on_model(lambda model: best.offer(read(model)))
-    answer = opt.check()
+    answer = _check(opt, deadline)
     if answer == z3.sat:
         best.offer(read(opt.model()))
         if handle is not None:
@@ -214,7 +228,7 @@ def _ascend(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int)
         s.set("timeout", max(1, int(remaining * 1000)))
         s.add(*hard)
         s.add(z3.AtMost(*[m[j] for j in variables], lb))
-        answer = s.check()
+        answer = _check(s, deadline)
         if answer == z3.unsat:
             lb += 1
         elif answer != z3.sat or not best.offer(read(s.model())):

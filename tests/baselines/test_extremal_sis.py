@@ -225,6 +225,42 @@ def test_smooth_max_convolution_equals_a_brute_force_max(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+def test_smooth_mask_gradient_goes_to_the_maximising_grid_point(rng):
+    """Autograd through :func:`smooth_mask` (a max found without autograd, re-read by a
+    gather) equals the gradient of the dense max over every grid point, where the
+    maximiser is unique (random grids: ties have probability 0)."""
+    torch = torch_module()
+    h, w, step, sigma = 10, 13, 3, 2.5
+    gh, gw = grid_shape((h, w), step)
+    mbar = torch.as_tensor(rng.random((2, gh, gw)), dtype=torch.float64).requires_grad_(True)
+    weights = torch.as_tensor(rng.normal(size=(2, h, w)))
+    (g,) = torch.autograd.grad((smooth_mask(mbar, (h, w), step, sigma) * weights).sum(), mbar)
+    ref = mbar.detach().clone().requires_grad_(True)
+    ys, xs = np.arange(h)[:, None, None, None], np.arange(w)[None, :, None, None]
+    ii, jj = np.arange(gh)[None, None, :, None], np.arange(gw)[None, None, None, :]
+    kernel = torch.as_tensor(np.exp(-((ys - ii * step) ** 2 + (xs - jj * step) ** 2) / (2 * sigma**2)))  # (h, w, gh, gw)
+    dense = (kernel[None] * ref[:, None, None]).flatten(3).amax(dim=3)  # (2, h, w)
+    (g_ref,) = torch.autograd.grad((dense * weights).sum(), ref)
+    np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-12, atol=1e-12)
+    assert (g_ref != 0).sum() >= 4
+
+
+def test_area_regulariser_gradient_equals_the_sorted_form(rng):
+    """The torch regulariser (sum of squares minus a top-K sum, no full sort) has the value
+    and the gradient of ``||sort(m) - r_a||^2 / |Omega|`` computed with a full sort."""
+    torch = torch_module()
+    areas = [0.0, 0.1, 0.5, 1.0]
+    m = torch.as_tensor(rng.random((4, 7, 9))).requires_grad_(True)
+    (g,) = torch.autograd.grad(area_regulariser(m, areas).sum(), m)
+    ref = m.detach().clone().requires_grad_(True)
+    r_a = torch.as_tensor(np.stack([np.r_[np.zeros(63 - round(a * 63)), np.ones(round(a * 63))] for a in areas]))
+    sorted_form = ((torch.sort(ref.flatten(1), dim=1).values - r_a) ** 2).mean(dim=1)
+    (g_ref,) = torch.autograd.grad(sorted_form.sum(), ref)
+    np.testing.assert_allclose(area_regulariser(m, areas).detach().numpy(), sorted_form.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(area_regulariser(m.detach().numpy(), areas), sorted_form.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-12, atol=1e-15)
+
+
 # ---- extremal perturbation: the optimisation ----------------------------------------
 def test_extremal_perturbation_on_mnist(mnist, digits):
     """A blur strong enough to remove the digit (3 px); the optimised 10% mask keeps the

@@ -10,7 +10,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from smug.baselines.attribution import Attribution, attribute, full_torch, methods
+from smug.baselines.attribution import BATCHED, Attribution, attribute, attribute_batch, full_torch, methods
+from smug.baselines.gradients import fast_torch
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import convert, torch_module
 
@@ -234,6 +235,129 @@ def test_models_are_unchanged_by_every_method(which, request, digit, conv_input)
     np.testing.assert_allclose(out, logits, rtol=1e-5, atol=1e-5)
 
 
+# ---- the simplified torch copy and the batched call shape --------------------
+def _grad(net, x: np.ndarray, target: int) -> np.ndarray:
+    torch = torch_module()
+    xt = as_batch(net, x).requires_grad_(True)
+    (g,) = torch.autograd.grad(net(xt)[0, target], xt)
+    return g[0].cpu().numpy()
+
+
+@pytest.mark.parametrize("which", ["mnist", "tiny_conv"])
+def test_fast_torch_is_the_same_function(which, request, digit, conv_input):
+    model, x = (request.getfixturevalue("mnist"), digit) if which == "mnist" else (
+        request.getfixturevalue("tiny_conv")[0], conv_input)
+    before = model.proto.SerializeToString()
+    fast, net = fast_torch(model), reference_net(model)
+    torch = torch_module()
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(as_batch(fast, x)).cpu().numpy(), model.logits(x[None]), rtol=1e-5, atol=1e-5)
+    for target in range(3):
+        np.testing.assert_allclose(_grad(fast, x, target), _grad(net, x, target), rtol=1e-5, atol=1e-6)
+    assert model.proto.SerializeToString() == before
+
+
+def test_onednn_convolutions_keep_the_function_and_its_input_gradient(rng):
+    """1x1, depthwise, grouped, padded and strided convolutions: outputs and input
+    gradients of the switched copy equal those of the plain torch module."""
+    from smug.baselines.gradients import _onednn_convs
+
+    torch = torch_module()
+    nn = torch.nn
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Conv2d(4, 6, 1), nn.ReLU6(), nn.Conv2d(6, 6, 3, padding=1, groups=6), nn.Conv2d(6, 8, 5, padding=2, groups=2),
+        nn.Conv2d(8, 8, 3, stride=2), nn.Conv2d(8, 4, 3, padding=0, bias=False), nn.Conv2d(4, 4, 1, padding=1),
+    ).eval()
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    switched = copy.deepcopy(plain)
+    assert _onednn_convs(switched) == 6
+    x = torch.as_tensor(rng.normal(size=(3, 4, 15, 13)), dtype=torch.float32)
+    w = torch.as_tensor(rng.normal(size=plain(x).shape), dtype=torch.float32)
+    grads = []
+    for net in (plain, switched):
+        xt = x.clone().requires_grad_(True)
+        out = net(xt)
+        (g,) = torch.autograd.grad((out * w).sum(), xt)
+        grads.append((out.detach().numpy(), g.numpy()))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("which", ["mnist", "tiny_conv"])
+def test_batched_gradient_equals_single_calls(which, request, rng, mnist_test_split):
+    model = request.getfixturevalue(which) if which == "mnist" else request.getfixturevalue("tiny_conv")[0]
+    xs = mnist_test_split[0][:5] if which == "mnist" else rng.normal(size=(5, 2, 9, 9)).astype(np.float32)
+    assert "gradient" in BATCHED and "gradcam" in BATCHED
+    predicted = model.logits(xs).argmax(axis=1)
+    for targets in (None, [3, 0, 1, 2, 1]):
+        got = attribute_batch(model, xs, targets, "gradient", batch=2)  # 3 passes: 2 + 2 + 1
+        want = predicted if targets is None else targets
+        assert [a.target for a in got] == list(want)
+        for x, a in zip(xs, got):
+            ref = Saliency_map(model, x, a.target)
+            assert isinstance(a, Attribution) and a.method == "gradient" and a.seconds > 0
+            np.testing.assert_allclose(a.map, ref, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a.map, attribute(model, x, a.target, "gradient").map, rtol=1e-6, atol=1e-7)
+
+
+def Saliency_map(model: OnnxModel, x: np.ndarray, target: int) -> np.ndarray:
+    """captum's Saliency on an independent conversion, channels reduced by max |.|."""
+    from captum.attr import Saliency
+
+    net = reference_net(model)
+    ref = Saliency(net).attribute(as_batch(net, x), target=target, abs=True)[0].detach().cpu().numpy()
+    return ref.max(axis=0) if ref.ndim == 3 else ref
+
+
+@pytest.mark.parametrize("layer", [None, "Relu", "Conv.0"])
+def test_batched_gradcam_equals_captum(layer, tiny_conv, rng):
+    """Per-input targets, batches of 2; "Conv.0" (the pad inside the converted Conv node)
+    has no ONNX tensor and is read by a hook on the torch copy instead of onnxruntime."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model, _ = tiny_conv
+    xs = rng.normal(size=(3, 2, 9, 9)).astype(np.float32)
+    params = {} if layer is None else {"layer": layer}
+    got = attribute_batch(model, xs, [0, 3, 1], "gradcam", batch=2, **params)
+    net = reference_net(model)
+    for x, a in zip(xs, got):
+        assert a.params["activations"] == ("torch hook" if layer == "Conv.0" else "onnxruntime")
+        cam = LayerGradCam(net, net.get_submodule(a.params["layer"])).attribute(
+            as_batch(net, x), target=a.target, relu_attributions=True)
+        ref = LayerAttribution.interpolate(cam, (9, 9), "bilinear")[0, 0].detach().cpu().numpy()
+        np.testing.assert_allclose(a.map, ref, rtol=1e-5, atol=1e-6 * max(np.abs(ref).max(), 1.0))
+        one = attribute(model, x, a.target, "gradcam", **params).map  # a batch of 1: equal up to float noise
+        np.testing.assert_allclose(a.map, one, rtol=1e-5, atol=1e-7)
+
+
+def test_attribute_batch_runs_other_methods_one_by_one_and_checks_its_input(tiny_conv, rng):
+    model, _ = tiny_conv
+    xs = rng.normal(size=(2, 2, 9, 9)).astype(np.float32)
+    assert "guided_backprop" not in BATCHED
+    got = attribute_batch(model, xs, None, "guided_backprop")
+    for x, a in zip(xs, got):
+        assert a.target == int(model.logits(x[None])[0].argmax())
+        np.testing.assert_array_equal(a.map, attribute(model, x, a.target, "guided_backprop").map)
+    with pytest.raises(ValueError, match="shape"):
+        attribute_batch(model, xs[0])  # one input, not a batch
+    with pytest.raises(ValueError, match="empty"):
+        attribute_batch(model, xs[:0])
+    with pytest.raises(ValueError, match="one per input"):
+        attribute_batch(model, xs, [1])
+    with pytest.raises(ValueError, match="one per input"):
+        attribute_batch(model, xs, [0.5, 1.0])
+    with pytest.raises(ValueError, match=r"targets \[7\]"):
+        attribute_batch(model, xs, [1, 7])
+    with pytest.raises(ValueError, match="NaN"):
+        attribute_batch(model, np.where(np.arange(xs.size).reshape(xs.shape) == 3, np.nan, xs))
+    with pytest.raises(ValueError, match="choose one of"):
+        attribute_batch(model, xs, None, "nope")
+    with pytest.raises(ValueError, match="batch"):
+        attribute_batch(model, xs, None, "gradient", batch=0)
+
+
 # ---- EfficientNet-Lite0 on a real photo -------------------------------------
 @pytest.mark.slow
 def test_lite0_gradcam_gradient_and_gbp_on_the_cat(lite0, cat):
@@ -245,6 +369,33 @@ def test_lite0_gradcam_gradient_and_gbp_on_the_cat(lite0, cat):
         assert np.isfinite(a.map).all() and a.map.std() > 0, method
         if method == "gradcam":
             assert a.params["layer"] == "_conv_head/Conv" and a.params["layer_shape"][1:] == [7, 7]
+            assert a.params["activations"] == "onnxruntime"
         if method == "guided_backprop":
             assert a.params["guided_units"] == 33  # every Clip(0, 6) of Lite0
     assert model.proto.SerializeToString() == before
+
+
+@pytest.mark.slow
+def test_lite0_fast_torch_and_batches_on_real_photos(lite0, cat):
+    """The simplified copy drops Lite0's run-time pad arithmetic, computes the same
+    gradients as the plain conversion, and the batched forms agree with single calls."""
+    model, _ = lite0
+    fast, full = fast_torch(model), full_torch(model)
+    assert fast is not full
+    assert len(list(fast.modules())) < len(list(full.modules())) / 2
+    xs = np.stack([cat, cat[:, :, ::-1]])  # the photo and its mirror image
+    targets = model.logits(xs).argmax(axis=1)
+
+    def agree(a: np.ndarray, b: np.ndarray) -> None:
+        # float noise may flip a ReLU6 that sits exactly at a kink: its receptive field's
+        # gradient changes (a few hundred of 150,528 entries); everything else agrees
+        assert np.isclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max()).mean() > 0.99
+        assert np.linalg.norm(a - b) <= 0.01 * np.linalg.norm(b)
+
+    for x, t in zip(xs, targets):
+        agree(_grad(fast, x, t), _grad(full, x, t))
+    for method in ("gradient", "gradcam"):
+        batch = attribute_batch(model, xs, None, method)
+        assert [a.target for a in batch] == list(targets), method
+        for x, a in zip(xs, batch):
+            agree(a.map, attribute(model, x, a.target, method).map)

@@ -17,7 +17,7 @@ from smug.baselines.perturbation import (
     rise_masks,
     sfl,
 )
-from smug.baselines.sfl import SFLCounts, sfl_counts, sfl_measures
+from smug.baselines.sfl import SFLCounts, mutant_masks, sfl_counts, sfl_measures
 from smug.baselines.stopping import stopping_criterion
 
 
@@ -265,3 +265,17 @@ def test_flat_inputs_get_flat_maps(rng):
         assert res.size == k
         if k is not None:
             assert predict(model, x * res.mask) == target
+
+
+@pytest.mark.parametrize("sigma", [0.3, (0.0, 1.0), 1.0, 0.0])
+def test_mutant_masks_are_the_k_smallest_random_keys(sigma):
+    """Each mutant masks exactly round(s n) units: those whose random keys rank below
+    round(s n) in a full sort (the plain definition), from the same generator draws."""
+    n, units = 40, 97
+    got = mutant_masks(np.random.default_rng(5), n, units, sigma)
+    rng = np.random.default_rng(5)
+    frac = np.full(n, float(sigma)) if np.ndim(sigma) == 0 else rng.uniform(*sigma, n)
+    k = np.rint(frac * units).astype(np.int64)
+    ranks = rng.random((n, units)).argsort(axis=1).argsort(axis=1)
+    np.testing.assert_array_equal(got, ranks < k[:, None])
+    np.testing.assert_array_equal(got.sum(axis=1), k)

@@ -1,0 +1,258 @@
+"""Paper 003 Table 1 on EfficientNet-Lite0 and the 250 photos of ../shared/data/imagenet-sample.
+
+    nice -n 10 python bench/table1.py                 # evaluate (resumable), then write docs
+    nice -n 10 python bench/table1.py --stage eval    # only the per-image evaluation
+    nice -n 10 python bench/table1.py --stage optbox --optbox-every 5   # OPTBOX on every 5th photo
+    nice -n 10 python bench/table1.py --stage paper000 --paper000-every 25  # stopping criterion, ins./del.
+    nice -n 10 python bench/table1.py --stage uint8   # LSC with the reference code's uint8 crops
+    python bench/table1.py --stage write --optbox-every 5 --paper000-every 25   # docs sections only
+
+Median LSC with quartiles, Win% (normal-approximation interval) and sparsity for
+SMUG, SMUG_base, IG, Grad-CAM, CENTERBOX and MAXBOX on every image (SMUG: k=3000,
+gamma=0, window 4), and OPTBOX on every ``--optbox-every``-th image (it classifies
+~1,500 crops per image).  Results live in the SQLite store ``out/table1.sqlite``: a
+re-run skips the finished images, so the command can be stopped and resumed.  The
+section written into docs/benchmarks.md says how many images were done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import write_section  # noqa: E402  (bench/ is a folder of scripts)
+
+from smug.clients.evaluate import EvalConfig, evaluate  # noqa: E402
+
+METHODS = ["smug", "smug_base", "integrated_gradients", "gradcam", "centerbox", "maxbox"]
+PAPER = {  # paper 003 Table 1 (3304 ImageNet validation images)
+    "smug": ("-1.26 (-1.80, -0.75)", "40.9 ± 1.68", "17.7 ± 0.10"),
+    "smug_base": ("-1.23 (-1.76, -0.71)", "33.5 ± 1.61", "43.3 ± 0.32"),
+    "integrated_gradients": ("-0.29 (-0.62, -0.05)", "1.7 ± 0.44", "-"),
+    "gradcam": ("-1.10 (-1.67, -0.50)", "37.8 ± 1.65", "-"),
+    "centerbox": ("-0.64 (-0.69, -0.29)", "2.6 ± 0.54", "50.0 ± 0.99"),
+    "maxbox": ("0.04 (0.00, 0.23)", "0.2 ± 0.16", "100.0 ± 0.0"),
+    "optbox": ("-2.27 (-2.71, -1.79)", "-", "8.9 ± 0.0"),
+}
+
+
+NOTES = """**What agrees with paper 003.** SMUG's masks keep about 18% of the pixels (paper: 17.7%). SMUG
+gets a slightly better LSC than SMUG_base (paper: -1.26 vs -1.23) while keeping far fewer pixels: the
+LSC box of SMUG is hardly smaller than SMUG_base's -- the paper's point that LSC alone does not show
+the minimisation. IG is the weakest of the maps with a Win% near the paper's (1.6% vs 1.7%); the
+order OPTBOX < maps < CENTERBOX < MAXBOX holds, and OPTBOX, which searches boxes for LSC directly, is
+far below every map (paper: -2.27): LSC can be gamed.
+
+**What does not.** (1) Every median except Grad-CAM's and OPTBOX's is 0.2-0.6 higher (worse) than
+the paper's. Part of it is confidence: MAXBOX's LSC is just -log c on the whole photo, and its median
+(0.20 vs 0.04) says Lite0 gives its predicted class about 0.82 where the paper's Inception-v1 gave
+about 0.96 on its correctly classified validation images; that lifts every score. (2) Grad-CAM beats
+SMUG: a lower median LSC than the paper's -1.10 and about 84% of the wins, where the paper has SMUG
+40.9% vs Grad-CAM 37.8%. Lite0's Grad-CAM is a 7x7 map upsampled bilinearly -- a smooth single peak --
+and the threshold sweep finds a small box around it that the model still recognises after the zoom;
+SMUG's masks are scattered 4x4 blocks over the object, so their tightest boxes are larger. Inception-v1's
+Grad-CAM layer is also 7x7, so the model alone may not explain the gap; our Grad-CAM is the plain
+paper 000 Eqs. 2-3 on the last convolution, and the paper does not say how its thresholds were
+stepped. (3) SMUG_base keeps about 31% of the pixels, not 43%: the k=3000 kept first-layer neurons see
+3x3 pixels each on Lite0 (3x3 stride-2 stem, 32 channels) but 7x7 on Inception-v1 (7x7 stride-2, 64
+channels), so the same k covers fewer pixels here. (4) The data differ: 250 photos (one per fourth
+class; 226 classified correctly) against the paper's 3304 correctly classified validation images with
+ground-truth boxes; the "correctly classified only" rows are the closer comparison and change little.
+GROUNDTRUTH needs box annotations we do not have: not reproduced.
+
+LSC choices (see `metrics/lsc.py`): crops are taken in model space, resized bilinearly
+(half-pixel centres), with no per-crop min-max normalisation or uint8 rounding (the reference code
+does both; `smug evaluate --lsc-uint8` reproduces it; the next section shows it hardly matters);
+thresholds 0 and up to 99 distinct positive map values evenly spaced by rank; a map with no positive
+value is scored on the whole image. OPTBOX prunes exactly: boxes in order of area, stopping once
+log(max(0.05, a)) cannot beat the best score (c <= 1): a median of {optbox_boxes} of the 3025 grid
+boxes were classified per photo."""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", choices=("all", "eval", "optbox", "paper000", "uint8", "write"), default="all")
+    ap.add_argument("--paper000-every", type=int, default=25,
+                    help="stopping criterion and insertion/deletion on every N-th photo (own store)")
+    ap.add_argument("--db", default=str(ROOT / "out" / "table1.sqlite"))
+    ap.add_argument("--images", type=int, default=250, help="first N photos in sorted order")
+    ap.add_argument("--optbox-every", type=int, default=10, help="OPTBOX on every N-th photo")
+    a = ap.parse_args()
+    files = sorted(DATA.glob("*.JPEG"))[: a.images]
+    if not files:
+        sys.exit(f"no images in {DATA}")
+    config = EvalConfig(model="efficientnet-lite0", top_k=3000, gamma=0.0, window=4)
+    if a.stage in ("all", "eval"):
+        print(evaluate(files, METHODS, a.db, config))
+    if a.stage in ("all", "optbox"):
+        print(evaluate(files[:: a.optbox_every], ["optbox"], a.db, config))
+    if a.stage in ("all", "paper000"):
+        extra = EvalConfig(model="efficientnet-lite0", top_k=3000, gamma=0.0, window=4, stopping=True,
+                           insertion_deletion=True)
+        print(evaluate(files[:: a.paper000_every], METHODS, paper000_db(a.db), extra))
+    if a.stage in ("all", "uint8"):
+        q = EvalConfig(model="efficientnet-lite0", top_k=3000, gamma=0.0, window=4, lsc_uint8=True)
+        print(evaluate(files[::UINT8_EVERY], UINT8_METHODS, side_db(a.db, "uint8"), q))
+    if a.stage in ("all", "write"):
+        write(a.db, len(files), a.optbox_every)
+        write_uint8(a.db, side_db(a.db, "uint8"))
+        write_paper000(paper000_db(a.db), len(files[:: a.paper000_every]), a.paper000_every)
+
+
+def correctly_classified(store) -> set[str]:
+    """Image keys whose predicted class is the file's true class (wnid prefix of the name)."""
+    rows = (ROOT / "models" / "imagenet_classes.tsv").read_text().splitlines()
+    wnid = {int(r.split("\t")[0]): r.split("\t")[1] for r in rows if r.strip()}
+    return {im["image"] for im in store.images() if wnid.get(im["target"]) == im["name"].split("_")[0]}
+
+
+def side_db(db: str, name: str) -> str:
+    return str(Path(db).with_name(Path(db).stem + f"_{name}.sqlite"))
+
+
+def paper000_db(db: str) -> str:
+    return side_db(db, "paper000")
+
+
+UINT8_METHODS = ["integrated_gradients", "gradcam", "centerbox", "maxbox"]
+UINT8_EVERY = 10  # the uint8 comparison runs on every 10th photo
+
+
+def write_uint8(db: str, db_uint8: str) -> None:
+    """Median LSC with and without the reference code's per-crop min-max + uint8 rounding, same photos."""
+    import numpy as np
+
+    from smug.clients.evaluate import Store
+
+    if not Path(db_uint8).is_file():
+        return
+    plain, quant = Store(db), Store(db_uint8)
+    try:
+        a = {(r["image"], r["method"]): r["lsc"] for r in plain.results()}
+        b = {(r["image"], r["method"]): r["lsc"] for r in quant.results()}
+    finally:
+        plain.close()
+        quant.close()
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return
+    lines = ["## LSC with the reference code's per-crop min-max + uint8 rounding", "",
+             "Command: `nice -n 10 python bench/table1.py --stage uint8` (store `out/table1_uint8.sqlite`), "
+             f"every {UINT8_EVERY}th photo ({len({k[0] for k in keys})}). Median LSC (q25, q75) of the same maps "
+             "scored both ways; the last columns are the median paired difference (uint8 minus plain) and the "
+             "share of photos whose score changed at all.", "",
+             "| method | plain (ours) | min-max + uint8 | median difference | changed |",
+             "| --- | --- | --- | --- | --- |"]
+    for m in UINT8_METHODS:
+        pa = np.array([a[k] for k in keys if k[1] == m])
+        pb = np.array([b[k] for k in keys if k[1] == m])
+        if len(pa):
+            fmt = lambda v: f"{np.median(v):.2f} ({np.percentile(v, 25):.2f}, {np.percentile(v, 75):.2f})"  # noqa: E731
+            changed = float(np.mean(np.abs(pb - pa) > 1e-6))
+            lines.append(f"| {m} | {fmt(pa)} | {fmt(pb)} | {np.median(pb - pa):+.3f} | {100 * changed:.0f}% |")
+    lines += ["", "Many crops of these photos already contain pixels at 0 and 255, and a crop of integer pixels "
+              "is rounded already, so the per-crop min-max stretch and the rounding leave the median paired "
+              "difference at 0 and move the medians by about 0.1 at most: we leave them out (Eq. 5 does not ask "
+              "for them; `smug evaluate --lsc-uint8` turns them on)."]
+    write_section("table1_uint8", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def write_paper000(db: str, n_files: int, every: int) -> None:
+    from smug.clients.evaluate import Store
+    from smug.clients.report import summary_tables
+
+    if not Path(db).is_file():
+        return
+    store = Store(db)
+    try:
+        s = summary_tables(store, METHODS, win_methods=METHODS)
+    finally:
+        store.close()
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "## Paper 000 Table I on EfficientNet-Lite0 (time, stopping criterion, insertion/deletion)", "",
+        f"Command: `nice -n 10 python bench/table1.py --stage paper000 --paper000-every {every}` (store "
+        f"`out/table1_paper000.sqlite`). {s['n_complete']} of {n_files} photos (every {every}th of the sorted "
+        "sample). Stopping criterion "
+        "(`baselines/stopping.py`): 4x4-pixel blocks ranked by the map, smallest prefix that keeps the class, "
+        "`search=\"bisect\"` (coarse-to-fine; minimal only if the class is monotone along the ranking). "
+        "Insertion/deletion: 50 steps, masked pixels at the model's zero. Times in seconds (paper 000: minutes, "
+        f"VGG16, 1000 images). `uptime`: {load}.", "",
+        "| | " + " | ".join(s["labels"]) + " |",
+        "| --- | " + " | ".join("---" for _ in s["labels"]) + " |",
+        "| time without stopping criterion (s), mean ± sd | " + " | ".join(s["seconds_mean"]) + " |",
+        "| stopping-criterion size (% of pixels), mean ± sd | " + " | ".join(s["stop_size"]) + " |",
+        "| stopping-criterion time (s), mean ± sd | " + " | ".join(s["stop_seconds"]) + " |",
+        "| insertion AUC (higher is better) | " + " | ".join(s["insertion"]) + " |",
+        "| deletion AUC (lower is better) | " + " | ".join(s["deletion"]) + " |",
+        "",
+        "Notes. CENTERBOX and MAXBOX maps are constant inside the box, so their ranking -- and their "
+        "stopping-criterion size -- is the pixel index order there: not a measure of those methods. SMUG's "
+        "stopping size is well above its mask size (~17%): SMUG's mask is minimal for the first-layer "
+        "constraints (paper 003 Eq. 3), not a set of pixels that alone keeps the class when everything else "
+        "is set to the model's zero. Grad-CAM is smallest and best on insertion but worst on deletion among "
+        "the maps (its smooth peak deletes slowly); IG has the lowest deletion AUC. Paper 000 timed VGG16 "
+        "(minutes per image, 1000 images); only the ranking of methods is comparable.",
+    ]
+    write_section("paper000", "\n".join(lines))
+    print("\n".join(lines))
+
+
+def write(db: str, n_files: int, optbox_every: int = 10) -> None:
+    from smug.clients.report import summary_tables
+    from smug.clients.evaluate import Store
+
+    store = Store(db)
+    try:
+        s = summary_tables(store, METHODS + ["optbox"], win_methods=METHODS)
+        correct = correctly_classified(store)
+        rows = store.results()
+        c = summary_tables(store, METHODS + ["optbox"], win_methods=METHODS, only=correct)
+    finally:
+        store.close()
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "## Paper 003 Table 1 on EfficientNet-Lite0 (LSC, Win%, sparsity)",
+        "",
+        f"Command: `nice -n 10 python bench/table1.py` (resumable; store `out/table1.sqlite`). "
+        f"Images done: {s['n_complete']} of {n_files} photos of `../shared/data/imagenet-sample/` "
+        f"with every method; OPTBOX on {s['counts'].get('optbox', 0)} of them (every {optbox_every}th photo, "
+        f"`--stage optbox --optbox-every {optbox_every}`). "
+        f"SMUG: k=3000, gamma=0, window 4. LSC: thresholds 0 + up to 99 distinct map values, "
+        f"area floor 0.05, crop in model space, bilinear resize, no per-crop min-max/uint8 rounding. "
+        f"Machine: {platform.machine()}, shared; `uptime` at writing: {load}.",
+        "",
+        "| | " + " | ".join(s["labels"]) + " |",
+        "| --- | " + " | ".join("---" for _ in s["labels"]) + " |",
+        "| LSC median (q25, q75), ours | " + " | ".join(s["lsc"]) + " |",
+        "| LSC, paper 003 | " + " | ".join(PAPER[m][0] for m in s["methods"]) + " |",
+        "| Win% ± 95% CI, ours | " + " | ".join(s["win"]) + " |",
+        "| Win%, paper 003 | " + " | ".join(PAPER[m][1] for m in s["methods"]) + " |",
+        "| Sparsity% ± 95% CI, ours | " + " | ".join(s["sparsity"]) + " |",
+        "| Sparsity%, paper 003 | " + " | ".join(PAPER[m][2] for m in s["methods"]) + " |",
+        "| method seconds, median | " + " | ".join(s["seconds"]) + " |",
+        f"| LSC, only the {c['n_complete']} correctly classified photos (as the paper) | "
+        + " | ".join(c["lsc"]) + " |",
+        f"| Win%, correctly classified only | " + " | ".join(c["win"]) + " |",
+        f"| Sparsity%, correctly classified only | " + " | ".join(c["sparsity"]) + " |",
+        "",
+        "Win% is over the six methods of the first rows (OPTBOX excluded, as in the paper), "
+        "on the images that have all six. Sparsity is the fraction of non-zero pixels of the map; "
+        "IG and Grad-CAM maps are dense (the paper omits them).",
+    ]
+    boxes = [r["boxes"] for r in rows if r["method"] == "optbox"]
+    notes = NOTES.format(optbox_boxes=int(statistics.median(boxes)) if boxes else "-")
+    write_section("table1", "\n".join(lines + ["", notes]))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation measures for explanations (papers 003, 000 and 004)."""

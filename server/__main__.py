@@ -1,0 +1,3 @@
+from smug.server.main import main
+
+main()

@@ -1,0 +1,58 @@
+"""Server settings (``smug serve`` options) in one typed record."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0: the OS picks a free port (tests)
+    workers: int = max(1, os.cpu_count() or 1)  # solver processes
+    max_queue: int = 8  # requests that may wait for a worker; beyond: RESOURCE_EXHAUSTED at once
+    max_message_mb: float = 100.0  # gRPC send/receive limit
+    max_upload_mb: float = 64.0  # ONNX upload cap (RegisterModel)
+    max_timeout: float = 600.0  # largest solver timeout a request may ask for
+    deadline_margin: float = 1.0  # solver timeout = gRPC deadline - margin (time to assemble and send)
+    grace: float = 2.0  # a worker past its deadline (or solver timeout) + grace is killed and replaced
+    memory_mb: int = 8192  # a worker whose resident memory exceeds this is killed and replaced
+    worker_threads: int = 1  # torch / onnxruntime / BLAS threads per worker
+    token: str | None = None  # bearer token required in the "authorization" metadata
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    store: Path | None = None  # uploaded models (default: $SMUG_CACHE/server-models)
+    shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on shutdown
+    preload: tuple[str, ...] = ()  # zoo models each worker loads at start
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if self.max_queue < 0:
+            raise ValueError("max-queue must be >= 0")
+        if not 0 < self.max_upload_mb <= self.max_message_mb:
+            raise ValueError("the upload cap must be positive and at most the message size limit")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.deadline_margin < 0 or self.grace < 0:
+            raise ValueError("deadline margin and grace must be >= 0")
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * 2**20)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    def store_dir(self) -> Path:
+        if self.store is not None:
+            path = Path(self.store)
+        else:
+            from smug.models.zoo import cache_dir
+
+            path = cache_dir() / "server-models"
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,214 @@
+"""Solver worker processes: dispatch, deadlines, memory cap, cancellation, replacement.
+
+A request takes an idle worker (waiting in line while all are busy), sends it one
+job and relays its events.  The worker is killed (SIGKILL) and replaced by a fresh
+one when the client cancels, when it runs past its limit plus ``grace`` (the gRPC
+deadline, or the solver timeout it announced), when its resident memory passes
+``memory_mb``, or when it reported running out of memory; a worker that died on its
+own is replaced too.  Nothing a worker does can take the server down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from smug.server.errors import ServiceError
+from smug.server.worker import worker_main
+
+POLL_S = 0.05
+MEMORY_CHECK_S = 0.2
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Worker:
+    process: mp.Process
+    conn: object
+    jobs: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+@dataclass
+class Job:
+    """One unit of work and how to watch it."""
+
+    kind: str
+    payload: dict
+    on_event: Callable[[dict], None] = lambda ev: None
+    cancelled: Callable[[], bool] = lambda: False
+    wait_until: float | None = None  # wall clock: give up waiting for a worker
+    limit: float | None = None  # wall clock: kill the worker after this (plus grace)
+    stats: dict = field(default_factory=dict)  # queue_s, work_s, worker pid
+
+
+class WorkerPool:
+    def __init__(self, size: int, threads: int = 1, memory_mb: int = 8192, grace: float = 2.0,
+                 preload: tuple[str, ...] = (), assemble_s: float = 0.5):
+        self._ctx = mp.get_context("spawn")
+        self._args = (threads, tuple(preload))
+        self.memory_mb = memory_mb
+        self.grace = grace
+        self.assemble_s = assemble_s  # after the solver's timeout: time to build and send the answer
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._workers: dict[int, Worker] = {}
+        self.replaced = 0
+        self._closed = False
+        atexit.register(self.close, 1.0)  # before multiprocessing's own exit hook joins the workers
+        for _ in range(size):
+            self._idle.put(self._spawn())
+
+    # ---- processes ---------------------------------------------------------
+    def _spawn(self) -> Worker:
+        parent, child = self._ctx.Pipe()
+        # not daemonic: a worker may start its own children (portfolio backends, isolated solves)
+        proc = self._ctx.Process(target=worker_main, args=(child, *self._args), daemon=False, name="smug-worker")
+        proc.start()
+        child.close()
+        w = Worker(proc, parent)
+        with self._lock:
+            self._workers[proc.pid] = w
+        return w
+
+    def _replace(self, w: Worker) -> None:
+        w.kill()
+        with self._lock:
+            self._workers.pop(w.pid, None)
+            self.replaced += 1
+            closed = self._closed
+        if not closed:
+            self._idle.put(self._spawn())
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._workers)
+
+    def rss_mb(self) -> float:
+        """Resident memory of all workers (MB)."""
+        return sum(_rss_mb(pid) for pid in self.pids())
+
+    # ---- jobs --------------------------------------------------------------
+    def _acquire(self, job: Job) -> Worker:
+        while True:
+            if job.cancelled():
+                raise ServiceError("CANCELLED", "the client cancelled the request while it waited for a worker")
+            if job.wait_until is not None and time.time() >= job.wait_until:
+                raise ServiceError("DEADLINE_EXCEEDED", "the deadline passed while the request waited for a worker")
+            try:
+                w = self._idle.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if w.process.is_alive():
+                return w
+            self._replace(w)  # died while idle (e.g. killed from outside): a fresh one joins
+
+    def run(self, job: Job):
+        """The job's result; raises :class:`ServiceError` for every failure."""
+        t0 = time.time()
+        w = self._acquire(job)
+        job.stats.update(queue_s=time.time() - t0, pid=w.pid)
+        t1 = time.time()
+        healthy = False
+        try:
+            result = self._watch(w, job)
+            healthy = True
+            return result
+        except ServiceError as exc:
+            healthy = exc.code not in ("CANCELLED", "DEADLINE_EXCEEDED_KILLED", "INTERNAL", "RESOURCE_EXHAUSTED")
+            if exc.code == "DEADLINE_EXCEEDED_KILLED":
+                raise ServiceError("DEADLINE_EXCEEDED", exc.message) from None
+            raise
+        finally:
+            job.stats["work_s"] = time.time() - t1
+            w.jobs += 1
+            if healthy and w.process.is_alive() and not job.stats.get("retire"):
+                self._idle.put(w)
+            else:
+                self._replace(w)
+
+    def _watch(self, w: Worker, job: Job):
+        try:
+            w.conn.send((job.kind, job.payload))
+        except (OSError, EOFError):
+            raise ServiceError("INTERNAL", "the worker process died before the job started; it was replaced") from None
+        limit = job.limit
+        next_mem = time.time() + MEMORY_CHECK_S
+        while True:
+            if w.conn.poll(POLL_S):
+                try:
+                    msg = w.conn.recv()
+                except (EOFError, OSError):
+                    raise self._died(w) from None
+                if msg[0] == "event":
+                    ev = msg[1]
+                    if ev.get("stage") == "solve" and ev.get("state") == "started":
+                        solve_end = time.time() + float(ev.get("timeout", 0)) + self.assemble_s
+                        limit = solve_end if limit is None else min(limit, solve_end)
+                    job.on_event(ev)
+                    continue
+                if msg[0] == "result":
+                    if len(msg) > 2 and msg[2]:  # a solver thread overran and still runs: replace it
+                        job.stats["retire"] = True
+                    return msg[1]
+                raise ServiceError(msg[1], msg[2])
+            now = time.time()
+            if not w.process.is_alive():
+                raise self._died(w)
+            if job.cancelled():
+                raise ServiceError("CANCELLED", "the client cancelled the request; its worker was stopped")
+            if limit is not None and now > limit + self.grace:
+                raise ServiceError("DEADLINE_EXCEEDED_KILLED",
+                                   f"the worker ran {now - limit:.1f} s past its time limit; it was killed and replaced")
+            if now >= next_mem:
+                next_mem = now + MEMORY_CHECK_S
+                rss = _rss_mb(w.pid)
+                if rss > self.memory_mb:
+                    raise ServiceError("RESOURCE_EXHAUSTED",
+                                       f"the worker used {rss:.0f} MB (cap {self.memory_mb} MB); it was killed and replaced")
+
+    @staticmethod
+    def _died(w: Worker) -> ServiceError:
+        w.process.join(timeout=1)
+        return ServiceError("INTERNAL", f"the worker process died (exit code {w.process.exitcode}); it was replaced")
+
+    def close(self, timeout: float = 5.0) -> None:
+        atexit.unregister(self.close)
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers.values())
+        for w in workers:
+            try:
+                w.conn.send(None)
+            except (OSError, EOFError):
+                pass
+        end = time.time() + timeout
+        for w in workers:
+            w.process.join(timeout=max(0.0, end - time.time()))
+            w.kill()
+        with self._lock:
+            self._workers.clear()

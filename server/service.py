@@ -1,0 +1,291 @@
+"""The ``smug.v1.Smug`` gRPC service: validation, admission, workers, one log line per request."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+
+import grpc
+
+from smug.proto import load
+from smug.server.config import ServerConfig
+from smug.server.convert import explain_kwargs, explain_response, model_info, model_input
+from smug.server.errors import ServiceError, invalid
+from smug.server.pool import Job, WorkerPool
+from smug.server.registry import ModelRegistry
+
+pb, pb_grpc = load()
+log = logging.getLogger("smug.server")
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+TEXT_PARAMS = {"top_k", "gamma", "form", "backend", "timeout", "ig_steps"}
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Bearer-token check on every RPC except health checks (metadata ``authorization``)."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        given = dict(details.invocation_metadata).get("authorization")
+        if given is None:
+            return _deny(handler, "missing bearer token: send metadata 'authorization: Bearer <token>'")
+        if not hmac.compare_digest(given.encode(), self._expected):
+            return _deny(handler, "wrong bearer token")
+        return handler
+
+
+def _deny(handler, message: str):
+    def abort(request, context):
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort)
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+class Call:
+    """Per-request bookkeeping: id, deadline, cancellation, the log line."""
+
+    def __init__(self, rpc: str, context, model: str = ""):
+        self.rpc, self.context = rpc, context
+        self.t0 = time.time()
+        meta = dict(context.invocation_metadata() or ())
+        self.id = meta.get("x-request-id") or uuid.uuid4().hex[:16]
+        remaining = context.time_remaining()
+        self.deadline = None if remaining is None or remaining > 1e8 else self.t0 + remaining
+        self._done = threading.Event()
+        context.add_callback(self._done.set)
+        self.log = {"request_id": self.id, "rpc": rpc, "model": model, "peer": context.peer()}
+        self.finished = False
+        context.set_trailing_metadata((("x-request-id", self.id),))
+
+    def cancelled(self) -> bool:
+        """The client cancelled (an expired deadline is not a cancellation: the worker gets its grace)."""
+        return self._done.is_set() and (self.deadline is None or time.time() < self.deadline)
+
+    def finish(self, code: str = "OK", message: str = "", **facts) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.log.update(facts)
+        self.log.update(code=code, total_s=round(time.time() - self.t0, 4))
+        if message:
+            self.log["message"] = message
+        log.info(json.dumps(self.log, default=str))
+
+
+class SmugService(pb_grpc.SmugServicer):
+    def __init__(self, config: ServerConfig, pool: WorkerPool):
+        self.config = config
+        self.pool = pool
+        self._slots = threading.BoundedSemaphore(config.workers + config.max_queue)
+        self.registry = ModelRegistry(config.store_dir(), self._inspect)
+        self.running: dict[str, dict] = {}  # request id -> job stats (queue_s, work_s, worker pid)
+
+    # ---- plumbing ----------------------------------------------------------
+    def _inspect(self, payload: dict) -> dict:
+        return self.pool.run(Job("inspect", payload))
+
+    def _guard(self, call: Call, fn):
+        """Run ``fn()``; map failures to a gRPC status; log the request."""
+        try:
+            out = fn()
+        except ServiceError as exc:
+            call.finish(exc.code, exc.message)
+            call.context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
+        except Exception as exc:  # a bug: say so, stay up
+            log.exception("request %s failed", call.id)
+            call.finish("INTERNAL", f"{type(exc).__name__}: {exc}")
+            call.context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        call.finish("OK")
+        return out
+
+    def _admit(self, call: Call) -> None:
+        if call.deadline is not None and call.deadline - time.time() <= self.config.deadline_margin:
+            raise ServiceError("DEADLINE_EXCEEDED",
+                               f"the deadline leaves {max(0.0, call.deadline - time.time()):.3f} s, not more than "
+                               f"the {self.config.deadline_margin} s the server keeps to answer; nothing was started")
+        if not self._slots.acquire(blocking=False):
+            n = self.config.workers + self.config.max_queue
+            raise ServiceError("RESOURCE_EXHAUSTED",
+                               f"server busy: {n} requests already running or queued; retry later")
+
+    def _job(self, call: Call, request, kind: str, on_event=lambda ev: None):
+        """Validate ``request`` (an ExplainRequest), then run it on a worker."""
+        rec = self.registry.resolve(request.model)
+        call.log["model"] = rec.aliases[0] if rec.aliases else rec.id
+        which = request.WhichOneof("input")
+        method, kw = explain_kwargs(pb, request.params, rec, self.config.max_timeout)
+        if (which == "text") != (rec.kind == "text"):
+            raise invalid(f"model {request.model!r} is a text model: send text" if rec.kind == "text"
+                          else "text input needs a text model such as 'text-cnn'")
+        if which == "text":
+            if kind != "explain":
+                raise ServiceError("UNIMPLEMENTED", f"{call.rpc} supports image models only")
+            if not request.text.strip():
+                raise invalid("the text is empty")
+            extra = sorted(set(kw) - TEXT_PARAMS) + (["whole-network"] if method != "first-layer" else [])
+            if extra:
+                raise invalid(f"parameters {extra} do not apply to text models")
+            try:
+                import smug.clients.text  # noqa: F401
+            except ImportError:
+                raise ServiceError("UNIMPLEMENTED", "text explanations are not available in this build "
+                                                    "(smug.clients.text is missing)") from None
+            payload = {"text": request.text, "model": rec.source, "kwargs": kw, "deadline": call.deadline,
+                       "margin": self.config.deadline_margin}
+            kind = "text"
+        else:
+            if which == "tensor":
+                inp = ("tensor", model_input(request.tensor, rec.input_shape))
+            elif which == "image":
+                if not request.image:
+                    raise invalid("the image is empty")
+                if not rec.zoo:
+                    raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
+                inp = ("image", bytes(request.image))
+            elif rec.zoo:
+                inp = ("demo", None)
+            else:
+                raise invalid("an input is required (tensor or image) for a model outside the zoo")
+            if kind == "dump":
+                if method != "first-layer":
+                    raise ServiceError("UNIMPLEMENTED", "DumpConstraints writes the first-layer encoding only")
+                kw = {k: v for k, v in kw.items() if k not in ("timeout", "backend")}
+            payload = {"input": inp, "model": rec.source, "method": method, "kwargs": kw,
+                       "deadline": call.deadline, "margin": self.config.deadline_margin}
+        self._admit(call)
+        job = Job(kind, payload, on_event=on_event, cancelled=call.cancelled,
+                  wait_until=None if call.deadline is None else call.deadline - self.config.deadline_margin,
+                  limit=call.deadline)
+        self.running[call.id] = job.stats
+        try:
+            return self.pool.run(job), rec, job.stats
+        finally:
+            self.running.pop(call.id, None)
+            self._slots.release()
+            call.log.update(queue_s=round(job.stats.get("queue_s", 0.0), 4),
+                            work_s=round(job.stats.get("work_s", 0.0), 4), worker=job.stats.get("pid"))
+
+    def _response(self, call: Call, result, rec, stats):
+        extra = {"queue": round(stats.get("queue_s", 0.0), 4), "server_total": round(time.time() - call.t0, 4)}
+        if hasattr(result, "mask") and hasattr(result, "base_mask"):
+            r = explain_response(pb, result, call.id, rec.id, extra)
+        else:  # a text explanation: its own result type, summarised by to_json()
+            r = _generic_response(result, call.id, rec.id, extra)
+        call.log.update(status=r.status, objective=r.objective if r.HasField("objective") else None)
+        return r
+
+    # ---- RPCs --------------------------------------------------------------
+    def RegisterModel(self, request, context):
+        call = Call("RegisterModel", context, request.name)
+
+        def body():
+            if len(request.onnx) > self.config.max_upload_bytes:
+                raise ServiceError("RESOURCE_EXHAUSTED", f"the model is {len(request.onnx) / 2**20:.1f} MB; "
+                                                         f"the upload cap is {self.config.max_upload_mb} MB")
+            rec = self.registry.register(bytes(request.onnx), request.name)
+            call.log["model"] = rec.id
+            return model_info(pb, rec)
+
+        return self._guard(call, body)
+
+    def ListModels(self, request, context):
+        call = Call("ListModels", context)
+        return self._guard(call, lambda: pb.ListModelsResponse(models=[model_info(pb, r) for r in self.registry.list()]))
+
+    def Explain(self, request, context):
+        call = Call("Explain", context, request.model)
+
+        def body():
+            return self._response(call, *self._job(call, request, "explain"))
+
+        return self._guard(call, body)
+
+    def DumpConstraints(self, request, context):
+        call = Call("DumpConstraints", context, request.model)
+
+        def body():
+            out, _, _ = self._job(call, request, "dump")
+            return pb.DumpResponse(smtlib=out["smtlib"], constraints=out["constraints"])
+
+        return self._guard(call, body)
+
+    def ExplainStream(self, request, context):
+        """Progress events from a helper thread's job, then the result (always last)."""
+        import queue
+
+        call = Call("ExplainStream", context, request.model)
+        events: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def on_event(ev: dict) -> None:
+            events.put(_event(ev, call.t0))
+
+        def work() -> None:
+            try:
+                outcome["response"] = self._response(call, *self._job(call, request, "explain", on_event))
+            except BaseException as exc:  # handed to the RPC thread below
+                outcome["error"] = exc
+            events.put(None)
+
+        def failed():
+            raise outcome["error"]
+
+        events.put(pb.ProgressEvent(stage=pb.StageEvent(stage="queue", finished=False, seconds=0.0)))
+        threading.Thread(target=work, daemon=True, name=f"smug-stream-{call.id}").start()
+        try:
+            while True:
+                ev = events.get()
+                if ev is None:
+                    break
+                yield ev
+            if "error" in outcome:
+                self._guard(call, failed)
+            call.finish("OK")
+            yield pb.ProgressEvent(result=outcome["response"])
+        finally:  # the client went away mid-stream
+            call.finish("CANCELLED", "the client closed the stream")
+
+
+def _event(ev: dict, t0: float):
+    """A worker event dict -> ProgressEvent."""
+    from smug.server.convert import to_tensor
+
+    seconds = max(0.0, float(ev.get("t", time.time())) - t0)
+    if ev.get("event") == "improved":
+        return pb.ProgressEvent(improved=pb.MaskImproved(size=int(ev["size"]), lower_bound=int(ev["lower_bound"]),
+                                                         seconds=float(ev.get("elapsed", 0.0)),
+                                                         mask=to_tensor(pb, ev.get("mask"))))
+    return pb.ProgressEvent(stage=pb.StageEvent(stage=str(ev.get("stage")), finished=ev.get("state") == "finished",
+                                                seconds=seconds))
+
+
+def _generic_response(result, request_id: str, model_id: str, extra: dict):
+    from smug.clients.result import _jsonable
+
+    data = result.to_json()
+    r = pb.ExplainResponse(request_id=request_id, status=str(data.get("status", "")), model_id=model_id,
+                           lower_bound=int(data.get("lower_bound") or 0), proof=str(data.get("proof", "")),
+                           target=int(data.get("target") or 0), target_name=str(data.get("target_name", "")),
+                           confidence=float(data.get("confidence") or 0.0),
+                           result_json=json.dumps(data, default=_jsonable),
+                           timings={**{k: float(v) for k, v in (data.get("timings") or {}).items()
+                                       if isinstance(v, (int, float))}, **extra})
+    if data.get("objective") is not None:
+        r.objective = int(data["objective"])
+    cert = data.get("certificate") or {}
+    r.certificate.valid = bool(cert.get("valid", False))
+    return r

@@ -1,0 +1,125 @@
+"""The Python client and ``smug explain --server`` against a real ``smug serve`` process."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("grpc")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``python -m smug.clients serve --port 0`` (one worker); yields (process, "host:port")."""
+    store = tmp_path_factory.mktemp("store")
+    env = {**os.environ, "SMUG_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "smug.clients", "serve", "--port", "0", "--workers", "1",
+                             "--store", str(store), "--shutdown-grace", "5"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    first = json.loads(proc.stderr.readline())  # {"event": "serving", "address": ...}
+    assert first["event"] == "serving"
+    yield proc, first["address"]
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from smug.clients import Client
+
+    with Client(served[1]) as c:
+        yield c
+
+
+def test_register_is_content_addressed_and_listed(client, tiny_conv, tmp_path):
+    from smug.clients.api import encode, explain
+    from smug.encoders.smug import SmugConfig
+    from smug.solver.certificate import certify
+
+    model, _ = tiny_conv
+    data = model.proto.SerializeToString()
+    info = client.register_model(data, name="tiny")
+    assert info.id == hashlib.sha256(data).hexdigest() and info.aliases == ("tiny",)
+    assert info.input_shape == (2, 9, 9) and info.n_classes == 4 and not info.zoo
+    again = client.register_model(data)  # same bytes: same model, nothing new stored
+    assert again.id == info.id and "tiny" in again.aliases
+    listed = {m.id: m for m in client.list_models()}
+    assert info.id in listed and {"mnist-mlp", "efficientnet-lite0"} <= {a for m in listed.values() for a in m.aliases}
+    # explain by alias and by id: the library's answer on the same file (this model has
+    # several optimal masks, so the size is compared and the mask re-checked exactly)
+    x = np.random.default_rng(3).normal(size=(2, 9, 9)).astype(np.float32)
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    local = explain(x, model=str(path), top_k=6, window=1, timeout=30)
+    enc, _ = encode(x, str(path), SmugConfig(top_k=6, window=1))
+    for ref in ("tiny", info.id):
+        remote = client.explain(x, model=ref, top_k=6, window=1, timeout=30)
+        assert remote.model_id == info.id and remote.status == local.status == "optimal"
+        assert remote.objective == local.objective and certify(enc.problem, remote.mask.ravel()).valid
+
+
+def test_dump_equals_the_local_smtlib(client):
+    from smug.clients.api import encode
+    from smug.encoders.smug import SmugConfig
+    from smug.solver.smtlib import to_smtlib
+
+    text = client.dump(model="mnist-mlp", top_k=10, window=1)
+    enc, _ = encode(None, "mnist-mlp", SmugConfig(top_k=10, window=1))
+    body = lambda t: [line for line in t.splitlines() if not line.startswith(";")]  # noqa: E731
+    assert body(text) == body(to_smtlib(enc.problem)) and "(minimize" in text
+
+
+def test_progress_bar_from_the_stream(client):
+    from smug.clients.client import explain_with_progress
+
+    out = io.StringIO()
+    e = explain_with_progress(client, None, "mnist-mlp", out=out, method="whole-network", timeout=30.0)
+    drawn = out.getvalue()
+    assert e.status == "optimal" and drawn.endswith("\n")
+    frames = [f for f in drawn.strip().split("\r") if f]
+    assert len(frames) >= 3 and frames[-1].startswith("[" + "#" * 30 + "]") and "optimal" in frames[-1]
+    assert f"mask {e.objective:>6d}" in frames[-1]
+
+
+def test_cli_explain_with_server_writes_the_local_outputs(served, tmp_path, capsys):
+    from smug.clients.cli import run
+
+    out = tmp_path / "out"
+    assert run(["explain", "--model", "mnist-mlp", "--whole-network", "--window", "1", "--server", served[1],
+                "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert "lower bound" in captured.err  # the progress bar
+    saved = json.loads((out / "result.json").read_text())
+    assert printed["status"] == saved["status"] == "optimal" and printed["certificate_valid"]
+    assert {p.name for p in out.iterdir()} >= {"result.json", "mask.png", "saliency.png", "overlay.png"}
+    assert len(saved["mask_blocks"]) == saved["objective"]
+
+
+def test_cli_reports_an_unreachable_server(tmp_path, capsys):
+    from smug.clients.cli import main
+
+    with pytest.raises(SystemExit) as code:
+        main(["explain", "--model", "mnist-mlp", "--server", "127.0.0.1:1", "--out", str(tmp_path / "o")])
+    assert code.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("smug: error: UNAVAILABLE") and not (tmp_path / "o").exists()
+
+
+def test_sigterm_drains_and_stops(served, client):
+    proc, _ = served
+    assert client.health() == "SERVING"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    lines = [json.loads(l) for l in proc.stderr.read().splitlines() if l.startswith("{")]
+    assert [l.get("event") for l in lines if "event" in l][-2:] == ["draining", "stopped"]
+    assert any(l.get("rpc") == "Explain" and l.get("code") == "OK" for l in lines)  # one line per request

@@ -1,0 +1,65 @@
+"""A live smug server on a loopback port (port 0: the OS picks), shared by the server tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def hard_stem_net(size: int = 160, classes: int = 10, seed: int = 0):
+    """(ONNX bytes, input): Conv 7x7/2 (the random He-normal stem of
+    :mod:`smug.encoders.hard_instances`) -> Relu -> GlobalAveragePool -> Flatten -> Gemm on
+    smooth noise.  With top-k 3000 the first-layer problem takes z3 several seconds
+    (many overlapping rows), so streaming, deadlines and cancellation can be watched."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from smug.encoders.hard_instances import random_stem, smooth_noise_image
+
+    stem = random_stem(kernel=7, size=size, seed=seed)
+    G = np.random.default_rng(seed + 1).normal(size=(classes, stem.weight.shape[0])).astype(np.float32)
+    inits = [numpy_helper.from_array(stem.weight.astype(np.float32), "W"), numpy_helper.from_array(G, "G"),
+             numpy_helper.from_array(np.zeros(classes, np.float32), "gb")]
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["z"], strides=[2, 2], pads=[3, 3, 3, 3], kernel_shape=[7, 7]),
+        helper.make_node("Relu", ["z"], ["a"]),
+        helper.make_node("GlobalAveragePool", ["a"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "G", "gb"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(nodes, "hard-stem",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString(), smooth_noise_image(size, seed).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """Two workers, a queue of one, a 1.5 s deadline margin, small message caps."""
+    pytest.importorskip("grpc")
+    from smug.server.config import ServerConfig
+    from smug.server.main import start
+
+    config = ServerConfig(host="127.0.0.1", port=0, workers=2, max_queue=1, deadline_margin=1.5, grace=2.0,
+                          max_message_mb=2.0, max_upload_mb=1.0, store=tmp_path_factory.mktemp("models"))
+    srv = start(config)
+    yield srv
+    srv.stop(grace=2)
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from smug.clients import Client
+
+    with Client(f"127.0.0.1:{server.port}") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def hard(client):
+    """(model id, input) of the hard stem, registered on the server."""
+    data, x = hard_stem_net()
+    return client.register_model(data, name="hard-stem").id, x

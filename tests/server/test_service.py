@@ -1,0 +1,246 @@
+"""The live service driven by the real client: results, streaming, deadlines, cancellation,
+worker replacement, admission, health and shutdown."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from smug.clients.client import Improvement, RemoteError, RemoteExplanation, Stage
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait(cond, seconds: float = 10.0) -> bool:
+    end = time.time() + seconds
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def test_health_reports_serving(client):
+    assert client.health() == "SERVING"
+    assert client.health("smug.v1.Smug") == "SERVING"
+
+
+def test_first_layer_round_trip_equals_in_process(client):
+    from smug.clients.api import encode, explain
+    from smug.encoders.smug import SmugConfig
+    from smug.solver.certificate import certify
+
+    params = dict(top_k=20, window=1, timeout=30.0)
+    remote = client.explain(model="mnist-mlp", **params)
+    local = explain(model="mnist-mlp", **params)
+    assert isinstance(remote, RemoteExplanation) and remote.request_id
+    assert remote.status == local.status == "optimal"
+    assert remote.objective == local.objective == int(remote.mask.sum())
+    assert np.array_equal(remote.mask, local.mask)
+    assert np.array_equal(remote.pixel_mask, local.pixel_mask)
+    assert np.allclose(remote.saliency, local.saliency)
+    assert remote.target == local.target and remote.certificate["valid"]
+    # the client re-checks the mask exactly against its own encoding: accepted
+    enc, _ = encode(None, "mnist-mlp", SmugConfig(top_k=20, window=1))
+    assert certify(enc.problem, remote.mask.ravel()).valid
+    assert remote.timings["queue"] >= 0 and remote.timings["server_total"] >= remote.timings["total"]
+
+
+def test_tensor_input_and_whole_network_round_trip(client):
+    from smug.clients.api import explain_network, load_input
+
+    _, _, x, _, _ = load_input("mnist-mlp", None)
+    remote = client.explain(x, model="mnist-mlp", method="whole-network", timeout=30.0)
+    local = explain_network(x, model="mnist-mlp", timeout=30.0)
+    assert remote.status == local.status == "optimal"
+    assert remote.objective == local.objective and np.array_equal(remote.mask, local.mask)
+    # the remote mask keeps the class: a forward pass on the masked input
+    from smug.models.zoo import load_model
+
+    model, _ = load_model("mnist-mlp")
+    masked = np.where(remote.pixel_mask[None], x, 0.0).astype(np.float32)
+    assert int(model.logits(masked[None])[0].argmax()) == remote.target
+
+
+def test_text_requests_go_to_the_text_api(client):
+    text_api = pytest.importorskip("smug.clients.text")
+    sentence = "a gorgeous, funny and deeply moving film"
+    remote = client.explain(model="text-cnn", text=sentence, timeout=30.0)
+    local = text_api.explain_text(sentence, timeout=30.0, methods=("smug", "smug_base"))
+    assert remote.status == local.status == "optimal" and remote.objective == local.objective
+    assert remote.certificate["valid"] and remote.server_result["words"] == local.words
+    kept = remote.server_result["rows"][0]
+    assert kept["method"] == "smug" and sum(kept["selected"]) == remote.objective
+
+
+def test_stream_sends_improvements_before_the_result(client, hard):
+    model_id, x = hard
+    events = list(client.explain_stream(x, model_id, top_k=3000, timeout=2.0))
+    assert isinstance(events[-1], RemoteExplanation)
+    final = events[-1]
+    improved = [e for e in events[:-1] if isinstance(e, Improvement)]
+    stages = [(e.stage, e.finished) for e in events if isinstance(e, Stage)]
+    assert len(improved) >= 1
+    assert ("solve", False) in stages and ("solve", True) in stages
+    sizes = [e.size for e in improved]
+    assert sizes == sorted(sizes, reverse=True)  # each event is a better (or better-bounded) mask
+    assert all(int(e.mask.sum()) == e.size for e in improved)
+    assert final.status in ("optimal", "feasible") and final.certificate["valid"]
+    assert final.objective <= sizes[-1] and final.lower_bound >= improved[0].lower_bound
+
+
+def test_deadline_returns_feasible_best_so_far(client, hard):
+    model_id, x = hard
+    # warm both workers (torch import, model load) so the deadline covers the solve only
+    threads = [threading.Thread(target=client.explain, args=(x, model_id), kwargs=dict(top_k=10, timeout=5.0))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    t0 = time.time()
+    e = client.explain(x, model_id, top_k=3000, timeout=60.0, deadline=6.0)  # the optimum needs far longer
+    assert time.time() - t0 < 6.0
+    assert e.status == "feasible" and e.certificate["valid"]
+    assert e.lower_bound < e.objective == int(e.mask.sum())
+    assert e.config["timeout"] == 60.0  # asked for 60 s, the deadline cut it
+
+
+def test_full_queue_is_refused_at_once(server, client, hard):
+    model_id, x = hard
+    assert _wait(lambda: not _running(server), 20)  # nothing left over from earlier tests
+    req = client._request(x, model_id, None, dict(method="first-layer", top_k=3000, timeout=1.5))
+    futures = [client.stub.Explain.future(req) for _ in range(3)]  # two workers + a queue of one
+    assert _wait(lambda: len(_running(server)) == 3, 10)
+    t0 = time.time()
+    with pytest.raises(RemoteError) as err:
+        client.explain(x, model_id, top_k=10, timeout=30.0)
+    assert time.time() - t0 < 2.0
+    assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in err.value.message
+    answers = [f.result(timeout=60) for f in futures]  # the admitted ones finish
+    assert all(r.status in ("feasible", "optimal") and r.certificate.valid for r in answers), \
+        [(r.status, r.certificate.valid, r.proof) for r in answers]
+    assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
+
+
+def test_cancellation_stops_and_replaces_the_worker(server, client, hard):
+    model_id, x = hard
+    before = server.pool.replaced
+    stream = client.explain_stream(x, model_id, top_k=3000, timeout=60.0)
+    for ev in stream:
+        if isinstance(ev, Improvement):
+            break
+    busy = [p for p in server.pool.pids()]
+    stream.close()  # cancels the RPC
+    assert _wait(lambda: server.pool.replaced == before + 1)
+    assert _wait(lambda: len(server.pool.pids()) == 2 and set(server.pool.pids()) != set(busy))
+    assert sum(not _alive(p) for p in busy) == 1  # the cancelled job's worker is gone
+    assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
+
+
+def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client, hard):
+    model_id, x = hard
+    result: dict = {}
+
+    def long_call():
+        try:
+            client.explain(x, model_id, top_k=3000, timeout=60.0)
+        except RemoteError as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=long_call)
+    t.start()
+    assert _wait(lambda: any(s.get("pid") for s in _running(server)), 20)
+    victim = next(s["pid"] for s in _running(server) if s.get("pid"))
+    os.kill(victim, 9)
+    t.join(30)
+    assert result["error"].code == grpc.StatusCode.INTERNAL and "died" in result["error"].message
+    assert _wait(lambda: victim not in server.pool.pids() and len(server.pool.pids()) == 2)
+    assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
+    # an idle worker killed from outside is replaced when it is next picked
+    os.kill(server.pool.pids()[0], 9)
+    for _ in range(2):
+        assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).certificate["valid"]
+
+
+def _running(server):
+    return list(server.service.running.values())
+
+
+def test_graceful_shutdown_drains_in_flight_requests(tmp_path):
+    from smug.clients import Client
+    from smug.server.config import ServerConfig
+    from smug.server.main import start
+
+    srv = start(ServerConfig(port=0, workers=1, max_queue=0, store=tmp_path))
+    with Client(f"127.0.0.1:{srv.port}") as c:
+        c.explain(model="mnist-mlp", method="whole-network", timeout=30.0)  # warm
+        out: dict = {}
+        t = threading.Thread(target=lambda: out.update(e=c.explain(model="mnist-mlp", method="whole-network",
+                                                                   backend="highs", timeout=2.0)))
+        t.start()
+        assert _wait(lambda: srv.service.running, 10)  # a ~2 s solve in flight
+        srv.stop(grace=20)  # returns once the in-flight request has finished
+        t.join(5)
+        assert out["e"].status in ("optimal", "feasible") and out["e"].certificate["valid"]
+        with pytest.raises(RemoteError) as err:
+            c.explain(model="mnist-mlp", timeout=5.0)
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    assert srv.pool.pids() == []
+
+
+def test_memory_cap_kills_and_replaces_the_worker(tmp_path):
+    from smug.clients import Client
+    from smug.server.config import ServerConfig
+    from smug.server.main import start
+
+    srv = start(ServerConfig(port=0, workers=1, memory_mb=1, store=tmp_path))  # any real worker is bigger
+    try:
+        with Client(f"127.0.0.1:{srv.port}") as c:
+            first = srv.pool.pids()
+            with pytest.raises(RemoteError) as err:
+                c.explain(model="mnist-mlp", method="whole-network", backend="highs", timeout=5.0)
+            assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "cap 1 MB" in err.value.message
+            assert srv.pool.replaced >= 1 and srv.pool.pids() != first and len(srv.pool.pids()) == 1
+            assert c.health() == "SERVING"
+    finally:
+        srv.stop(grace=1)
+
+
+def test_one_log_line_per_request(client, caplog):
+    import json
+
+    with caplog.at_level("INFO", logger="smug.server"):
+        client.explain(model="mnist-mlp", method="whole-network", timeout=30.0)
+        with pytest.raises(RemoteError):
+            client.explain(model="no-such-model")
+    lines = [json.loads(r.message) for r in caplog.records if r.name == "smug.server"]
+    assert [l["code"] for l in lines] == ["OK", "NOT_FOUND"]
+    ok = lines[0]
+    assert ok["model"] == "mnist-mlp" and ok["status"] == "optimal" and ok["request_id"]
+    assert ok["total_s"] >= ok["work_s"] >= 0 and "queue_s" in ok
+
+
+def test_reflection_describes_the_service(server):
+    """What grpcurl-style tools see: the services and the Explain method's types."""
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+    from google.protobuf.descriptor_pool import DescriptorPool
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        services = set(db.get_services())
+        assert {"smug.v1.Smug", "grpc.health.v1.Health"} <= services
+        method = DescriptorPool(db).FindServiceByName("smug.v1.Smug").methods_by_name["ExplainStream"]
+        assert method.input_type.full_name == "smug.v1.ExplainRequest"
+        assert method.output_type.full_name == "smug.v1.ProgressEvent" and method.server_streaming
