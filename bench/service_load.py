@@ -204,7 +204,7 @@ def level(address: str, server_pid: int, w: dict, clients: int, expected: dict |
 def markdown(results: dict, command: str) -> str:
     lines = ["## gRPC service under load (issue 4)", "",
              f"Command: `{command}` — server: `python -m smug.server --workers {results['workers']}` "
-             f"(one process per core, separate from the clients); {results['cores']} cores, shared with other jobs.",
+             f"(one process per core, separate from the clients); {results['cores']} cores (the load averages below say what else was running).",
              f"Load before: `{results['uptime_before']}`; after: `{results['uptime_after']}`.", "",
              "Each client (its own channel) sends N requests back to back. In-process: the same call "
              "in the bench process — `api` is the library call (its solve in an isolated child "
