@@ -105,7 +105,8 @@ def run(argv: list[str] | None = None) -> int:
     if a.image is not None and not Path(a.image).is_file():
         raise InputError(f"input file not found: {a.image}")
     if a.command == "compare":
-        from smug.clients.compare import comparison_png, write_atomic
+        from smug.clients.compare import comparison_png
+        from smug.clients.result import write_atomic
 
         png, seconds = comparison_png(a.image, a.model, [m for m in a.methods.split(",") if m],
                                       target=a.target, **_config_kwargs(a))
@@ -113,7 +114,8 @@ def run(argv: list[str] | None = None) -> int:
         print(json.dumps({"out": a.out, "seconds": seconds}, indent=2))
         return 0
     if a.command == "explain" and a.method != "smug":
-        from smug.clients.compare import baseline_result, write_atomic
+        from smug.clients.compare import baseline_result
+        from smug.clients.result import write_atomic
         from smug.clients.pictures import overlay_png, saliency_png
 
         r = baseline_result(a.image, a.model, a.method, a.target)

@@ -4,8 +4,6 @@ layout: the input, then each method's map, one column each)."""
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -71,12 +69,3 @@ def comparison_png(source, model: str, methods: list[str], size: int = 160, **sm
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue(), seconds
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path

@@ -273,6 +273,6 @@ def write_report(db: str | Path, out: str | Path, methods: list[str] | None = No
         page = render(store, methods, max_images)
     finally:
         store.close()
-    from smug.clients.compare import write_atomic
+    from smug.clients.result import write_atomic
 
     return write_atomic(out, page.encode("utf-8"))

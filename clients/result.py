@@ -54,23 +54,32 @@ class Explanation:
         from smug.clients.pictures import mask_png, overlay_png, saliency_png
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         files = {
-            "result.json": json.dumps(self.to_json(), indent=2, default=_jsonable).encode(),
+            "result.json": json.dumps(self.to_json(), indent=2, default=jsonable).encode(),
             "mask.png": mask_png(self.pixel_mask if self.pixel_mask is not None else np.zeros(self.saliency.shape, bool)),
             "saliency.png": saliency_png(self.saliency),
             "overlay.png": overlay_png(self.image, self.saliency),
         }
-        written = []
-        for name, data in files.items():
-            tmp = out / f".{name}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, out / name)
-            written.append(out / name)
-        return written
+        return write_files(out, files)
 
 
-def _jsonable(value):
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def write_files(out_dir: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:
+    """Each ``name -> bytes`` of ``files`` written atomically into ``out_dir``."""
+    return [write_atomic(Path(out_dir) / name, data) for name, data in files.items()]
+
+
+def jsonable(value):
+    """``json.dumps(default=...)`` for numpy scalars and arrays."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smug.clients.result import jsonable, write_files
 from smug.models.preprocess import InputError
 from smug.models.runtime import ModelError, OnnxModel
 from smug.models.text_cnn import Tokenizer, TokenizedText, load_tokenizer
@@ -96,7 +97,7 @@ class TextExplanation:
         out["n_words"] = self.n_words
         out.update(target=0, target_name="rating", confidence=self.rating)  # the image result's fields
         out["mask_words"] = self.selected_words("smug") if self.mask is not None else None
-        return json.loads(json.dumps(out, default=_jsonable))
+        return json.loads(json.dumps(out, default=jsonable))
 
     def to_html(self) -> str:
         from smug.clients.text_html import render_page
@@ -112,25 +113,9 @@ def save_all(explanations: list[TextExplanation], out_dir: str | os.PathLike) ->
     """result.json (one object, or a list for several texts) and explanation.html."""
     from smug.clients.text_html import render_page
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     body = explanations[0].to_json() if len(explanations) == 1 else [e.to_json() for e in explanations]
     files = {"result.json": json.dumps(body, indent=2).encode(), "explanation.html": render_page(explanations).encode()}
-    written = []
-    for name, data in files.items():
-        tmp = out / f".{name}.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, out / name)
-        written.append(out / name)
-    return written
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+    return write_files(out_dir, files)
 
 
 # ---- models -----------------------------------------------------------------------

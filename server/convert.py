@@ -142,7 +142,7 @@ def model_info(pb, rec):
 
 def explain_response(pb, e, request_id: str, model_id: str, extra_timings: dict):
     """``Explanation`` -> ``ExplainResponse`` (arrays as tensors, everything else in result_json)."""
-    from smug.clients.result import _jsonable
+    from smug.clients.result import jsonable
 
     c = e.certificate or {}
     cert = pb.CertificateSummary(valid=bool(c.get("valid", False)), mask_size=int(c.get("mask_size") or 0),
@@ -155,7 +155,7 @@ def explain_response(pb, e, request_id: str, model_id: str, extra_timings: dict)
         proof=e.proof, target=int(e.target), target_name=str(e.target_name), confidence=float(e.confidence),
         mask=to_tensor(pb, e.mask), pixel_mask=to_tensor(pb, e.pixel_mask),
         saliency=to_tensor(pb, np.asarray(e.saliency, np.float32)), certificate=cert, timings=timings,
-        model_id=model_id, result_json=json.dumps(e.to_json(), default=_jsonable),
+        model_id=model_id, result_json=json.dumps(e.to_json(), default=jsonable),
         base_mask=to_tensor(pb, e.base_mask), base_saliency=to_tensor(pb, np.asarray(e.base_saliency, np.float32)),
         image=to_tensor(pb, e.image),
     )

@@ -274,14 +274,14 @@ def _event(ev: dict, t0: float):
 
 
 def _generic_response(result, request_id: str, model_id: str, extra: dict):
-    from smug.clients.result import _jsonable
+    from smug.clients.result import jsonable
 
     data = result.to_json()
     r = pb.ExplainResponse(request_id=request_id, status=str(data.get("status", "")), model_id=model_id,
                            lower_bound=int(data.get("lower_bound") or 0), proof=str(data.get("proof", "")),
                            target=int(data.get("target") or 0), target_name=str(data.get("target_name", "")),
                            confidence=float(data.get("confidence") or 0.0),
-                           result_json=json.dumps(data, default=_jsonable),
+                           result_json=json.dumps(data, default=jsonable),
                            timings={**{k: float(v) for k, v in (data.get("timings") or {}).items()
                                        if isinstance(v, (int, float))}, **extra})
     if data.get("objective") is not None:
