@@ -507,7 +507,7 @@ def lrp_zplus(
 
 def lrp_relevance(
     model: OnnxModel, x: np.ndarray, target: int, input_rule: str = "zb", low=None, high=None,
-    bias: bool = False, epsilon: float = 1e-6, levels: int | None = None,
+    bias: bool = False, epsilon: float = 1e-6, levels: int | None = None, signal: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """The input relevance of :func:`lrp_zplus` with the input's shape (float64).
 
@@ -517,7 +517,8 @@ def lrp_relevance(
     ``r`` (``x * r`` = its z+ relevance) and every layer below passes the plain
     gradient; the result is ``x * r_0``.  ``levels=0`` is gradient x input (the
     backward pass starts from 1 at the target, not from the logit); ``levels`` =
-    all Linear/Conv layers is z+ everywhere (it needs ``input_rule="zplus"``)."""
+    all Linear/Conv layers is z+ everywhere (it needs ``input_rule="zplus"``).
+    ``signal=True`` (with ``levels``) returns ``r_0`` itself, Def. 3's ``r_0^N``."""
     if input_rule not in ("zb", "zplus"):
         raise ValueError(f"input_rule must be 'zb' or 'zplus', got '{input_rule}'")
     epsilon = float(epsilon)
@@ -570,7 +571,7 @@ def lrp_relevance(
         finally:
             state["cfg"] = None
     rel = rel[0].double().cpu().numpy()
-    if levels is not None:
+    if levels is not None and not signal:
         rel = np.asarray(x, dtype=np.float64) * rel  # bottom process: x * r_0
     kinds = list(plan["kinds"].values())
     total, start = float(rel.sum()), float(logit)

@@ -93,7 +93,7 @@ def run(argv: list[str] | None = None) -> int:
     if a.command == "explain" and a.server:
         from smug.clients.client import cli_explain
 
-        return cli_explain(a)
+        return cli_explain(a, sys.argv[1:] if argv is None else argv)
     if a.command in ("evaluate", "report"):
         from smug.clients.evaluate import run_command
 

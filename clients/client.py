@@ -133,7 +133,7 @@ class Client:
         except self._grpc.RpcError as exc:
             raise RemoteError(exc.code(), exc.details()) from None
 
-    def _request(self, source: Source, model: str, text: str | None, params: dict):
+    def _request(self, source: Source, model: str, text: str | bytes | None, params: dict):
         pb = self.pb
         req = pb.ExplainRequest(model=model)
         method = params.pop("method", "first-layer")
@@ -144,8 +144,8 @@ class Client:
         for key, value in params.items():
             if value is not None:
                 setattr(req.params, key, value)
-        if text is not None:
-            req.text = text
+        if text is not None:  # bytes on the wire: the server answers INVALID_ARGUMENT for non-UTF-8
+            req.text = text if isinstance(text, bytes) else str(text).encode("utf-8", "surrogateescape")
         elif isinstance(source, np.ndarray):
             from smug.server.convert import to_tensor
 
@@ -175,7 +175,7 @@ class Client:
         )
 
     # ---- API ---------------------------------------------------------------
-    def explain(self, source: Source = None, model: str = "efficientnet-lite0", *, text: str | None = None,
+    def explain(self, source: Source = None, model: str = "efficientnet-lite0", *, text: str | bytes | None = None,
                 method: str = "first-layer", top_k: int | None = None, gamma: float | None = None,
                 window: int | None = None, form: str | None = None, baseline: float | None = None,
                 ig_steps: int | None = None, backend: str | None = None, timeout: float | None = None,
@@ -192,7 +192,7 @@ class Client:
         return self._explanation(r)
 
     def explain_stream(self, source: Source = None, model: str = "efficientnet-lite0", *,
-                       deadline: float | None = None, text: str | None = None,
+                       deadline: float | None = None, text: str | bytes | None = None,
                        **params) -> Iterator[Stage | Improvement | RemoteExplanation]:
         """Progress as it happens: :class:`Stage` and :class:`Improvement` events, then the
         :class:`RemoteExplanation` (always last).  Closing the iterator cancels the request."""
@@ -273,9 +273,11 @@ def explain_with_progress(client: Client, source: Source, model: str, out: IO[st
     return result
 
 
-def cli_explain(a) -> int:
+def cli_explain(a, argv: list[str] | None = None) -> int:
     """``smug explain --server HOST:PORT``: the local command's outputs (``--out`` folder,
-    summary on stdout), solved by the server, with a progress bar on stderr."""
+    summary on stdout), solved by the server, with a progress bar on stderr.  ``argv``
+    (the command line) tells whether ``--top-k`` was given; without it a top-k equal to
+    the image default (3000) counts as not given."""
     from smug.models.preprocess import InputError
 
     if a.method != "smug":
@@ -287,8 +289,10 @@ def cli_explain(a) -> int:
     text = getattr(a, "text", None)
     params = dict(timeout=a.timeout, backend=a.backend, target=a.target)
     if text is not None:
+        explicit_k = (a.top_k != 3000 if argv is None
+                      else any(s == "--top-k" or s.startswith("--top-k=") for s in argv))
         params = dict(timeout=a.timeout, backend=a.backend, gamma=a.gamma, form=a.form, ig_steps=a.ig_steps,
-                      top_k=None if a.top_k == 3000 else a.top_k)  # the text default (100) unless given
+                      top_k=a.top_k if explicit_k else None)  # None: the text default (100)
     elif a.whole_network:
         params.update(method="whole-network", window=a.window, baseline=a.baseline, delta=a.delta,
                       min_confidence=a.min_confidence)

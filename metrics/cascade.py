@@ -1,25 +1,22 @@
 """Cascade substitution (paper 004 Def. 3, Eq. 19) and the alignment experiment of its
 Fig. 2a.
 
-``cascade(model, x, target, method, levels)`` returns the attribution ``R`` (the
-input's shape) when only the top ``levels`` layers (nearest the output) use the
-method's rule and every layer below passes the plain gradient
-(``r_{l-1} = W_l M_l r_l``):
+``cascade(model, x, target, method, levels)`` returns Def. 3's ``r_0^N`` (the
+input's shape): the backward signal at the input when only the top ``N = levels``
+layers (nearest the output) use the method's rule and every layer below passes the
+plain gradient (``r_{l-1} = W_l M_l r_l``).  No bottom process (``x * r_0``) is
+applied, so ``levels = 0`` is the plain gradient ``dF_c/dx`` for every method:
 
 * ``gbp``: the rule at ReLU-like units, Guided Backprop (RectGrad with ``tau = 0``,
-  paper 004 Eq. 6); ``R = r_0``.
-* ``rectgrad``: RectGrad with the 90th percentile threshold (paper 004's setting);
-  ``R = ReLU(x * r_0)`` (Eq. 7).
+  paper 004 Eq. 6).
+* ``rectgrad``: RectGrad with the 90th percentile threshold (paper 004's setting).
 * ``zplus``: LRP z+ at Linear/Conv layers (in relevance form, turned into a signal
-  at the lowest substituted layer); ``R = x * r_0``.
+  at the lowest substituted layer).  z+ starts from the logit; the signal is divided
+  by its sign so that a negative logit does not flip the curve between N = 0 and 1.
 * ``activation``: activation weighting (Theorem 2): the signal at the ``levels``-th
   ReLU-like unit from the top is *replaced by that unit's activation* ``A_l``, and
-  the layers below pass the plain gradient; ``R = r_0``.  This is our reading of
-  "the direct use of activation weighting" in Fig. 2a.
-
-``levels = 0`` is the plain gradient ``dF_c/dx`` for ``gbp`` and ``activation``,
-``ReLU(x * dF_c/dx)`` for ``rectgrad`` and ``x * dF_c/dx`` for ``zplus``: the
-method's bottom process applied to the plain gradient.
+  the layers below pass the plain gradient.  This is our reading of "the direct use
+  of activation weighting" in Fig. 2a.
 """
 
 from __future__ import annotations
@@ -92,10 +89,10 @@ def cascade(model: OnnxModel, x: np.ndarray, target: int, method: str, levels: i
         return r0
     if method == "rectgrad":
         r0, _ = rectgrad_signal(model, x, target, percentile=90.0, levels=levels)
-        return np.maximum(x * r0, 0.0)
+        return r0
     if method == "zplus":
-        rel, _ = lrp_relevance(model, x, target, input_rule="zplus", levels=levels)
-        return rel
+        r0, info = lrp_relevance(model, x, target, input_rule="zplus", levels=levels, signal=True)
+        return r0 if levels == 0 or info["relevance_start"] >= 0 else -r0
     if method == "activation":
         from smug.baselines.gradients import _input
         from smug.models.torch_backend import torch_module

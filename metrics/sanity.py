@@ -72,7 +72,9 @@ def randomized(model: OnnxModel, scheme: str = "gaussian", top: int | None = Non
     chosen = layers[len(layers) - int(top):]
     rng = np.random.default_rng(seed)
     inits = {i.name: i for i in proto.graph.initializer}
-    matmul = {n.input[1] for n in proto.graph.node if n.op_type == "MatMul"}
+    # weights stored as (inputs, outputs): MatMul, and Gemm without transB
+    matmul = {n.input[1] for n in proto.graph.node if n.op_type == "MatMul" or (
+        n.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in n.attribute))}
     for wname, bname in chosen:
         w = numpy_helper.to_array(inits[wname])
         new = _draw(w.astype(np.float64), scheme, rng, transposed=wname in matmul).astype(w.dtype)

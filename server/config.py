@@ -26,6 +26,7 @@ class ServerConfig:
     store: Path | None = None  # uploaded models (default: $SMUG_CACHE/server-models)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on shutdown
     preload: tuple[str, ...] = ()  # zoo models each worker loads at start
+    inspect_zoo: bool = True  # inspect the zoo models in the background at start (tests turn it off)
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -80,7 +80,8 @@ def start(config: ServerConfig) -> SmugServer:
         pool.close()
         raise OSError(f"cannot bind {address}")
     server.start()
-    threading.Thread(target=service.registry.inspect_zoo, daemon=True, name="smug-zoo").start()
+    if config.inspect_zoo:
+        threading.Thread(target=service.registry.inspect_zoo, daemon=True, name="smug-zoo").start()
     for name in ("", SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return SmugServer(server, service, health_servicer, pool, port, config)

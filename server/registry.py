@@ -35,6 +35,7 @@ class ModelRecord:
 
 
 Inspect = Callable[[dict], dict]  # a worker job: {"source", "zoo"} -> facts
+PERMANENT = ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "UNIMPLEMENTED")  # zoo failures cached till restart
 
 
 class ModelRegistry:
@@ -45,6 +46,7 @@ class ModelRegistry:
         self._zoo_locks = {name: threading.Lock() for name in _zoo_names()}
         self._by_id: dict[str, ModelRecord] = {}
         self._alias: dict[str, str] = {}
+        self._zoo_failed: dict[str, ServiceError] = {}  # zoo name -> its permanent inspection failure
         for meta in sorted(self.store.glob("*.json")):
             try:
                 rec = ModelRecord(**{**json.loads(meta.read_text()), "source": str(meta.with_suffix(".onnx"))})
@@ -85,7 +87,15 @@ class ModelRegistry:
             with self._lock:
                 rid = self._alias.get(name)
             if rid is None:
-                facts = self._inspect({"source": name, "zoo": True})
+                if name in self._zoo_failed:  # e.g. Lite0 without its extras: do not export again
+                    failed = self._zoo_failed[name]
+                    raise ServiceError(failed.code, failed.message)
+                try:
+                    facts = self._inspect({"source": name, "zoo": True})
+                except ServiceError as exc:
+                    if exc.code in PERMANENT:  # transient ones (busy, deadline, a dead worker) are retried
+                        self._zoo_failed[name] = exc
+                    raise
                 self._add(ModelRecord(aliases=(name,), description=ZOO[name].description, zoo=True, source=name,
                                       **{**facts, "input_shape": tuple(facts["input_shape"])}))
         return self.resolve(name)

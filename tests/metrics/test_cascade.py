@@ -25,8 +25,8 @@ def test_zero_levels_is_the_plain_gradient(tiny_conv, rng):
     g = _input_gradient(full_torch(model), x, t)
     np.testing.assert_allclose(cascade(model, x, t, "gbp", 0), g, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(cascade(model, x, t, "activation", 0), g, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(cascade(model, x, t, "rectgrad", 0), np.maximum(x * g, 0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(cascade(model, x, t, "zplus", 0), x * g, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(cascade(model, x, t, "rectgrad", 0), g, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cascade(model, x, t, "zplus", 0), g, rtol=1e-4, atol=1e-5)
 
 
 def test_all_levels_is_the_method(tiny_conv, rng):
@@ -35,10 +35,11 @@ def test_all_levels_is_the_method(tiny_conv, rng):
     np.testing.assert_allclose(cascade(model, x, t, "gbp", n_levels(model, "gbp")), gbp, rtol=1e-5, atol=1e-6)
     r_all, _ = rectgrad_signal(model, x, t, percentile=90.0)
     np.testing.assert_allclose(cascade(model, x, t, "rectgrad", n_levels(model, "rectgrad")),
-                               np.maximum(x * r_all, 0), rtol=1e-5, atol=1e-6)
-    zp, _ = lrp_relevance(model, x, t, input_rule="zplus")
+                               r_all, rtol=1e-5, atol=1e-6)
+    zp, _ = lrp_relevance(model, x, t, input_rule="zplus")  # relevance x * r_0, started from the logit
     assert n_levels(model, "zplus") == 2  # tiny_conv: Conv and Gemm
-    np.testing.assert_allclose(cascade(model, x, t, "zplus", 2), zp, rtol=1e-4, atol=1e-6)
+    sign = np.sign(model.logits(x[None])[0, t])
+    np.testing.assert_allclose(x * cascade(model, x, t, "zplus", 2), sign * zp, rtol=1e-4, atol=1e-6)
 
 
 def test_activation_weighting_uses_the_activation(tiny_conv, rng):

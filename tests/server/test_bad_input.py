@@ -88,10 +88,40 @@ def test_out_of_range_parameters(client, params, words):
     _fails(lambda: client.explain(model="mnist-mlp", **params), INVALID, words)
 
 
+def test_text_that_is_not_utf8_is_refused(client):
+    """bytes on the wire: invalid UTF-8 is INVALID_ARGUMENT naming the byte, not INTERNAL."""
+    pytest.importorskip("smug.clients.text")
+    _fails(lambda: client.explain(model="text-cnn", text=b"a fine \xff film"), INVALID,
+           "not valid UTF-8", "0xff", "offset 7")
+    _fails(lambda: client.explain(model="text-cnn", text=b"   "), INVALID, "empty")
+    # an undecodable command-line byte (a lone surrogate) travels as that byte and is refused the same way
+    _fails(lambda: client.explain(model="text-cnn", text="bad \udcfe byte"), INVALID, "not valid UTF-8", "0xfe")
+    assert client.health() == "SERVING"
+
+
+def test_text_of_only_unknown_words_is_refused(client):
+    pytest.importorskip("smug.clients.text")
+    _fails(lambda: client.explain(model="text-cnn", text="qzxv wubbalubba xyzzyq"), INVALID,
+           "none of the 3 words", "vocabulary")
+
+
+def test_too_long_text_is_truncated_and_says_so(client):
+    text_api = pytest.importorskip("smug.clients.text")
+    _, tok, _ = text_api.load_text_model("text-cnn")
+    words = ("a gorgeous funny and deeply moving film " * (tok.length // 7 + 5)).split()
+    assert len(words) > tok.length
+    remote = client.explain(model="text-cnn", text=" ".join(words), timeout=30.0)
+    res = remote.server_result
+    assert res["truncated"] is True and len(res["words"]) == tok.length
+    assert any(f"only the first {tok.length}" in w for w in res["warnings"]), res["warnings"]
+    assert remote.certificate["valid"]
+
+
 def test_expired_deadline_is_refused_before_any_work(server, client):
     before = server.pool.replaced
-    err = _fails(lambda: client.explain(model="mnist-mlp", deadline=0.5), grpc.StatusCode.DEADLINE_EXCEEDED)
-    assert "deadline" in err.message.lower()
+    # 1.2 s: below the server's 1.5 s margin, yet long enough that the client's own expiry does not answer
+    err = _fails(lambda: client.explain(model="mnist-mlp", deadline=1.2), grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert "the server keeps to answer; nothing was started" in err.message, err.message
     assert server.pool.replaced == before and not server.service.running
 
 

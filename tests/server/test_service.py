@@ -110,8 +110,9 @@ def test_deadline_returns_feasible_best_so_far(client, hard):
     for t in threads:
         t.join()
     t0 = time.time()
-    e = client.explain(x, model_id, top_k=3000, timeout=60.0, deadline=6.0)  # the optimum needs far longer
-    assert time.time() - t0 < 6.0
+    # the optimum needs far longer; 8 s - the 1.5 s margin leaves room for encoding on a loaded machine
+    e = client.explain(x, model_id, top_k=3000, timeout=60.0, deadline=8.0)
+    assert time.time() - t0 < 8.0
     assert e.status == "feasible" and e.certificate["valid"]
     assert e.lower_bound < e.objective == int(e.mask.sum())
     assert e.config["timeout"] == 60.0  # asked for 60 s, the deadline cut it
@@ -120,13 +121,14 @@ def test_deadline_returns_feasible_best_so_far(client, hard):
 def test_full_queue_is_refused_at_once(server, client, hard):
     model_id, x = hard
     assert _wait(lambda: not _running(server), 20)  # nothing left over from earlier tests
-    req = client._request(x, model_id, None, dict(method="first-layer", top_k=3000, timeout=1.5))
+    # jobs long enough that none can finish before the 4th request arrives, even on a loaded machine
+    req = client._request(x, model_id, None, dict(method="first-layer", top_k=3000, timeout=5.0))
     futures = [client.stub.Explain.future(req) for _ in range(3)]  # two workers + a queue of one
     assert _wait(lambda: len(_running(server)) == 3, 10)
     t0 = time.time()
     with pytest.raises(RemoteError) as err:
         client.explain(x, model_id, top_k=10, timeout=30.0)
-    assert time.time() - t0 < 2.0
+    assert time.time() - t0 < 3.0  # refused at once, not after a queued job
     assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in err.value.message
     answers = [f.result(timeout=60) for f in futures]  # the admitted ones finish
     assert all(r.status in ("feasible", "optimal") and r.certificate.valid for r in answers), \
@@ -169,9 +171,12 @@ def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client,
     assert _wait(lambda: victim not in server.pool.pids() and len(server.pool.pids()) == 2)
     assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
     # an idle worker killed from outside is replaced when it is next picked
-    os.kill(server.pool.pids()[0], 9)
-    for _ in range(2):
+    idle_victim, before = server.pool.pids()[0], server.pool.replaced
+    os.kill(idle_victim, 9)
+    for _ in range(2):  # the idle queue is FIFO: two requests pick both workers
         assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).certificate["valid"]
+    assert server.pool.replaced > before
+    assert _wait(lambda: idle_victim not in server.pool.pids() and len(server.pool.pids()) == 2)
 
 
 def _running(server):

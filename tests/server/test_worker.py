@@ -27,7 +27,9 @@ def test_an_overrunning_solver_answers_with_its_best_reported_mask(monkeypatch):
     assert time.perf_counter() - t0 < 10
     improved = [e for e in events if e.get("event") == "improved"]
     assert improved and sol.status == "feasible" and worker._Retire.flag  # the worker asks to be replaced
-    assert np.array_equal(sol.mask, improved[-1]["mask"]) and sol.objective == reference.objective
+    # the best mask reported within the 1 s timeout (the optimum on a quiet machine, maybe not under load)
+    assert np.array_equal(sol.mask, improved[-1]["mask"]) and sol.objective == improved[-1]["size"]
+    assert sol.objective >= reference.objective == reference.lower_bound
     assert sol.certificate.valid and certify(problem, sol.mask).valid
     assert sol.lower_bound == improved[-1]["lower_bound"] <= sol.objective
 
