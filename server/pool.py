@@ -41,16 +41,21 @@ class Worker:
     process: mp.Process
     conn: object
     jobs: int = 0
+    _kill_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
-        self.conn.close()
+        """Kill the process and close its pipe; safe to call twice or from two threads at once
+        (a replaced worker and a shutting-down pool may both kill it)."""
+        with self._kill_lock:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(timeout=5)
+            if not self.conn.closed:
+                self.conn.close()
 
 
 @dataclass
