@@ -144,11 +144,6 @@ class SmugService(pb_grpc.SmugServicer):
             extra = sorted(set(kw) - TEXT_PARAMS) + (["whole-network"] if method != "first-layer" else [])
             if extra:
                 raise invalid(f"parameters {extra} do not apply to text models")
-            try:
-                import smug.clients.text  # noqa: F401
-            except ImportError:
-                raise ServiceError("UNIMPLEMENTED", "text explanations are not available in this build "
-                                                    "(smug.clients.text is missing)") from None
             payload = {"text": text, "model": rec.source, "kwargs": kw, "deadline": call.deadline,
                        "margin": self.config.deadline_margin}
             kind = "text"

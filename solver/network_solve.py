@@ -25,7 +25,7 @@ from smug.encoders.ir import NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import interval_bounds
 from smug.solver.network_enum import enumerate_optimum, masks_up_to, relevant_variables
-from smug.solver.solve import Solution
+from smug.solver.solve import Solution, check_request
 
 NETWORK_BACKENDS = ("auto", "highs", "enum", "z3")
 MAX_ENUMERATED_MASKS = 20_000_000
@@ -36,10 +36,7 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
                   max_masks: int = MAX_ENUMERATED_MASKS, progress: Callable[[dict], None] | None = None) -> Solution:
     """Smallest mask whose masked input keeps ``problem.target`` (see the module docstring);
     ``progress`` as in :func:`smug.solver.solve.solve` (verified masks and proven bounds)."""
-    if backend not in NETWORK_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {NETWORK_BACKENDS}")
-    if timeout <= 0:
-        raise ValueError("timeout must be positive")
+    check_request(backend, NETWORK_BACKENDS, timeout)
     t0 = time.perf_counter()
     deadline = t0 + timeout
     timings: dict[str, float] = {}

@@ -9,6 +9,7 @@ proven lower bound.  MNIST optima are 0-4 pixels, so few steps are needed.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -19,6 +20,7 @@ from smug.encoders.ir import MaskProblem, NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.exact import collapsed_rows
 from smug.solver.network_bounds import LayerBounds
+from smug.solver.z3_backend import ascend
 
 
 @dataclass(frozen=True)
@@ -84,29 +86,22 @@ def minimise_network(problem: NetworkProblem, bounds: list[LayerBounds], deadlin
     t0 = time.perf_counter()
     m = {j: z3.Bool(f"m{j}") for j in range(problem.n_vars)}
     hard = network_constraints(z3, problem, bounds, m)
-    best = None if start is None else np.asarray(start, dtype=bool)
-    lb = lower_bound
-    while best is None or lb < best.sum():
-        if best is None and lb > problem.n_vars:  # every cardinality refuted: no mask at all
-            return Z3NetworkResult(None, lb, True, time.perf_counter() - t0)
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            break
-        s = z3.Solver()
-        s.set("timeout", max(1, int(remaining * 1000)))
-        s.add(*hard)
-        s.add(z3.AtMost(*m.values(), lb))
-        answer = s.check()
-        if answer == z3.unsat:
-            lb += 1
-        elif answer == z3.sat:
-            model = s.model()
-            cand = np.array([z3.is_true(model.eval(m[j], model_completion=True)) for j in range(problem.n_vars)])
-            if not certify_network(problem, cand).valid:
-                break  # never trust a model the exact check rejects
-            best = cand
-            break  # sat at the lowest k not refuted: optimal
-        else:
-            break
+    found = {"best": None if start is None else np.asarray(start, dtype=bool)}
+    literals = [m[j] for j in range(problem.n_vars)]
+
+    def size() -> float:
+        return math.inf if found["best"] is None else int(found["best"].sum())
+
+    def offer(model) -> bool:
+        cand = np.array([z3.is_true(model.eval(v, model_completion=True)) for v in literals])
+        if not certify_network(problem, cand).valid:
+            return False  # never trust a model the exact check rejects
+        found["best"] = cand
+        return True
+
+    lb = ascend(z3, hard, literals, lower_bound, size, offer, deadline)
+    best = found["best"]
+    if best is None and lb > problem.n_vars:  # every cardinality refuted: no mask at all
+        return Z3NetworkResult(None, lb, True, time.perf_counter() - t0)
     proven = best is not None and int(best.sum()) <= lb
     return Z3NetworkResult(best, lb, proven, time.perf_counter() - t0)

@@ -55,6 +55,14 @@ class Solution:
         return self.status == "optimal"
 
 
+def check_request(backend: str, backends: tuple[str, ...], timeout: float) -> None:
+    """The checks every solver entry point makes on its arguments."""
+    if backend not in backends:
+        raise ValueError(f"unknown backend {backend!r}; choose from {backends}")
+    if timeout <= 0:
+        raise ValueError("timeout must be positive")
+
+
 def solve(
     problem: MaskProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True, margin: float = 1e-4,
     progress: Callable[[dict], None] | None = None,
@@ -64,10 +72,7 @@ def solve(
     the verified mask shrinks or the proven lower bound grows."""
     from smug.solver.z3_backend import TABLE_ARITY, minimise, satisfies
 
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
-    if timeout <= 0:
-        raise ValueError("timeout must be positive")
+    check_request(backend, BACKENDS, timeout)
     t0 = time.perf_counter()
     deadline = t0 + timeout
     timings: dict[str, float] = {}

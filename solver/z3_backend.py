@@ -30,6 +30,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 from fractions import Fraction
 
 import numpy as np
@@ -171,7 +172,8 @@ def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, d
 
     hard = hard_constraints(z3, rows, m)
     if best.mask is not None and any(len(coef) > TABLE_ARITY for coef, _ in rows):
-        lb = _ascend(z3, hard, m, variables, best, read, deadline, lower_bound)
+        lb = ascend(z3, hard, [m[j] for j in variables], lower_bound, best.size,
+                    lambda model: best.offer(read(model)), deadline)
     else:
         lb = _maxsat(z3, hard, m, variables, best, read, deadline, lower_bound)
         if lb is None:
@@ -215,22 +217,26 @@ def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int)
     return lb
 
 
-def _ascend(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int) -> int:
-    """Ascending cardinality search: unsat under AtMost(k) proves every mask has > k blocks.
+def ascend(z3, hard, literals: list, lb: int, size: Callable[[], float], offer: Callable[[object], bool],
+           deadline: float) -> int:
+    """Ascending cardinality search: unsat under ``AtMost(literals, k)`` proves every mask has
+    more than k true literals; returns the proven lower bound.  ``size()`` is the best mask's
+    size so far (inf: none yet); ``offer(model)`` takes a sat model and says whether it passed
+    the exact check (a model that fails it stops the search: stay honest).
 
-    Used when wide (LRA) rows make MaxSAT slow and the optimum is small (MNIST);
-    a fresh solver per step is faster than push/pop (solver-facts.md)."""
-    while lb < best.size():
+    Used where wide (LRA) rows make MaxSAT slow and the optimum is small (MNIST); a fresh
+    solver per step is faster than push/pop (solver-facts.md)."""
+    while lb < size() and lb <= len(literals):
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             break
         s = z3.Solver()
         s.set("timeout", max(1, int(remaining * 1000)))
         s.add(*hard)
-        s.add(z3.AtMost(*[m[j] for j in variables], lb))
+        s.add(z3.AtMost(*literals, lb))
         answer = _check(s, deadline)
         if answer == z3.unsat:
             lb += 1
-        elif answer != z3.sat or not best.offer(read(s.model())):
-            break  # timeout, or a model that failed the exact check: stay honest
+        elif answer != z3.sat or not offer(s.model()):
+            break
     return lb

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
+from scipy.special import softmax as scipy_softmax
 
 from smug.baselines.attribution import METHODS, attribute, methods
 from smug.baselines.extremal import (
@@ -22,9 +23,7 @@ from smug.models.torch_backend import torch_module
 
 
 def softmax(z):
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max())
-    return e / e.sum()
+    return scipy_softmax(np.asarray(z, dtype=np.float64))
 
 
 def prob(model, x, target) -> float:

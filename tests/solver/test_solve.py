@@ -84,13 +84,13 @@ def test_solve_matches_brute_force(index, backend):
 
 def test_wide_rows_take_the_ascending_cardinality_path(monkeypatch):
     calls = []
-    original = z3_backend._ascend
+    original = z3_backend.ascend
 
     def spy(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(z3_backend, "_ascend", spy)
+    monkeypatch.setattr(z3_backend, "ascend", spy)
     n_wide = 0
     for index in range(len(CASES)):
         problem, (k, _) = _case(index)
