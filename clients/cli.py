@@ -116,7 +116,7 @@ def run(argv: list[str] | None = None) -> int:
     if a.command == "explain" and a.method != "smug":
         from smug.clients.compare import baseline_result
         from smug.clients.result import write_atomic
-        from smug.clients.pictures import overlay_png, saliency_png
+        from smug.rendering.pictures import overlay_png, saliency_png
 
         r = baseline_result(a.image, a.model, a.method, a.target)
         summary = {k: v for k, v in r.items() if k not in ("map", "image")}

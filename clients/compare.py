@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 
-from smug.clients.pictures import display_scale
+from smug.rendering.pictures import display_scale
 
 
 def baseline_result(source, model: str, method: str, target: int | None = None) -> dict:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from smug.common import jsonable, write_atomic, write_files  # noqa: F401
+
 
 @dataclass(frozen=True)
 class Explanation:
@@ -51,7 +53,7 @@ class Explanation:
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """Write result.json, mask.png, saliency.png and overlay.png (each atomically)."""
-        from smug.clients.pictures import mask_png, overlay_png, saliency_png
+        from smug.rendering.pictures import mask_png, overlay_png, saliency_png
 
         out = Path(out_dir)
         files = {
@@ -61,27 +63,3 @@ class Explanation:
             "overlay.png": overlay_png(self.image, self.saliency),
         }
         return write_files(out, files)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
-def write_files(out_dir: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:
-    """Each ``name -> bytes`` of ``files`` written atomically into ``out_dir``."""
-    return [write_atomic(Path(out_dir) / name, data) for name, data in files.items()]
-
-
-def jsonable(value):
-    """``json.dumps(default=...)`` for numpy scalars and arrays."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

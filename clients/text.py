@@ -100,7 +100,7 @@ class TextExplanation:
         return json.loads(json.dumps(out, default=jsonable))
 
     def to_html(self) -> str:
-        from smug.clients.text_html import render_page
+        from smug.rendering.text_html import render_page
 
         return render_page([self])
 
@@ -111,7 +111,7 @@ class TextExplanation:
 
 def save_all(explanations: list[TextExplanation], out_dir: str | os.PathLike) -> list[Path]:
     """result.json (one object, or a list for several texts) and explanation.html."""
-    from smug.clients.text_html import render_page
+    from smug.rendering.text_html import render_page
 
     body = explanations[0].to_json() if len(explanations) == 1 else [e.to_json() for e in explanations]
     files = {"result.json": json.dumps(body, indent=2).encode(), "explanation.html": render_page(explanations).encode()}

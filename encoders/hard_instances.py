@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 
 from smug.encoders.blocks import BlockGrid
 from smug.encoders.first_layer import FirstLayer
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 from smug.encoders.smug import build_problem, select_top_k
 
 # Gaussian smoothing in pixels.  Smoother images concentrate the most positive neurons

@@ -4,7 +4,7 @@ The graph is walked from the input to the logits; supported nodes are Gemm, MatM
 (+Add), Conv (with Pad before and BatchNormalization after it folded in), Relu,
 Flatten/Reshape to a vector, Identity and Dropout.  Every linear layer becomes a
 sparse matrix over the flattened activations, so the result is a plain
-:class:`~smug.encoders.ir.NetworkProblem` that any backend can consume.
+:class:`~smug.ir.NetworkProblem` that any backend can consume.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from smug.encoders.blocks import BlockGrid
 from smug.encoders.first_layer import UnsupportedModel, add_pad, conv_layer, dense_layer, OnnxGraph
-from smug.encoders.ir import DenseLayer, NetworkProblem
+from smug.ir import DenseLayer, NetworkProblem
 from smug.models.runtime import OnnxModel
 
 SKIP = {"Identity", "Dropout"}

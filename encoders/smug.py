@@ -9,7 +9,7 @@ import numpy as np
 from smug.encoders.blocks import BlockGrid
 from smug.encoders.first_layer import FirstLayer, find_first_layer
 from smug.encoders.ig import IGResult, auto_integrated_gradients, integrated_gradients
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 from smug.models.runtime import OnnxModel
 
 FORMS = ("linear", "affine")

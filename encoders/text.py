@@ -36,7 +36,7 @@ from smug.encoders.first_layer import (
     FirstLayer, OnnxGraph, UnsupportedModel, _activation_after, _attrs, _fold_following,
 )
 from smug.encoders.ig import IGResult, auto_integrated_gradients, integrated_gradients
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 from smug.encoders.saliency import eq4_scores, receptive_pixels
 from smug.encoders.smug import FORMS, build_problem, select_top_k
 from smug.models.runtime import OnnxModel

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from smug.common import cache_dir
 from smug.models.preprocess import ImagePreprocess
 from smug.models.runtime import ModelError, OnnxModel
 from smug.models.text_cnn import TextInput
@@ -37,12 +38,6 @@ class ZooEntry:
     description: str
     kind: str = "image"  # "text": preprocess is a TextInput, the tokenizer ships as <name>.json
 
-
-def cache_dir() -> Path:
-    root = os.environ.get("SMUG_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "smug"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _imagenet_names() -> list[str]:

@@ -38,7 +38,7 @@ def _from_cache() -> tuple[ModuleType, ModuleType]:
     from smug.proto import generate as gen
 
     key = hashlib.sha256(gen.PROTO.read_bytes() + grpc.__version__.encode()).hexdigest()[:16]
-    from smug.models.zoo import cache_dir
+    from smug.common import cache_dir
 
     out = cache_dir() / "proto" / key
     if not all((out / n).is_file() for n in gen.GENERATED):

@@ -52,7 +52,7 @@ class ServerConfig:
         if self.store is not None:
             path = Path(self.store)
         else:
-            from smug.models.zoo import cache_dir
+            from smug.common import cache_dir
 
             path = cache_dir() / "server-models"
         path.mkdir(parents=True, exist_ok=True)

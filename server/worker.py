@@ -108,7 +108,7 @@ def _held_to_timeout(fn, problem, backend: str, timeout: float, emit: Emit):
 def _best_reported(fn, problem, backend: str, last: dict, elapsed: float):
     """The overrunning solve's best reported mask, certified exactly, as ``feasible``
     (``unknown`` if it reported none)."""
-    from smug.encoders.ir import MaskProblem
+    from smug.ir import MaskProblem
     from smug.solver.certificate import certify, certify_network
     from smug.solver.solve import Solution
 

@@ -1,7 +1,7 @@
 """Exact, solver-independent check of a mask against Eq. 3.
 
 The masked pre-activations are recomputed from the input-level data of the
-:class:`~smug.encoders.ir.MaskProblem` (weights, input, masked-out value) in exact
+:class:`~smug.ir.MaskProblem` (weights, input, masked-out value) in exact
 rational arithmetic; nothing that a backend produced is trusted.  A mask that
 fails is never reported as valid.
 """
@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 from smug.solver.exact import exact_row_dots, exact_values
 
 

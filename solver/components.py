@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 
 
 @dataclass(frozen=True)

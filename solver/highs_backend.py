@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from smug.encoders.ir import LinearForm
+from smug.ir import LinearForm
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smug.encoders.ir import NetworkProblem
+from smug.ir import NetworkProblem
 
 U = 2.0**-53
 

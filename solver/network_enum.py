@@ -18,7 +18,7 @@ from math import comb
 
 import numpy as np
 
-from smug.encoders.ir import NetworkProblem
+from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import LayerBounds
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from smug.encoders.ir import NetworkProblem
+from smug.ir import NetworkProblem
 from smug.solver.highs_backend import MilpResult
 from smug.solver.network_bounds import LayerBounds
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from smug.encoders.ir import NetworkProblem
+from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import interval_bounds
 from smug.solver.network_enum import enumerate_optimum, masks_up_to, relevant_variables

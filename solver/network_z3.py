@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from smug.encoders.ir import MaskProblem, NetworkProblem
+from smug.ir import MaskProblem, NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.exact import collapsed_rows
 from smug.solver.network_bounds import LayerBounds

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 from smug.solver.exact import collapsed_rows
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from smug.encoders.ir import LinearForm, MaskProblem, linear_form
+from smug.ir import LinearForm, MaskProblem, linear_form
 from smug.solver.certificate import Certificate, certify
 from smug.solver.components import split
 from smug.solver.exact import collapsed_rows

@@ -54,7 +54,7 @@ def test_json_and_html_have_one_row_per_method(explained, tmp_path):
 
 
 def test_html_escapes_words():
-    from smug.clients.text_html import render_row, word_color
+    from smug.rendering.text_html import render_row, word_color
 
     assert "&lt;unk&gt;" in render_row(["<unk>"], [0.5], [True])
     assert word_color(0.0, 1.0) == "transparent" and word_color(-1.0, 1.0).startswith("rgba(210")

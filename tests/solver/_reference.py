@@ -1,7 +1,7 @@
 """Plain reference computations for the solver tests (no smug code is used here).
 
 Everything is evaluated with :class:`fractions.Fraction` straight from the float64
-arrays, following Eq. 3 as written in ``smug.encoders.ir``:
+arrays, following Eq. 3 as written in ``smug.ir``:
 
     v_p = x_p if group[p] == -1 or m[group[p]] else baseline_p
     row i holds  <=>  sum_p W[i,p] v_p + b_i  >  gamma * (sum_p W[i,p] x_p + b_i)
@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
-from smug.encoders.ir import MaskProblem
+from smug.ir import MaskProblem
 
 def F(v) -> Fraction:
     return Fraction(float(v))

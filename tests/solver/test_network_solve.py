@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from smug.encoders.ir import DenseLayer, NetworkProblem
+from smug.ir import DenseLayer, NetworkProblem
 from smug.solver.certificate import certify_network, exact_logits
 from smug.solver.network_bounds import interval_bounds
 from smug.solver.network_solve import NETWORK_BACKENDS, solve_network

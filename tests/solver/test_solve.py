@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import smug.solver.z3_backend as z3_backend
-from smug.encoders.ir import linear_form
+from smug.ir import linear_form
 from smug.solver.components import split
 from smug.solver.exact import collapsed_rows
 from smug.solver.solve import BACKENDS, solve

@@ -1,0 +1,50 @@
+"""Small facts every layer shares: softmax, the cache folder, atomic files, JSON of numpy values.
+
+Nothing here imports another smug module, so any layer may import it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax over ``axis`` (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def cache_dir() -> Path:
+    """The user cache folder (``$SMUG_CACHE``, else ``$XDG_CACHE_HOME/smug`` or ``~/.cache/smug``), created."""
+    root = os.environ.get("SMUG_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "smug"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def write_files(out_dir: str | os.PathLike, files: dict[str, bytes]) -> list[Path]:
+    """Each ``name -> bytes`` of ``files`` written atomically into ``out_dir``."""
+    return [write_atomic(Path(out_dir) / name, data) for name, data in files.items()]
+
+
+def jsonable(value):
+    """``json.dumps(default=...)`` for numpy scalars and arrays."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,1 @@
+"""Pictures and pages: masks, saliency maps, overlays, comparison sheets, text HTML."""

@@ -1,0 +1,53 @@
+"""The solver's backend registry: which backends answer which problem kind.
+
+Every front end asks here (argument choices, request validation, the portfolio's
+members); nothing above the solver keeps its own list.
+"""
+
+from __future__ import annotations
+
+from smug.ir import MaskProblem, NetworkProblem
+
+FIRST_LAYER = ("auto", "highs", "z3")  # smug.solver.solve.solve
+WHOLE_NETWORK = ("auto", "highs", "enum", "z3")  # smug.solver.network_solve.solve_network
+PORTFOLIO = "portfolio"  # every backend of the kind at once, each in its own process
+PROBLEM_KINDS = {"first-layer": FIRST_LAYER, "whole-network": WHOLE_NETWORK}
+
+
+def backends(kind: str) -> tuple[str, ...]:
+    """Backend names a request of ``kind`` ("first-layer" or "whole-network") may name, portfolio included."""
+    return PROBLEM_KINDS[kind] + (PORTFOLIO,)
+
+
+def all_backends() -> tuple[str, ...]:
+    """Every backend name of any kind, in a stable order (for argument choices)."""
+    names = dict.fromkeys(FIRST_LAYER + WHOLE_NETWORK + (PORTFOLIO,))
+    return tuple(names)
+
+
+def check_backend(kind: str, backend: str) -> str:
+    """``backend`` if a ``kind`` problem can use it, else ``ValueError`` naming the choices."""
+    allowed = backends(kind)
+    if backend not in allowed:
+        raise ValueError(f"unknown backend {backend!r} for {kind}; choose from {allowed}")
+    return backend
+
+
+def kind_of(problem) -> str:
+    """The problem kind of an IR instance."""
+    if isinstance(problem, MaskProblem):
+        return "first-layer"
+    if isinstance(problem, NetworkProblem):
+        return "whole-network"
+    raise TypeError(f"not a smug problem: {type(problem).__name__}")
+
+
+def solver_for(problem):
+    """The entry point (``fn(problem, backend=, timeout=, progress=) -> Solution``) for ``problem``."""
+    if kind_of(problem) == "first-layer":
+        from smug.solver.solve import solve
+
+        return solve
+    from smug.solver.network_solve import solve_network
+
+    return solve_network
