@@ -3,6 +3,12 @@
 SMUG (paper 003): Integrated Gradients on the first layer's activations picks the
 neurons that matter, an exact solver finds the smallest set of input blocks that
 keeps them active, and every answer comes with an exactly checked certificate.
+
+    >>> import smug
+    >>> e = smug.explain("cat.jpg", model="efficientnet-lite0", out_dir="out")
+
+:func:`explain` is :func:`smug.pipeline.explain`; requests, the runner and the answer
+type live in :mod:`smug.pipeline`.
 """
 
 __version__ = "0.1.0"
@@ -11,7 +17,7 @@ __all__ = ["explain", "__version__"]
 
 
 def explain(*args, **kwargs):
-    """Explain one input; see :func:`smug.clients.api.explain`."""
-    from smug.clients.api import explain as _explain
+    """Explain one input; see :func:`smug.pipeline.explain`."""
+    from smug.pipeline import explain as _explain
 
     return _explain(*args, **kwargs)

@@ -1,4 +1,4 @@
-"""smug.clients: the Python API, the CLI and the gRPC client (``Client``, imported on first use)."""
+"""smug.clients: the command line (``smug``) and the gRPC client (``Client``, imported on first use)."""
 
 
 def __getattr__(name: str):

@@ -1,3 +1,3 @@
-from smug.clients.cli import main
+from smug.command import main
 
 main()

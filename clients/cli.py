@@ -1,33 +1,42 @@
-"""``smug`` command line: ``smug explain``, ``smug dump``, ``smug models``.
+"""``smug`` command line: explain, compare, dump, models, evaluate, report (``serve``: :mod:`smug.command`).
 
-Bad input prints one ``smug: error: ...`` line and exits with status 2; nothing is
-written unless the whole explanation succeeded.
+Every command builds :class:`~smug.pipeline.ExplainRequest` objects from its arguments
+(so bad input fails in milliseconds, before any model is loaded) and runs them through
+:func:`smug.pipeline.run`, or through a smug server with ``--server``.  Bad input prints
+one ``smug: error: ...`` line and exits with status 2; nothing is written unless the
+whole explanation succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-import numpy as np
+from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, dump, run, save_texts
+from smug.pipeline.models import InputError, ModelError
+from smug.pipeline.request import RequestError
+from smug.solver.backends import all_backends
 
-from smug.models.preprocess import InputError
-from smug.models.runtime import ModelError
+SERVER_HINT = "run the gRPC service: smug serve --help (also: python -m smug.server)"
 
 
 def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", nargs="?", help="image file (default: the model's bundled demo input)")
     p.add_argument("--model", default="efficientnet-lite0", help="zoo name or path to an .onnx file")
-    p.add_argument("--top-k", type=int, default=3000, help="IG-ranked first-layer neurons to keep (default 3000)")
-    p.add_argument("--gamma", type=float, default=0.0, help="masked > gamma * original, gamma in [0, 1)")
-    p.add_argument("--window", type=int, default=4, help="mask block size in pixels (default 4)")
-    p.add_argument("--form", choices=("linear", "affine"), default="linear",
+    p.add_argument("--top-k", type=int, default=None, help="IG-ranked first-layer neurons to keep "
+                   "(default 3000 for images, 100 for text)")
+    p.add_argument("--gamma", type=float, default=None, help="masked > gamma * original, gamma in [0, 1)")
+    p.add_argument("--window", type=int, default=None, help="mask block size in pixels (default 4; whole network 1)")
+    p.add_argument("--form", choices=("linear", "affine"), default=None,
                    help="linear: bias-free W(x*m) > gamma W x (default); affine: with the bias (Eq. 3 literally)")
-    p.add_argument("--baseline", type=float, default=0.0, help="masked-out value in model-input space")
+    p.add_argument("--baseline", type=float, default=None, help="masked-out value in model-input space")
     p.add_argument("--ig-steps", type=int, default=None, help="IG steps (default: adaptive by completeness)")
     p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
+    p.add_argument("--text", default=None, help="text models: the text to explain")
+    p.add_argument("--text-file", default=None, help="text models: a UTF-8 file, one text per line")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,50 +44,158 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="minimal SMUG mask, saliency map and certificate")
     _method_args(ex)
-    ex.add_argument("--backend", choices=("auto", "highs", "z3", "enum", "portfolio"), default="auto",
-                    help="first-layer: auto|highs|z3; whole network: auto|highs|z3|enum|portfolio")
-    ex.add_argument("--whole-network", action="store_true",
-                    help="encode the whole ReLU network: smallest mask that keeps the class (paper Appendix A)")
-    ex.add_argument("--delta", type=float, default=0.0, help="whole network: logit margin to keep, >= 0")
+    ex.add_argument("--method", default="smug",
+                    help="smug (default), whole-network, or a baseline: gradient, integrated_gradients, gradcam, ...")
+    ex.add_argument("--whole-network", action="store_true", help="same as --method whole-network (paper Appendix A)")
+    ex.add_argument("--backend", choices=all_backends(), default="auto",
+                    help="first-layer: auto|highs|z3|portfolio; whole network: also enum")
+    ex.add_argument("--delta", type=float, default=None, help="whole network: logit margin to keep, >= 0")
     ex.add_argument("--min-confidence", type=float, default=None,
                     help="whole network: also keep softmax(target) >= this (via a sufficient margin)")
     ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
-                    help="solve on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
-    ex.add_argument("--text", default=None, help="text models: the text to explain (top-k 100 unless given)")
-    ex.add_argument("--text-file", default=None, help="text models: a UTF-8 file, one text per line")
-    ex.add_argument("--method", default="smug",
-                    help="smug (default) or a baseline: gradient, integrated_gradients, gradcam, occlusion, ...")
+                    help="explain on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
     cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG")
     _method_args(cmp_)
     cmp_.add_argument("--methods", default="smug,smug_base,gradient,integrated_gradients,gradcam",
                       help="comma-separated: smug, smug_base and any baseline name")
+    cmp_.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds (smug)")
     cmp_.add_argument("--out", default="comparison.png")
-    dump = sub.add_parser("dump", help="write the encoding as SMT-LIB2")
-    _method_args(dump)
-    dump.add_argument("--out", default="smug-constraints.smt2", help="output .smt2 file")
+    dmp = sub.add_parser("dump", help="write the first-layer encoding as SMT-LIB2")
+    _method_args(dmp)
+    dmp.add_argument("--out", default="smug-constraints.smt2", help="output .smt2 file")
     sub.add_parser("models", help="list the model zoo")
-    from smug.server.main import add_arguments as serve_arguments
-
-    serve_arguments(sub.add_parser("serve", help="run the gRPC solver service (also: python -m smug.server)"))
-    from smug.clients.evaluate import add_commands
+    sub.add_parser("serve", help=SERVER_HINT, add_help=False)
+    from smug.evaluation.commands import add_commands
 
     add_commands(sub)  # evaluate, report
     return parser
 
 
-def _config_kwargs(a: argparse.Namespace) -> dict:
-    return dict(top_k=a.top_k, gamma=a.gamma, window=a.window, form=a.form, baseline=a.baseline, ig_steps=a.ig_steps)
+def _params(a: argparse.Namespace) -> dict:
+    """The method parameters the user set (None: the method's default)."""
+    names = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
+    return {n: getattr(a, n, None) for n in names}
 
 
-def _is_text_model(name: str) -> bool:
-    from smug.models.zoo import ZOO
+def _method(a: argparse.Namespace) -> str:
+    if getattr(a, "whole_network", False):
+        if a.method not in ("smug", "whole-network"):
+            raise RequestError("give --whole-network or --method, not both")
+        return "whole-network"
+    return a.method
 
-    return getattr(ZOO.get(name), "kind", "image") == "text"
+
+def _texts(a: argparse.Namespace) -> list[str] | None:
+    """The texts of --text / --text-file (None: no text given)."""
+    if a.text is not None and a.text_file is not None:
+        raise RequestError("give --text or --text-file, not both")
+    if a.text_file is not None:
+        if not Path(a.text_file).is_file():
+            raise InputError(f"input file not found: {a.text_file}")
+        from smug.models.text_cnn import TextInput
+
+        return TextInput(a.model).read(a.text_file)
+    return None if a.text is None else [a.text]
 
 
-def run(argv: list[str] | None = None) -> int:
+def requests_of(a: argparse.Namespace, method: str | None = None) -> list[ExplainRequest]:
+    """Every request the command line asks for, all validated before any runs."""
+    method = method or _method(a)
+    params = {**_params(a), "backend": getattr(a, "backend", "auto"), "timeout": getattr(a, "timeout", 60.0),
+              "target": a.target, "method": method}
+    texts = _texts(a)
+    if texts is None:
+        return [ExplainRequest.build(a.image, a.model, **params)]
+    if a.image is not None:
+        raise RequestError("give an image or a text, not both")
+    out = []
+    for i, t in enumerate(texts, start=1):
+        try:
+            out.append(ExplainRequest.build(None, a.model, text=t, **params))
+        except (RequestError, InputError) as exc:
+            raise RequestError(f"line {i}: {exc}" if len(texts) > 1 else str(exc)) from None
+    return out
+
+
+def summary(e: Explanation, out: str) -> dict:
+    """The one JSON object the command prints for an explanation (local or remote)."""
+    s = {"method": e.method, "status": e.status, "target": f"{e.target} {e.target_name} ({e.confidence:.3f})"}
+    if e.text is not None:
+        s.update(explains=e.ig.get("score"), words=f"{e.objective} of {len(e.text.words)}",
+                 mask_words=e.selected_words("smug") if e.word_mask is not None else None,
+                 truncated=e.text.truncated)
+    elif e.status != "map":
+        s.update(blocks=f"{e.objective} of {e.n_vars}", lower_bound=e.lower_bound,
+                 base_blocks=None if e.base_mask is None else int(e.base_mask.sum()))
+    s.update(certificate_valid=e.certificate.get("valid"), masked_prediction=e.masked_prediction,
+             timings_s=e.timings, out=out)
+    if e.origin:
+        s.update(server=e.origin.get("server"), request_id=e.request_id)
+    return s
+
+
+def _explain(a: argparse.Namespace) -> int:
+    requests = requests_of(a)
+    if a.server:
+        explanations = [_remote(a, r) for r in requests]
+    else:
+        explanations = [run(r) for r in requests]
+    for i, e in enumerate(explanations, start=1):
+        for w in e.warnings:
+            print(f"smug: warning: {'' if len(explanations) == 1 else f'line {i}: '}{w}", file=sys.stderr)
+    if explanations[0].text is not None:
+        save_texts(explanations, a.out)
+    else:
+        explanations[0].save(a.out)
+    shown = [summary(e, a.out) for e in explanations]
+    print(json.dumps(shown[0] if len(shown) == 1 else {"texts": shown, "out": a.out}, indent=2))
+    return 0 if all(e.status in ("optimal", "feasible", "map") for e in explanations) else 1
+
+
+def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
+    from smug.clients.client import Client, explain_with_progress
+    from smug.pipeline.request import TextInput
+
+    src = request.input
+    text = src.text if isinstance(src, TextInput) else None
+    params = {k: v for k, v in _params(a).items() if v is not None}
+    with Client(a.server, token=os.environ.get("SMUG_TOKEN") or None) as client:
+        return explain_with_progress(client, a.image, a.model, text=text, method=request.method,
+                                     backend=a.backend, timeout=a.timeout, target=a.target, **params)
+
+
+def _compare(a: argparse.Namespace) -> int:
+    from smug.common import write_atomic
+    from smug.rendering.compare import comparison_sheet
+
+    methods = [m for m in a.methods.split(",") if m]
+    if not methods:
+        raise RequestError("--methods names no method")
+    smug_request = requests_of(a, "smug")[0]
+    baselines = {m: requests_of(a, m)[0] for m in methods if m not in ("smug", "smug_base")}
+    panels, seconds = [], {}
+    smug_e = run(smug_request) if {"smug", "smug_base"} & set(methods) else None
+    for m in methods:
+        e = smug_e if m in ("smug", "smug_base") else run(baselines[m])
+        panels.append((m, e))
+        seconds[m] = e.timings["total"]
+    write_atomic(a.out, comparison_sheet(panels))
+    print(json.dumps({"out": a.out, "seconds": seconds}, indent=2))
+    return 0
+
+
+def _dump(a: argparse.Namespace) -> int:
+    from smug.common import write_atomic
+
+    d = dump(requests_of(a, "smug")[0])
+    write_atomic(a.out, d.smtlib.encode())
+    print(f"wrote {a.out} ({d.constraints} constraints)")
+    return 0
+
+
+def run_command(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     if a.command == "models":
         from smug.models.zoo import ZOO
@@ -87,83 +204,18 @@ def run(argv: list[str] | None = None) -> int:
             print(f"{entry.name:20s} {entry.description}")
         return 0
     if a.command == "serve":
-        from smug.server.main import serve_from_args
-
-        return serve_from_args(a)
-    if a.command == "explain" and a.server:
-        from smug.clients.client import cli_explain
-
-        return cli_explain(a, sys.argv[1:] if argv is None else argv)
+        raise RequestError(SERVER_HINT)
     if a.command in ("evaluate", "report"):
-        from smug.clients.evaluate import run_command
+        from smug.evaluation.commands import run_command as evaluation_command
 
-        return run_command(a)
-    if a.command == "explain" and (a.text is not None or a.text_file is not None or _is_text_model(a.model)):
-        from smug.clients.text import cli_explain
-
-        return cli_explain(a, sys.argv[1:] if argv is None else argv)
-    if a.image is not None and not Path(a.image).is_file():
-        raise InputError(f"input file not found: {a.image}")
-    if a.command == "compare":
-        from smug.clients.compare import comparison_png
-        from smug.clients.result import write_atomic
-
-        png, seconds = comparison_png(a.image, a.model, [m for m in a.methods.split(",") if m],
-                                      target=a.target, **_config_kwargs(a))
-        write_atomic(a.out, png)
-        print(json.dumps({"out": a.out, "seconds": seconds}, indent=2))
-        return 0
-    if a.command == "explain" and a.method != "smug":
-        from smug.clients.compare import baseline_result
-        from smug.clients.result import write_atomic
-        from smug.rendering.pictures import overlay_png, saliency_png
-
-        r = baseline_result(a.image, a.model, a.method, a.target)
-        summary = {k: v for k, v in r.items() if k not in ("map", "image")}
-        files = {"result.json": json.dumps(summary, indent=2, default=str).encode(),
-                 "saliency.png": saliency_png(np.abs(r["map"])), "overlay.png": overlay_png(r["image"], np.abs(r["map"]))}
-        for name, data in files.items():
-            write_atomic(Path(a.out) / name, data)
-        print(json.dumps({"method": r["method"], "target": r["target"], "seconds": r["seconds"], "out": a.out}))
-        return 0
-    if a.command == "explain":
-        from smug.clients.api import explain, explain_network
-
-        if a.whole_network:
-            e = explain_network(a.image, model=a.model, window=a.window, delta=a.delta, baseline=a.baseline,
-                                backend=a.backend, timeout=a.timeout, target=a.target,
-                                min_confidence=a.min_confidence)
-        else:
-            e = explain(a.image, model=a.model, backend=a.backend, timeout=a.timeout, target=a.target,
-                        **_config_kwargs(a))
-        e.save(a.out)
-        print(json.dumps({
-            "status": e.status, "target": f"{e.target} {e.target_name} ({e.confidence:.3f})",
-            "blocks": f"{e.objective} of {e.n_blocks}", "lower_bound": e.lower_bound,
-            "base_blocks": int(e.base_mask.sum()), "certificate_valid": e.certificate["valid"],
-            "masked_prediction": e.masked_prediction, "timings_s": e.timings, "out": a.out,
-        }, indent=2))
-        return 0 if e.status in ("optimal", "feasible") else 1
-    from smug.clients.api import encode
-    from smug.encoders.smug import SmugConfig
-    from smug.solver.smtlib import to_smtlib
-
-    enc, ctx = encode(a.image, a.model, SmugConfig(**_config_kwargs(a)), a.target)
-    header = [f"smug dump: model {ctx['model'].name}, input {ctx['label']}, target class {enc.target}",
-              f"top-k {a.top_k}, gamma {a.gamma}, window {a.window}, form {a.form}"]
-    text = to_smtlib(enc.problem, header)
-    out = Path(a.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    print(f"wrote {out} ({enc.problem.n_constraints} constraints)")
-    return 0
+        return evaluation_command(a)
+    return {"explain": _explain, "compare": _compare, "dump": _dump}[a.command](a)
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        code = run(argv)
-    except (InputError, ModelError, ValueError, OSError) as exc:
+        code = run_command(argv)
+    except (RequestError, InputError, ModelError, DeadlineExceeded, ValueError, OSError) as exc:
         print(f"smug: error: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code)

@@ -5,9 +5,9 @@
     ...     e = c.explain("cat.jpg", model="efficientnet-lite0", timeout=30)
     ...     e.status, e.objective, e.certificate["valid"]
 
-Results are :class:`RemoteExplanation` objects: the library's
-:class:`~smug.clients.result.Explanation` (``save()``, ``to_json()``) plus the
-request id and model id.  Failed calls raise :class:`RemoteError` with the gRPC
+Results are the pipeline's :class:`~smug.pipeline.Explanation` (``save()``,
+``to_json()``), exactly as a local run returns it, with ``origin`` saying which server,
+request id and model id answered.  Failed calls raise :class:`RemoteError` with the gRPC
 status code and the server's message.
 """
 
@@ -22,7 +22,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from smug.clients.result import Explanation
+from smug.pipeline import Explanation
+from smug.proto.wire import explanation_from_proto, from_tensor, message
 
 Source = str | os.PathLike | bytes | np.ndarray | None
 
@@ -34,21 +35,6 @@ class RemoteError(ValueError):
         super().__init__(f"{getattr(code, 'name', code)}: {message}")
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True)
-class RemoteExplanation(Explanation):
-    """An :class:`Explanation` computed by the server; ``server_result`` is the server's
-    full result.json (for text models: words, rows, rating, ...)."""
-
-    request_id: str = ""
-    model_id: str = ""
-    server_result: dict = field(default_factory=dict, repr=False)
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out.pop("server_result", None)
-        return out
 
 
 @dataclass(frozen=True)
@@ -80,12 +66,6 @@ class Improvement:
     lower_bound: int
     seconds: float
     mask: np.ndarray | None  # bool, flat over the block grid
-
-
-def _array(t) -> np.ndarray | None:
-    from smug.server.convert import from_tensor
-
-    return from_tensor(t)
 
 
 class Client:
@@ -134,57 +114,22 @@ class Client:
             raise RemoteError(exc.code(), exc.details()) from None
 
     def _request(self, source: Source, model: str, text: str | bytes | None, params: dict):
-        pb = self.pb
-        req = pb.ExplainRequest(model=model)
-        method = params.pop("method", "first-layer")
-        methods = {"first-layer": pb.FIRST_LAYER, "whole-network": pb.WHOLE_NETWORK}
-        if method not in methods:
-            raise ValueError(f"method must be one of {tuple(methods)}, got {method!r}")
-        req.params.method = methods[method]
-        for key, value in params.items():
-            if value is not None:
-                setattr(req.params, key, value)
-        if text is not None:  # bytes on the wire: the server answers INVALID_ARGUMENT for non-UTF-8
-            req.text = text if isinstance(text, bytes) else str(text).encode("utf-8", "surrogateescape")
-        elif isinstance(source, np.ndarray):
-            from smug.server.convert import to_tensor
+        return message(self.pb, model, source if not isinstance(source, os.PathLike) else str(source), text, **params)
 
-            req.tensor.CopyFrom(to_tensor(pb, source))
-        elif isinstance(source, (bytes, bytearray)):
-            req.image = bytes(source)
-        elif source is not None:
-            req.image = Path(source).read_bytes()
-        return req
-
-    def _explanation(self, r) -> RemoteExplanation:
-        data = json.loads(r.result_json)
-        mask, base = _array(r.mask), _array(r.base_mask)
-        saliency = _array(r.saliency)
-        return RemoteExplanation(
-            model=data.get("model", ""), input=data.get("input", ""), target=r.target, target_name=r.target_name,
-            confidence=r.confidence, config=data.get("config", {}), status=r.status,
-            objective=r.objective if r.HasField("objective") else None, lower_bound=r.lower_bound,
-            n_blocks=r.n_blocks, proof=r.proof, mask=mask, pixel_mask=_array(r.pixel_mask),
-            saliency=saliency if saliency is not None else np.zeros((0, 0)),
-            base_mask=base if base is not None else np.zeros((0, 0), bool),
-            base_saliency=_array(r.base_saliency) if base is not None else np.zeros((0, 0)),
-            certificate=data.get("certificate", {"valid": r.certificate.valid}),
-            masked_prediction=data.get("masked_prediction", {}), ig=data.get("ig", {}),
-            encoding=data.get("encoding", {}), timings=dict(r.timings), image=_array(r.image),
-            request_id=r.request_id, model_id=r.model_id, server_result=data,
-        )
+    def _explanation(self, r) -> Explanation:
+        return explanation_from_proto(r, {"server": self.target})
 
     # ---- API ---------------------------------------------------------------
     def explain(self, source: Source = None, model: str = "efficientnet-lite0", *, text: str | bytes | None = None,
-                method: str = "first-layer", top_k: int | None = None, gamma: float | None = None,
+                method: str = "smug", top_k: int | None = None, gamma: float | None = None,
                 window: int | None = None, form: str | None = None, baseline: float | None = None,
                 ig_steps: int | None = None, backend: str | None = None, timeout: float | None = None,
                 target: int | None = None, delta: float | None = None, min_confidence: float | None = None,
-                deadline: float | None = None) -> RemoteExplanation:
-        """Like :func:`smug.clients.api.explain` (``method="whole-network"``:
-        :func:`~smug.clients.api.explain_network`), solved by the server.  ``source``: an
-        image file path or its bytes (zoo models), a model-space array, or None (the zoo
-        model's demo input).  Unset parameters take the library defaults."""
+                deadline: float | None = None) -> Explanation:
+        """Like :func:`smug.pipeline.explain` (``method``: smug, whole-network or a baseline
+        name), computed by the server.  ``source``: an image file path or its bytes (zoo
+        models), a model-space array, or None (the zoo model's demo input).  Unset
+        parameters take the pipeline's defaults."""
         params = dict(method=method, top_k=top_k, gamma=gamma, window=window, form=form, baseline=baseline,
                       ig_steps=ig_steps, backend=backend, timeout=timeout, target=target, delta=delta,
                       min_confidence=min_confidence)
@@ -193,10 +138,10 @@ class Client:
 
     def explain_stream(self, source: Source = None, model: str = "efficientnet-lite0", *,
                        deadline: float | None = None, text: str | bytes | None = None,
-                       **params) -> Iterator[Stage | Improvement | RemoteExplanation]:
+                       **params) -> Iterator[Stage | Improvement | Explanation]:
         """Progress as it happens: :class:`Stage` and :class:`Improvement` events, then the
-        :class:`RemoteExplanation` (always last).  Closing the iterator cancels the request."""
-        params.setdefault("method", "first-layer")
+        :class:`Explanation` (always last).  Closing the iterator cancels the request."""
+        params.setdefault("method", "smug")
         req = self._request(source, model, text, params)
         stream = self.stub.ExplainStream(req, timeout=deadline or self.deadline, metadata=self._metadata)
         try:
@@ -206,7 +151,7 @@ class Client:
                     yield Stage(ev.stage.stage, ev.stage.finished, ev.stage.seconds)
                 elif kind == "improved":
                     m = ev.improved
-                    yield Improvement(m.size, m.lower_bound, m.seconds, _array(m.mask))
+                    yield Improvement(m.size, m.lower_bound, m.seconds, from_tensor(m.mask))
                 else:
                     yield self._explanation(ev.result)
         except self._grpc.RpcError as exc:
@@ -248,7 +193,7 @@ def _info(m) -> ModelInfo:
 
 
 def explain_with_progress(client: Client, source: Source, model: str, out: IO[str] | None = None,
-                          width: int = 30, **params) -> RemoteExplanation:
+                          width: int = 30, **params) -> Explanation:
     """``explain_stream`` drawn as a one-line progress bar on ``out``: the bar is the
     proven share of the mask (lower bound / size; full = proven minimal)."""
     out = out or sys.stderr
@@ -271,48 +216,3 @@ def explain_with_progress(client: Client, source: Source, model: str, out: IO[st
         out.flush()
     out.write("\n")
     return result
-
-
-def cli_explain(a, argv: list[str] | None = None) -> int:
-    """``smug explain --server HOST:PORT``: the local command's outputs (``--out`` folder,
-    summary on stdout), solved by the server, with a progress bar on stderr.  ``argv``
-    (the command line) tells whether ``--top-k`` was given; without it a top-k equal to
-    the image default (3000) counts as not given."""
-    from smug.models.preprocess import InputError
-
-    if a.method != "smug":
-        raise ValueError("--server runs SMUG; baselines run locally (drop --server)")
-    if getattr(a, "text_file", None):
-        raise ValueError("--text-file is not supported with --server; pass --text")
-    if a.image is not None and not Path(a.image).is_file():
-        raise InputError(f"input file not found: {a.image}")
-    text = getattr(a, "text", None)
-    params = dict(timeout=a.timeout, backend=a.backend, target=a.target)
-    if text is not None:
-        explicit_k = (a.top_k != 3000 if argv is None
-                      else any(s == "--top-k" or s.startswith("--top-k=") for s in argv))
-        params = dict(timeout=a.timeout, backend=a.backend, gamma=a.gamma, form=a.form, ig_steps=a.ig_steps,
-                      top_k=a.top_k if explicit_k else None)  # None: the text default (100)
-    elif a.whole_network:
-        params.update(method="whole-network", window=a.window, baseline=a.baseline, delta=a.delta,
-                      min_confidence=a.min_confidence)
-    else:
-        params.update(top_k=a.top_k, gamma=a.gamma, window=a.window, form=a.form, baseline=a.baseline,
-                      ig_steps=a.ig_steps)
-    with Client(a.server, token=os.environ.get("SMUG_TOKEN") or None) as client:
-        e = explain_with_progress(client, a.image, a.model, text=text, **params)
-    out = Path(a.out)
-    if text is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".result.json.tmp"
-        tmp.write_text(json.dumps(e.server_result, indent=2))
-        tmp.replace(out / "result.json")
-    else:
-        e.save(out)
-    print(json.dumps({
-        "status": e.status, "target": f"{e.target} {e.target_name} ({e.confidence:.3f})",
-        "blocks": f"{e.objective} of {e.n_blocks}", "lower_bound": e.lower_bound,
-        "certificate_valid": e.certificate.get("valid"), "masked_prediction": e.masked_prediction,
-        "timings_s": e.timings, "server": a.server, "request_id": e.request_id, "out": str(out),
-    }, indent=2))
-    return 0 if e.status in ("optimal", "feasible") else 1

@@ -24,18 +24,24 @@ class ImagePreprocess:
     scale: float = 255.0
     grayscale: bool = False
 
-    def load(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-        """(model input (C, H, W) float32, displayable RGB uint8 (H, W, 3))."""
+    def load(self, source: str | Path | bytes) -> tuple[np.ndarray, np.ndarray]:
+        """(model input (C, H, W) float32, displayable RGB uint8 (H, W, 3)) of an image
+        file or of an encoded image's bytes."""
+        import io
+
         from PIL import Image, UnidentifiedImageError
 
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"input file not found: {path}")
+        if isinstance(source, (bytes, bytearray)):
+            path, opened = "the image", io.BytesIO(bytes(source))
+        else:
+            path = opened = Path(source)
+            if not path.is_file():
+                raise InputError(f"input file not found: {path}")
         try:
-            img = Image.open(path)
+            img = Image.open(opened)
             img.load()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(f"{path} is not a readable image: {exc}") from None
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise InputError(f"{path} is not a readable image") from None
         img = img.convert("L" if self.grayscale else "RGB")
         if self.resize is not None:
             w, h = img.size

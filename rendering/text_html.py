@@ -41,18 +41,19 @@ def _fmt(v) -> str:
 
 
 def render_explanation(e) -> str:
-    """One table: a header line and one row per method."""
-    head = (f'<p class="meta">{html.escape(e.model)}: rating {e.rating:.3f} (explained: '
-            f'{"rating" if e.direction == "positive" else "1 - rating"}); SMUG status {html.escape(e.status)}, '
-            f'{e.objective if e.objective is not None else "-"} of {e.n_words} words, certificate '
+    """One table for a text explanation (``e.text``): a header line and one row per method."""
+    t = e.text
+    head = (f'<p class="meta">{html.escape(e.model)}: rating {t.rating:.3f} (explained: '
+            f'{"rating" if t.direction == "positive" else "1 - rating"}); SMUG status {html.escape(e.status)}, '
+            f'{e.objective if e.objective is not None else "-"} of {len(t.words)} words, certificate '
             f'{"valid" if e.certificate.get("valid") else "not valid"}</p>')
     warn = "".join(f'<p class="meta">warning: {html.escape(w)}</p>' for w in e.warnings)
     rows = []
-    for r in e.rows:
+    for r in t.rows:
         ms = r.measures
         rows.append(
             f'<tr><td class="method">{LABELS.get(r.method, html.escape(r.method))}</td>'
-            f"<td>{render_row(e.words, r.scores, r.selected)}</td>"
+            f"<td>{render_row(t.words, r.scores, r.selected)}</td>"
             f'<td class="meta">sparsity {_fmt(ms.get("sparsity"))}<br>sufficiency {_fmt(ms.get("sufficiency"))}'
             f'<br>comprehensiveness {_fmt(ms.get("comprehensiveness"))}</td></tr>'
         )

@@ -142,8 +142,8 @@ def serve_from_args(a: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m smug.server", description="smug gRPC solver service")
+def main(argv: list[str] | None = None, prog: str = "python -m smug.server") -> None:
+    p = argparse.ArgumentParser(prog=prog, description="smug gRPC solver service")
     add_arguments(p)
     a = p.parse_args(argv)
     try:

@@ -151,7 +151,7 @@ class WorkerPool:
         finally:
             job.stats["work_s"] = time.time() - t1
             w.jobs += 1
-            if healthy and w.process.is_alive() and not job.stats.get("retire"):
+            if healthy and w.process.is_alive():
                 self._idle.put(w)
             else:
                 self._replace(w)
@@ -177,8 +177,6 @@ class WorkerPool:
                     job.on_event(ev)
                     continue
                 if msg[0] == "result":
-                    if len(msg) > 2 and msg[2]:  # a solver thread overran and still runs: replace it
-                        job.stats["retire"] = True
                     return msg[1]
                 raise ServiceError(msg[1], msg[2])
             now = time.time()

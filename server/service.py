@@ -8,12 +8,16 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import grpc
 
 from smug.proto import load
 from smug.server.config import ServerConfig
-from smug.server.convert import explain_kwargs, explain_response, model_info, model_input
+from smug.pipeline import Deadline, ExplainRequest, RequestError
+from smug.pipeline.models import InputError, check_model_input
+from smug.proto.wire import WireError, explanation_to_proto, input_of, request_fields, to_tensor
+from smug.server.convert import model_info
 from smug.server.errors import ServiceError, invalid
 from smug.server.pool import Job, WorkerPool
 from smug.server.registry import ModelRegistry
@@ -21,7 +25,6 @@ from smug.server.registry import ModelRegistry
 pb, pb_grpc = load()
 log = logging.getLogger("smug.server")
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-TEXT_PARAMS = {"top_k", "gamma", "form", "backend", "timeout", "ig_steps"}
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
@@ -125,51 +128,56 @@ class SmugService(pb_grpc.SmugServicer):
                                f"the deadline leaves {max(0.0, call.deadline - time.time()):.3f} s, not more than "
                                f"the {self.config.deadline_margin} s the server keeps to answer; nothing was started")
 
-    def _job(self, call: Call, request, kind: str, on_event=lambda ev: None):
-        """Validate ``request`` (an ExplainRequest), then run it on a worker."""
-        self._check_deadline(call)  # before anything else: resolving a model may itself run a worker
+    def _request(self, call: Call, request, kind: str):
+        """The message as a validated :class:`ExplainRequest` (INVALID_ARGUMENT naming the fault)."""
         rec = self.registry.resolve(request.model)
         call.log["model"] = rec.aliases[0] if rec.aliases else rec.id
         which = request.WhichOneof("input")
-        method, kw = explain_kwargs(pb, request.params, rec, self.config.max_timeout)
-        if (which == "text") != (rec.kind == "text"):
+        if (which == "text") != (rec.kind == "text") and (which is not None or rec.kind != "text"):
             raise invalid(f"model {request.model!r} is a text model: send text" if rec.kind == "text"
                           else "text input needs a text model such as 'text-cnn'")
-        if which == "text":
-            if kind != "explain":
-                raise ServiceError("UNIMPLEMENTED", f"{call.rpc} supports image models only")
-            text = _decode_text(request.text)
-            if not text.strip():
-                raise invalid("the text is empty")
-            extra = sorted(set(kw) - TEXT_PARAMS) + (["whole-network"] if method != "first-layer" else [])
-            if extra:
-                raise invalid(f"parameters {extra} do not apply to text models")
-            payload = {"text": text, "model": rec.source, "kwargs": kw, "deadline": call.deadline,
-                       "margin": self.config.deadline_margin}
-            kind = "text"
-        else:
-            if which == "tensor":
-                inp = ("tensor", model_input(request.tensor, rec.input_shape))
-            elif which == "image":
-                if not request.image:
-                    raise invalid("the image is empty")
-                if not rec.zoo:
-                    raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
-                inp = ("image", bytes(request.image))
-            elif rec.zoo:
-                inp = ("demo", None)
-            else:
+        try:
+            params = request_fields(pb, request)
+            self._check_policy(params, rec)
+            source, text = input_of(request)
+            if text is not None:
+                text = _decode_text(text)
+            elif hasattr(source, "array"):
+                check_model_input(source.array, rec.input_shape)
+            elif hasattr(source, "data") and not rec.zoo:
+                raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
+            elif not rec.zoo and rec.kind != "text":
                 raise invalid("an input is required (tensor or image) for a model outside the zoo")
             if kind == "dump":
-                if method != "first-layer":
-                    raise ServiceError("UNIMPLEMENTED", "DumpConstraints writes the first-layer encoding only")
-                kw = {k: v for k, v in kw.items() if k not in ("timeout", "backend")}
-            payload = {"input": inp, "model": rec.source, "method": method, "kwargs": kw,
-                       "deadline": call.deadline, "margin": self.config.deadline_margin}
+                params.pop("timeout", None)
+                params.pop("backend", None)
+            return ExplainRequest.build(source, rec.source, text=text, **params), rec
+        except (WireError, RequestError, InputError) as exc:
+            raise invalid(str(exc)) from None
+
+    def _check_policy(self, params: dict, rec) -> None:
+        """What this server allows beyond the pipeline's own checks (registry facts, its time cap)."""
+        if "timeout" in params and not 0 < params["timeout"] <= self.config.max_timeout:
+            raise invalid(f"timeout must lie in (0, {self.config.max_timeout}] seconds, got {params['timeout']}")
+        if "target" in params and not 0 <= params["target"] < rec.n_classes:
+            raise invalid(f"target {params['target']} is not one of the model's {rec.n_classes} classes")
+        side = max(rec.input_shape[-2:]) if len(rec.input_shape) >= 2 else rec.input_shape[-1]
+        if "window" in params and not 1 <= params["window"] <= side:
+            raise invalid(f"window must lie in [1, {side}], got {params['window']}")
+        if params.get("method") == "whole-network" and not rec.whole_network:
+            raise invalid("this model cannot be encoded whole (see smug.encoders.network.SUPPORTED_OPS)")
+
+    def _job(self, call: Call, request, kind: str, on_event=lambda ev: None):
+        """Validate ``request`` (an ExplainRequest message), then run it on a worker."""
+        self._check_deadline(call)  # before anything else: resolving a model may itself run a worker
+        req, rec = self._request(call, request, kind)
+        if kind == "dump" and req.method != "smug":
+            raise ServiceError("UNIMPLEMENTED", "DumpConstraints writes the first-layer encoding only")
         self._admit(call)
-        job = Job(kind, payload, on_event=on_event, cancelled=call.cancelled,
-                  wait_until=None if call.deadline is None else call.deadline - self.config.deadline_margin,
-                  limit=call.deadline)
+        margin = self.config.deadline_margin
+        deadline = Deadline() if call.deadline is None else Deadline(call.deadline - margin)
+        job = Job(kind, {"request": req, "deadline": deadline}, on_event=on_event, cancelled=call.cancelled,
+                  wait_until=None if call.deadline is None else call.deadline - margin, limit=call.deadline)
         self.running[call.id] = job.stats
         try:
             return self.pool.run(job), rec, job.stats
@@ -181,10 +189,10 @@ class SmugService(pb_grpc.SmugServicer):
 
     def _response(self, call: Call, result, rec, stats):
         extra = {"queue": round(stats.get("queue_s", 0.0), 4), "server_total": round(time.time() - call.t0, 4)}
-        if hasattr(result, "mask") and hasattr(result, "base_mask"):
-            r = explain_response(pb, result, call.id, rec.id, extra)
-        else:  # a text explanation: its own result type, summarised by to_json()
-            r = _generic_response(result, call.id, rec.id, extra)
+        name = rec.aliases[0] if rec.aliases else rec.id
+        shown = replace(result, request={**result.request, "model": name},
+                        model=result.model if rec.zoo else name)  # never the store's path
+        r = explanation_to_proto(pb, shown, call.id, rec.id, extra)
         call.log.update(status=r.status, objective=r.objective if r.HasField("objective") else None)
         return r
 
@@ -270,8 +278,6 @@ def _decode_text(raw: bytes) -> str:
 
 def _event(ev: dict, t0: float):
     """A worker event dict -> ProgressEvent."""
-    from smug.server.convert import to_tensor
-
     seconds = max(0.0, float(ev.get("t", time.time())) - t0)
     if ev.get("event") == "improved":
         return pb.ProgressEvent(improved=pb.MaskImproved(size=int(ev["size"]), lower_bound=int(ev["lower_bound"]),
@@ -279,21 +285,3 @@ def _event(ev: dict, t0: float):
                                                          mask=to_tensor(pb, ev.get("mask"))))
     return pb.ProgressEvent(stage=pb.StageEvent(stage=str(ev.get("stage")), finished=ev.get("state") == "finished",
                                                 seconds=seconds))
-
-
-def _generic_response(result, request_id: str, model_id: str, extra: dict):
-    from smug.clients.result import jsonable
-
-    data = result.to_json()
-    r = pb.ExplainResponse(request_id=request_id, status=str(data.get("status", "")), model_id=model_id,
-                           lower_bound=int(data.get("lower_bound") or 0), proof=str(data.get("proof", "")),
-                           target=int(data.get("target") or 0), target_name=str(data.get("target_name", "")),
-                           confidence=float(data.get("confidence") or 0.0),
-                           result_json=json.dumps(data, default=jsonable),
-                           timings={**{k: float(v) for k, v in (data.get("timings") or {}).items()
-                                       if isinstance(v, (int, float))}, **extra})
-    if data.get("objective") is not None:
-        r.objective = int(data["objective"])
-    cert = data.get("certificate") or {}
-    r.certificate.valid = bool(cert.get("valid", False))
-    return r

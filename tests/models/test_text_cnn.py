@@ -9,14 +9,14 @@ from onnx import numpy_helper
 
 from smug.models.preprocess import InputError
 from smug.models.text_cnn import PAD_ID, UNK, UNK_ID, Tokenizer, load_tokenizer, ratings, tokenizer_for
-from smug.models.train_text_cnn import DATA
+from smug.bench.datasets import SNIPPETS as DATA
 from smug.models.zoo import ZOO, load_model
 
 
 def _snippets():
     if not DATA.is_file():
         pytest.skip(f"real data not found: {DATA} (the shared/ folder beside the project)")
-    from smug.models.train_text_cnn import load_split
+    from smug.bench.datasets import snippets_split as load_split
 
     return load_split()
 
@@ -81,10 +81,14 @@ def test_zoo_entry_is_a_text_model_with_its_tokenizer(text_cnn):
     assert Path(entry.onnx_path()).stat().st_size < 8e6
     with pytest.raises(InputError, match="text model"):
         entry.preprocess.load(entry.demo_input)
-    from smug.clients.api import explain
+    from smug.encoders.smug import SmugConfig
+    from smug.pipeline import ExplainRequest
+    from smug.pipeline.inputs import load_image
+    from smug.pipeline.request import DemoInput
 
+    image_request = ExplainRequest("text-cnn", DemoInput(), "smug", SmugConfig(), "image")
     with pytest.raises(InputError, match="is a text model"):
-        explain(model="text-cnn")
+        load_image(image_request)
 
 
 def _reference_forward(proto: onnx.ModelProto, ids: np.ndarray) -> np.ndarray:

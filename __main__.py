@@ -1,0 +1,3 @@
+from smug.command import main
+
+main()

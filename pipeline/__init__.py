@@ -1,0 +1,27 @@
+"""smug.pipeline: the application layer every front end calls, and nothing below imports.
+
+    >>> from smug.pipeline import ExplainRequest, run
+    >>> e = run(ExplainRequest.build("cat.jpg", model="efficientnet-lite0", top_k=3000))
+    >>> e.status, e.objective, e.certificate["valid"], e.to_json()["schema_version"]
+
+One request type (:class:`ExplainRequest`, validated before any heavy work), one
+:func:`run` for every modality and method, one :class:`Explanation`, one deadline
+(:class:`Deadline`) and one isolation runner (:mod:`smug.pipeline.isolation`).
+"""
+
+from smug.pipeline.deadline import Deadline, DeadlineExceeded
+from smug.pipeline.explanation import SCHEMA_VERSION, Explanation, ImageParts, MethodRow, TextParts, save_texts
+from smug.pipeline.request import ExplainRequest, RequestError
+from smug.pipeline.run import Dump, dump, run
+
+__all__ = ["Deadline", "DeadlineExceeded", "Dump", "ExplainRequest", "Explanation", "ImageParts", "MethodRow",
+           "RequestError", "SCHEMA_VERSION", "TextParts", "dump", "explain", "run", "save_texts"]
+
+
+def explain(source=None, model: str = "efficientnet-lite0", *, out_dir=None, progress=None, **params) -> Explanation:
+    """One call: build the request from ``params`` (see :meth:`ExplainRequest.build`), run it,
+    and write the files into ``out_dir`` when given."""
+    e = run(ExplainRequest.build(source, model, **params), progress=progress)
+    if out_dir is not None:
+        e.save(out_dir)
+    return e

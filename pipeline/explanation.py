@@ -1,0 +1,222 @@
+"""One explanation type for every modality and method, and its JSON (with a schema version).
+
+An :class:`Explanation` carries what every answer has (model, target, status, objective,
+lower bound, proof, certificate, the masked input's prediction, timings) and the
+modality's own parts as typed fields: :class:`ImageParts` (block mask, pixel mask,
+Eq. 4 saliency, SMUG_base, the display picture; a baseline's map as the saliency) or
+:class:`TextParts` (words, rating, one :class:`MethodRow` per method).  The CLI's
+``result.json``, the API's :meth:`Explanation.to_json` and the gRPC reply's
+``result_json`` are the same document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from smug.common import jsonable, write_files
+
+SCHEMA_VERSION = 1
+SOLVED = ("optimal", "feasible")  # statuses that carry a verified mask
+MAP = "map"  # the status of a baseline: a map, nothing solved or proven
+
+
+@dataclass(frozen=True)
+class ImageParts:
+    """Arrays of an image explanation (``None`` where the method has none)."""
+
+    picture: np.ndarray = field(repr=False)  # RGB uint8 (H, W, 3) of the input
+    saliency: np.ndarray = field(repr=False)  # (H, W): Eq. 4 on the mask, or a baseline's map
+    mask: np.ndarray | None = field(default=None, repr=False)  # bool block grid (rows, cols)
+    pixel_mask: np.ndarray | None = field(default=None, repr=False)  # bool (H, W)
+    base_mask: np.ndarray | None = field(default=None, repr=False)  # bool block grid: SMUG_base
+    base_saliency: np.ndarray | None = field(default=None, repr=False)  # (H, W): Eq. 4 on SMUG_base
+
+    ARRAYS = ("picture", "saliency", "mask", "pixel_mask", "base_mask", "base_saliency")
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One method's explanation of a text: a signed score and a selection per word."""
+
+    method: str
+    scores: list[float]  # one per word, signed relevance to the rating
+    selected: list[bool] | None  # one per word; None when the method found nothing
+    measures: dict  # sparsity, sufficiency, comprehensiveness (None without a selection)
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextParts:
+    """The text side of an explanation (paper 003 Sec. 5.3)."""
+
+    text: str
+    words: list[str]
+    unknown: list[int]  # word positions read as <unk>
+    truncated: bool
+    rating: float
+    direction: str  # positive: explains the rating; negative: explains 1 - rating
+    masked_rating: float | None  # the model's rating of the masked text (informative)
+    rows: tuple[MethodRow, ...]
+
+    def row(self, method: str) -> MethodRow:
+        for r in self.rows:
+            if r.method == method:
+                return r
+        raise KeyError(f"no row for method {method!r}; rows: {[r.method for r in self.rows]}")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The answer to one :class:`~smug.pipeline.request.ExplainRequest`."""
+
+    model: str
+    input: str
+    method: str  # smug | whole-network | a baseline name
+    request: dict  # the request's parameters (ExplainRequest.to_json)
+    target: int
+    target_name: str
+    confidence: float  # the model's probability (or rating) of the target on the input
+    status: str  # optimal | feasible | infeasible | unknown | map (a baseline)
+    objective: int | None  # mask size (blocks, pixels or words)
+    lower_bound: int
+    n_vars: int  # mask variables: blocks, pixels or words
+    proof: str
+    certificate: dict
+    masked_prediction: dict  # the model on the masked input (informative, not a constraint)
+    ig: dict
+    encoding: dict
+    timings: dict
+    warnings: tuple[str, ...] = ()
+    image: ImageParts | None = None
+    text: TextParts | None = None
+    origin: dict = field(default_factory=dict)  # where it was computed (server, request id, model id)
+
+    # ---- shortcuts --------------------------------------------------------------
+    @property
+    def modality(self) -> str:
+        return "text" if self.text is not None else "image"
+
+    @property
+    def config(self) -> dict:
+        """The method's parameters (a text's SMUG encoding flattened in) with the backend and timeout."""
+        config = dict(self.request.get("config", {}))
+        config.update(config.pop("smug", None) or {})
+        return {**config, "backend": self.request.get("backend"), "timeout": self.request.get("timeout")}
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_vars
+
+    def _image(self, name: str):
+        return None if self.image is None else getattr(self.image, name)
+
+    mask = property(lambda self: self._image("mask") if self.text is None else self.word_mask)
+    pixel_mask = property(lambda self: self._image("pixel_mask"))
+    saliency = property(lambda self: self._image("saliency"))
+    base_mask = property(lambda self: self._image("base_mask"))
+    base_saliency = property(lambda self: self._image("base_saliency"))
+    picture = property(lambda self: self._image("picture"))
+
+    @property
+    def word_mask(self) -> list[bool] | None:
+        if self.text is None or not any(r.method == "smug" for r in self.text.rows):
+            return None
+        return self.text.row("smug").selected
+
+    @property
+    def mask_fraction(self) -> float | None:
+        if self.text is not None:
+            m = self.word_mask
+            return None if m is None else sum(m) / max(1, len(m))
+        return None if self.pixel_mask is None else float(np.mean(self.pixel_mask))
+
+    @property
+    def request_id(self) -> str:
+        return self.origin.get("request_id", "")
+
+    def selected_words(self, method: str = "smug") -> list[str] | None:
+        sel = self.text.row(method).selected
+        return None if sel is None else [w for w, s in zip(self.text.words, sel) if s]
+
+    # ---- JSON ---------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """The JSON document (``result.json``): every scalar fact, masks as kept indices."""
+        out = {"schema_version": SCHEMA_VERSION}
+        for name in self.__dataclass_fields__:
+            if name not in ("image", "text"):
+                out[name] = getattr(self, name)
+        out["warnings"] = list(self.warnings)
+        out["config"] = self.config
+        out["modality"] = self.modality
+        out["mask_fraction"] = self.mask_fraction
+        if self.image is not None:
+            mask, base = self.image.mask, self.image.base_mask
+            out["mask_blocks"] = None if mask is None else np.argwhere(mask).tolist()
+            out["base_size"] = None if base is None else int(np.sum(base))
+        if self.text is not None:
+            out["text"] = asdict(self.text)
+            out["n_words"] = len(self.text.words)
+            out["mask_words"] = self.selected_words("smug") if self.word_mask is not None else None
+        return json.loads(json.dumps(out, default=jsonable))
+
+    @classmethod
+    def from_json(cls, data: dict, arrays: dict[str, np.ndarray | None] | None = None,
+                  origin: dict | None = None) -> "Explanation":
+        """The inverse of :meth:`to_json` (with the image arrays given separately)."""
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"explanation schema version {version!r}; this smug reads {SCHEMA_VERSION}")
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in ("image", "text", "origin")}
+        fields["warnings"] = tuple(fields.get("warnings", ()))
+        image = text = None
+        if data.get("text") is not None:
+            t = dict(data["text"])
+            t["rows"] = tuple(MethodRow(**r) for r in t["rows"])
+            text = TextParts(**t)
+        elif arrays is not None and arrays.get("picture") is not None:
+            image = ImageParts(**{k: arrays.get(k) for k in ImageParts.ARRAYS})
+        return cls(**fields, image=image, text=text, origin={**data.get("origin", {}), **(origin or {})})
+
+    def with_timings(self, **extra: float) -> "Explanation":
+        return replace(self, timings={**self.timings, **extra})
+
+    # ---- files ----------------------------------------------------------------------
+    def files(self) -> dict[str, bytes]:
+        """``result.json`` plus the pictures (image) or the HTML page (text)."""
+        body = json.dumps(self.to_json(), indent=2).encode()
+        if self.text is not None:
+            from smug.rendering.text_html import render_page
+
+            return {"result.json": body, "explanation.html": render_page([self]).encode()}
+        from smug.rendering.pictures import mask_png, overlay_png, saliency_png
+
+        files = {"result.json": body}
+        if self.image is None:
+            return files
+        shown = np.abs(self.image.saliency)
+        pixel_mask = self.image.pixel_mask
+        if self.status != MAP:
+            files["mask.png"] = mask_png(pixel_mask if pixel_mask is not None else np.zeros(shown.shape, bool))
+        files["saliency.png"] = saliency_png(shown)
+        files["overlay.png"] = overlay_png(self.image.picture, shown)
+        return files
+
+    def save(self, out_dir: str | os.PathLike) -> list[Path]:
+        """Write :meth:`files` into ``out_dir`` (each atomically)."""
+        return write_files(out_dir, self.files())
+
+
+def save_texts(explanations: list[Explanation], out_dir: str | os.PathLike) -> list[Path]:
+    """Several text explanations: ``result.json`` (a list) and one ``explanation.html``."""
+    from smug.rendering.text_html import render_page
+
+    if len(explanations) == 1:
+        return explanations[0].save(out_dir)
+    body = json.dumps([e.to_json() for e in explanations], indent=2).encode()
+    return write_files(out_dir, {"result.json": body, "explanation.html": render_page(explanations).encode()})

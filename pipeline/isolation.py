@@ -1,0 +1,159 @@
+"""The one child-process runner: every solve runs here, whatever the front end.
+
+A solve runs in a forked child with a cap on its memory growth (``RLIMIT_AS``); its
+progress events (each improved, exactly checked mask with its proven lower bound) come
+back through a queue as they happen, and the child is killed when the deadline (plus
+``GRACE_S``) has passed.  A solver crash, a memory blow-up or a z3 check that overruns
+its timeout therefore never takes the caller down, and a killed solve still answers:
+its best reported mask, certified again here, comes back as ``feasible`` with its
+proven lower bound.  ``backend="portfolio"`` races every backend of the problem's kind
+(the solver's registry) in sibling children; the first proven optimum wins.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from smug.solver.backends import PORTFOLIO, PROBLEM_KINDS, kind_of, solver_for
+from smug.solver.certificate import certify, certify_network
+from smug.solver.solve import Solution
+
+GRACE_S = 1.0  # past the solver's timeout before its child is killed
+MEMORY_MB = 8192  # per child, on top of what the parent had mapped
+POLL_S = 0.05
+Progress = Callable[[dict], None]
+
+
+def _virtual_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _child(problem, backend: str, timeout: float, memory_mb: int | None, out) -> None:
+    """Entry point of a solve child: events and the result (or the exception) into ``out``."""
+    if memory_mb:
+        import resource
+
+        limit = _virtual_bytes() + memory_mb * 2**20  # a forked child already maps the parent's libraries
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    def progress(ev: dict) -> None:
+        out.put((backend, "event", ev))
+
+    try:
+        out.put((backend, "result", solver_for(problem)(problem, backend=backend, timeout=timeout,
+                                                          progress=progress)))
+    except MemoryError:
+        out.put((backend, "error", "ran out of memory (the per-solve memory cap)"))
+    except BaseException as exc:  # report and end quietly: the parent decides
+        out.put((backend, "error", f"crashed: {type(exc).__name__}"))
+
+
+@dataclass
+class _Member:
+    """One backend's child and what it reported."""
+
+    backend: str
+    process: mp.Process
+    solution: Solution | None = None
+    error: str | None = None
+    best: dict = field(default_factory=dict)  # its last "improved" event
+
+    def settled(self) -> bool:
+        return self.solution is not None or self.error is not None
+
+
+def solve_isolated(problem, backend: str, timeout: float, progress: Progress | None = None,
+                   memory_mb: int | None = MEMORY_MB, grace: float = GRACE_S) -> Solution:
+    """The minimal mask of ``problem`` by ``backend`` (or the portfolio), solved in child processes."""
+    kind = kind_of(problem)
+    members = [b for b in PROBLEM_KINDS[kind] if b != "auto"] if backend == PORTFOLIO else [backend]
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    t0 = time.perf_counter()
+    race = {b: _Member(b, ctx.Process(target=_child, args=(problem, b, timeout, memory_mb, out), daemon=True))
+            for b in members}
+    for m in race.values():
+        m.process.start()
+    winner = None
+    try:
+        winner = _collect(race, out, t0 + timeout + grace, progress, lower=[0])
+    finally:
+        for m in race.values():
+            if m.process.is_alive():
+                m.process.kill()
+        for m in race.values():
+            m.process.join(timeout=1)
+    elapsed = time.perf_counter() - t0
+    sol = winner or _best_of(problem, race, backend)
+    if backend == PORTFOLIO:
+        sol = replace(sol, backend=f"portfolio:{sol.backend}")
+    return replace(sol, timings={**sol.timings, "isolated_total": elapsed})
+
+
+def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress | None, lower: list[int]):
+    """Read the children's messages until one proves its answer, all settled, or ``kill_at``."""
+    while time.perf_counter() < kill_at and not all(m.settled() for m in race.values()):
+        try:
+            backend, kind, payload = out.get(timeout=POLL_S)
+        except queue_mod.Empty:
+            for m in race.values():
+                if not m.settled() and not m.process.is_alive() and m.process.exitcode is not None:
+                    m.error = _death(m.process.exitcode)
+            continue
+        m = race[backend]
+        if kind == "event":
+            if payload.get("event") == "improved":
+                m.best = payload
+                lower[0] = max(lower[0], int(payload.get("lower_bound", 0)))
+                if progress is not None:  # a racing member may know a better bound
+                    progress({**payload, "lower_bound": lower[0], "backend": backend})
+            elif progress is not None:
+                progress(payload)
+        elif kind == "result":
+            m.solution = payload
+            if payload.status in ("optimal", "infeasible"):
+                return payload
+        else:
+            m.error = payload
+    for m in race.values():
+        if not m.settled():
+            m.error = "killed at the deadline"
+    return None
+
+
+def _death(exitcode: int) -> str:
+    if exitcode < 0:
+        return f"the solve process was killed by signal {-exitcode} (memory cap or the system)"
+    return f"the solve process died (exit code {exitcode})"
+
+
+def _best_of(problem, race: dict[str, _Member], backend: str) -> Solution:
+    """No proven answer: the smallest verified mask any child returned or reported, with the
+    largest proven lower bound; ``unknown`` when there is none."""
+    lower = max([m.solution.lower_bound for m in race.values() if m.solution] +
+                [int(m.best.get("lower_bound", 0)) for m in race.values()] + [0])
+    candidates = [m.solution for m in race.values() if m.solution is not None and m.solution.mask is not None]
+    check = certify if kind_of(problem) == "first-layer" else certify_network
+    for m in race.values():
+        if m.solution is None and m.best.get("mask") is not None:
+            mask = np.asarray(m.best["mask"], dtype=bool)
+            cert = check(problem, mask)
+            if cert.valid:  # every reported mask passed the exact check in the child; checked again here
+                candidates.append(Solution.feasible(
+                    mask, lower, m.backend, f"{m.error}: best verified mask it reported, and the proven lower bound",
+                    cert, components=0))
+    if not candidates:
+        why = "; ".join(f"{m.backend}: {m.error or m.solution.proof}" for m in race.values())
+        return Solution.unknown(backend, f"no verified mask ({why})", lower_bound=lower)
+    best = min(candidates, key=lambda s: s.objective)
+    return replace(best, lower_bound=max(lower, best.lower_bound))

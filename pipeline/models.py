@@ -1,0 +1,89 @@
+"""What smug can do with a model: facts for registries (the server's, a farm's) and clients.
+
+The encoders say what they support (:func:`smug.encoders.network.unsupported_ops`,
+:func:`smug.encoders.first_layer.find_first_layer`); this module only asks them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from smug.encoders.first_layer import UnsupportedModel, find_first_layer
+from smug.encoders.network import unsupported_ops
+from smug.models.preprocess import InputError, check_array
+from smug.models.runtime import ModelError, OnnxModel
+from smug.models.zoo import ZOO
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    id: str  # sha256 of the ONNX bytes
+    input_shape: tuple[int, ...]
+    n_classes: int
+    size_bytes: int
+    whole_network: bool  # the whole network can be encoded (method "whole-network")
+    kind: str  # "image" or "text"
+
+
+def model_facts(source: str, zoo: bool) -> ModelFacts:
+    """Facts of a zoo entry (trusted: its declared output gives the classes) or of an ONNX file
+    (run once through onnxruntime, its first layer extracted); :class:`ModelError` if unusable."""
+    if zoo:
+        entry = ZOO[source]
+        path, kind = entry.onnx_path(), entry.kind
+        model = OnnxModel.load(path, name=entry.name)
+        classes = 1 if kind == "text" else _declared_classes(model)
+    else:
+        path, kind = source, "image"
+        model = OnnxModel.load(path)
+        classes = None
+    if classes is None:
+        classes = _checked_classes(model)
+    with open(path, "rb") as f:
+        data = f.read()
+    whole = kind == "image" and not unsupported_ops(model)
+    return ModelFacts(hashlib.sha256(data).hexdigest(), tuple(model.input_shape), int(classes), len(data), whole, kind)
+
+
+def _declared_classes(model: OnnxModel) -> int | None:
+    dims = model.proto.graph.output[0].type.tensor_type.shape.dim
+    return int(dims[1].dim_value) if len(dims) == 2 and dims[1].HasField("dim_value") else None
+
+
+def _checked_classes(model: OnnxModel) -> int:
+    """Run the model once and extract its first layer; the number of classes."""
+    try:
+        logits = model.logits(np.zeros((1, *model.input_shape), np.float32))
+    except ModelError:
+        raise
+    except Exception:  # onnxruntime's own error types
+        raise ModelError("onnxruntime cannot run the model on a zero input of its declared shape") from None
+    if logits.ndim != 2:
+        raise ModelError(f"the model output must be (batch, classes) logits, got shape {logits.shape}")
+    try:
+        find_first_layer(model)
+    except UnsupportedModel as exc:
+        raise ModelError(f"unsupported first layer: {exc}") from None
+    return int(logits.shape[1])
+
+
+def check_model_input(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """A model-space array for a model of ``input_shape`` (a batch of one allowed): shape, finite."""
+    x = np.asarray(x)
+    if x.shape == (1, *input_shape):
+        x = x[0]
+    return check_array(x, input_shape)
+
+
+__all__ = ["InputError", "ModelError", "ModelFacts", "check_model_input", "model_facts"]
+
+
+def warm(names: tuple[str, ...]) -> None:
+    """Load zoo models ahead of the first request (a server worker's ``--preload``)."""
+    from smug.models.zoo import load_model
+
+    for name in names:
+        load_model(name)

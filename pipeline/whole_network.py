@@ -1,0 +1,46 @@
+"""Whole-network masks (paper 003 Appendix A, Eq. 6): the smallest mask that keeps the class."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from smug.encoders.blocks import BlockGrid
+from smug.encoders.network import encode_network
+from smug.ir import NetworkProblem
+from smug.pipeline.deadline import Deadline
+from smug.pipeline.explanation import Explanation, ImageParts
+from smug.pipeline.inputs import ImageSubject, masked_prediction
+from smug.pipeline.request import ExplainRequest
+from smug.pipeline.solve import solve_stage
+from smug.pipeline.stages import Stages
+
+
+def encode(request: ExplainRequest, subject: ImageSubject, stages: Stages) -> NetworkProblem:
+    c = request.config
+    with stages.stage("encode"):
+        return encode_network(subject.model, subject.x, window=c.window, delta=c.delta, baseline=c.baseline,
+                              target=subject.target(request.target), min_confidence=c.min_confidence)
+
+
+def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, stages: Stages) -> Explanation:
+    problem = encode(request, subject, stages)
+    sol = solve_stage(problem, request, deadline, stages)
+    grid = BlockGrid(subject.model.input_shape, request.config.window)
+    found = sol.mask is not None
+    pixel_mask = grid.to_pixels(sol.mask) if found else None
+    image = ImageParts(
+        picture=subject.picture,
+        saliency=pixel_mask.astype(np.float64) if found else np.zeros(grid.spatial),
+        mask=sol.mask.reshape(grid.shape) if found else None, pixel_mask=pixel_mask)
+    prediction = (masked_prediction(subject.model, problem.masked_input(sol.mask), problem.target,
+                                    subject.class_names) if found else {})
+    return Explanation(
+        model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
+        target=problem.target, target_name=subject.class_names[problem.target],
+        confidence=float(subject.probabilities[problem.target]),
+        status=sol.status, objective=sol.objective, lower_bound=sol.lower_bound, n_vars=grid.n_vars,
+        proof=sol.proof, certificate=sol.certificate.summary() if sol.certificate else {"valid": False},
+        masked_prediction=prediction, ig={},
+        encoding={"layers": [list(l.weight.shape) for l in problem.layers], "delta": problem.delta,
+                  "backend": sol.backend, **sol.stats},
+        timings=stages.finish(sol.timings), image=image)

@@ -1,0 +1,187 @@
+"""Between ``smug.v1`` messages and the pipeline's types, for the server and the client alike.
+
+Tensors travel as raw little-endian bytes in C order with their shape and dtype.  A
+request goes over the wire as the parameters the caller set (unset ones take the
+pipeline's defaults on the server); the answer as the :class:`~smug.pipeline.Explanation`'s
+JSON document plus its arrays as tensors, so both ends hold the same ``Explanation``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import fields
+
+import numpy as np
+
+from smug.common import jsonable
+from smug.pipeline import ExplainRequest, Explanation
+from smug.pipeline.request import (SMUG, WHOLE_NETWORK, ArrayInput, BaselineConfig, DemoInput, ImageBytes, ImageFile,
+                                   TextInput)
+
+DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_}
+PARAMS = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
+TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
+           "base_saliency": "base_saliency", "picture": "image"}  # ImageParts field -> response field
+
+
+class WireError(ValueError):
+    """A malformed message (the server answers INVALID_ARGUMENT with this text)."""
+
+
+# ---- tensors -------------------------------------------------------------------------
+def to_tensor(pb, array: np.ndarray | None):
+    """numpy array -> ``smug.v1.Tensor`` (empty message for None)."""
+    if array is None:
+        return pb.Tensor()
+    a = np.ascontiguousarray(array)
+    if a.dtype == np.float64 and a.ndim >= 2:
+        a = a.astype(np.float32)  # maps travel as float32
+    name = "bool" if a.dtype == np.bool_ else str(a.dtype)
+    return pb.Tensor(shape=list(a.shape), dtype=name, data=a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+def from_tensor(t, what: str = "tensor") -> np.ndarray | None:
+    """``smug.v1.Tensor`` -> numpy array (None for an empty message); :class:`WireError` when malformed."""
+    if not t.dtype and not t.shape and not t.data:
+        return None
+    if t.dtype not in DTYPES:
+        raise WireError(f"{what}: unsupported dtype {t.dtype!r}; use one of {sorted(DTYPES)}")
+    shape = tuple(int(d) for d in t.shape)
+    if any(d < 0 for d in shape):
+        raise WireError(f"{what}: negative dimension in shape {shape}")
+    n = math.prod(shape)
+    if n == 0:
+        raise WireError(f"{what} is empty (shape {shape})")
+    dtype = np.dtype(DTYPES[t.dtype]).newbyteorder("<")
+    if len(t.data) != n * dtype.itemsize:
+        raise WireError(f"{what}: {len(t.data)} bytes do not match shape {shape} of {t.dtype} "
+                        f"({n * dtype.itemsize} bytes expected)")
+    return np.frombuffer(t.data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# ---- requests ------------------------------------------------------------------------
+def request_to_proto(pb, request: ExplainRequest, model: str | None = None):
+    """A validated request as ``smug.v1.ExplainRequest`` (``model``: the server's name for it).
+    Parameters equal to the pipeline's defaults are left unset."""
+    config = request.config.smug if request.modality == "text" else request.config
+    params: dict = {}
+    if not isinstance(config, BaselineConfig):
+        defaults = type(config)()
+        params = {f.name: getattr(config, f.name) for f in fields(config)
+                  if f.name in PARAMS and getattr(config, f.name) != getattr(defaults, f.name)}
+    src = request.input
+    source = None if isinstance(src, (TextInput, DemoInput)) else src
+    text = src.text if isinstance(src, TextInput) else None
+    return message(pb, model or request.model, source, text, request.method, backend=request.backend,
+                   timeout=request.timeout, target=request.target, **params)
+
+
+def message(pb, model: str, source=None, text: str | bytes | None = None, method: str = SMUG, **params):
+    """``smug.v1.ExplainRequest`` from loose arguments (None: unset, the server's default).
+    ``source``: an image path or its bytes, a model-space array, or None (the demo input)."""
+    req = pb.ExplainRequest(model=model)
+    p = req.params
+    if method in (SMUG, "first-layer"):
+        p.method = pb.FIRST_LAYER
+    elif method == WHOLE_NETWORK:
+        p.method = pb.WHOLE_NETWORK
+    else:
+        p.method = pb.BASELINE
+        p.baseline_method = method
+    for key, value in params.items():
+        if value is not None:
+            if key not in PARAMS + ("backend", "timeout", "target"):
+                raise WireError(f"parameter {key!r} cannot be sent to a server; it takes {PARAMS}")
+            setattr(p, key, value)
+    if text is not None:  # bytes on the wire: the server answers INVALID_ARGUMENT for non-UTF-8
+        req.text = text if isinstance(text, bytes) else str(text).encode("utf-8", "surrogateescape")
+    elif isinstance(source, ArrayInput):
+        req.tensor.CopyFrom(to_tensor(pb, np.asarray(source.array)))
+    elif isinstance(source, np.ndarray):
+        req.tensor.CopyFrom(to_tensor(pb, source))
+    elif isinstance(source, ImageBytes):
+        req.image = source.data
+    elif isinstance(source, (bytes, bytearray)):
+        req.image = bytes(source)
+    elif source is not None:
+        with open(source.path if isinstance(source, ImageFile) else source, "rb") as f:
+            req.image = f.read()
+    return req
+
+
+def request_fields(pb, req) -> dict:
+    """The keyword arguments of :meth:`ExplainRequest.build` a message carries (model and
+    input excluded: the server resolves those)."""
+    p = req.params
+    method = {pb.METHOD_UNSPECIFIED: SMUG, pb.FIRST_LAYER: SMUG, pb.WHOLE_NETWORK: WHOLE_NETWORK,
+              pb.BASELINE: None}.get(p.method, "")
+    if method == "":
+        raise WireError(f"unknown method {p.method}")
+    if method is None:
+        if not p.HasField("baseline_method"):
+            raise WireError("method BASELINE needs baseline_method (e.g. 'gradient')")
+        method = p.baseline_method
+    out: dict = {"method": method}
+    for name in PARAMS + ("backend", "timeout", "target"):
+        if p.HasField(name):
+            out[name] = getattr(p, name)
+    for name in ("gamma", "baseline", "delta", "min_confidence", "timeout"):
+        if name in out and not math.isfinite(out[name]):
+            raise WireError(f"{name} must be finite, got {out[name]}")
+    return out
+
+
+def input_of(req, what: str = "input tensor"):
+    """The message's input for :meth:`ExplainRequest.build`: (source, text)."""
+    which = req.WhichOneof("input")
+    if which == "tensor":
+        x = from_tensor(req.tensor, what)
+        if x is None:
+            raise WireError(f"{what} is empty")
+        if x.dtype not in (np.float32, np.float64):
+            raise WireError(f"{what} dtype {x.dtype} is not float32 or float64")
+        return ArrayInput(x), None
+    if which == "image":
+        if not req.image:
+            raise WireError("the image is empty")
+        return ImageBytes(bytes(req.image)), None
+    if which == "text":
+        return None, bytes(req.text)
+    return DemoInput(), None
+
+
+# ---- answers -------------------------------------------------------------------------
+def explanation_to_proto(pb, e: Explanation, request_id: str, model_id: str, extra_timings: dict):
+    """``Explanation`` -> ``ExplainResponse`` (arrays as tensors, the rest in ``result_json``)."""
+    c = e.certificate or {}
+    cert = pb.CertificateSummary(valid=bool(c.get("valid")), mask_size=int(c.get("mask_size") or 0),
+                                 constraints=int(c.get("constraints") or 0), n_violated=int(c.get("n_violated") or 0),
+                                 min_slack=float(c["min_slack"]) if c.get("min_slack") is not None else 0.0,
+                                 checked=str(c.get("checked", "")), seconds=float(c.get("seconds") or 0.0))
+    timings = {k: float(v) for k, v in {**e.timings, **extra_timings}.items() if isinstance(v, (int, float))}
+    r = pb.ExplainResponse(
+        request_id=request_id, status=e.status, lower_bound=int(e.lower_bound), n_blocks=int(e.n_vars),
+        proof=e.proof, target=int(e.target), target_name=str(e.target_name), confidence=float(e.confidence),
+        certificate=cert, timings=timings, model_id=model_id,
+        result_json=json.dumps({**e.to_json(), "timings": timings}, default=jsonable))
+    if e.image is not None:
+        for part, name in TENSORS.items():
+            getattr(r, name).CopyFrom(to_tensor(pb, getattr(e.image, part)))
+    if e.objective is not None:
+        r.objective = int(e.objective)
+    return r
+
+
+def explanation_from_proto(r, origin: dict | None = None) -> Explanation:
+    """``ExplainResponse`` -> the server's :class:`Explanation` (``origin`` adds where it came from)."""
+    data = json.loads(r.result_json)
+    arrays = {part: from_tensor(getattr(r, name), name) for part, name in TENSORS.items()}
+    if arrays["picture"] is None:
+        arrays = None
+    return Explanation.from_json(data, arrays, {"request_id": r.request_id, "model_id": r.model_id,
+                                                **(origin or {})})
+
+
+__all__ = ["WireError", "explanation_from_proto", "explanation_to_proto", "from_tensor", "input_of", "message",
+           "request_fields", "request_to_proto", "to_tensor"]
