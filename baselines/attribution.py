@@ -158,11 +158,11 @@ def attribute_batch(
 
 def full_torch(model: OnnxModel):
     """The whole ONNX graph as a torch module (eval mode, frozen weights), converted
-    from a copy of ``model.proto`` and cached in ``model._cache['full_torch']``."""
-    module = model._cache.get("full_torch")
-    if module is None:
+    from a copy of ``model.proto``; kept as ``model.derived("full_torch", ...)``."""
+
+    def build():
         from smug.models.torch_backend import convert
 
-        module = convert(copy.deepcopy(model.proto))
-        model._cache["full_torch"] = module
-    return module
+        return convert(copy.deepcopy(model.proto))
+
+    return model.derived("full_torch", build)

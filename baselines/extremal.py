@@ -67,6 +67,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from smug.baselines.attribution import Attribution, register
+from smug.common import softmax
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import torch_module
 
@@ -225,12 +226,6 @@ def extremal_perturbation_input(x: np.ndarray, mask: np.ndarray, blur_sigma: flo
 
 
 # ---- the method ----------------------------------------------------------------
-def _softmax_target(logits: np.ndarray, target: int) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return (z / z.sum(axis=1, keepdims=True))[:, target]
-
-
 @register("extremal_perturbation")
 def _extremal(model: OnnxModel, x: np.ndarray, target: int, area: float | Sequence[float] = 0.1,
               iterations: int = 300, step: int | None = None, sigma: float | None = None,
@@ -311,7 +306,7 @@ def _extremal(model: OnnxModel, x: np.ndarray, target: int, area: float | Sequen
     init_masks = smooth_mask(np.array(start), spatial, step, sigma)
     keep = np.concatenate([init_masks, masks]).astype(np.float32)
     probe = perturb(x, keep if variant == "preserve" else np.float32(1) - keep, blurred_np).astype(np.float32)
-    probs = _softmax_target(model.logits(probe), target)
+    probs = softmax(model.logits(probe), axis=1)[:, target]
     info = dict(
         area=float(areas[0]) if single else tuple(float(a) for a in areas), iterations=iterations, step=step,
         sigma=sigma, blur_sigma=blur_sigma, lam=float(lam), lr=float(lr),

@@ -70,7 +70,7 @@ def simplified_proto(proto):
         return onnx.load(opts.optimized_model_filepath)
 
 
-def _onednn_convs(module) -> int:
+def onednn_convs(module) -> int:
     """On CPU, run every ``Conv2d`` of ``module`` (frozen weights) through oneDNN
     (``torch.mkldnn_convolution``).  torch's own dispatch sends 1x1 convolutions of
     small batches on one thread to its slower im2col path, forward and backward.  For
@@ -131,14 +131,15 @@ def _onednn_convs(module) -> int:
 
 def fast_torch(model: OnnxModel):
     """The function of :func:`full_torch` converted from :func:`simplified_proto`, its
-    convolutions run by oneDNN on CPU (:func:`_onednn_convs`).  On Lite0 the ~200
+    convolutions run by oneDNN on CPU (:func:`onednn_convs`).  On Lite0 the ~200
     modules of run-time pad arithmetic disappear and a forward + backward pass is
-    cheaper (docs/benchmarks.md, section baselines).  Cached in
-    ``model._cache['fast_torch']``.  Checked once against ``full_torch`` on a random
-    input; on any failure or disagreement ``full_torch`` itself is used."""
-    module = model._cache.get("fast_torch")
-    if module is not None:
-        return module
+    cheaper (docs/benchmarks.md, section baselines).  Kept as
+    ``model.derived("fast_torch", ...)``.  Checked once against ``full_torch`` on a
+    random input; on any failure or disagreement ``full_torch`` itself is used."""
+    return model.derived("fast_torch", lambda: _build_fast_torch(model))
+
+
+def _build_fast_torch(model: OnnxModel):
     reference = full_torch(model)
     module = reference
     try:
@@ -147,7 +148,7 @@ def fast_torch(model: OnnxModel):
         proto = simplified_proto(model.proto)
         if all(n.domain in ("", "ai.onnx") for n in proto.graph.node):
             candidate = convert(proto)
-            _onednn_convs(candidate)
+            onednn_convs(candidate)
             torch = torch_module()
             probe = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
             with torch.no_grad():
@@ -157,21 +158,24 @@ def fast_torch(model: OnnxModel):
                 module = candidate
     except Exception:  # any optimiser or conversion trouble: the plain conversion is always right
         module = reference
-    model._cache["fast_torch"] = module
     return module
 
 
-def _input(module, x: np.ndarray, requires_grad: bool = True):
-    """``x`` as a (1, *shape) float32 tensor on the module's device."""
+def model_input(module, x: np.ndarray, requires_grad: bool = True):
+    """One model-space input ``x`` as a (1, *shape) float32 batch tensor on ``module``'s
+    device (:func:`module_device`), tracking gradients unless ``requires_grad=False``.
+    Shared by the gradient, modified-backprop and cascade code."""
     torch = torch_module()
     t = torch.as_tensor(np.asarray(x, dtype=np.float32), device=module_device(module))[None]
     return t.requires_grad_(requires_grad)
 
 
-def _input_gradient(module, x: np.ndarray, target: int) -> np.ndarray:
-    """``dF_target/dx`` at ``x`` through ``module``."""
+def input_gradient(module, x: np.ndarray, target: int) -> np.ndarray:
+    """``dF_target/dx`` at one input ``x`` through the torch ``module`` (any of
+    :func:`full_torch`, :func:`fast_torch`, :func:`guided_torch`'s module, ...), as a
+    float64 array of ``x``'s shape."""
     torch = torch_module()
-    xt = _input(module, x)
+    xt = model_input(module, x)
     (grad,) = torch.autograd.grad(module(xt)[:, target].sum(), xt)
     return grad[0].double().cpu().numpy()
 
@@ -185,8 +189,10 @@ def _absmax_channels(g: np.ndarray) -> np.ndarray:
     return np.abs(g).max(axis=0) if _is_image(g.shape) else np.abs(g)
 
 
-def _sum_channels(a: np.ndarray) -> np.ndarray:
-    """(C, H, W) -> (H, W) by the signed sum over channels; other shapes unchanged."""
+def sum_channels(a: np.ndarray) -> np.ndarray:
+    """An attribution's map: (C, H, W) -> (H, W) by the signed sum over channels;
+    other shapes unchanged.  The reduction of input-times-signal methods (IG,
+    RectGrad, LRP)."""
     return a.sum(axis=0) if _is_image(a.shape) else a
 
 
@@ -249,7 +255,7 @@ def integrated_gradients(
     steps, batch = int(steps), int(batch)
     torch = torch_module()
     net = fast_torch(model)
-    xt = _input(net, x, requires_grad=False)
+    xt = model_input(net, x, requires_grad=False)
     view = (-1,) + (1,) * (xt.dim() - 1)
     alphas = (np.arange(steps) + 0.5) / steps
     total = torch.zeros_like(xt, dtype=torch.float64)
@@ -269,7 +275,7 @@ def integrated_gradients(
         "reduce": "sum over channels", "f_input": float(f[0]), "f_baseline": float(f[1]),
         "attribution_sum": total_attr, "completeness_error": float(err),
     }
-    return _sum_channels(attribution).astype(np.float32), info
+    return sum_channels(attribution).astype(np.float32), info
 
 
 # ---- Grad-CAM ----------------------------------------------------------------
@@ -299,14 +305,16 @@ def last_conv(module) -> str:
 
 def _node_outputs(model: OnnxModel) -> dict[str, tuple[str, ...]]:
     """onnx2torch's module name of each ONNX node -> the node's output tensors (the
-    names :func:`full_torch`'s top-level modules carry), cached in ``model._cache``."""
-    cached = model._cache.get("node_outputs")
-    if cached is None:
+    names :func:`full_torch`'s top-level modules carry), kept as
+    ``model.derived("node_outputs", ...)``."""
+
+    def build():
         from onnx2torch.onnx_graph import OnnxGraph
 
         graph = OnnxGraph(model.proto.graph)  # reads the graph, changes nothing
-        cached = model._cache["node_outputs"] = {k: tuple(v.output_values) for k, v in graph.nodes.items()}
-    return cached
+        return {k: tuple(v.output_values) for k, v in graph.nodes.items()}
+
+    return model.derived("node_outputs", build)
 
 
 def layer_tensor(model: OnnxModel, net, name: str) -> str | None:
@@ -386,7 +394,7 @@ def gradcam_batch(model: OnnxModel, xs: np.ndarray, targets=None, layer: str | N
             seen = []
             handle = module.register_forward_hook(lambda mod, args, out: seen.append(out))
             try:
-                logits = net(_input(net, chunk, requires_grad=True)[0])
+                logits = net(model_input(net, chunk, requires_grad=True)[0])
             finally:
                 handle.remove()
             if len(seen) != 1 or not torch.is_tensor(seen[0]) or seen[0].dim() != 4:
@@ -403,8 +411,10 @@ def gradcam_batch(model: OnnxModel, xs: np.ndarray, targets=None, layer: str | N
 
 
 # ---- Guided Backprop ---------------------------------------------------------
-def _relu_like(m) -> bool:
-    """ReLU, ReLU6 and Clip(0, max) (onnx2torch's OnnxClip) count as ReLUs."""
+def relu_like(m) -> bool:
+    """Whether torch module ``m`` is a ReLU-like unit of paper 004: ReLU, ReLU6 and
+    Clip(0, max) (onnx2torch's OnnxClip with ``min_val == 0``).  The units Guided
+    Backprop, RectGrad and cascade substitution hook."""
     nn = torch_module().nn
     if isinstance(m, (nn.ReLU, nn.ReLU6)):
         return True
@@ -430,22 +440,24 @@ def _positive_grad():
 def guided_torch(model: OnnxModel):
     """A deep copy of :func:`full_torch` whose ReLU-like outputs pass only positive
     gradients back; the unit's own derivative then masks by its forward input, so
-    ``r_in = 1[unit active] * max(0, r_out)`` (paper 004 Eq. 6).  Cached in
-    ``model._cache['guided_torch']``; :func:`full_torch` itself is left untouched."""
-    cached = model._cache.get("guided_torch")
-    if cached is None:
+    ``r_in = 1[unit active] * max(0, r_out)`` (paper 004 Eq. 6).  ``(module, units)``,
+    kept as ``model.derived("guided_torch", ...)``; :func:`full_torch` itself is left
+    untouched."""
+
+    def build():
         guided = copy.deepcopy(full_torch(model))
         fn = _positive_grad()
-        units = [m for m in guided.modules() if _relu_like(m)]
+        units = [m for m in guided.modules() if relu_like(m)]
         for m in units:
             m.register_forward_hook(lambda mod, args, out: fn.apply(out))
-        cached = model._cache["guided_torch"] = (guided, len(units))
-    return cached
+        return guided, len(units)
+
+    return model.derived("guided_torch", build)
 
 
 @register("guided_backprop")
 def guided_backprop(model: OnnxModel, x: np.ndarray, target: int) -> tuple[np.ndarray, dict]:
     """Paper 004 Eq. 6 back to the input; map ``max_c |r_0|``."""
     net, units = guided_torch(model)
-    g = _input_gradient(net, x, target)
+    g = input_gradient(net, x, target)
     return _absmax_channels(g).astype(np.float32), {"guided_units": units, "reduce": "max |.| over channels"}

@@ -68,8 +68,9 @@ the rule only in the top N layers -- ReLU-like units for RectGrad, Linear/Conv f
 z+ -- and the plain gradient below (:func:`rectgrad_signal`, :func:`lrp_relevance`;
 used by :mod:`smug.metrics.cascade`).  ``levels=None`` (default) is the method itself.
 
-Every method hooks its own deep copy of :func:`full_torch` (cached in
-``model._cache``); the user's model and the cached ``full_torch`` are untouched.
+Every method hooks its own deep copy of :func:`full_torch` (kept per model wrapper
+by :meth:`~smug.models.runtime.OnnxModel.derived`); the user's model and the cached
+``full_torch`` are untouched.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ import threading
 import numpy as np
 
 from smug.baselines.attribution import full_torch, register
-from smug.baselines.gradients import _input, _relu_like, _sum_channels
+from smug.baselines.gradients import model_input, relu_like, sum_channels
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import torch_module
 
@@ -122,17 +123,18 @@ def _rectify_function():
 def rectgrad_torch(model: OnnxModel):
     """A deep copy of :func:`full_torch` whose ReLU-like outputs rectify the signal
     passing back (see the module docstring); ``(module, units, state, lock)``,
-    cached in ``model._cache['rectgrad_torch']``."""
-    cached = model._cache.get("rectgrad_torch")
-    if cached is None:
+    kept as ``model.derived("rectgrad_torch", ...)``."""
+
+    def build():
         net = copy.deepcopy(full_torch(model))
         fn = _rectify_function()
         state: dict = {"cfg": None}
-        units = [m for m in net.modules() if _relu_like(m)]  # forward order: index 0 reads the input side
+        units = [m for m in net.modules() if relu_like(m)]  # forward order: index 0 reads the input side
         for i, m in enumerate(units):
             m.register_forward_hook(lambda mod, args, out, i=i: fn.apply(out, state["cfg"], i))
-        cached = model._cache["rectgrad_torch"] = (net, len(units), state, threading.Lock())
-    return cached
+        return net, len(units), state, threading.Lock()
+
+    return model.derived("rectgrad_torch", build)
 
 
 def _check_levels(levels, units: int) -> int | None:
@@ -165,7 +167,7 @@ def rectgrad_signal(
     with lock:
         state["cfg"] = cfg
         try:
-            xt = _input(net, x)
+            xt = model_input(net, x)
             (r0,) = torch.autograd.grad(net(xt)[:, target].sum(), xt)
         finally:
             state["cfg"] = None
@@ -190,7 +192,7 @@ def rectgrad(
     }
     if cfg["levels"] is not None:
         info["levels"] = cfg["levels"]
-    return _sum_channels(attribution).astype(np.float32), info
+    return sum_channels(attribution).astype(np.float32), info
 
 
 # ---- LRP: classification of the converted graph --------------------------------
@@ -209,7 +211,7 @@ def _kind(leaf, n_data_inputs: int) -> str | None:
         return "linear"
     if isinstance(leaf, nn.modules.batchnorm._BatchNorm):
         return "batchnorm"
-    if _relu_like(leaf) or isinstance(leaf, (nn.Identity, nn.Dropout)):
+    if relu_like(leaf) or isinstance(leaf, (nn.Identity, nn.Dropout)):
         return "pass"
     if isinstance(leaf, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
                          nn.AdaptiveAvgPool3d)) or name.startswith("OnnxGlobalAveragePool"):
@@ -437,10 +439,10 @@ def _relay_function():
 
 def lrp_torch(model: OnnxModel):
     """A deep copy of :func:`full_torch` with BatchNorms folded and every rule-bearing
-    leaf hooked to relay relevance; ``(module, plan, state, lock)``, cached in
-    ``model._cache['lrp_torch']``."""
-    cached = model._cache.get("lrp_torch")
-    if cached is None:
+    leaf hooked to relay relevance; ``(module, plan, state, lock)``, kept as
+    ``model.derived("lrp_torch", ...)``."""
+
+    def build():
         net = copy.deepcopy(full_torch(model))
         plan = _lrp_plan(net)
         relay = _relay_function()
@@ -458,8 +460,9 @@ def lrp_torch(model: OnnxModel):
             if kind != "structural":
                 plan["leaves"][name].register_forward_hook(hook_for(name, kind, ordinal))
         plan["linear_ordinals"] = [i for i, k in enumerate(plan["kinds"].values()) if k == "linear"]
-        cached = model._cache["lrp_torch"] = (net, plan, state, threading.Lock())
-    return cached
+        return net, plan, state, threading.Lock()
+
+    return model.derived("lrp_torch", build)
 
 
 def default_bounds(model: OnnxModel) -> tuple[float, float] | None:
@@ -502,7 +505,7 @@ def lrp_zplus(
     reading the input; relevance starts at the target logit; map = sum over channels.
     ``levels``: cascade substitution, see :func:`lrp_relevance`."""
     rel, info = lrp_relevance(model, x, target, input_rule, low, high, bias, epsilon, levels)
-    return _sum_channels(rel).astype(np.float32), info
+    return sum_channels(rel).astype(np.float32), info
 
 
 def lrp_relevance(
@@ -537,7 +540,7 @@ def lrp_relevance(
         cfg["switch"] = lin[len(lin) - levels] if levels > 0 else math.inf
         info["levels"] = levels
     with lock:
-        xt = _input(net, x)
+        xt = model_input(net, x)
         if input_rule == "zb":
             if not plan["first"]:
                 raise ValueError("the z^B rule needs a Linear/Conv layer reading the input; use input_rule='zplus'")
@@ -553,8 +556,8 @@ def lrp_relevance(
             hi = np.broadcast_to(np.asarray(high, dtype=np.float32), x.shape).copy()
             if np.any(lo > hi):
                 raise ValueError("the z^B bounds need low <= high")
-            cap_lo = _first_layer_inputs(net, plan["first"], _input(net, lo, requires_grad=False))
-            cap_hi = _first_layer_inputs(net, plan["first"], _input(net, hi, requires_grad=False))
+            cap_lo = _first_layer_inputs(net, plan["first"], model_input(net, lo, requires_grad=False))
+            cap_hi = _first_layer_inputs(net, plan["first"], model_input(net, hi, requires_grad=False))
             cfg["bounds"] = {n: (torch.minimum(cap_lo[n], cap_hi[n]), torch.maximum(cap_lo[n], cap_hi[n]))
                              for n in plan["first"]}
             info.update({

@@ -32,6 +32,7 @@ import numpy as np
 
 from smug.baselines.attribution import Attribution, register
 from smug.baselines.sfl import MEASURES, ZOLTAR_K, mutant_masks, sfl_counts, sfl_measures
+from smug.common import softmax
 from smug.encoders.blocks import BlockGrid
 from smug.models.runtime import OnnxModel
 
@@ -86,15 +87,9 @@ class Layout:
         raise ValueError(f"ranking map of shape {r.shape} fits neither {(h, w)} nor the input {self.input_shape}")
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
 def target_probability(model: OnnxModel, batch: np.ndarray, target: int, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """Softmax probability of ``target`` for each input of ``batch`` (one batched run)."""
-    return softmax(model.logits(batch, batch_size=batch_size))[:, target]
+    return softmax(model.logits(batch, batch_size=batch_size), axis=1)[:, target]
 
 
 def chunks(n: int, size: int) -> Iterator[slice]:

@@ -40,13 +40,11 @@ DEFAULT_FRACTION = 0.9
 
 
 def text_layers(model: OnnxModel):
-    """:func:`smug.encoders.text.find_text_layers`, cached on the model (read-only)."""
-    layers = model._cache.get("text_layers")
-    if layers is None:
-        from smug.encoders.text import find_text_layers
+    """:func:`smug.encoders.text.find_text_layers`, kept as
+    ``model.derived("text_layers", ...)`` (reads the graph only)."""
+    from smug.encoders.text import find_text_layers
 
-        layers = model._cache["text_layers"] = find_text_layers(model)
-    return layers
+    return model.derived("text_layers", lambda: find_text_layers(model))
 
 
 def _ids(model: OnnxModel, x: np.ndarray, target: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

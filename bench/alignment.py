@@ -1,6 +1,6 @@
 """Paper 004 Fig. 2a / Fig. 4 / sanity check on EfficientNet-Lite0.
 
-    nice -n 10 python bench/alignment.py --images 6     # resumable, writes docs/benchmarks.md
+    nice -n 10 python -m smug.bench.alignment --images 6     # resumable, writes docs/benchmarks.md
 
 For each photo (every 40th of ../shared/data/imagenet-sample, sorted): the input
 alignment (paper 004 Eq. 1) of GBP, RectGrad (90th percentile), LRP z+ and
@@ -15,24 +15,21 @@ finished photos are skipped on a re-run.
 
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402  (bench/ is a folder of scripts)
+from smug.bench.common import (
+    OUT, ROOT, add_doc_args, add_photo_args, invocation, parser, photos, publish, table, uptime,
+)
+from smug.evaluation.store import Store
+from smug.metrics.cascade import METHODS, alignment_curve, n_levels
+from smug.metrics.sanity import SCHEMES, randomized, spearman, weight_layers
+from smug.models.zoo import load_model
 
-from smug.clients.evaluate import Store  # noqa: E402
-from smug.metrics.cascade import METHODS, alignment_curve, n_levels  # noqa: E402
-from smug.metrics.sanity import SCHEMES, randomized, spearman, weight_layers  # noqa: E402
-from smug.models.zoo import load_model  # noqa: E402
-
+TITLE = "Paper 004: input alignment under cascade substitution (Fig. 2a, Fig. 4) and sanity check"
 SANITY_METHODS = ("gradient", "guided_backprop", "rectgrad")
 
 
@@ -60,23 +57,23 @@ def level_grid(total: int, points: int = 8) -> list[int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", default=str(ROOT / "out" / "table1.sqlite"))
-    ap.add_argument("--images", type=int, default=6)
-    ap.add_argument("--every", type=int, default=40)
+    ap = parser(__doc__)
+    ap.add_argument("--db", default=str(OUT / "table1.sqlite"))
+    add_photo_args(ap, images=6, every=40)
     ap.add_argument("--points", type=int, default=8, help="levels per curve (evenly spaced, 0 and all included)")
     ap.add_argument("--write-only", action="store_true")
+    add_doc_args(ap)
     a = ap.parse_args()
-    files = sorted(DATA.glob("*.JPEG"))[:: a.every][: a.images]
-    if not files:
-        sys.exit(f"no images in {DATA}")
+    files = photos(a.data, a.images, a.every)
     store = Store(a.db)
     try:
         if not a.write_only:
             run(store, files, a.points)
-        write(store, a.points, os.path.relpath(Path(a.db).resolve(), ROOT))
+        body = write(store, os.path.relpath(Path(a.db).resolve(), ROOT), a.every)
     finally:
         store.close()
+    if body:
+        publish(a, "alignment", TITLE, invocation("alignment", prefix="nice -n 10"), body)
 
 
 def run(store: Store, files: list[Path], points: int) -> None:
@@ -120,43 +117,36 @@ def _means(exp: dict[str, dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def write(store: Store, points: int, db: str = "out/table1.sqlite") -> None:
+def write(store: Store, db: str = "out/table1.sqlite", every: int = 40) -> str | None:
+    """The section's body (after its title and command), None before any result."""
     align = store.experiment("alignment")
     sanity = store.experiment("sanity")
     if not align:
         print("no alignment results yet")
-        return
+        return None
     mean = _means(align)
     kinds = ["pretrained"] + [f"random-{s}" for s in SCHEMES]
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines = ["## Paper 004: input alignment under cascade substitution (Fig. 2a, Fig. 4) and sanity check", "",
-             f"Command: `python bench/alignment.py --images {len(align)} --db {db}` (resumable; "
-             f"experiments `alignment`, `sanity`). EfficientNet-Lite0, {len(align)} photos "
-             "(every 40th of the sorted sample). Mean cosine(r_0^N, x) (paper 004 Eq. 1 on Def. 3's r_0^N, no "
+    lines = [f"Resumable; store `{db}`, experiments `alignment`, `sanity`. EfficientNet-Lite0, {len(align)} photos "
+             f"(every {every}th of the sorted sample). Mean cosine(r_0^N, x) (paper 004 Eq. 1 on Def. 3's r_0^N, no "
              "bottom process) with the top N layers substituted (N = 0: the plain gradient; ReLU6 units for GBP, RectGrad "
              "and activation weighting, Conv/Gemm layers for z+). Random models: every Conv/Gemm redrawn "
-             f"(biases 0) with the layer's own std. `uptime`: {load}.", ""]
+             f"(biases 0) with the layer's own std. `uptime`: {uptime()}.", ""]
     for method in METHODS:
         levels = sorted({int(k.rsplit("/", 1)[1]) for k in mean if k.split("/")[1] == method})
-        lines += [f"**{method}** (N of {levels[-1]})", "",
-                  "| model | " + " | ".join(f"N={n}" for n in levels) + " |",
-                  "| --- | " + " | ".join("---" for _ in levels) + " |"]
-        for kind in kinds:
-            cells = [f"{mean[f'{kind}/{method}/{n}']:.3f}" if f"{kind}/{method}/{n}" in mean else "-" for n in levels]
-            lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+        lines += [f"**{method}** (N of {levels[-1]})", ""]
+        lines += table(["model", *(f"N={n}" for n in levels)],
+                       [[kind, *(f"{mean[f'{kind}/{method}/{n}']:.3f}" if f"{kind}/{method}/{n}" in mean else "-"
+                                 for n in levels)] for kind in kinds])
         lines.append("")
     if sanity:
         smean = _means(sanity)
         steps = sorted({int(k.rsplit("/", 1)[1]) for k in smean})
         lines += [f"Parameter randomisation (Adebayo et al.; top n of {steps[-1]} Conv/Gemm layers redrawn, "
-                  f"Gaussian, cumulative from the top): mean Spearman(|map|, |map after|), {len(sanity)} photos.", "",
-                  "| method | " + " | ".join(f"n={n}" for n in steps) + " |",
-                  "| --- | " + " | ".join("---" for _ in steps) + " |"]
-        for meth in SANITY_METHODS:
-            lines.append(f"| {meth} | " + " | ".join(f"{smean.get(f'{meth}/{n}', float('nan')):.3f}" for n in steps)
-                         + " |")
-    write_section("alignment", "\n".join(lines + ["", NOTES]))
-    print("\n".join(lines))
+                  f"Gaussian, cumulative from the top): mean Spearman(|map|, |map after|), {len(sanity)} photos.", ""]
+        lines += table(["method", *(f"n={n}" for n in steps)],
+                       [[meth, *(f"{smean.get(f'{meth}/{n}', float('nan')):.3f}" for n in steps)]
+                        for meth in SANITY_METHODS])
+    return "\n".join(lines + ["", NOTES])
 
 
 if __name__ == "__main__":

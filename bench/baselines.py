@@ -1,10 +1,10 @@
 """Baseline attribution methods on EfficientNet-Lite0 over real photos (paper 000 Table I form).
 
-    nice -n 10 python bench/baselines.py                  # measure (resumable), then write docs/benchmarks.md
-    nice -n 10 python bench/baselines.py --stage eval     # measure only
-    python bench/baselines.py --stage write               # the docs section from the store
-    # the same measurement with an older checkout of the package, for before/after columns:
-    PYTHONPATH=/tmp/head nice -n 10 python bench/baselines.py --stage eval --label before \\
+    nice -n 10 python -m smug.bench.baselines                  # measure (resumable), then write docs/benchmarks.md
+    nice -n 10 python -m smug.bench.baselines --stage eval     # measure only
+    python -m smug.bench.baselines --stage write               # the docs section from the store
+    # the same measurement with an older checkout of the package (one with smug.bench), for before/after columns:
+    PYTHONPATH=/tmp/head nice -n 10 python -m smug.bench.baselines --stage eval --label before \\
         --methods gradient,gradcam,extremal_perturbation --slow-images 10
 
 Photos: the first ``--images`` (50) of ../shared/data/imagenet-sample in sorted order;
@@ -21,31 +21,25 @@ store (``out/baselines.jsonl``); a re-run skips what is there.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("SMUG_TORCH_THREADS", "1")
+import smug
+from smug.baselines.attribution import attribute, methods
+from smug.baselines.stopping import stopping_criterion
+from smug.bench.common import OUT, add_doc_args, add_photo_args, invocation, parser, photos, publish, table, uptime
+from smug.models.zoo import load_model
+
+os.environ.setdefault("SMUG_TORCH_THREADS", "1")  # read when torch / onnxruntime are first used
 os.environ.setdefault("SMUG_ORT_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
-
-import smug  # noqa: E402
-from smug.baselines.attribution import attribute, methods  # noqa: E402
-from smug.baselines.stopping import stopping_criterion  # noqa: E402
-from smug.models.zoo import load_model  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
-STORE = ROOT / "out" / "baselines.jsonl"
+TITLE = "Baselines on EfficientNet-Lite0 (issue 5, paper 000 Table I form)"
+STORE = OUT / "baselines.jsonl"
 BATCH_REPEATS = 3
 GOALS = {"gradient": 0.03, "gradcam": 0.03, "extremal_perturbation": 10.0, "sfl": 30.0}
 SLOW = ("extremal_perturbation", "sfl", "rise", "occlusion")
@@ -75,7 +69,7 @@ def _stop(model, x, saliency, target) -> dict:
 
 
 def run(files: list[Path], slow_files: list[Path], names: list[str], label: str, store: Path) -> None:
-    from smug.clients.api import explain
+    from smug.pipeline import explain
 
     model, entry = load_model("efficientnet-lite0")
     done = {(r["label"], r["mode"], r["method"], r["image"]) for r in load_store(store)}
@@ -144,15 +138,14 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}" if v < 0.1 else f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
-def markdown(recs: list[dict], command: str, files: list[Path], slow_files: list[Path]) -> str:
+def markdown(recs: list[dict], files: list[Path], slow_files: list[Path]) -> str:
+    """The section's body (after its title and command)."""
     after = [r for r in recs if r["label"] == "after"]
     before = [r for r in recs if r["label"] == "before"]
     names = list(dict.fromkeys(r["method"] for r in after))
     loads = [r["load"] for r in after]
     n_pix = 224 * 224
     out = [
-        "## Baselines on EfficientNet-Lite0 (issue 5, paper 000 Table I form)", "",
-        f"Command: `{command}`  ",
         f"Photos: the first {len(files)} of shared/data/imagenet-sample (sorted); the slow methods "
         f"({', '.join(SLOW)}) on the first {len(slow_files)} of them. {platform.machine()}, 2 cores shared with "
         f"other agents' jobs (1-min load average during the run: median {_median(loads):.1f}, max "
@@ -163,24 +156,23 @@ def markdown(recs: list[dict], command: str, files: list[Path], slow_files: list
         "clock; CPU = process time, less sensitive to the other jobs); *batched* is `attribute_batch` over all the "
         "photos at once divided by their number. Stopping criterion (paper 000): 4x4 blocks, coarse-to-fine "
         "search, on the single-call map; *with stopping criterion* = method + criterion, per photo.", "",
-        "| method | photos | s / image | fastest photo s | CPU s / image | batched s / image (fastest run) | goal "
-        "| stopping criterion s | with stopping criterion s | explanation size, pixels (share) "
-        "| no prefix kept the class |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    cells = []
     for m in names:
         single = [r for r in after if r["method"] == m and r["mode"] == "single"]
         batch = [r for r in after if r["method"] == m and r["mode"] == "batched"]
         px = _median(r["stop_pixels"] for r in single)
         goal = f"≤ {GOALS[m]:g} s" if m in GOALS else ""
         fastest = f" ({_fmt(min(r.get('s_min', r['s']) for r in batch))})" if batch else ""
-        out.append(
-            f"| {m} | {len(single)} | {_fmt(_median(r['s'] for r in single))} "
-            f"| {_fmt(min((r['s'] for r in single), default=float('nan')))} "
-            f"| {_fmt(_median(r['cpu_s'] for r in single))} | {_fmt(_median(r['s'] for r in batch))}{fastest} "
-            f"| {goal} "
-            f"| {_fmt(_median(r['stop_s'] for r in single))} | {_fmt(_median(r['s'] + r['stop_s'] for r in single))} "
-            f"| {px:.0f} ({px / n_pix:.1%}) | {sum(r['stop_pixels'] is None for r in single)} |")
+        cells.append([m, len(single), _fmt(_median(r["s"] for r in single)),
+                      _fmt(min((r["s"] for r in single), default=float("nan"))),
+                      _fmt(_median(r["cpu_s"] for r in single)), _fmt(_median(r["s"] for r in batch)) + fastest,
+                      goal, _fmt(_median(r["stop_s"] for r in single)),
+                      _fmt(_median(r["s"] + r["stop_s"] for r in single)), f"{px:.0f} ({px / n_pix:.1%})",
+                      sum(r["stop_pixels"] is None for r in single)])
+    out += table(["method", "photos", "s / image", "fastest photo s", "CPU s / image",
+                  "batched s / image (fastest run)", "goal", "stopping criterion s", "with stopping criterion s",
+                  "explanation size, pixels (share)", "no prefix kept the class"], cells)
     p_final = [r["p_final"] for r in after if r.get("p_final") is not None]
     if p_final:
         out += ["", f"Extremal perturbation (area 0.1, 300 steps): the target's probability on the perturbed input "
@@ -194,13 +186,11 @@ def markdown(recs: list[dict], command: str, files: list[Path], slow_files: list
                 "(minutes apart, so under different loads from the other jobs: see the load columns): "
                 "`git archive HEAD` of "
                 "the previous commit unpacked as /tmp/head/smug, then `PYTHONPATH=/tmp/head nice -n 10 python "
-                "bench/baselines.py --stage eval --label before --methods "
+                "-m smug.bench.baselines --stage eval --label before --methods "
                 f"{','.join(dict.fromkeys(r['method'] for r in before))} --images {len({r['image'] for r in before})} "
                 f"--slow-images {len({r['image'] for r in before})}` "
-                "(the older package through this script):", "",
-                "| method | mode | photos | before s / image | after s / image | after / before | before CPU s "
-                "| after CPU s | after / before (CPU) | load before | load after |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "(the older package through this script):", ""]
+        cells = []
         for m in dict.fromkeys(r["method"] for r in before):
             for mode in ("single", "batched"):
                 b = {r["image"]: r for r in before if r["method"] == m and r["mode"] == "single"}
@@ -210,40 +200,32 @@ def markdown(recs: list[dict], command: str, files: list[Path], slow_files: list
                     continue
                 bs, as_ = _median(b[i]["s"] for i in common), _median(a[i]["s"] for i in common)
                 bc, ac = _median(b[i]["cpu_s"] for i in common), _median(a[i]["cpu_s"] for i in common)
-                out.append(f"| {m} | {mode} | {len(common)} | {_fmt(bs)} | {_fmt(as_)} | {as_ / bs:.2f} "
-                           f"| {_fmt(bc)} | {_fmt(ac)} | {ac / bc:.2f} | {_median(b[i]['load'] for i in common):.1f} "
-                           f"| {_median(a[i]['load'] for i in common):.1f} |")
+                cells.append([m, mode, len(common), _fmt(bs), _fmt(as_), f"{as_ / bs:.2f}", _fmt(bc), _fmt(ac),
+                              f"{ac / bc:.2f}", f"{_median(b[i]['load'] for i in common):.1f}",
+                              f"{_median(a[i]['load'] for i in common):.1f}"])
+        out += table(["method", "mode", "photos", "before s / image", "after s / image", "after / before",
+                      "before CPU s", "after CPU s", "after / before (CPU)", "load before", "load after"], cells)
     return "\n".join(out)
 
 
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except OSError:
-        return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--stage", choices=("all", "eval", "write"), default="all")
-    ap.add_argument("--images", type=int, default=50, help="first N photos in sorted order")
+    add_photo_args(ap, images=50)
     ap.add_argument("--slow-images", type=int, default=10, help="first N photos for the slow methods")
     ap.add_argument("--methods", default=None, help="comma-separated (default: smug and every image method)")
     ap.add_argument("--label", default="after", help="'after' (this tree) or 'before' (an older checkout)")
     ap.add_argument("--store", default=str(STORE))
+    add_doc_args(ap)
     a = ap.parse_args()
-    files = sorted(DATA.glob("*.JPEG"))[: a.images]
-    if not files:
-        sys.exit(f"no images in {DATA}")
+    files = photos(a.data, a.images)
     slow_files = files[: a.slow_images]
     names = a.methods.split(",") if a.methods else image_methods()
     if a.stage in ("all", "eval"):
         run(files, slow_files, names, a.label, Path(a.store))
     if a.stage in ("all", "write"):
-        md = markdown(load_store(Path(a.store)), " ".join(["nice -n 10 python bench/baselines.py", *sys.argv[1:]]),
-                      files, slow_files)
-        print(md)
-        write_section("baselines", md)
+        body = markdown(load_store(Path(a.store)), files, slow_files)
+        publish(a, "baselines", TITLE, invocation("baselines", prefix="nice -n 10"), body)
 
 
 if __name__ == "__main__":

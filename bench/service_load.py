@@ -1,7 +1,7 @@
 """Load on the gRPC service (issue 4): latency, throughput, errors, server memory, CPU.
 
-    python bench/service_load.py                       # writes docs/benchmarks.md
-    python bench/service_load.py --mnist-requests 5 --lite0-requests 1 --no-write   # quick look
+    python -m smug.bench.service_load                       # writes docs/benchmarks.md
+    python -m smug.bench.service_load --mnist-requests 5 --lite0-requests 1 --no-write   # quick look
 
 A server runs as a separate process (``python -m smug.server --port 0``, one worker
 per core).  For each workload (MNIST MLP whole-network masks on the demo digit sent as a
@@ -9,18 +9,16 @@ tensor; EfficientNet-Lite0 first-layer masks on the demo photo sent as JPEG byte
 each level of 1, 2, 4, 8 concurrent clients (one channel each), every client sends N
 requests back to back.  Measured: p50/p95 latency, throughput, errors, peak resident
 memory of the server process tree, CPU busy share of the machine and the cores used by
-the server's processes.  First the same request is timed in rounds of three, one
-after another: through the library API (``explain``: the solve in an isolated child
-process), with the solve in-process (what a worker does), and through the service at
-one client; overhead = service p50 / in-process p50 - 1.  Every answer's certificate
-must be valid and its mask as small as the in-process one.  Raw results go to ``--json`` (default ``smug-out/bench/service_load.json``,
+the server's processes.  First the same request is timed in rounds of two, one after
+the other: through the library (:func:`smug.pipeline.explain`, what a worker runs too)
+and through the service at one client; overhead = service p50 / in-process p50 - 1.
+Every answer's certificate must be valid and its mask as small as the in-process one.  Raw results go to ``--json`` (default ``smug-out/bench/service_load.json``,
 written per workload, so an interrupted run resumes with ``--resume``) and the table to
 docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -32,14 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
+from smug.bench.common import ROOT, add_doc_args, invocation, parser, publish, table, uptime
 
-RESULTS = Path(__file__).resolve().parents[1] / "smug-out" / "bench" / "service_load.json"  # git-ignored
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+TITLE = "gRPC service under load (issue 4)"
+RESULTS = ROOT / "smug-out" / "bench" / "service_load.json"  # git-ignored
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -82,54 +76,42 @@ def _machine_busy() -> tuple[float, float]:
 
 
 def workloads(lite0_n: int, mnist_n: int) -> list[dict]:
-    from smug.clients.api import load_input
     from smug.models.zoo import ZOO
 
-    digit = load_input("mnist-mlp", None)[2]
+    mnist = ZOO["mnist-mlp"]
+    digit = mnist.preprocess.load(mnist.demo_input)[0]  # sent as a model-space tensor
     photo = ZOO["efficientnet-lite0"].demo_input
     return [
         {"name": "mnist-mlp whole network", "n": mnist_n, "model": "mnist-mlp", "source": digit,
-         "remote": dict(method="whole-network", window=1, timeout=60.0),
-         "local": lambda solver=None: _local_network(digit, solver)},
+         "local_source": digit, "remote": dict(method="whole-network", window=1, timeout=60.0)},
         {"name": "efficientnet-lite0 first layer", "n": lite0_n, "model": "efficientnet-lite0",
-         "source": photo.read_bytes(), "remote": dict(top_k=3000, window=4, timeout=60.0),
-         "local": lambda solver=None: _local_first_layer(photo, solver)},
+         "source": photo.read_bytes(), "local_source": str(photo), "remote": dict(top_k=3000, window=4, timeout=60.0)},
     ]
 
 
-def _local_network(x, solver):
-    from smug.clients.api import explain_network
+def _local(w: dict):
+    """The workload's request through the library, in this process."""
+    from smug.pipeline import explain
 
-    return explain_network(x, model="mnist-mlp", window=1, timeout=60.0, solver=solver)
-
-
-def _local_first_layer(photo, solver):
-    from smug.clients.api import explain
-
-    return explain(photo, model="efficientnet-lite0", top_k=3000, window=4, timeout=60.0, solver=solver)
-
-
-def _in_process_solver(fn, problem, backend, timeout):
-    return fn(problem, backend=backend, timeout=timeout)
+    return explain(w["local_source"], w["model"], **w["remote"])
 
 
 def in_process(w: dict, n: int, address: str) -> dict:
-    """The same request in-process (API and direct solve) and through the service at one
-    client, interleaved (api, direct, service, api, ...) so that load drift on a shared
-    machine hits all three alike."""
+    """The same request in-process (the library) and through the service at one client,
+    interleaved (api, service, api, ...) so that load drift on a shared machine hits both alike."""
     from smug.clients import Client
 
-    w["local"]()  # warm: model load, torch conversion
-    lat: dict[str, list[float]] = {"api": [], "direct": [], "service": []}
+    _local(w)  # warm: model load, torch conversion
+    lat: dict[str, list[float]] = {"api": [], "service": []}
     with Client(address) as c:
         c.explain(w["source"], w["model"], **w["remote"])
         for _ in range(n):
-            for label, call in (("api", lambda: w["local"]()), ("direct", lambda: w["local"](_in_process_solver)),
+            for label, call in (("api", lambda: _local(w)),
                                 ("service", lambda: c.explain(w["source"], w["model"], **w["remote"]))):
                 t = time.perf_counter()
                 e = call()
                 lat[label].append(time.perf_counter() - t)
-                if label == "direct":
+                if label == "api":
                     mask, objective = np.argwhere(e.mask).tolist(), e.objective
     out = {k: {"p50": statistics.median(v), "mean": statistics.fmean(v), "n": n, "all": v} for k, v in lat.items()}
     out["ratio_p50"] = statistics.median(s / a for s, a in zip(lat["service"], lat["api"]))
@@ -201,14 +183,14 @@ def level(address: str, server_pid: int, w: dict, clients: int, expected: dict |
             "machine_busy": (busy1 - busy0) / max(1, total1 - total0), "server_cores": (cpu1 - cpu0) / wall}
 
 
-def markdown(results: dict, command: str) -> str:
-    lines = ["## gRPC service under load (issue 4)", "",
-             f"Command: `{command}` — server: `python -m smug.server --workers {results['workers']}` "
+def markdown(results: dict) -> str:
+    """The section's body (after its title and command)."""
+    lines = [f"Server: `python -m smug.server --workers {results['workers']}` "
              f"(one process per core, separate from the clients); {results['cores']} cores (the load averages below say what else was running).",
              f"Load before: `{results['uptime_before']}`; after: `{results['uptime_after']}`.", "",
              "Each client (its own channel) sends N requests back to back. In-process: the same call "
-             "in the bench process — `api` is the library call (its solve in an isolated child "
-             "process), `direct` solves in-process as a worker does — interleaved with the service call at "
+             "in the bench process — `api` is the library call `smug.pipeline.explain` (its solve in an isolated "
+             "child process, as in a worker) — interleaved with the service call at "
              "one client; overhead = service p50 / in-process p50 − 1. `busy` is the whole machine's CPU share (all cores, other jobs included); "
              "`server cores` the CPU seconds of the server's processes per second. Every answer was checked: "
              "certificate valid and mask size equal to the in-process optimum (else counted in `wrong`); "
@@ -216,17 +198,15 @@ def markdown(results: dict, command: str) -> str:
     for name, r in results["workloads"].items():
         ip = r["in_process"]
         lines += [f"**{name}** (N = {r['n']} per client)", "",
-                  f"Interleaved rounds ({ip['api']['n']}: api, direct, service, ...): p50 api "
-                  f"{ip['api']['p50']:.3f} s, direct {ip['direct']['p50']:.3f} s, service {ip['service']['p50']:.3f} s "
-                  f"→ overhead {100 * (ip['service']['p50'] / ip['api']['p50'] - 1):+.1f}% vs the API call, "
-                  f"{100 * (ip['service']['p50'] / ip['direct']['p50'] - 1):+.1f}% vs the in-process solve "
-                  f"(median per-round ratio service/api {ip['ratio_p50']:.3f}).", "",
-                  "| clients | requests | p50 s | p95 s | req/s | errors | wrong | same | server RSS MB | busy | server cores |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for L in r["levels"]:
-            lines.append(f"| {L['clients']} | {L['requests']} | {L['p50']:.3f} | {L['p95']:.3f} | "
-                         f"{L['throughput']:.2f} | {L['errors']} | {L['wrong_masks']} | {L['same_mask']} | {L['server_rss_mb']:.0f} | "
-                         f"{100 * L['machine_busy']:.0f}% | {L['server_cores']:.2f} |")
+                  f"Interleaved rounds ({ip['api']['n']}: api, service, ...): p50 api "
+                  f"{ip['api']['p50']:.3f} s, service {ip['service']['p50']:.3f} s "
+                  f"→ overhead {100 * (ip['service']['p50'] / ip['api']['p50'] - 1):+.1f}% vs the API call "
+                  f"(median per-round ratio service/api {ip['ratio_p50']:.3f}).", ""]
+        lines += table(["clients", "requests", "p50 s", "p95 s", "req/s", "errors", "wrong", "same", "server RSS MB",
+                        "busy", "server cores"],
+                       [[L["clients"], L["requests"], f"{L['p50']:.3f}", f"{L['p95']:.3f}", f"{L['throughput']:.2f}",
+                         L["errors"], L["wrong_masks"], L["same_mask"], f"{L['server_rss_mb']:.0f}",
+                         f"{100 * L['machine_busy']:.0f}%", f"{L['server_cores']:.2f}"] for L in r["levels"]])
         top = max(r["levels"], key=lambda L: L["server_cores"])
         lines += ["", f"Peak server CPU: {top['server_cores']:.2f} cores at {top['clients']} clients while the "
                       f"machine was {100 * top['machine_busy']:.0f}% busy"
@@ -236,7 +216,7 @@ def markdown(results: dict, command: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__, first_line=True)
     ap.add_argument("--mnist-requests", type=int, default=20, help="requests per client, MNIST")
     ap.add_argument("--lite0-requests", type=int, default=2, help="requests per client, Lite0 (~3 s each)")
     ap.add_argument("--levels", default="1,2,4,8")
@@ -245,14 +225,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", type=Path, default=RESULTS, help="raw results (default: %(default)s)")
     ap.add_argument("--resume", action="store_true", help="keep workloads already in the --json file")
-    ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    add_doc_args(ap)
     a = ap.parse_args()
-    command = "python bench/service_load.py " + " ".join(sys.argv[1:])
     os.environ.setdefault("SMUG_TORCH_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = a.json
     results = json.loads(out.read_text()) if a.resume and out.exists() else {"workloads": {}}
-    results.update(workers=a.workers, cores=os.cpu_count(), uptime_before=results.get("uptime_before", _uptime()))
+    results.update(workers=a.workers, cores=os.cpu_count(), uptime_before=results.get("uptime_before", uptime()))
     levels = [int(v) for v in a.levels.split(",")]
     proc, address = start_server(a.workers)
     try:
@@ -273,13 +252,10 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    results["uptime_after"] = _uptime()
+    results["uptime_after"] = uptime()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    md = markdown(results, command)
-    print(md)
-    if not a.no_write:
-        write_section("service-load", md)
+    publish(a, "service-load", TITLE, invocation("service_load"), markdown(results))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """SMUG on EfficientNet-Lite0 over real ImageNet photos: per-stage times, status, mask size.
 
-    python bench/smug_imagenet.py --images 50        # writes docs/benchmarks.md
+    python -m smug.bench.smug_imagenet --images 50        # writes docs/benchmarks.md
 
 IG runs once per image; both constraint forms (bias-free ``linear``, the default, and
 ``affine``, Eq. 3 literally) are then encoded, solved and certified from the same
@@ -10,42 +10,36 @@ reported apart.  Times are wall-clock seconds on this machine, 1 torch thread.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from smug.bench.common import add_doc_args, add_photo_args, invocation, parser, photos, publish, table
+from smug.encoders.blocks import BlockGrid
 from smug.encoders.first_layer import find_first_layer
 from smug.encoders.ig import auto_integrated_gradients, integrated_gradients
-from smug.encoders.smug import build_problem, select_top_k, target_probability
 from smug.encoders.saliency import base_mask
-from smug.encoders.blocks import BlockGrid
+from smug.encoders.smug import build_problem, select_top_k, target_probability
 from smug.models.zoo import load_model
 from smug.solver.solve import solve
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402  (bench/ is a folder of scripts)
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
+TITLE = "SMUG on EfficientNet-Lite0, real ImageNet photos (issue 2)"
 
 
 def q(values, p):
     return float(np.percentile(values, p)) if values else float("nan")
 
 
-def run(n_images: int, top_k: int, gamma: float, window: int, ig_steps: int | None, timeout: float) -> dict:
+def run(data: Path, n_images: int, top_k: int, gamma: float, window: int, ig_steps: int | None,
+        timeout: float) -> dict:
     t0 = time.perf_counter()
     model, entry = load_model("efficientnet-lite0")
     layer = find_first_layer(model)
-    files = sorted(DATA.glob("*.JPEG"))
-    if not files:
-        sys.exit(f"no images in {DATA}")
+    files = photos(data)
     files = files[:: max(1, len(files) // n_images)][:n_images]
     x0, _ = entry.preprocess.load(files[0])
     prob = target_probability(model, layer, x0, 0)  # warm-up: builds the torch tail once
@@ -86,15 +80,13 @@ def run(n_images: int, top_k: int, gamma: float, window: int, ig_steps: int | No
                        "ig_steps": ig_steps or "adaptive (tolerance 5%)", "timeout": timeout}}
 
 
-def markdown(res: dict, command: str) -> str:
+def markdown(res: dict) -> str:
+    """The section's body (after its title and command)."""
     rows, n = res["rows"], res["n_blocks"]
     ig = [r["ig_s"] for r in rows]
     err = [r["ig_error"] for r in rows]
     steps = [r["ig_steps"] for r in rows]
     out = [
-        "## SMUG on EfficientNet-Lite0, real ImageNet photos (issue 2)",
-        "",
-        f"Command: `{command}`  ",
         f"Machine: {platform.processor() or platform.machine()}, 2 cores, 1 torch thread; "
         f"one-time load (ONNX export cache, sessions, torch tail) {res['load_s']:.1f} s.  ",
         f"Parameters: {json.dumps(res['params'])}.",
@@ -103,23 +95,22 @@ def markdown(res: dict, command: str) -> str:
         f"(quartiles {q(ig, 25):.2f}-{q(ig, 75):.2f}), median {statistics.median(steps):.0f} gradient steps, "
         f"completeness error median {statistics.median(err):.3f} (max {max(err):.3f}).",
         "",
-        "| form | end to end median (s) | encode | solve | certify | optimal | feasible | other | "
-        "certificate valid | blocks median (of %d) | mask share median | SMUG_base share median |" % n,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = [r["base_blocks"] / n for r in rows]
+    cells = []
     for form in ("linear", "affine"):
         f = [r[form] for r in rows]
         status = [x["status"] for x in f]
         blocks = [x["blocks"] for x in f if x["blocks"] is not None]
-        out.append(
-            f"| {form} | {statistics.median([x['end_to_end_s'] for x in f]):.2f} "
-            f"| {statistics.median([x['encode_s'] for x in f]):.3f} | {statistics.median([x['solve_s'] for x in f]):.3f} "
-            f"| {statistics.median([x['certify_s'] for x in f]):.3f} | {status.count('optimal')} "
-            f"| {status.count('feasible')} | {len(status) - status.count('optimal') - status.count('feasible')} "
-            f"| {sum(x['valid'] for x in f)}/{len(f)} | {statistics.median(blocks):.0f} "
-            f"| {statistics.median(blocks) / n:.1%} | {statistics.median(base):.1%} |"
-        )
+        med = lambda key: statistics.median([x[key] for x in f])  # noqa: E731
+        cells.append([form, f"{med('end_to_end_s'):.2f}", f"{med('encode_s'):.3f}", f"{med('solve_s'):.3f}",
+                      f"{med('certify_s'):.3f}", status.count("optimal"), status.count("feasible"),
+                      len(status) - status.count("optimal") - status.count("feasible"),
+                      f"{sum(x['valid'] for x in f)}/{len(f)}", f"{statistics.median(blocks):.0f}",
+                      f"{statistics.median(blocks) / n:.1%}", f"{statistics.median(base):.1%}"])
+    out += table(["form", "end to end median (s)", "encode", "solve", "certify", "optimal", "feasible", "other",
+                  "certificate valid", f"blocks median (of {n})", "mask share median", "SMUG_base share median"],
+                 cells)
     slowest = max(rows, key=lambda r: r["linear"]["solve_s"])
     out += ["", f"Slowest linear solve: {slowest['image']} {slowest['linear']['solve_s']:.2f} s "
             f"({slowest['linear']['constraints']} constraints, {slowest['linear']['components']} components)."]
@@ -127,24 +118,20 @@ def markdown(res: dict, command: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--images", type=int, default=50)
+    ap = parser(__doc__)
+    add_photo_args(ap, images=50)
     ap.add_argument("--top-k", type=int, default=3000)
     ap.add_argument("--gamma", type=float, default=0.0)
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--ig-steps", type=int, default=None)
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--json", default=None, help="also write the raw rows here")
-    ap.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    add_doc_args(ap)
     a = ap.parse_args()
-    res = run(a.images, a.top_k, a.gamma, a.window, a.ig_steps, a.timeout)
-    command = "python bench/smug_imagenet.py " + " ".join(sys.argv[1:])
-    md = markdown(res, command.strip())
-    print(md)
+    res = run(a.data, a.images, a.top_k, a.gamma, a.window, a.ig_steps, a.timeout)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
-    if not a.no_doc:
-        write_section("smug_imagenet", md)
+    publish(a, "smug_imagenet", TITLE, invocation("smug_imagenet"), markdown(res))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Paper 003 Table 1 on EfficientNet-Lite0 and the 250 photos of ../shared/data/imagenet-sample.
 
-    nice -n 10 python bench/table1.py                 # evaluate (resumable), then write docs
-    nice -n 10 python bench/table1.py --stage eval    # only the per-image evaluation
-    nice -n 10 python bench/table1.py --stage optbox --optbox-every 5   # OPTBOX on every 5th photo
-    nice -n 10 python bench/table1.py --stage paper000 --paper000-every 25  # stopping criterion, ins./del.
-    nice -n 10 python bench/table1.py --stage uint8   # LSC with the reference code's uint8 crops
-    python bench/table1.py --stage write --optbox-every 5 --paper000-every 25   # docs sections only
+    nice -n 10 python -m smug.bench.table1                 # evaluate (resumable), then write docs
+    nice -n 10 python -m smug.bench.table1 --stage eval    # only the per-image evaluation
+    nice -n 10 python -m smug.bench.table1 --stage optbox --optbox-every 5   # OPTBOX on every 5th photo
+    nice -n 10 python -m smug.bench.table1 --stage paper000 --paper000-every 25  # stopping criterion, ins./del.
+    nice -n 10 python -m smug.bench.table1 --stage uint8   # LSC with the reference code's uint8 crops
+    python -m smug.bench.table1 --stage write --optbox-every 5 --paper000-every 25   # docs sections only
 
 Median LSC with quartiles, Win% (normal-approximation interval) and sparsity for
 SMUG, SMUG_base, IG, Grad-CAM, CENTERBOX and MAXBOX on every image (SMUG: k=3000,
@@ -17,19 +17,19 @@ section written into docs/benchmarks.md says how many images were done.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
-import subprocess
-import sys
+from contextlib import closing
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402  (bench/ is a folder of scripts)
+import numpy as np
 
-from smug.clients.evaluate import EvalConfig, evaluate  # noqa: E402
+from smug.bench.common import OUT, ROOT, add_doc_args, add_photo_args, parser, photos, publish, table, uptime
+from smug.evaluation.report import summary_tables
+from smug.evaluation.runner import evaluate
+from smug.evaluation.store import EvalConfig, Store
+
+COMMAND = "nice -n 10 python -m smug.bench.table1"
 
 METHODS = ["smug", "smug_base", "integrated_gradients", "gradcam", "centerbox", "maxbox"]
 PAPER = {  # paper 003 Table 1 (3304 ImageNet validation images)
@@ -77,17 +77,16 @@ boxes were classified per photo."""
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--stage", choices=("all", "eval", "optbox", "paper000", "uint8", "write"), default="all")
     ap.add_argument("--paper000-every", type=int, default=25,
                     help="stopping criterion and insertion/deletion on every N-th photo (own store)")
-    ap.add_argument("--db", default=str(ROOT / "out" / "table1.sqlite"))
-    ap.add_argument("--images", type=int, default=250, help="first N photos in sorted order")
+    ap.add_argument("--db", default=str(OUT / "table1.sqlite"))
+    add_photo_args(ap, images=250)
     ap.add_argument("--optbox-every", type=int, default=10, help="OPTBOX on every N-th photo")
+    add_doc_args(ap)
     a = ap.parse_args()
-    files = sorted(DATA.glob("*.JPEG"))[: a.images]
-    if not files:
-        sys.exit(f"no images in {DATA}")
+    files = photos(a.data, a.images)
     config = EvalConfig(model="efficientnet-lite0", top_k=3000, gamma=0.0, window=4)
     if a.stage in ("all", "eval"):
         print(evaluate(files, METHODS, a.db, config))
@@ -101,9 +100,10 @@ def main() -> None:
         q = EvalConfig(model="efficientnet-lite0", top_k=3000, gamma=0.0, window=4, lsc_uint8=True)
         print(evaluate(files[::UINT8_EVERY], UINT8_METHODS, side_db(a.db, "uint8"), q))
     if a.stage in ("all", "write"):
-        write(a.db, len(files), a.optbox_every)
-        write_uint8(a.db, side_db(a.db, "uint8"))
-        write_paper000(paper000_db(a.db), len(files[:: a.paper000_every]), a.paper000_every)
+        sections = [write(a.db, len(files), a.optbox_every), write_uint8(a.db, side_db(a.db, "uint8")),
+                    write_paper000(paper000_db(a.db), len(files[:: a.paper000_every]), a.paper000_every)]
+        for key, title, command, body in filter(None, sections):
+            publish(a, key, title, command, body)
 
 
 def correctly_classified(store) -> set[str]:
@@ -125,14 +125,11 @@ UINT8_METHODS = ["integrated_gradients", "gradcam", "centerbox", "maxbox"]
 UINT8_EVERY = 10  # the uint8 comparison runs on every 10th photo
 
 
-def write_uint8(db: str, db_uint8: str) -> None:
-    """Median LSC with and without the reference code's per-crop min-max + uint8 rounding, same photos."""
-    import numpy as np
-
-    from smug.clients.evaluate import Store
-
+def write_uint8(db: str, db_uint8: str) -> tuple[str, str, str, str] | None:
+    """Median LSC with and without the reference code's per-crop min-max + uint8 rounding, same photos:
+    the section (key, title, command, body), None without results."""
     if not Path(db_uint8).is_file():
-        return
+        return None
     plain, quant = Store(db), Store(db_uint8)
     try:
         a = {(r["image"], r["method"]): r["lsc"] for r in plain.results()}
@@ -142,57 +139,47 @@ def write_uint8(db: str, db_uint8: str) -> None:
         quant.close()
     keys = sorted(set(a) & set(b))
     if not keys:
-        return
-    lines = ["## LSC with the reference code's per-crop min-max + uint8 rounding", "",
-             "Command: `nice -n 10 python bench/table1.py --stage uint8` (store `out/table1_uint8.sqlite`), "
+        return None
+    lines = ["Store `out/table1_uint8.sqlite`, "
              f"every {UINT8_EVERY}th photo ({len({k[0] for k in keys})}). Median LSC (q25, q75) of the same maps "
              "scored both ways; the last columns are the median paired difference (uint8 minus plain) and the "
-             "share of photos whose score changed at all.", "",
-             "| method | plain (ours) | min-max + uint8 | median difference | changed |",
-             "| --- | --- | --- | --- | --- |"]
+             "share of photos whose score changed at all.", ""]
+    cells = []
     for m in UINT8_METHODS:
         pa = np.array([a[k] for k in keys if k[1] == m])
         pb = np.array([b[k] for k in keys if k[1] == m])
         if len(pa):
             fmt = lambda v: f"{np.median(v):.2f} ({np.percentile(v, 25):.2f}, {np.percentile(v, 75):.2f})"  # noqa: E731
             changed = float(np.mean(np.abs(pb - pa) > 1e-6))
-            lines.append(f"| {m} | {fmt(pa)} | {fmt(pb)} | {np.median(pb - pa):+.3f} | {100 * changed:.0f}% |")
+            cells.append([m, fmt(pa), fmt(pb), f"{np.median(pb - pa):+.3f}", f"{100 * changed:.0f}%"])
+    lines += table(["method", "plain (ours)", "min-max + uint8", "median difference", "changed"], cells)
     lines += ["", "Many crops of these photos already contain pixels at 0 and 255, and a crop of integer pixels "
               "is rounded already, so the per-crop min-max stretch and the rounding leave the median paired "
               "difference at 0 and move the medians by about 0.1 at most: we leave them out (Eq. 5 does not ask "
               "for them; `smug evaluate --lsc-uint8` turns them on)."]
-    write_section("table1_uint8", "\n".join(lines))
-    print("\n".join(lines))
+    return ("table1_uint8", "LSC with the reference code's per-crop min-max + uint8 rounding",
+            f"{COMMAND} --stage uint8", "\n".join(lines))
 
 
-def write_paper000(db: str, n_files: int, every: int) -> None:
-    from smug.clients.evaluate import Store
-    from smug.clients.report import summary_tables
-
+def write_paper000(db: str, n_files: int, every: int) -> tuple[str, str, str, str] | None:
+    """Paper 000 Table I from the side store: the section (key, title, command, body), None without it."""
     if not Path(db).is_file():
-        return
-    store = Store(db)
-    try:
+        return None
+    with closing(Store(db)) as store:
         s = summary_tables(store, METHODS, win_methods=METHODS)
-    finally:
-        store.close()
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = [
-        "## Paper 000 Table I on EfficientNet-Lite0 (time, stopping criterion, insertion/deletion)", "",
-        f"Command: `nice -n 10 python bench/table1.py --stage paper000 --paper000-every {every}` (store "
-        f"`out/table1_paper000.sqlite`). {s['n_complete']} of {n_files} photos (every {every}th of the sorted "
+        f"Store `out/table1_paper000.sqlite`. {s['n_complete']} of {n_files} photos (every {every}th of the sorted "
         "sample). Stopping criterion "
         "(`baselines/stopping.py`): 4x4-pixel blocks ranked by the map, smallest prefix that keeps the class, "
         "`search=\"bisect\"` (coarse-to-fine; minimal only if the class is monotone along the ranking). "
         "Insertion/deletion: 50 steps, masked pixels at the model's zero. Times in seconds (paper 000: minutes, "
-        f"VGG16, 1000 images). `uptime`: {load}.", "",
-        "| | " + " | ".join(s["labels"]) + " |",
-        "| --- | " + " | ".join("---" for _ in s["labels"]) + " |",
-        "| time without stopping criterion (s), mean ± sd | " + " | ".join(s["seconds_mean"]) + " |",
-        "| stopping-criterion size (% of pixels), mean ± sd | " + " | ".join(s["stop_size"]) + " |",
-        "| stopping-criterion time (s), mean ± sd | " + " | ".join(s["stop_seconds"]) + " |",
-        "| insertion AUC (higher is better) | " + " | ".join(s["insertion"]) + " |",
-        "| deletion AUC (lower is better) | " + " | ".join(s["deletion"]) + " |",
+        f"VGG16, 1000 images). `uptime`: {uptime()}.", "",
+        *table(["", *s["labels"]], [
+            ["time without stopping criterion (s), mean ± sd", *s["seconds_mean"]],
+            ["stopping-criterion size (% of pixels), mean ± sd", *s["stop_size"]],
+            ["stopping-criterion time (s), mean ± sd", *s["stop_seconds"]],
+            ["insertion AUC (higher is better)", *s["insertion"]],
+            ["deletion AUC (lower is better)", *s["deletion"]]]),
         "",
         "Notes. CENTERBOX and MAXBOX maps are constant inside the box, so their ranking -- and their "
         "stopping-criterion size -- is the pixel index order there: not a measure of those methods. SMUG's "
@@ -202,47 +189,37 @@ def write_paper000(db: str, n_files: int, every: int) -> None:
         "the maps (its smooth peak deletes slowly); IG has the lowest deletion AUC. Paper 000 timed VGG16 "
         "(minutes per image, 1000 images); only the ranking of methods is comparable.",
     ]
-    write_section("paper000", "\n".join(lines))
-    print("\n".join(lines))
+    return ("paper000", "Paper 000 Table I on EfficientNet-Lite0 (time, stopping criterion, insertion/deletion)",
+            f"{COMMAND} --stage paper000 --paper000-every {every}", "\n".join(lines))
 
 
-def write(db: str, n_files: int, optbox_every: int = 10) -> None:
-    from smug.clients.report import summary_tables
-    from smug.clients.evaluate import Store
-
-    store = Store(db)
-    try:
+def write(db: str, n_files: int, optbox_every: int = 10) -> tuple[str, str, str, str]:
+    """Paper 003 Table 1 from the store: the section (key, title, command, body)."""
+    with closing(Store(db)) as store:
         s = summary_tables(store, METHODS + ["optbox"], win_methods=METHODS)
         correct = correctly_classified(store)
         rows = store.results()
         c = summary_tables(store, METHODS + ["optbox"], win_methods=METHODS, only=correct)
-    finally:
-        store.close()
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = [
-        "## Paper 003 Table 1 on EfficientNet-Lite0 (LSC, Win%, sparsity)",
-        "",
-        f"Command: `nice -n 10 python bench/table1.py` (resumable; store `out/table1.sqlite`). "
+        "Resumable; store `out/table1.sqlite`. "
         f"Images done: {s['n_complete']} of {n_files} photos of `../shared/data/imagenet-sample/` "
         f"with every method; OPTBOX on {s['counts'].get('optbox', 0)} of them (every {optbox_every}th photo, "
         f"`--stage optbox --optbox-every {optbox_every}`). "
         f"SMUG: k=3000, gamma=0, window 4. LSC: thresholds 0 + up to 99 distinct map values, "
         f"area floor 0.05, crop in model space, bilinear resize, no per-crop min-max/uint8 rounding. "
-        f"Machine: {platform.machine()}, shared; `uptime` at writing: {load}.",
+        f"Machine: {platform.machine()}, shared; `uptime` at writing: {uptime()}.",
         "",
-        "| | " + " | ".join(s["labels"]) + " |",
-        "| --- | " + " | ".join("---" for _ in s["labels"]) + " |",
-        "| LSC median (q25, q75), ours | " + " | ".join(s["lsc"]) + " |",
-        "| LSC, paper 003 | " + " | ".join(PAPER[m][0] for m in s["methods"]) + " |",
-        "| Win% ± 95% CI, ours | " + " | ".join(s["win"]) + " |",
-        "| Win%, paper 003 | " + " | ".join(PAPER[m][1] for m in s["methods"]) + " |",
-        "| Sparsity% ± 95% CI, ours | " + " | ".join(s["sparsity"]) + " |",
-        "| Sparsity%, paper 003 | " + " | ".join(PAPER[m][2] for m in s["methods"]) + " |",
-        "| method seconds, median | " + " | ".join(s["seconds"]) + " |",
-        f"| LSC, only the {c['n_complete']} correctly classified photos (as the paper) | "
-        + " | ".join(c["lsc"]) + " |",
-        f"| Win%, correctly classified only | " + " | ".join(c["win"]) + " |",
-        f"| Sparsity%, correctly classified only | " + " | ".join(c["sparsity"]) + " |",
+        *table(["", *s["labels"]], [
+            ["LSC median (q25, q75), ours", *s["lsc"]],
+            ["LSC, paper 003", *(PAPER[m][0] for m in s["methods"])],
+            ["Win% ± 95% CI, ours", *s["win"]],
+            ["Win%, paper 003", *(PAPER[m][1] for m in s["methods"])],
+            ["Sparsity% ± 95% CI, ours", *s["sparsity"]],
+            ["Sparsity%, paper 003", *(PAPER[m][2] for m in s["methods"])],
+            ["method seconds, median", *s["seconds"]],
+            [f"LSC, only the {c['n_complete']} correctly classified photos (as the paper)", *c["lsc"]],
+            ["Win%, correctly classified only", *c["win"]],
+            ["Sparsity%, correctly classified only", *c["sparsity"]]]),
         "",
         "Win% is over the six methods of the first rows (OPTBOX excluded, as in the paper), "
         "on the images that have all six. Sparsity is the fraction of non-zero pixels of the map; "
@@ -250,8 +227,8 @@ def write(db: str, n_files: int, optbox_every: int = 10) -> None:
     ]
     boxes = [r["boxes"] for r in rows if r["method"] == "optbox"]
     notes = NOTES.format(optbox_boxes=int(statistics.median(boxes)) if boxes else "-")
-    write_section("table1", "\n".join(lines + ["", notes]))
-    print("\n".join(lines))
+    return ("table1", "Paper 003 Table 1 on EfficientNet-Lite0 (LSC, Win%, sparsity)", COMMAND,
+            "\n".join(lines + ["", notes]))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """SMUG, SMUG_base, IG and SIS on the text CNN over real movie-review test snippets.
 
-    nice -n 10 python bench/text.py --snippets 200     # resumable, writes docs/benchmarks.md
+    nice -n 10 python -m smug.bench.text --snippets 200     # resumable, writes docs/benchmarks.md
 
 The snippets are the first ``--snippets`` of the model's held-out test split
-(``smug.models.train_text_cnn.load_split``).  Each is explained by
-:func:`smug.clients.text.explain_text` (k = 100, gamma = 0, bias-free form, solver
+(:func:`smug.bench.datasets.snippets_split` of ``--data``).  Each is explained by
+:func:`smug.pipeline.explain` on ``text-cnn`` (k = 100, gamma = 0, bias-free form, solver
 in a child process) with all four rows; per method the median sparsity (selected /
 non-padding words), sufficiency ``s(x) - s(selected only)`` (lower is better),
 comprehensiveness ``s(x) - s(x without selected)`` (higher is better) and
@@ -16,34 +16,29 @@ skips the snippets already there.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402  (bench/ is a folder of scripts)
+from smug.bench.common import OUT, add_doc_args, invocation, load_average, parser, publish, table
+from smug.bench.datasets import SNIPPETS, snippets_split
 
-ROOT = Path(__file__).resolve().parents[1]
-STORE = ROOT / "out" / "text-bench.jsonl"
+STORE = OUT / "text-bench.jsonl"
 METHODS = ("smug", "smug_base", "text_ig", "text_sis")
 LABELS = {"smug": "SMUG", "smug_base": "SMUG_base", "text_ig": "IG (embeddings)", "text_sis": "SIS (tokens)"}
 
 
-def model_mse() -> dict:
+def model_mse(data: Path) -> dict:
     from smug.models.text_cnn import ratings, tokenizer_for
-    from smug.models.train_text_cnn import load_split
     from smug.models.zoo import load_model
 
     model, _ = load_model("text-cnn")
     tok = tokenizer_for("text-cnn")
-    split = load_split()
+    split = snippets_split(data)
     out = {}
     for part in ("validation", "test"):
         texts, y = split[part]
@@ -52,31 +47,36 @@ def model_mse() -> dict:
     return out
 
 
-def run(n: int, timeout: float) -> list[dict]:
-    from smug.clients.text import explain_text
-    from smug.models.train_text_cnn import load_split
+def explain_text(text: str, **params):
+    """The text explanation of ``text`` by the shipped text model."""
+    from smug.pipeline import explain
 
-    texts, y = load_split()["test"]
+    return explain(None, "text-cnn", text=text, **params)
+
+
+def run(data: Path, n: int, timeout: float) -> list[dict]:
+    texts, y = snippets_split(data)["test"]
     STORE.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if STORE.exists():
         for line in STORE.read_text().splitlines():
             r = json.loads(line)
             done[r["index"]] = r
-    explain_text("warm up the model and its torch copy", methods=("smug",))  # one-off conversions
+    explain_text("warm up the model and its torch copy", rows=("smug",))  # one-off conversions
     with STORE.open("a") as f:
         for i in range(min(n, len(texts))):
             if i in done:
                 continue
             e = explain_text(texts[i], timeout=timeout)
-            r = {"index": i, "n_words": e.n_words, "rating": e.rating, "label": float(y[i]), "status": e.status,
-                 "objective": e.objective, "certificate": e.certificate["valid"], "direction": e.direction,
-                 "truncated": e.truncated, "total_s": e.timings["total"],
-                 "methods": {row.method: {**row.measures, "seconds": row.seconds} for row in e.rows}}
+            t = e.text
+            r = {"index": i, "n_words": len(t.words), "rating": t.rating, "label": float(y[i]), "status": e.status,
+                 "objective": e.objective, "certificate": e.certificate["valid"], "direction": t.direction,
+                 "truncated": t.truncated, "total_s": e.timings["total"],
+                 "methods": {row.method: {**row.measures, "seconds": row.seconds} for row in t.rows}}
             f.write(json.dumps(r) + "\n")
             f.flush()
             done[i] = r
-            print(f"{i}: {e.status} {e.objective}/{e.n_words} words, {e.timings['total']:.2f} s", flush=True)
+            print(f"{i}: {e.status} {e.objective}/{r['n_words']} words, {e.timings['total']:.2f} s", flush=True)
     return [done[i] for i in sorted(done) if i < n]
 
 
@@ -85,11 +85,11 @@ def med(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(rows: list[dict], mse: dict, n: int, load: str) -> str:
+def report(rows: list[dict], mse: dict, load: str) -> str:
+    """The section's body (after its command)."""
     status = {s: sum(r["status"] == s for r in rows) for s in ("optimal", "feasible", "unknown", "infeasible")}
     lines = [
-        f"Command: `nice -n 10 python bench/text.py --snippets {n}` (resumable; store `out/text-bench.jsonl`). "
-        f"Load at the time (`uptime`): {load}.",
+        f"Resumable; store `out/text-bench.jsonl`. Load at the time: {load}.",
         "",
         f"Model `text-cnn` (Embedding(100) -> Conv1d(128, width 3) -> ReLU -> max-pool -> dense -> sigmoid) on "
         f"the vader movie-review snippets, rating rescaled to [0, 1]: validation MSE **{mse['validation']:.4f}**, "
@@ -101,14 +101,14 @@ def report(rows: list[dict], mse: dict, n: int, load: str) -> str:
         + ", ".join(f"{k} {v}" for k, v in status.items() if v)
         + f"; certificates valid: {sum(r['certificate'] for r in rows)} of {len(rows)}.",
         "",
-        "| method | median sparsity | median sufficiency (lower better) | median comprehensiveness (higher better) "
-        "| median time (s) |",
-        "| --- | --- | --- | --- | --- |",
     ]
+    cells = []
     for m in METHODS:
         ms = [r["methods"][m] for r in rows if m in r["methods"]]
-        lines.append(f"| {LABELS[m]} | {med([x['sparsity'] for x in ms]):.3f} | {med([x['sufficiency'] for x in ms]):.3f} "
-                     f"| {med([x['comprehensiveness'] for x in ms]):.3f} | {med([x['seconds'] for x in ms]):.3f} |")
+        cells.append([LABELS[m], *(f"{med([x[k] for x in ms]):.3f}"
+                                   for k in ("sparsity", "sufficiency", "comprehensiveness", "seconds"))])
+    lines += table(["method", "median sparsity", "median sufficiency (lower better)",
+                    "median comprehensiveness (higher better)", "median time (s)"], cells)
     lines += [
         "",
         "Selected words: the SMUG mask; SMUG_base's receptive-field words; IG's words whose signed score supports "
@@ -120,20 +120,18 @@ def report(rows: list[dict], mse: dict, n: int, load: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, first_line=True)
+    ap.add_argument("--data", type=Path, default=SNIPPETS, help="the vader snippets file or folder (default: %(default)s)")
     ap.add_argument("--snippets", type=int, default=200)
     ap.add_argument("--timeout", type=float, default=60.0)
-    ap.add_argument("--no-write", action="store_true", help="print the section instead of writing the docs")
+    add_doc_args(ap)
     args = ap.parse_args(argv)
     os.environ.setdefault("SMUG_TORCH_THREADS", "1")
     t0 = time.perf_counter()
-    rows = run(args.snippets, args.timeout)
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[-1].strip()
-    text = report(rows, model_mse(), args.snippets, f"load average {load}")
-    print(text)
+    rows = run(args.data, args.snippets, args.timeout)
+    body = report(rows, model_mse(args.data), f"load average {load_average()}")
+    publish(args, "text", None, invocation("text", prefix="nice -n 10"), body)
     print(f"bench wall time {time.perf_counter() - t0:.0f} s")
-    if not args.no_write:
-        write_section("text", text)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ class FirstLayer:
         return out
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
+def node_attributes(node: onnx.NodeProto) -> dict:
+    """An ONNX node's attributes as ``name -> python value`` (ints, floats, lists,
+    tensors as ``TensorProto``)."""
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -134,7 +136,7 @@ class OnnxGraph:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
             if node.op_type == "Constant":
-                self.constants[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+                self.constants[node.output[0]] = numpy_helper.to_array(node_attributes(node)["value"])
 
     def only_consumer(self, tensor: str) -> onnx.NodeProto | None:
         nodes = [n for n in self.consumers.get(tensor, []) if n.op_type not in SHAPE_ONLY]
@@ -166,7 +168,7 @@ def find_first_layer(model: OnnxModel) -> FirstLayer:
             break
         if node.op_type == "Pad":
             pads = add_pad(g, node, pads, len(model.input_shape))
-        if node.op_type == "Cast" and _attrs(node).get("to") != onnx.TensorProto.FLOAT:
+        if node.op_type == "Cast" and node_attributes(node).get("to") != onnx.TensorProto.FLOAT:
             raise UnsupportedModel("the input is cast to a non-float type before the first layer")
         tensor = node.output[0]
 
@@ -183,9 +185,20 @@ def find_first_layer(model: OnnxModel) -> FirstLayer:
     return layer
 
 
+def check_first_layer(model: OnnxModel) -> str | None:
+    """None when :func:`find_first_layer` can extract ``model``'s first layer, else
+    the reason it cannot (the :class:`UnsupportedModel` message).  Other errors
+    (an unreadable graph, ...) propagate."""
+    try:
+        find_first_layer(model)
+    except UnsupportedModel as exc:
+        return str(exc)
+    return None
+
+
 def add_pad(g: OnnxGraph, node: onnx.NodeProto, pads: list[int], rank: int) -> list[int]:
     """Accumulate a zero Pad node's spatial padding (top, left, bottom, right)."""
-    a = _attrs(node)
+    a = node_attributes(node)
     if a.get("mode", b"constant") not in (b"constant", "constant"):
         raise UnsupportedModel("only constant (zero) padding before the first layer is supported")
     p = np.asarray(g.value(node.input[1]) if len(node.input) > 1 else a["pads"], dtype=np.int64)
@@ -201,12 +214,15 @@ def add_pad(g: OnnxGraph, node: onnx.NodeProto, pads: list[int], rank: int) -> l
     return [pads[0] + int(begin[2]), pads[1] + int(begin[3]), pads[2] + int(end[2]), pads[3] + int(end[3])]
 
 
-def _fold_following(g: OnnxGraph, tensor: str, weight: np.ndarray, bias: np.ndarray):
-    """Fold a following BatchNormalization (per output channel) or bias Add."""
+def fold_following(g: OnnxGraph, tensor: str, weight: np.ndarray, bias: np.ndarray):
+    """Fold into a linear layer's ``weight`` (output channels first) and ``bias`` the
+    BatchNormalization (per output channel) or constant bias Add that alone reads
+    ``tensor``.  Returns ``(tensor after the folded node, weight, bias)``; when nothing
+    folds, ``(tensor, weight, bias)`` unchanged.  New arrays; the graph is not changed."""
     node = g.only_consumer(tensor)
     if node is not None and node.op_type == "BatchNormalization":
         scale, shift, mean, var = (g.value(n).astype(np.float64) for n in node.input[1:5])
-        eps = float(_attrs(node).get("epsilon", 1e-5))
+        eps = float(node_attributes(node).get("epsilon", 1e-5))
         s = scale / np.sqrt(var + eps)
         weight = weight * s.reshape((-1,) + (1,) * (weight.ndim - 1))
         bias = s * (bias - mean) + shift
@@ -222,7 +238,9 @@ def _fold_following(g: OnnxGraph, tensor: str, weight: np.ndarray, bias: np.ndar
     return tensor, weight, bias
 
 
-def _activation_after(g: OnnxGraph, tensor: str) -> tuple[str, str]:
+def activation_after(g: OnnxGraph, tensor: str) -> tuple[str, str]:
+    """``(output tensor, op type)`` of the activation (one of :data:`ACTIVATIONS`)
+    that alone reads ``tensor``; ``(tensor, "none")`` when there is none."""
     node = g.only_consumer(tensor)
     if node is not None and node.op_type in ACTIVATIONS:
         return node.output[0], node.op_type
@@ -233,7 +251,7 @@ def conv_layer(g: OnnxGraph, node, pads, input_shape) -> FirstLayer:
     """A Conv node (with earlier zero padding and a following BatchNorm folded in)."""
     if len(input_shape) != 3:
         raise UnsupportedModel("a Conv first layer needs a (C, H, W) input")
-    a = _attrs(node)
+    a = node_attributes(node)
     W = np.asarray(g.value(node.input[1]), dtype=np.float64)
     if W.ndim != 4:
         raise UnsupportedModel("only 2-D convolutions are supported")
@@ -250,8 +268,8 @@ def conv_layer(g: OnnxGraph, node, pads, input_shape) -> FirstLayer:
     kh, kw = W.shape[2:]
     OH = (H + total[0] + total[2] - dil[0] * (kh - 1) - 1) // stride[0] + 1
     OW = (Wd + total[1] + total[3] - dil[1] * (kw - 1) - 1) // stride[1] + 1
-    preact, W, b = _fold_following(g, node.output[0], W, b)
-    act, kind = _activation_after(g, preact)
+    preact, W, b = fold_following(g, node.output[0], W, b)
+    act, kind = activation_after(g, preact)
     return FirstLayer(
         kind="conv", weight=W, bias=b, input_shape=tuple(input_shape), output_shape=(K, OH, OW),
         preact_tensor=preact, activation_tensor=act, activation=kind,
@@ -261,7 +279,7 @@ def conv_layer(g: OnnxGraph, node, pads, input_shape) -> FirstLayer:
 
 def dense_layer(g: OnnxGraph, node, input_shape) -> FirstLayer:
     """A Gemm / MatMul node (with a following bias Add or BatchNorm folded in)."""
-    a = _attrs(node)
+    a = node_attributes(node)
     B = np.asarray(g.value(node.input[1]), dtype=np.float64)
     if node.op_type == "Gemm":
         if a.get("transA", 0):
@@ -278,8 +296,8 @@ def dense_layer(g: OnnxGraph, node, input_shape) -> FirstLayer:
     n_in = int(np.prod(input_shape))
     if W.shape[1] != n_in:
         raise UnsupportedModel(f"dense first layer expects {W.shape[1]} inputs, the model input has {n_in}")
-    preact, W, b = _fold_following(g, node.output[0], W, b)
-    act, kind = _activation_after(g, preact)
+    preact, W, b = fold_following(g, node.output[0], W, b)
+    act, kind = activation_after(g, preact)
     return FirstLayer(
         kind="dense", weight=W, bias=b, input_shape=tuple(input_shape), output_shape=(W.shape[0],),
         preact_tensor=preact, activation_tensor=act, activation=kind,

@@ -9,6 +9,8 @@ sparse matrix over the flattened activations, so the result is a plain
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -19,6 +21,35 @@ from smug.models.runtime import OnnxModel
 
 SKIP = {"Identity", "Dropout"}
 FLATTEN = {"Flatten", "Reshape"}
+LINEAR = {"Conv", "Gemm", "MatMul"}
+# every ONNX op the walk below reads, directly or as a constant folded into a layer
+SUPPORTED_OPS = frozenset(SKIP | FLATTEN | LINEAR | {"Pad", "Relu", "Add", "BatchNormalization", "Constant", "Shape",
+                                                      "Gather", "Unsqueeze", "Concat"})
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Parameters of the whole-network encoding (paper 003 Appendix A, Eq. 6)."""
+
+    window: int = 1
+    delta: float = 0.0  # logit margin the masked input keeps over every other class
+    baseline: float = 0.0  # masked-out value in model-input space
+    min_confidence: float | None = None  # also keep softmax(target) >= this (folded into delta)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer)) or self.window < 1:
+            raise ValueError(f"window must be a positive integer, got {self.window}")
+        if not np.isfinite(self.delta) or self.delta < 0:
+            raise ValueError(f"delta must be finite and >= 0, got {self.delta}")
+        if not np.isfinite(self.baseline):
+            raise ValueError(f"the masked-out value (baseline) must be finite, got {self.baseline}")
+        if self.min_confidence is not None and not 0.0 < self.min_confidence < 1.0:
+            raise ValueError(f"min_confidence must lie in (0, 1), got {self.min_confidence}")
+
+
+def unsupported_ops(model: OnnxModel) -> list[str]:
+    """The op types of ``model`` the whole-network encoding cannot read (empty: it may encode it)."""
+    return sorted({n.op_type for n in model.proto.graph.node} - SUPPORTED_OPS)
 
 
 def network_layers(model: OnnxModel) -> tuple[DenseLayer, ...]:
@@ -38,7 +69,7 @@ def network_layers(model: OnnxModel) -> tuple[DenseLayer, ...]:
             shape, tensor = (int(np.prod(shape)),), node.output[0]
         elif op == "Pad":
             pads, tensor = add_pad(g, node, pads, len(shape)), node.output[0]
-        elif op in ("Conv", "Gemm", "MatMul"):
+        elif op in LINEAR:
             if op == "Conv":
                 layer = conv_layer(g, node, pads, shape)
             else:
@@ -62,23 +93,32 @@ def network_layers(model: OnnxModel) -> tuple[DenseLayer, ...]:
 def encode_network(
     model: OnnxModel, x: np.ndarray, window: int = 1, delta: float = 0.0, baseline: float = 0.0,
     target: int | None = None, layers: tuple[DenseLayer, ...] | None = None, min_confidence: float | None = None,
+    config: NetworkConfig | None = None,
 ) -> NetworkProblem:
     """Eq. 6: the mask over ``window`` blocks whose masked input keeps ``target`` (default: prediction).
+
+    The parameters come either as the keywords ``window``, ``delta``, ``baseline`` and
+    ``min_confidence`` (checked as :class:`NetworkConfig` checks them) or as one
+    ``config``; giving ``config`` together with a non-default keyword is an error.
 
     ``min_confidence = p`` adds a sufficient linear condition for softmax(target) >= p:
     every margin ``logit[t] - logit[j] >= log((C - 1) p / (1 - p))`` gives
     ``softmax_t = 1 / (1 + sum_j e^{-margin_j}) >= p``.  It is folded into ``delta``."""
+    keywords = NetworkConfig(window=window, delta=delta, baseline=baseline, min_confidence=min_confidence)
+    if config is None:
+        config = keywords
+    elif keywords != NetworkConfig():
+        raise TypeError("encode_network takes either config or the window/delta/baseline/min_confidence keywords")
     x, target = model.checked_input(x, target)
     layers = layers or network_layers(model)
-    if min_confidence is not None:
-        if not 0.0 < min_confidence < 1.0:
-            raise ValueError(f"min_confidence must lie in (0, 1), got {min_confidence}")
-        classes = layers[-1].weight.shape[0]
-        delta = max(delta, float(np.log((classes - 1) * min_confidence / (1 - min_confidence))) + 1e-12)
-    grid = BlockGrid(model.input_shape, window)
+    delta = config.delta
+    if config.min_confidence is not None:
+        p, classes = config.min_confidence, layers[-1].weight.shape[0]
+        delta = max(delta, float(np.log((classes - 1) * p / (1 - p))) + 1e-12)
+    grid = BlockGrid(model.input_shape, config.window)
     flat = x.astype(np.float64).ravel()
     return NetworkProblem(
-        layers=layers, x=flat, baseline=np.full_like(flat, baseline), group=grid.group(),
+        layers=layers, x=flat, baseline=np.full_like(flat, config.baseline), group=grid.group(),
         var_names=grid.names(), target=int(target), delta=float(delta),
     )
 

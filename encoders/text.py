@@ -33,12 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from smug.encoders.first_layer import (
-    FirstLayer, OnnxGraph, UnsupportedModel, _activation_after, _attrs, _fold_following,
+    FirstLayer, OnnxGraph, UnsupportedModel, activation_after, node_attributes, fold_following,
 )
 from smug.encoders.ig import IGResult, auto_integrated_gradients, integrated_gradients
 from smug.ir import MaskProblem
 from smug.encoders.saliency import eq4_scores, receptive_pixels
-from smug.encoders.smug import FORMS, build_problem, select_top_k
+from smug.encoders.smug import build_problem, check_encoding_parameters, select_top_k
 from smug.models.runtime import OnnxModel
 from smug.models.text_cnn import PAD_ID
 
@@ -78,14 +78,14 @@ def find_text_layers(model: OnnxModel) -> TextLayers:
     node = g.only_consumer(tensor)
     if node is not None and node.op_type == "Cast":
         tensor, node = node.output[0], g.only_consumer(node.output[0])
-    if node is None or node.op_type != "Gather" or node.input[1] != tensor or _attrs(node).get("axis", 0) != 0:
+    if node is None or node.op_type != "Gather" or node.input[1] != tensor or node_attributes(node).get("axis", 0) != 0:
         raise UnsupportedModel("a text model must look up its token ids with Gather(embedding, ids) first")
     embedding = np.asarray(g.value(node.input[0]), dtype=np.float64)
     if embedding.ndim != 2:
         raise UnsupportedModel("the embedding table must be a (vocabulary, dim) matrix")
     embedded = node.output[0]
     node = g.only_consumer(embedded)
-    if node is None or node.op_type != "Transpose" or list(_attrs(node).get("perm", [])) != [0, 2, 1]:
+    if node is None or node.op_type != "Transpose" or list(node_attributes(node).get("perm", [])) != [0, 2, 1]:
         raise UnsupportedModel("expected Transpose(perm=[0, 2, 1]) from (N, L, E) embeddings to (N, E, L)")
     node = g.only_consumer(node.output[0])
     if node is None or node.op_type != "Conv":
@@ -96,7 +96,7 @@ def find_text_layers(model: OnnxModel) -> TextLayers:
 
 def conv1d_layer(g: OnnxGraph, node, dim: int, length: int) -> FirstLayer:
     """A 1-D Conv as a 2-D one over (E, 1, L) with a 1 x width kernel."""
-    a = _attrs(node)
+    a = node_attributes(node)
     W = np.asarray(g.value(node.input[1]), dtype=np.float64)
     if W.ndim != 3 or W.shape[1] != dim:
         raise UnsupportedModel(f"expected a Conv1d weight (K, {dim}, width), got {W.shape}")
@@ -109,8 +109,8 @@ def conv1d_layer(g: OnnxGraph, node, dim: int, length: int) -> FirstLayer:
     p0, p1 = list(a.get("pads", [0, 0]))
     (s,), (d,) = tuple(a.get("strides", [1])), tuple(a.get("dilations", [1]))
     out_len = (length + p0 + p1 - d * (width - 1) - 1) // s + 1
-    preact, W, b = _fold_following(g, node.output[0], W, b)
-    act, kind = _activation_after(g, preact)
+    preact, W, b = fold_following(g, node.output[0], W, b)
+    act, kind = activation_after(g, preact)
     return FirstLayer(
         kind="conv", weight=W[:, :, None, :], bias=b, input_shape=(dim, 1, length), output_shape=(K, 1, out_len),
         preact_tensor=preact, activation_tensor=act, activation=kind, stride=(1, s), dilation=(1, d),
@@ -179,16 +179,9 @@ class TextSmugConfig:
     ig_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
-        if not isinstance(self.top_k, (int, np.integer)) or isinstance(self.top_k, bool) or self.top_k <= 0:
-            raise ValueError(f"top-k must be a positive integer, got {self.top_k}")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ValueError(f"gamma must lie in [0, 1), got {self.gamma}")
-        if self.form not in FORMS:
-            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
+        check_encoding_parameters(self.top_k, self.gamma, self.form, self.ig_steps, self.ig_tolerance)
         if self.direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
-        if self.ig_steps is not None and self.ig_steps < 1:
-            raise ValueError("IG steps must be positive")
 
 
 @dataclass(frozen=True)

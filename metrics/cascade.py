@@ -44,11 +44,12 @@ def n_levels(model: OnnxModel, method: str) -> int:
 
 def _activation_torch(model: OnnxModel):
     """A deep copy of full_torch whose ReLU-like unit ``state['at']`` replaces the
-    backward signal by its own output (cached)."""
-    cached = model._cache.get("activation_torch")
-    if cached is None:
+    backward signal by its own output; ``(module, units, state, lock)``, kept as
+    ``model.derived("activation_torch", ...)``."""
+
+    def build():
         from smug.baselines.attribution import full_torch
-        from smug.baselines.gradients import _relu_like
+        from smug.baselines.gradients import relu_like
         from smug.models.torch_backend import torch_module
 
         torch = torch_module()
@@ -66,7 +67,7 @@ def _activation_torch(model: OnnxModel):
 
         net = copy.deepcopy(full_torch(model))
         state: dict = {"at": None}
-        units = [m for m in net.modules() if _relu_like(m)]
+        units = [m for m in net.modules() if relu_like(m)]
 
         def hook_for(i):
             def hook(mod, args, out):
@@ -75,8 +76,9 @@ def _activation_torch(model: OnnxModel):
 
         for i, m in enumerate(units):
             m.register_forward_hook(hook_for(i))
-        cached = model._cache["activation_torch"] = (net, len(units), state, threading.Lock())
-    return cached
+        return net, len(units), state, threading.Lock()
+
+    return model.derived("activation_torch", build)
 
 
 def cascade(model: OnnxModel, x: np.ndarray, target: int, method: str, levels: int) -> np.ndarray:
@@ -94,7 +96,7 @@ def cascade(model: OnnxModel, x: np.ndarray, target: int, method: str, levels: i
         r0, info = lrp_relevance(model, x, target, input_rule="zplus", levels=levels, signal=True)
         return r0 if levels == 0 or info["relevance_start"] >= 0 else -r0
     if method == "activation":
-        from smug.baselines.gradients import _input
+        from smug.baselines.gradients import model_input
         from smug.models.torch_backend import torch_module
 
         torch = torch_module()
@@ -104,7 +106,7 @@ def cascade(model: OnnxModel, x: np.ndarray, target: int, method: str, levels: i
         with lock:
             state["at"] = units - int(levels) if levels > 0 else None
             try:
-                xt = _input(net, x)
+                xt = model_input(net, x)
                 (r0,) = torch.autograd.grad(net(xt)[:, target].sum(), xt)
             finally:
                 state["at"] = None

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smug.baselines.perturbation import Layout, softmax
+from smug.baselines.perturbation import Layout
 from smug.baselines.stopping import unit_order
+from smug.common import softmax
 from smug.models.runtime import OnnxModel
 
 
@@ -64,6 +65,6 @@ class InsertionDeletion:
         keep = (rank[None, :] < counts[:, None]).reshape(len(counts), h, w).astype(np.float32)
         ins = layout.masked(x, keep)
         dele = layout.masked(x, 1.0 - keep)
-        p_ins = softmax(model.logits(ins, batch_size=self.batch))[:, target]
-        p_del = softmax(model.logits(dele, batch_size=self.batch))[:, target]
+        p_ins = softmax(model.logits(ins, batch_size=self.batch), axis=1)[:, target]
+        p_del = softmax(model.logits(dele, batch_size=self.batch), axis=1)[:, target]
         return Curves(counts / n, p_ins, p_del)

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smug.common import softmax
 from smug.models.runtime import OnnxModel
 
 AREA_FLOOR = 0.05
@@ -149,12 +150,6 @@ def crop_resize(x: np.ndarray, box: Box, quantize: tuple[float, float] | None = 
     return (ry @ crop @ rx.T).astype(np.float32)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _spatial(model: OnnxModel) -> tuple[int, int]:
     shape = tuple(model.input_shape)
     if len(shape) != 3:
@@ -182,7 +177,7 @@ def best_box(
             break
         part = order[i : i + batch]
         crops = np.stack([crop_resize(x, b, quantize) for b in part])
-        probs = _softmax(model.logits(crops, batch_size=batch))[:, target]
+        probs = softmax(model.logits(crops, batch_size=batch), axis=1)[:, target]
         done += len(part)
         for b, c in zip(part, probs):
             s = lsc_score(b.pixels / (h * w), float(c), area_floor)

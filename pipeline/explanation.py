@@ -140,6 +140,10 @@ class Explanation:
     def request_id(self) -> str:
         return self.origin.get("request_id", "")
 
+    @property
+    def model_id(self) -> str:
+        return self.origin.get("model_id", "")
+
     def selected_words(self, method: str = "smug") -> list[str] | None:
         sel = self.text.row(method).selected
         return None if sel is None else [w for w, s in zip(self.text.words, sel) if s]

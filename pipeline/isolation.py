@@ -38,7 +38,7 @@ def _virtual_bytes() -> int:
     return 0
 
 
-def _child(problem, backend: str, timeout: float, memory_mb: int | None, out) -> None:
+def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None, out) -> None:
     """Entry point of a solve child: events and the result (or the exception) into ``out``."""
     if memory_mb:
         import resource
@@ -50,8 +50,7 @@ def _child(problem, backend: str, timeout: float, memory_mb: int | None, out) ->
         out.put((backend, "event", ev))
 
     try:
-        out.put((backend, "result", solver_for(problem)(problem, backend=backend, timeout=timeout,
-                                                          progress=progress)))
+        out.put((backend, "result", solver(problem, backend=backend, timeout=timeout, progress=progress)))
     except MemoryError:
         out.put((backend, "error", "ran out of memory (the per-solve memory cap)"))
     except BaseException as exc:  # report and end quietly: the parent decides
@@ -73,14 +72,16 @@ class _Member:
 
 
 def solve_isolated(problem, backend: str, timeout: float, progress: Progress | None = None,
-                   memory_mb: int | None = MEMORY_MB, grace: float = GRACE_S) -> Solution:
-    """The minimal mask of ``problem`` by ``backend`` (or the portfolio), solved in child processes."""
+                   memory_mb: int | None = MEMORY_MB, grace: float = GRACE_S, solver: Callable | None = None) -> Solution:
+    """The minimal mask of ``problem`` by ``backend`` (or the portfolio), solved in child processes;
+    ``solver`` (default: the registry's entry point for the problem kind) is what the children run."""
     kind = kind_of(problem)
+    solver = solver or solver_for(problem)
     members = [b for b in PROBLEM_KINDS[kind] if b != "auto"] if backend == PORTFOLIO else [backend]
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     t0 = time.perf_counter()
-    race = {b: _Member(b, ctx.Process(target=_child, args=(problem, b, timeout, memory_mb, out), daemon=True))
+    race = {b: _Member(b, ctx.Process(target=_child, args=(solver, problem, b, timeout, memory_mb, out), daemon=True))
             for b in members}
     for m in race.values():
         m.process.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smug.ir import MaskProblem, NetworkProblem
 from smug.pipeline import baseline, first_layer, text, whole_network
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation
@@ -33,6 +34,35 @@ def run(request: ExplainRequest, progress: Progress | None = None, deadline: Dea
 
 
 @dataclass(frozen=True)
+class Encoded:
+    """A request's problem (the IR the solver takes) without solving it."""
+
+    problem: MaskProblem | NetworkProblem
+    target: int
+    model: str
+    details: object  # SmugEncoding, TextEncoding or the NetworkProblem itself
+
+
+def encode(request: ExplainRequest, progress: Progress | None = None) -> Encoded:
+    """The request's encoding: IG, top-k and Eq. 3 (first layer, text) or Eq. 6 (whole network)."""
+    if request.problem_kind is None:
+        raise ValueError(f"the baseline {request.method!r} has no constraints to encode")
+    stages = Stages(progress)
+    if request.modality == "text":
+        with stages.stage("load"):
+            subject = load_text(request)
+        enc = text.encode(request, subject, stages)
+        return Encoded(enc.problem, 0, subject.model.name, enc)
+    with stages.stage("load"):
+        image = load_image(request)
+    if request.method == WHOLE_NETWORK:
+        problem = whole_network.encode(request, image, stages)
+        return Encoded(problem, problem.target, image.model.name, problem)
+    enc = first_layer.encode(request, image, stages)
+    return Encoded(enc.problem, enc.target, image.model.name, enc)
+
+
+@dataclass(frozen=True)
 class Dump:
     """A problem's constraints as SMT-LIB2 text, with what produced them."""
 
@@ -47,18 +77,8 @@ def dump(request: ExplainRequest, progress: Progress | None = None) -> Dump:
 
     if request.method != SMUG:
         raise ValueError("constraint dumps are written for the first-layer SMUG encoding only")
-    stages = Stages(progress)
-    if request.modality == "text":
-        with stages.stage("load"):
-            subject = load_text(request)
-        enc = text.encode(request, subject, stages)
-        target = 0
-    else:
-        with stages.stage("load"):
-            subject = load_image(request)
-        enc = first_layer.encode(request, subject, stages)
-        target = enc.target
+    enc = encode(request, progress)
     c = request.to_json()
-    header = (f"smug dump: model {subject.model.name}, input {request.input_label()}, target class {target}",
+    header = (f"smug dump: model {enc.model}, input {request.input_label()}, target class {enc.target}",
               ", ".join(f"{k} {v}" for k, v in c["config"].items()))
     return Dump(to_smtlib(enc.problem, list(header)), int(enc.problem.n_constraints), header)

@@ -35,8 +35,6 @@ def to_tensor(pb, array: np.ndarray | None):
     if array is None:
         return pb.Tensor()
     a = np.ascontiguousarray(array)
-    if a.dtype == np.float64 and a.ndim >= 2:
-        a = a.astype(np.float32)  # maps travel as float32
     name = "bool" if a.dtype == np.bool_ else str(a.dtype)
     return pb.Tensor(shape=list(a.shape), dtype=name, data=a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
 
@@ -167,7 +165,10 @@ def explanation_to_proto(pb, e: Explanation, request_id: str, model_id: str, ext
         result_json=json.dumps({**e.to_json(), "timings": timings}, default=jsonable))
     if e.image is not None:
         for part, name in TENSORS.items():
-            getattr(r, name).CopyFrom(to_tensor(pb, getattr(e.image, part)))
+            a = getattr(e.image, part)
+            if a is not None and a.dtype == np.float64:
+                a = a.astype(np.float32)  # maps travel as float32
+            getattr(r, name).CopyFrom(to_tensor(pb, a))
     if e.objective is not None:
         r.objective = int(e.objective)
     return r

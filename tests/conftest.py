@@ -31,7 +31,7 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def mnist_test_split():
-    from smug.models.train_mnist_mlp import load_split
+    from smug.bench.datasets import mnist_split as load_split
 
     _, _, x_test, y_test = load_split()
     return x_test, y_test

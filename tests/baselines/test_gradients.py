@@ -260,7 +260,7 @@ def test_fast_torch_is_the_same_function(which, request, digit, conv_input):
 def test_onednn_convolutions_keep_the_function_and_its_input_gradient(rng):
     """1x1, depthwise, grouped, padded and strided convolutions: outputs and input
     gradients of the switched copy equal those of the plain torch module."""
-    from smug.baselines.gradients import _onednn_convs
+    from smug.baselines.gradients import onednn_convs
 
     torch = torch_module()
     nn = torch.nn
@@ -272,7 +272,7 @@ def test_onednn_convolutions_keep_the_function_and_its_input_gradient(rng):
     for p in plain.parameters():
         p.requires_grad_(False)
     switched = copy.deepcopy(plain)
-    assert _onednn_convs(switched) == 6
+    assert onednn_convs(switched) == 6
     x = torch.as_tensor(rng.normal(size=(3, 4, 15, 13)), dtype=torch.float32)
     w = torch.as_tensor(rng.normal(size=plain(x).shape), dtype=torch.float32)
     grads = []

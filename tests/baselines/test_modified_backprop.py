@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from smug.baselines.attribution import METHODS, attribute, full_torch, methods
+from smug.baselines.modified_backprop import lrp_torch, rectgrad_torch
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import convert, torch_module
 
@@ -499,7 +500,7 @@ def test_models_are_unchanged(which, request, digit, conv_input):
     assert not any(isinstance(m, torch.nn.Identity) for m in net.modules())  # BatchNorm not folded there
     with torch.no_grad():
         np.testing.assert_allclose(net(as_batch(net, x)).cpu().numpy(), logits, rtol=1e-5, atol=1e-5)
-    assert model._cache["lrp_torch"][0] is not net and model._cache["rectgrad_torch"][0] is not net
+    assert lrp_torch(model)[0] is not net and rectgrad_torch(model)[0] is not net
 
 
 # ---- EfficientNet-Lite0 on a real photo ------------------------------------------------------

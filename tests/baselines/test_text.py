@@ -8,7 +8,7 @@ from smug.models.zoo import load_model
 
 @pytest.fixture(scope="module")
 def tiny():
-    from smug.models.train_text_cnn import random_model
+    from smug.bench.nets import random_text_cnn as random_model
 
     return random_model(vocab=12, length=8, seed=1, embed=4, kernels=8, width=3)
 

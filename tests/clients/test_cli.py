@@ -22,13 +22,13 @@ def test_explain_mnist_digit_writes_a_certified_result(tmp_path):
     assert res["status"] == "optimal" and res["certificate"]["valid"]
     assert res["objective"] == len(res["mask_blocks"]) == res["lower_bound"]
     # re-check the written mask independently: rebuild the encoding and certify it exactly
-    from smug.clients.api import encode
-    from smug.encoders.smug import SmugConfig
+    from smug.pipeline import ExplainRequest, encode
     from smug.solver.certificate import certify
 
-    enc, _ = encode(None, "mnist-mlp", SmugConfig(**{k: res["config"][k] for k in
-                    ("top_k", "gamma", "window", "form", "baseline", "ig_steps")}))
-    mask = np.zeros(enc.grid.shape, bool)
+    req = ExplainRequest.build(None, "mnist-mlp", **{k: res["config"][k] for k in
+                               ("top_k", "gamma", "window", "form", "baseline", "ig_steps")})
+    enc = encode(req)
+    mask = np.zeros(enc.details.grid.shape, bool)
     for r_, c_ in res["mask_blocks"]:
         mask[r_, c_] = True
     assert certify(enc.problem, mask.ravel()).valid
@@ -37,7 +37,7 @@ def test_explain_mnist_digit_writes_a_certified_result(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["explain", "missing.png", "--model", "mnist-mlp"], "input file not found"),
     (["explain", "--model", "resnet-9000"], "unknown model"),
-    (["explain", "--model", "mnist-mlp", "--top-k", "0"], "top-k must be a positive integer"),
+    (["explain", "--model", "mnist-mlp", "--top-k", "0"], "top_k must be a positive integer"),
     (["explain", "--model", "mnist-mlp", "--gamma", "1.0"], "gamma must lie in [0, 1)"),
     (["explain", "--model", "mnist-mlp", "--gamma", "-0.2"], "gamma must lie in [0, 1)"),
     (["explain", "--model", "mnist-mlp", "--window", "0"], "window must be a positive integer"),
@@ -112,4 +112,4 @@ def test_baseline_method_and_comparison_figure(tmp_path):
     sheet = Image.open(tmp_path / "cmp.png")
     assert sheet.size == (5 * 160, 160 + 18)  # input + four methods
     r = run_cli("explain", "--model", "mnist-mlp", "--method", "no-such-method", "--out", str(tmp_path / "x"))
-    assert r.returncode == 2 and "unknown attribution method" in r.stderr and not (tmp_path / "x").exists()
+    assert r.returncode == 2 and "unknown method 'no-such-method'" in r.stderr and not (tmp_path / "x").exists()

@@ -79,8 +79,7 @@ def client(served):
 
 
 def test_register_is_content_addressed_and_listed(client, tiny_conv, tmp_path):
-    from smug.clients.api import encode, explain
-    from smug.encoders.smug import SmugConfig
+    from smug.pipeline import ExplainRequest, encode, explain
     from smug.solver.certificate import certify
 
     model, _ = tiny_conv
@@ -99,7 +98,7 @@ def test_register_is_content_addressed_and_listed(client, tiny_conv, tmp_path):
     path = tmp_path / "tiny.onnx"
     path.write_bytes(data)
     local = explain(x, model=str(path), top_k=6, window=1, timeout=30)
-    enc, _ = encode(x, str(path), SmugConfig(top_k=6, window=1))
+    enc = encode(ExplainRequest.build(x, str(path), top_k=6, window=1))
     for ref in ("tiny", info.id):
         remote = client.explain(x, model=ref, top_k=6, window=1, timeout=30)
         assert remote.model_id == info.id and remote.status == local.status == "optimal"
@@ -107,12 +106,11 @@ def test_register_is_content_addressed_and_listed(client, tiny_conv, tmp_path):
 
 
 def test_dump_equals_the_local_smtlib(client):
-    from smug.clients.api import encode
-    from smug.encoders.smug import SmugConfig
+    from smug.pipeline import ExplainRequest, encode
     from smug.solver.smtlib import to_smtlib
 
     text = client.dump(model="mnist-mlp", top_k=10, window=1)
-    enc, _ = encode(None, "mnist-mlp", SmugConfig(top_k=10, window=1))
+    enc = encode(ExplainRequest.build(None, "mnist-mlp", top_k=10, window=1))
     body = lambda t: [line for line in t.splitlines() if not line.startswith(";")]  # noqa: E731
     assert body(text) == body(to_smtlib(enc.problem)) and "(minimize" in text
 
@@ -130,7 +128,7 @@ def test_progress_bar_from_the_stream(client):
 
 
 def test_cli_explain_with_server_writes_the_local_outputs(served, tmp_path, capsys):
-    from smug.clients.cli import run
+    from smug.clients.cli import run_command as run
 
     out = tmp_path / "out"
     assert run(["explain", "--model", "mnist-mlp", "--whole-network", "--window", "1", "--server", served[1],
@@ -146,8 +144,7 @@ def test_cli_explain_with_server_writes_the_local_outputs(served, tmp_path, caps
 
 def test_cli_text_with_server_keeps_an_explicit_top_k(served, tmp_path, capsys):
     """--top-k equal to the image default (3000) is still sent when given; left out, the text default (100)."""
-    pytest.importorskip("smug.clients.text")
-    from smug.clients.cli import run
+    from smug.clients.cli import run_command as run
 
     for extra, k in ((["--top-k", "3000"], 3000), ([], 100)):
         out = tmp_path / f"out{k}"

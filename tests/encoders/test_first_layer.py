@@ -3,7 +3,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from smug.encoders.first_layer import UnsupportedModel, check_against_runtime, find_first_layer
+from smug.encoders.first_layer import UnsupportedModel, check_against_runtime, check_first_layer, find_first_layer
 from smug.models.runtime import OnnxModel
 
 
@@ -61,12 +61,21 @@ def test_lite0_stem_matches_onnxruntime_on_a_real_photo(lite0, cat):
     assert check_against_runtime(model, layer, cat) < 1e-5
 
 
-def test_unsupported_first_layer_is_named():
+def sigmoid_only() -> OnnxModel:
     graph = helper.make_graph(
         [helper.make_node("Sigmoid", ["x"], ["y"])], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
     )
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return OnnxModel.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_unsupported_first_layer_is_named():
     with pytest.raises(UnsupportedModel, match="Sigmoid"):
-        find_first_layer(OnnxModel.from_proto(proto))
+        find_first_layer(sigmoid_only())
+
+
+def test_check_first_layer_gives_the_reason_or_none(tiny_conv, mnist):
+    reason = check_first_layer(sigmoid_only())
+    assert isinstance(reason, str) and "Sigmoid" in reason
+    assert check_first_layer(tiny_conv[0]) is None and check_first_layer(mnist) is None

@@ -142,3 +142,35 @@ def test_lite0_dump_resolved_by_plain_z3_gives_the_same_optimum(lite0, cat, form
     assert _z3_optimum(to_smtlib(enc.problem)) == sol.objective
     if form == "affine":  # Eq. 3 with the folded bias is met by an almost empty mask
         assert sol.objective < 50
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(top_k=True), "top-k"), (dict(top_k=0), "top-k"), (dict(top_k=2.0), "top-k"),
+    (dict(gamma=float("nan")), "gamma"), (dict(gamma=float("inf")), "gamma"), (dict(gamma=1.0), "gamma"),
+    (dict(gamma=-0.1), "gamma"), (dict(gamma=True), "gamma"), (dict(gamma="0.5"), "gamma"),
+    (dict(form="quadratic"), "form"), (dict(ig_steps=0), "ig_steps"), (dict(ig_steps=True), "ig_steps"),
+    (dict(ig_tolerance=float("nan")), "ig_tolerance"), (dict(ig_tolerance=-1.0), "ig_tolerance"),
+])
+@pytest.mark.parametrize("config", ["image", "text"])
+def test_configs_reject_bad_values_and_name_the_parameter(config, bad, name):
+    from smug.encoders.text import TextSmugConfig
+
+    with pytest.raises(ValueError, match=name):
+        (SmugConfig if config == "image" else TextSmugConfig)(**bad)
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(window=0), "window"), (dict(window=True), "window"), (dict(baseline=float("nan")), "baseline"),
+    (dict(baseline=float("-inf")), "baseline"),
+])
+def test_image_config_rejects_bad_window_and_baseline(bad, name):
+    with pytest.raises(ValueError, match=name):
+        SmugConfig(**bad)
+
+
+def test_configs_accept_numpy_numbers():
+    from smug.encoders.text import TextSmugConfig
+
+    c = SmugConfig(top_k=np.int64(5), gamma=np.float32(0.5), window=np.int32(2), baseline=np.float64(-1), ig_steps=8)
+    assert (c.top_k, c.window, c.ig_steps) == (5, 2, 8)
+    assert TextSmugConfig(top_k=np.int64(5), gamma=0, ig_tolerance=0).gamma == 0

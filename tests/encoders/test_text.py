@@ -7,7 +7,7 @@ from smug.encoders.text import (
     TextSmugConfig, WordGrid, encode_text, find_text_layers, masked_ids,
 )
 from smug.models.text_cnn import PAD_ID, ratings, tokenizer_for
-from smug.models.train_text_cnn import DATA
+from smug.bench.datasets import SNIPPETS as DATA
 from smug.models.zoo import load_model
 from smug.solver.certificate import certify
 from smug.solver.solve import solve
@@ -20,7 +20,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from smug.models.train_text_cnn import random_model
+    from smug.bench.nets import random_text_cnn as random_model
 
     net, model = random_model(vocab=12, length=8, seed=3, embed=4, kernels=16, width=3)
     return net, model
@@ -29,7 +29,7 @@ def tiny():
 def real_snippets(n: int) -> list[str]:
     if not DATA.is_file():
         pytest.skip(f"real data not found: {DATA} (the shared/ folder beside the project)")
-    from smug.models.train_text_cnn import load_split
+    from smug.bench.datasets import snippets_split as load_split
 
     texts, _ = load_split()["test"]
     return [t for t in texts if 6 <= len(t.split()) <= 25][:n]

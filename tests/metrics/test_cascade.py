@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from smug.baselines.attribution import full_torch  # noqa: E402
-from smug.baselines.gradients import _input_gradient, guided_torch  # noqa: E402
+from smug.baselines.gradients import input_gradient, guided_torch  # noqa: E402
 from smug.baselines.modified_backprop import lrp_relevance, rectgrad_signal  # noqa: E402
 from smug.metrics.cascade import alignment_curve, cascade, n_levels  # noqa: E402
 
@@ -22,7 +22,7 @@ def _case(tiny_conv, rng):
 
 def test_zero_levels_is_the_plain_gradient(tiny_conv, rng):
     model, x, t = _case(tiny_conv, rng)
-    g = _input_gradient(full_torch(model), x, t)
+    g = input_gradient(full_torch(model), x, t)
     np.testing.assert_allclose(cascade(model, x, t, "gbp", 0), g, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(cascade(model, x, t, "activation", 0), g, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(cascade(model, x, t, "rectgrad", 0), g, rtol=1e-5, atol=1e-6)
@@ -31,7 +31,7 @@ def test_zero_levels_is_the_plain_gradient(tiny_conv, rng):
 
 def test_all_levels_is_the_method(tiny_conv, rng):
     model, x, t = _case(tiny_conv, rng)
-    gbp = _input_gradient(guided_torch(model)[0], x, t)
+    gbp = input_gradient(guided_torch(model)[0], x, t)
     np.testing.assert_allclose(cascade(model, x, t, "gbp", n_levels(model, "gbp")), gbp, rtol=1e-5, atol=1e-6)
     r_all, _ = rectgrad_signal(model, x, t, percentile=90.0)
     np.testing.assert_allclose(cascade(model, x, t, "rectgrad", n_levels(model, "rectgrad")),

@@ -7,7 +7,7 @@ from smug.models.text_cnn import PAD_ID
 
 @pytest.fixture(scope="module")
 def tiny():
-    from smug.models.train_text_cnn import random_model
+    from smug.bench.nets import random_text_cnn as random_model
 
     return random_model(vocab=12, length=8, seed=2, embed=4, kernels=8, width=3)[1]
 

@@ -8,13 +8,13 @@ import pytest
 
 def hard_stem_net(size: int = 160, classes: int = 10, seed: int = 0):
     """(ONNX bytes, input): Conv 7x7/2 (the random He-normal stem of
-    :mod:`smug.encoders.hard_instances`) -> Relu -> GlobalAveragePool -> Flatten -> Gemm on
+    :mod:`smug.bench.hard_instances`) -> Relu -> GlobalAveragePool -> Flatten -> Gemm on
     smooth noise.  With top-k 3000 the first-layer problem takes z3 several seconds
     (many overlapping rows), so streaming, deadlines and cancellation can be watched."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from smug.encoders.hard_instances import random_stem, smooth_noise_image
+    from smug.bench.hard_instances import random_stem, smooth_noise_image
 
     stem = random_stem(kernel=7, size=size, seed=seed)
     G = np.random.default_rng(seed + 1).normal(size=(classes, stem.weight.shape[0])).astype(np.float32)

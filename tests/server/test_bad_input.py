@@ -34,9 +34,10 @@ def _softmax_net() -> bytes:
 
 @pytest.fixture(scope="module")
 def digit():
-    from smug.clients.api import load_input
+    from smug.pipeline import ExplainRequest
+    from smug.pipeline.inputs import load_image
 
-    return load_input("mnist-mlp", None)[2]
+    return load_image(ExplainRequest.build(None, "mnist-mlp")).x
 
 
 def test_bad_models_are_refused(client):
@@ -90,7 +91,6 @@ def test_out_of_range_parameters(client, params, words):
 
 def test_text_that_is_not_utf8_is_refused(client):
     """bytes on the wire: invalid UTF-8 is INVALID_ARGUMENT naming the byte, not INTERNAL."""
-    pytest.importorskip("smug.clients.text")
     _fails(lambda: client.explain(model="text-cnn", text=b"a fine \xff film"), INVALID,
            "not valid UTF-8", "0xff", "offset 7")
     _fails(lambda: client.explain(model="text-cnn", text=b"   "), INVALID, "empty")
@@ -100,20 +100,19 @@ def test_text_that_is_not_utf8_is_refused(client):
 
 
 def test_text_of_only_unknown_words_is_refused(client):
-    pytest.importorskip("smug.clients.text")
     _fails(lambda: client.explain(model="text-cnn", text="qzxv wubbalubba xyzzyq"), INVALID,
            "none of the 3 words", "vocabulary")
 
 
 def test_too_long_text_is_truncated_and_says_so(client):
-    text_api = pytest.importorskip("smug.clients.text")
-    _, tok, _ = text_api.load_text_model("text-cnn")
+    from smug.pipeline.inputs import load_text_model
+
+    _, tok = load_text_model("text-cnn")
     words = ("a gorgeous funny and deeply moving film " * (tok.length // 7 + 5)).split()
     assert len(words) > tok.length
     remote = client.explain(model="text-cnn", text=" ".join(words), timeout=30.0)
-    res = remote.server_result
-    assert res["truncated"] is True and len(res["words"]) == tok.length
-    assert any(f"only the first {tok.length}" in w for w in res["warnings"]), res["warnings"]
+    assert remote.text.truncated is True and len(remote.text.words) == tok.length
+    assert any(f"only the first {tok.length}" in w for w in remote.warnings), remote.warnings
     assert remote.certificate["valid"]
 
 

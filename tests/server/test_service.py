@@ -11,7 +11,10 @@ import grpc
 import numpy as np
 import pytest
 
-from smug.clients.client import Improvement, RemoteError, RemoteExplanation, Stage
+from smug.clients.client import Improvement, RemoteError, Stage
+from smug.pipeline import ExplainRequest, Explanation, explain
+from smug.pipeline import encode
+from smug.pipeline.inputs import load_image
 
 
 def _alive(pid: int) -> bool:
@@ -37,14 +40,12 @@ def test_health_reports_serving(client):
 
 
 def test_first_layer_round_trip_equals_in_process(client):
-    from smug.clients.api import encode, explain
-    from smug.encoders.smug import SmugConfig
     from smug.solver.certificate import certify
 
     params = dict(top_k=20, window=1, timeout=30.0)
     remote = client.explain(model="mnist-mlp", **params)
     local = explain(model="mnist-mlp", **params)
-    assert isinstance(remote, RemoteExplanation) and remote.request_id
+    assert isinstance(remote, Explanation) and remote.request_id
     assert remote.status == local.status == "optimal"
     assert remote.objective == local.objective == int(remote.mask.sum())
     assert np.array_equal(remote.mask, local.mask)
@@ -52,17 +53,16 @@ def test_first_layer_round_trip_equals_in_process(client):
     assert np.allclose(remote.saliency, local.saliency)
     assert remote.target == local.target and remote.certificate["valid"]
     # the client re-checks the mask exactly against its own encoding: accepted
-    enc, _ = encode(None, "mnist-mlp", SmugConfig(top_k=20, window=1))
+    req = ExplainRequest.build(None, "mnist-mlp", top_k=20, window=1)
+    enc = encode(req)
     assert certify(enc.problem, remote.mask.ravel()).valid
     assert remote.timings["queue"] >= 0 and remote.timings["server_total"] >= remote.timings["total"]
 
 
 def test_tensor_input_and_whole_network_round_trip(client):
-    from smug.clients.api import explain_network, load_input
-
-    _, _, x, _, _ = load_input("mnist-mlp", None)
+    x = load_image(ExplainRequest.build(None, "mnist-mlp")).x
     remote = client.explain(x, model="mnist-mlp", method="whole-network", timeout=30.0)
-    local = explain_network(x, model="mnist-mlp", timeout=30.0)
+    local = explain(x, "mnist-mlp", method="whole-network", timeout=30.0)
     assert remote.status == local.status == "optimal"
     assert remote.objective == local.objective and np.array_equal(remote.mask, local.mask)
     # the remote mask keeps the class: a forward pass on the masked input
@@ -74,20 +74,19 @@ def test_tensor_input_and_whole_network_round_trip(client):
 
 
 def test_text_requests_go_to_the_text_api(client):
-    text_api = pytest.importorskip("smug.clients.text")
     sentence = "a gorgeous, funny and deeply moving film"
     remote = client.explain(model="text-cnn", text=sentence, timeout=30.0)
-    local = text_api.explain_text(sentence, timeout=30.0, methods=("smug", "smug_base"))
+    local = explain(None, "text-cnn", text=sentence, timeout=30.0)
     assert remote.status == local.status == "optimal" and remote.objective == local.objective
-    assert remote.certificate["valid"] and remote.server_result["words"] == local.words
-    kept = remote.server_result["rows"][0]
-    assert kept["method"] == "smug" and sum(kept["selected"]) == remote.objective
+    assert remote.certificate["valid"] and remote.text.words == local.text.words
+    kept = remote.text.rows[0]
+    assert kept.method == "smug" and sum(kept.selected) == remote.objective
 
 
 def test_stream_sends_improvements_before_the_result(client, hard):
     model_id, x = hard
     events = list(client.explain_stream(x, model_id, top_k=3000, timeout=2.0))
-    assert isinstance(events[-1], RemoteExplanation)
+    assert isinstance(events[-1], Explanation)
     final = events[-1]
     improved = [e for e in events[:-1] if isinstance(e, Improvement)]
     stages = [(e.stage, e.finished) for e in events if isinstance(e, Stage)]

@@ -1,4 +1,4 @@
-"""``smug report``: a self-contained HTML page; every picture a decodable data URI; the
+"""smug.evaluation.report (``smug report``): a self-contained HTML page; every picture a decodable data URI; the
 page opens in headless Chromium and the screenshot shows the table and image rows."""
 
 from __future__ import annotations
@@ -10,28 +10,21 @@ import os
 import shutil
 import signal
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from smug.clients.evaluate import EvalConfig, Store, evaluate
-from smug.clients.report import line_plot_svg, render, summary_tables, write_report
+from smug.evaluation.report import line_plot_svg, render, summary_tables, write_report
+from smug.evaluation.runner import evaluate
+from smug.evaluation.store import EvalConfig, Store
 
-DIGIT = Path(__file__).resolve().parents[2] / "models" / "assets" / "mnist-digit.png"
 METHODS = ["smug", "smug_base", "ig", "centerbox", "maxbox"]
 
 
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory):
-    from PIL import Image
-
+def store_path(tmp_path_factory, make_digits):
     d = tmp_path_factory.mktemp("report")
-    img = np.asarray(Image.open(DIGIT).convert("L"))
-    paths = []
-    for i, shift in enumerate([(0, 0), (3, 1), (-2, 2)]):
-        paths.append(d / f"digit{i}.png")
-        Image.fromarray(np.roll(img, shift, axis=(0, 1))).save(paths[-1])
+    paths = make_digits(d, [(0, 0), (3, 1), (-2, 2)])
     db = d / "eval.sqlite"
     evaluate(paths, METHODS, db, EvalConfig(model="mnist-mlp", n_thresholds=30), progress=False)
     s = Store(db)

@@ -1,36 +1,20 @@
-"""``smug evaluate``: per-image rows in SQLite, resumable, re-checked against direct
-computations (MNIST MLP: fast, and its (1, 28, 28) input can be cropped)."""
+"""smug.evaluation.runner (``smug evaluate``): per-image rows in SQLite, resumable, re-checked
+against direct computations (MNIST MLP: fast, and its (1, 28, 28) input can be cropped)."""
 
 from __future__ import annotations
 
 import io
 import json
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from smug.clients.evaluate import EvalConfig, Progress, Store, check_methods, evaluate
+from smug.evaluation.runner import Progress, check_methods, evaluate
+from smug.evaluation.store import EvalConfig, Store
 
-DIGIT = Path(__file__).resolve().parents[2] / "models" / "assets" / "mnist-digit.png"
 CONFIG = EvalConfig(model="mnist-mlp", top_k=3000, window=4, n_thresholds=50, insertion_deletion=True,
                     stopping=True, id_steps=10)
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """The demo digit and a shifted copy, as PNG files."""
-    from PIL import Image
-
-    d = tmp_path_factory.mktemp("digits")
-    img = np.asarray(Image.open(DIGIT).convert("L"))
-    paths = [d / "a.png", d / "b.png"]
-    Image.fromarray(img).save(paths[0])
-    Image.fromarray(np.roll(img, (2, -3), axis=(0, 1))).save(paths[1])
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -123,23 +107,6 @@ def test_progress_bar_goes_to_its_stream():
     bar.step("b.png")
     lines = buf.getvalue().splitlines()
     assert len(lines) == 2 and lines[-1].startswith("[" + "#" * 30 + "] 2/2") and lines[-1].endswith("b.png")
-
-
-def test_cli_evaluate_then_report(tmp_path, digits):
-    db, out = tmp_path / "e.sqlite", tmp_path / "r.html"
-    cmd = [sys.executable, "-m", "smug.clients"]
-    r = subprocess.run(cmd + ["evaluate", str(digits[0]), "--model", "mnist-mlp", "--methods", "ig,centerbox",
-                              "--db", str(db)], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["computed"] == 1 and "1/1" in r.stderr  # the progress bar
-    r = subprocess.run(cmd + ["report", "--db", str(db), "--out", str(out)], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "<table" in out.read_text()
-    r = subprocess.run(cmd + ["evaluate", str(digits[0]), "--model", "mnist-mlp", "--methods", "bogus", "--db",
-                              str(tmp_path / "n.sqlite")], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and r.stderr.startswith("smug: error: unknown method")
-    assert not (tmp_path / "n.sqlite").exists()
 
 
 def test_uint8_crops_and_older_stores(tmp_path, digits):

@@ -1,64 +1,38 @@
 """Train the ``text-cnn`` rating model of the zoo on real movie-review snippets.
 
-Data: the 10,605 movie-review snippets with mean human ratings in [-4, 4] of
-``../shared/data/vader-snippets/movieReviewSnippets_GroundTruth.txt`` (MIT; they
-stand in for paper 003's Beer Reviews, which are not public).  Ratings are
-rescaled to [0, 1] by ``(r + 4) / 8``.  A fixed permutation (seed 0) gives 80 %
-train, 10 % validation and 10 % test (``load_split`` gives the same split to
-tests and benchmarks).
+Data (``--data``): the 10,605 movie-review snippets with mean human ratings in [-4, 4]
+of ``vader-snippets/movieReviewSnippets_GroundTruth.txt`` (MIT; they stand in for
+paper 003's Beer Reviews, which are not public).  Ratings are rescaled to [0, 1] by
+``(r + 4) / 8``.  A fixed permutation (seed 0) gives 80 % train, 10 % validation and
+10 % test (:func:`smug.bench.datasets.snippets_split` gives the same split to tests
+and benchmarks).
 
-Model (paper 003 Sec. 5 / Carter et al.): Embedding(V, 100, padding_idx=0) ->
+Model (paper 003 Sec. 5 / Carter et al., :func:`smug.bench.nets.text_cnn`): Embedding(V, 100, padding_idx=0) ->
 Conv1d(128 kernels, width 3, zero padding 1) -> ReLU -> global max-pool over
 positions -> Linear(128, 1) -> sigmoid; dropout on the pooled features during
 training only.  Adam, MSE loss, the epoch with the best validation MSE is kept.
 The ONNX graph takes float32 ids ``(N, L)`` and holds the embedding lookup:
 Cast -> Gather -> Transpose -> Conv -> Relu -> ReduceMax -> Gemm -> Sigmoid.
-Writes ``text-cnn.onnx`` and ``text-cnn.json`` (model card, MSEs and tokenizer).
+Writes ``text-cnn.onnx`` and ``text-cnn.json`` (model card, MSEs and tokenizer) into ``--out``.
 
-Run: ``python -m smug.models.train_text_cnn`` (about a minute on one CPU thread).
+Run from the checkout (about a minute on one CPU thread):
+``python training/train_text_cnn.py --data ../shared/data/vader-snippets --out models/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from smug.bench.datasets import SEED, snippets_split
+from smug.bench.nets import EMBED, KERNELS, WIDTH, export_onnx, text_cnn
 from smug.models.text_cnn import PAD, UNK, Tokenizer, save_metadata
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "vader-snippets" / "movieReviewSnippets_GroundTruth.txt"
-SEED = 0
 LENGTH = 60
 MIN_COUNT = 2
-EMBED, KERNELS, WIDTH = 100, 128, 3
-
-
-def read_snippets(path: Path = DATA) -> tuple[list[str], np.ndarray]:
-    """(texts, ratings in [0, 1]) in file order."""
-    if not path.is_file():
-        raise FileNotFoundError(f"movie-review snippets not found: {path} (the shared/ folder beside the project)")
-    texts, ratings = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split("\t")
-        if len(parts) != 3:
-            continue
-        texts.append(parts[2].strip())
-        ratings.append(float(parts[1]))
-    y = np.clip((np.asarray(ratings) + 4.0) / 8.0, 0.0, 1.0)
-    return texts, y
-
-
-def load_split(path: Path = DATA) -> dict[str, tuple[list[str], np.ndarray]]:
-    """{'train', 'validation', 'test'}: (texts, ratings in [0, 1]), fixed seed-0 split 80/10/10."""
-    texts, y = read_snippets(path)
-    perm = np.random.default_rng(SEED).permutation(len(texts))
-    n_val = n_test = len(texts) // 10
-    parts = {"test": perm[:n_test], "validation": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
-    return {k: ([texts[i] for i in idx], y[idx]) for k, idx in parts.items()}
 
 
 def build_tokenizer(train_texts: list[str], length: int = LENGTH, min_count: int = MIN_COUNT) -> Tokenizer:
@@ -73,27 +47,6 @@ def encode_all(tok: Tokenizer, texts: list[str]) -> np.ndarray:
     return np.stack([tok(t).ids for t in texts]).astype(np.float32)
 
 
-def make_model(vocab: int, dropout: float = 0.5, embed: int = EMBED, kernels: int = KERNELS, width: int = WIDTH):
-    """The (untrained) text CNN; the smaller sizes serve tests."""
-    import torch
-    from torch import nn
-
-    class TextCNN(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embedding = nn.Embedding(vocab, embed, padding_idx=0)
-            self.conv = nn.Conv1d(embed, kernels, width, padding=width // 2)
-            self.drop = nn.Dropout(dropout)
-            self.dense = nn.Linear(kernels, 1)
-
-        def forward(self, ids):  # (N, L) float32 ids
-            e = self.embedding(ids.long()).transpose(1, 2)
-            h = torch.relu(self.conv(e)).amax(dim=2)
-            return torch.sigmoid(self.dense(self.drop(h)))
-
-    return TextCNN()
-
-
 def train(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, vocab: int, epochs: int,
           batch: int = 32, lr: float = 1e-3):
     """Deterministic training on one CPU thread; returns (model in eval mode, best epoch, history)."""
@@ -103,7 +56,7 @@ def train(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, vocab: i
 
     torch.manual_seed(SEED)
     torch.set_num_threads(1)
-    model = make_model(vocab)
+    model = text_cnn(vocab)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))[:, None]
     gen = torch.Generator().manual_seed(SEED)
@@ -131,43 +84,11 @@ def mse_of(model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-def export(model, out: Path, length: int) -> None:
-    """TorchScript ONNX export (opset 17), dynamic batch, float32 ids in."""
-    import torch
-
-    tmp = out.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model, (torch.zeros(1, length),), str(tmp), input_names=["ids"], output_names=["rating"],
-            dynamic_axes={"ids": {0: "batch"}, "rating": {0: "batch"}}, opset_version=17, dynamo=False,
-        )
-    tmp.replace(out)
-
-
-def random_model(vocab: int = 12, length: int = 8, seed: int = 0, embed: int = 4, kernels: int = 6, width: int = 3):
-    """A random-weight model of the same architecture, exported through the same path:
-    (torch module in eval mode, OnnxModel).  For tests and smoke checks."""
-    import io
-
-    import onnx
-    import torch
-
-    from smug.models.runtime import OnnxModel
-
-    torch.manual_seed(seed)
-    net = make_model(vocab, embed=embed, kernels=kernels, width=width).eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, length),), buf, input_names=["ids"], output_names=["rating"],
-                          dynamic_axes={"ids": {0: "batch"}, "rating": {0: "batch"}}, opset_version=17, dynamo=False)
-    return net, OnnxModel.from_proto(onnx.load_from_string(buf.getvalue()), f"text-cnn-random-{seed}")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=HERE / "text-cnn.onnx", help="ONNX path (the .json goes beside it)")
+    ap.add_argument("--data", type=Path, required=True,
+                    help="the vader snippets: movieReviewSnippets_GroundTruth.txt or its folder")
+    ap.add_argument("--out", type=Path, required=True, help="folder for text-cnn.onnx / .json (e.g. models/)")
     ap.add_argument("--epochs", type=int, default=12)
     args = ap.parse_args(argv)
 
@@ -175,17 +96,18 @@ def main(argv: list[str] | None = None) -> None:
     import onnxruntime as ort
     import torch
 
-    split = load_split()
+    onnx_path = args.out / "text-cnn.onnx"
+    split = snippets_split(args.data)
     tok = build_tokenizer(split["train"][0])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     x = {k: encode_all(tok, t) for k, (t, _) in split.items()}
     y = {k: v for k, (_, v) in split.items()}
     model, best_epoch, history = train(x["train"], y["train"], x["validation"], y["validation"],
                                        len(tok.vocabulary), args.epochs)
     assert float(model.embedding.weight[0].detach().abs().max()) == 0.0, "the padding embedding must stay zero"
-    export(model, args.out, tok.length)
+    export_onnx(model, (tok.length,), "ids", "rating", onnx_path)
 
-    sess = ort.InferenceSession(str(args.out), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         ref = model(torch.from_numpy(x["test"])).numpy()
     got = sess.run(["rating"], {"ids": x["test"]})[0]
@@ -195,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
            for k in ("train", "validation", "test")}
     mean_rating = float(y["train"].mean())
     baseline = {k: float(np.mean((mean_rating - y[k]) ** 2)) for k in ("validation", "test")}
-    ops = [n.op_type for n in onnx.load(str(args.out)).graph.node]
+    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
     print(f"MSE {mse}, mean-rating baseline {baseline}, max |ort - torch| {diff:.1e}, ops {ops}")
     meta = {
         "name": "text-cnn",
@@ -216,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         "mean_rating_baseline_mse": baseline,
         "onnx_torch_max_diff": diff,
     }
-    save_metadata(args.out.with_suffix(".json"), tok, meta)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) and {args.out.with_suffix('.json')}")
+    save_metadata(onnx_path.with_suffix(".json"), tok, meta)
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {onnx_path.with_suffix('.json')}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""smug.encoders.hard_instances and the exact clause compilation it stresses (issue 3)."""
+"""smug.bench.hard_instances and the exact clause compilation it stresses (issue 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import z3
 
 import smug.solver.z3_backend as z3_backend
-from smug.encoders.hard_instances import hard_first_layer, random_stem, smooth_noise_image
+from smug.bench.hard_instances import hard_first_layer, random_stem, smooth_noise_image
 from smug.solver.certificate import certify
 from smug.solver.exact import collapsed_rows
 from smug.solver.smtlib import to_smtlib

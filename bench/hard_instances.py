@@ -1,4 +1,4 @@
-"""Synthetic first-layer mask problems that are hard for exact solvers (issue 3).
+"""Benchmark generator: synthetic first-layer mask problems that are hard for exact solvers (issue 3).
 
 :func:`hard_first_layer` builds paper 003's Eq. 3 for a random convolutional stem
 over a smooth-noise image, without any model file:
@@ -19,7 +19,7 @@ Inception-v1's 7x7 stem has 64 channels (pass ``channels_out=64``).  With a 7x7
 kernel, stride 2 and 4x4 blocks a row reads 4, 6 or 9 blocks, and at ``gamma = 0``
 the problem was hard for every backend (k = 3000 in the notes: HiGHS 106 s, z3 MaxSAT
 278 s); :func:`smug.solver.solve.solve` now proves it in about 2 s
-(``bench/hard_first_layer.py``).  A 3x3 kernel is the easy reference.  Everything is
+(``python -m smug.bench.hard_first_layer``).  A 3x3 kernel is the easy reference.  Everything is
 deterministic for a given ``seed``.
 """
 

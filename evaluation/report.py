@@ -1,0 +1,277 @@
+"""``smug report``: the results of ``smug evaluate`` (a :class:`~smug.evaluation.store.Store`) as one self-contained HTML page.
+
+Tables in the form of paper 003 Table 1 (median LSC with quartiles, Win% with the
+binomial normal-approximation interval, sparsity) and paper 000 Table I (time per
+method, stopping-criterion size and time), insertion/deletion AUCs when computed,
+the alignment plot of paper 004 Fig. 2a when the store holds that experiment, and a
+grid of images (paper 003 Fig. 1 / paper 000 Fig. 2 layout): the input, then each
+method's map with its best LSC box and "LSC, a, c" above it.  Every picture is a
+base64 ``data:`` URI: the page needs no other file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from smug.common import write_atomic
+from smug.evaluation.store import Store
+from smug.metrics.winrate import mean_interval, win_rates
+
+LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "integrated_gradients": "IG", "gradcam": "Grad-CAM",
+          "centerbox": "CENTERBOX", "maxbox": "MAXBOX", "optbox": "OPTBOX", "gradient": "Gradient",
+          "guided_backprop": "GBP", "rectgrad": "RectGrad", "lrp_zplus": "LRP z+", "dtd_zb": "DTD z<sup>B</sup>"}
+PLAIN = {"smug_base": "SMUG_base"}
+ORDER = ["smug", "smug_base", "integrated_gradients", "gradcam", "centerbox", "maxbox", "optbox"]
+DENSE = {"integrated_gradients", "gradcam", "gradient", "guided_backprop", "occlusion", "rise"}
+
+
+def _q(values, p) -> float:
+    return float(np.percentile(values, p)) if len(values) else float("nan")
+
+
+def summary_tables(store: Store, methods: list[str] | None = None, win_methods: list[str] | None = None,
+                   html_labels: bool = False, only: set[str] | None = None) -> dict:
+    """Formatted cells per method: LSC median (q25, q75), Win% ± CI, sparsity% ± CI,
+    median seconds, stopping size/time, insertion/deletion AUC; plus counts.
+    ``only``: restrict to these image keys."""
+    rows = [r for r in store.results() if only is None or r["image"] in only]
+    present = sorted({r["method"] for r in rows}, key=lambda m: (ORDER.index(m) if m in ORDER else 99, m))
+    methods = [m for m in (methods or present) if m in present] or present
+    by: dict[str, list[dict]] = {m: [r for r in rows if r["method"] == m] for m in methods}
+    table: dict[str, dict[str, float]] = {}
+    for r in rows:
+        table.setdefault(r["image"], {})[r["method"]] = r["lsc"]
+    win_methods = [m for m in (win_methods or [m for m in methods if m != "optbox"]) if m in present]
+    wins = win_rates(table, win_methods) if win_methods else {}
+    lab = (lambda m: LABELS.get(m, html.escape(m))) if html_labels else (lambda m: PLAIN.get(m, LABELS.get(m, m)))
+    out = {"methods": methods, "labels": [lab(m) for m in methods], "lsc": [], "win": [], "sparsity": [],
+           "seconds": [], "seconds_mean": [], "stop_size": [], "stop_seconds": [], "insertion": [], "deletion": [],
+           "alignment": [], "kis": [],
+           "counts": {m: len(by[m]) for m in methods},
+           "n_complete": sum(1 for v in table.values() if all(m in v for m in win_methods)),
+           "win_methods": win_methods}
+    for m in methods:
+        lsc = [r["lsc"] for r in by[m] if r["lsc"] is not None and math.isfinite(r["lsc"])]
+        out["lsc"].append(f"{_q(lsc, 50):.2f} ({_q(lsc, 25):.2f}, {_q(lsc, 75):.2f})" if lsc else "-")
+        w = wins.get(m)
+        out["win"].append(f"{w.percent:.1f} ± {w.half_width:.1f}" if w and w.n else "-")
+        sp = [r["sparsity"] for r in by[m] if r["sparsity"] is not None]
+        if m in DENSE or not sp:
+            out["sparsity"].append("-")
+        else:
+            mu, hw = mean_interval(100.0 * np.asarray(sp))
+            out["sparsity"].append(f"{mu:.1f} ± {hw:.1f}")
+        secs = [r["seconds"] for r in by[m] if r["seconds"] is not None]
+        out["seconds"].append(f"{_q(secs, 50):.3g}" if secs else "-")
+        mu, _ = mean_interval(secs)
+        sd = float(np.std(secs, ddof=1)) if len(secs) > 1 else 0.0
+        out["seconds_mean"].append(f"{mu:.3g} ± {sd:.2g}" if secs else "-")
+        ss = [r["stop_fraction"] for r in by[m] if r["stop_fraction"] is not None]
+        st = [r["stop_seconds"] for r in by[m] if r["stop_seconds"] is not None]
+        out["stop_size"].append(f"{100 * np.mean(ss):.1f}% ± {100 * np.std(ss):.1f}" if ss else "-")
+        out["stop_seconds"].append(f"{np.mean(st):.3g} ± {np.std(st):.2g}" if st else "-")
+        ia = [r["insertion_auc"] for r in by[m] if r["insertion_auc"] is not None]
+        da = [r["deletion_auc"] for r in by[m] if r["deletion_auc"] is not None]
+        extras = [json.loads(r["extra"]) if r["extra"] else {} for r in by[m]]
+        for key in ("alignment", "kis"):
+            v = [e[key] for e in extras if e.get(key) is not None]
+            out[key].append(f"{np.mean(v):.3f} (n={len(v)})" if v else "-")
+        out["insertion"].append(f"{np.mean(ia):.3f}" if ia else "-")
+        out["deletion"].append(f"{np.mean(da):.3f}" if da else "-")
+    return out
+
+
+# ---- pictures --------------------------------------------------------------------
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def boxed_png(map_png: bytes, box: list[int] | None, size: int = 160) -> bytes:
+    """The stored map picture, coloured (low blue, high red), with the LSC box in green."""
+    from PIL import Image, ImageDraw
+
+    grey = np.asarray(Image.open(io.BytesIO(map_png)).convert("L"), dtype=np.float64) / 255.0
+    rgb = np.stack([grey, 0.15 * np.ones_like(grey), 1.0 - grey], axis=-1)
+    rgb[grey == 0] = 0.92  # zero attribution: light grey
+    img = Image.fromarray((rgb * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+    if box:
+        h, w = grey.shape
+        t, l, b, r = box
+        sy, sx = size / h, size / w
+        ImageDraw.Draw(img).rectangle([l * sx, t * sy, r * sx - 1, b * sy - 1], outline=(0, 200, 0), width=2)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def picture_png(picture: bytes, size: int = 160) -> bytes:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(picture)).convert("RGB").resize((size, size), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def line_plot_svg(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str, ylabel: str,
+                  width: int = 680, height: int = 320) -> str:
+    """A small inline SVG line plot (one polyline per series, with a legend)."""
+    pts = [p for s in series.values() for p in s if math.isfinite(p[1])]
+    if not pts:
+        return ""
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(0.0, min(p[1] for p in pts)), max(p[1] for p in pts)
+    x1 = x1 if x1 > x0 else x0 + 1
+    y1 = y1 if y1 > y0 else y0 + 1
+    L, R, T, B = 55, 210, 28, 40
+    fx = lambda v: L + (v - x0) / (x1 - x0) * (width - L - R)  # noqa: E731
+    fy = lambda v: height - B - (v - y0) / (y1 - y0) * (height - T - B)  # noqa: E731
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="plot">',
+             f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
+             f'<line x1="{L}" y1="{height - B}" x2="{width - R}" y2="{height - B}" stroke="black"/>',
+             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{height - B}" stroke="black"/>',
+             f'<text x="{(L + width - R) / 2}" y="{height - 8}" text-anchor="middle" font-size="12">'
+             f'{html.escape(xlabel)}</text>',
+             f'<text x="14" y="{(T + height - B) / 2}" font-size="12" '
+             f'transform="rotate(-90 14 {(T + height - B) / 2})" text-anchor="middle">{html.escape(ylabel)}</text>']
+    for k in range(5):
+        yv = y0 + k * (y1 - y0) / 4
+        parts.append(f'<text x="{L - 4}" y="{fy(yv) + 4:.1f}" text-anchor="end" font-size="10">{yv:.2f}</text>')
+        xv = x0 + k * (x1 - x0) / 4
+        parts.append(f'<text x="{fx(xv):.1f}" y="{height - B + 14}" text-anchor="middle" '
+                     f'font-size="10">{xv:.3g}</text>')
+    keys = list(dict.fromkeys(name.split(" ")[-1] for name in series))  # same colour for the same method
+    for i, (name, s) in enumerate(series.items()):
+        c = colors[keys.index(name.split(" ")[-1]) % len(colors)]
+        s = [p for p in s if math.isfinite(p[1])]
+        dash = ' stroke-dasharray="5,3"' if name.startswith("random") else ""
+        parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="'
+                     + " ".join(f"{fx(a):.1f},{fy(b):.1f}" for a, b in s) + '"/>')
+        parts.append(f'<line x1="{width - R + 10}" y1="{T + 14 * i + 8}" x2="{width - R + 28}" y2="{T + 14 * i + 8}" '
+                     f'stroke="{c}" stroke-width="2"{dash}/>')
+        parts.append(f'<text x="{width - R + 32}" y="{T + 14 * i + 12}" font-size="11">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def alignment_series(store: Store, kinds: tuple[str, ...] = ("pretrained", "random-gaussian")
+                     ) -> dict[str, list[tuple[float, float]]]:
+    """Mean alignment per (model kind, method) and level from the ``alignment``
+    experiment (keys ``<kind>/<method>/<level>``), for the model ``kinds`` given."""
+    acc: dict[tuple[str, int], list[float]] = {}
+    for values in store.experiment("alignment").values():
+        for key, v in values.items():
+            kind, method, level = key.rsplit("/", 2)
+            if kind not in kinds:
+                continue
+            acc.setdefault((f"{kind} {method}", int(level)), []).append(v)
+    series: dict[str, list[tuple[float, float]]] = {}
+    for (name, level), vs in sorted(acc.items()):
+        series.setdefault(name, []).append((float(level), float(np.mean(vs))))
+    return series
+
+
+# ---- the page --------------------------------------------------------------------
+CSS = """
+body{font-family:sans-serif;margin:20px;color:#222}
+table.summary{border-collapse:collapse;margin:10px 0 24px}
+table.summary td,table.summary th{border:1px solid #bbb;padding:4px 10px;text-align:center}
+table.summary th{background:#eee}
+table.grid td{padding:2px;text-align:center;font-size:11px;vertical-align:top}
+table.grid img{display:block;width:160px;height:160px}
+.cap{white-space:nowrap}
+"""
+
+
+def _table(head: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    h = "<tr><th></th>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+    body = "".join(f"<tr><th>{name}</th>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                   for name, cells in rows)
+    return f'<table class="summary">{h}{body}</table>'
+
+
+def render(store: Store, methods: list[str] | None = None, max_images: int = 24, title: str = "smug report") -> str:
+    """The HTML page for ``store``."""
+    s = summary_tables(store, methods, html_labels=True)
+    config = store.config() or {}
+    ms = s["methods"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p>Model <b>{html.escape(str(config.get('model', '?')))}</b>; settings "
+             f"<code>{html.escape(json.dumps(config))}</code>. Images with every method: {s['n_complete']}.</p>",
+             "<h2>LSC, Win% and sparsity (paper 003 Table 1)</h2>",
+             _table(s["labels"], [("LSC &darr; median (q25, q75)", s["lsc"]), ("Win% &uarr; &plusmn; 95% CI", s["win"]),
+                                  ("Sparsity% &darr; &plusmn; 95% CI", s["sparsity"])]),
+             f"<p>Win% over {', '.join(LABELS.get(m, m) for m in s['win_methods'])} (ties count for every tied "
+             "method). Sparsity: fraction of non-zero pixels; omitted for dense maps.</p>",
+             "<h2>Time and stopping criterion (paper 000 Table I)</h2>",
+             _table(s["labels"], [("time without stopping criterion (s), mean &plusmn; sd", s["seconds_mean"]),
+                                  ("stopping-criterion size (% of pixels), mean &plusmn; sd", s["stop_size"]),
+                                  ("stopping-criterion time (s), mean &plusmn; sd", s["stop_seconds"]),
+                                  ("insertion AUC &uarr;", s["insertion"]), ("deletion AUC &darr;", s["deletion"])]),
+             "<h2>Input measures of the maps (paper 004)</h2>",
+             _table(s["labels"], [("input alignment (Eq. 1), mean", s["alignment"]),
+                                  ("KIS (Eq. 20), mean", s["kis"])]),
+             "<p>An (H, W) map is broadcast over the input's channels.</p>"]
+    series = alignment_series(store)
+    if series:
+        n = len(store.experiment("alignment"))
+        parts += ["<h2>Input alignment under cascade substitution (paper 004 Fig. 2a)</h2>",
+                  line_plot_svg(series, f"alignment vs substituted layers ({n} images)", "N (layers from the top)",
+                                "cosine(R, x)"),
+                  "<p>Solid: pretrained model; dashed: randomly re-initialised (Gaussian) copy.</p>"]
+    sanity = store.experiment("sanity")
+    if sanity:
+        acc: dict[tuple[str, int], list[float]] = {}
+        for values in sanity.values():
+            for key, v in values.items():
+                meth, n = key.rsplit("/", 1)
+                acc.setdefault((meth, int(n)), []).append(v)
+        steps = sorted({n for _, n in acc})
+        meths = list(dict.fromkeys(m for m, _ in acc))
+        parts += [f"<h2>Parameter randomisation sanity check ({len(sanity)} images)</h2>",
+                  _table([f"top {n} layers" for n in steps],
+                         [(LABELS.get(m, html.escape(m)), [f"{np.mean(acc[(m, n)]):.3f}" if (m, n) in acc else "-"
+                                                           for n in steps]) for m in meths]),
+                  "<p>Mean Spearman correlation of |map| before and after randomising the top layers "
+                  "(Gaussian, cumulative from the output).</p>"]
+    results = {(r["image"], r["method"]): r for r in store.results()}
+    images = store.images()[:max_images]
+    parts.append("<h2>Examples (paper 003 Fig. 1 layout)</h2><table class='grid'><tr><td>input</td>"
+                 + "".join(f"<td>{LABELS.get(m, html.escape(m))}</td>" for m in ms) + "</tr>")
+    for im in images:
+        cells = [f"<td><div class='cap'>{html.escape(im['target_name'] or '')} ({im['confidence']:.2f})</div>"
+                 f"<img alt='input {html.escape(im['name'])}' src='{data_uri(picture_png(im['picture']))}'></td>"]
+        for m in ms:
+            r = results.get((im["image"], m))
+            if r is None or r["map_png"] is None:
+                cells.append("<td>-</td>")
+                continue
+            box = json.loads(r["box"]) if r["box"] else None
+            cap = f"{r['lsc']:.2f}, a={r['area']:.2f}, c={r['confidence']:.2f}"
+            cells.append(f"<td><div class='cap'>{cap}</div><img alt='{html.escape(m)} map' "
+                         f"src='{data_uri(boxed_png(r['map_png'], box))}'></td>")
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</table><p>Numbers: LSC score, area a of the best box, confidence c on the resized crop. "
+                 "Green: the box with the best LSC.</p></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(db: str | Path, out: str | Path, methods: list[str] | None = None, max_images: int = 24) -> Path:
+    db = Path(db)
+    if not db.is_file():
+        raise ValueError(f"no evaluation store at {db}: run smug evaluate first")
+    store = Store(db)
+    try:
+        page = render(store, methods, max_images)
+    finally:
+        store.close()
+    return write_atomic(out, page.encode("utf-8"))

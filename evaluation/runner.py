@@ -1,0 +1,239 @@
+"""The runner of ``smug evaluate``: score explanation methods on images, resumably.
+
+For every image and method: the method's map, its LSC with the best box (paper 003
+Eq. 5, :mod:`smug.metrics.lsc`), its sparsity, the method's time, paper 004's input
+alignment and KIS of the map (in the row's ``extra`` JSON) and, on request,
+paper 000's stopping-criterion size and time and the insertion/deletion AUCs.  Every
+finished (image, method) pair is committed at once to an embedded SQLite file, so a
+re-run (same file, same settings) skips what is done; new methods or images are
+added to it.  Progress goes to stderr.
+
+Method names: ``smug`` and ``smug_base`` (one SMUG run per image serves both),
+``optbox`` (paper 003's brute-force box, ~1,500-3,000 crops per image), and every
+registered baseline (:func:`smug.baselines.attribution.methods`; aliases ``ig``,
+``gbp``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from smug.common import softmax
+from smug.evaluation.store import EvalConfig, Store
+
+ALIASES = {"ig": "integrated_gradients", "gbp": "guided_backprop", "grad_cam": "gradcam"}
+SPECIAL = ("smug", "smug_base", "optbox")
+
+
+def canonical(method: str) -> str:
+    return ALIASES.get(method, method)
+
+
+def check_methods(methods: list[str]) -> list[str]:
+    from smug.baselines.attribution import methods as registered
+
+    known = set(registered()) | set(SPECIAL)
+    out = []
+    for m in methods:
+        c = canonical(m.strip())
+        if not c:
+            continue
+        if c not in known:
+            raise ValueError(f"unknown method '{m}': choose from {sorted(known | set(ALIASES))}")
+        if c not in out:
+            out.append(c)
+    if not out:
+        raise ValueError("no methods given")
+    return out
+
+
+# ---- one image ------------------------------------------------------------------
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _smug_explanation(path: Path, config: EvalConfig, target: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, float, dict]:
+    """One SMUG run on the image file: (SMUG map, SMUG_base map, seconds, info for the rows' ``extra``).
+    The only place the runner asks for a SMUG explanation."""
+    from smug.pipeline import ExplainRequest, run
+
+    c = config
+    e = run(ExplainRequest.build(str(path), model=c.model, method="smug", top_k=c.top_k, gamma=c.gamma,
+                                 window=c.window, timeout=c.timeout, target=target))
+    info = {"status": e.status, "blocks": e.objective, "base_blocks": int(e.base_mask.sum()),
+            "certificate_valid": bool(e.certificate.get("valid")), "timings": e.timings}
+    seconds = float(e.timings["total"])
+    return np.asarray(e.saliency, np.float64), np.asarray(e.base_saliency, np.float64), seconds, info
+
+
+class Evaluator:
+    """Computes the rows of one image; the model is loaded once."""
+
+    def __init__(self, config: EvalConfig):
+        from smug.metrics.insertion_deletion import InsertionDeletion
+        from smug.metrics.lsc import LSC, OptBox
+        from smug.models.zoo import load_model
+
+        self.config = config
+        self.model, self.entry = load_model(config.model)
+        if self.entry is None:
+            raise ValueError("smug evaluate needs a zoo model (its preprocessing reads the image files)")
+        if len(self.model.input_shape) != 3:
+            raise ValueError(f"LSC needs an image model (C, H, W); '{config.model}' takes {self.model.input_shape}")
+        quantize = None
+        if config.lsc_uint8:
+            from smug.baselines.modified_backprop import default_bounds
+
+            quantize = default_bounds(self.model)
+            if quantize is None:
+                raise ValueError(f"--lsc-uint8 needs the pixel range of '{config.model}' (a zoo image model)")
+        self.lsc = LSC(n_thresholds=config.n_thresholds, area_floor=config.area_floor, quantize=quantize)
+        self.optbox = OptBox(cells=config.optbox_cells, area_floor=config.area_floor, quantize=quantize)
+        self.curves = InsertionDeletion(config.id_steps) if config.insertion_deletion else None
+        self.names = self.entry.class_names()
+
+    def image_record(self, path: Path) -> tuple[np.ndarray, dict]:
+        x, picture = self.entry.preprocess.load(path)
+        p = softmax(self.model.logits(x[None])[0])
+        t = int(p.argmax())
+        return x, {"target": t, "target_name": self.names[t], "confidence": float(p[t]), "picture": _png(picture)}
+
+    def maps(self, path: Path, x: np.ndarray, target: int,
+             methods: list[str]) -> dict[str, tuple[np.ndarray, float, dict]]:
+        """method -> (map (H, W), seconds, extra info) for the methods asked."""
+        from smug.baselines.attribution import attribute
+
+        out: dict[str, tuple[np.ndarray, float, dict]] = {}
+        if "smug" in methods or "smug_base" in methods:
+            saliency, base_saliency, seconds, info = _smug_explanation(path, self.config, target)
+            out["smug"] = (saliency, seconds, info)
+            out["smug_base"] = (base_saliency, seconds, info)
+        for m in methods:
+            if m in out:
+                continue
+            if m == "optbox":
+                t0 = time.perf_counter()
+                box_map, r = self.optbox.map(self.model, x, target)
+                out[m] = (box_map, time.perf_counter() - t0, {"optbox": r.to_json()})
+            else:
+                a = attribute(self.model, x, target=target, method=m)
+                info = {k: v for k, v in a.params.items() if isinstance(v, (int, float, str, bool, type(None)))}
+                out[m] = (np.asarray(a.map, np.float64), a.seconds, info)
+        return {m: out[m] for m in methods}
+
+    def _kis(self, x: np.ndarray, saliency: np.ndarray, target: int) -> float | None:
+        """Paper 004 Eq. 20 of the map (broadcast over channels); None where undefined."""
+        from smug.metrics.alignment import KIS
+
+        try:
+            return KIS()(self.model, x, saliency, target)
+        except ValueError:
+            return None
+
+    def row(self, x: np.ndarray, target: int, method: str, saliency: np.ndarray, seconds: float, extra: dict) -> dict:
+        from smug.baselines.stopping import stopping_criterion
+        from smug.metrics.alignment import alignment
+        from smug.metrics.sparsity import sparsity
+        from smug.rendering.compare import map_picture
+
+        c = self.config
+        if method == "optbox":
+            r_json = extra["optbox"]
+            lsc = dict(lsc=r_json["score"], area=r_json["area"], confidence=r_json["confidence"],
+                       box=json.dumps(r_json["box"]), threshold=None, boxes=r_json["boxes"])
+        else:
+            r = self.lsc(self.model, x, saliency, target)
+            lsc = dict(lsc=r.score, area=r.area, confidence=r.confidence, box=json.dumps(r.box.as_list()),
+                       threshold=r.threshold, boxes=r.boxes)
+            extra = {**extra, "lsc_candidates": r.candidates, "lsc_empty": r.empty}
+        extra = {**extra, "alignment": alignment(saliency, x), "kis": self._kis(x, saliency, target)}
+        row = dict(target=target, seconds=seconds, sparsity=sparsity(saliency), **lsc,
+                   map_png=_png(map_picture(saliency, sparse=method in ("smug", "smug_base"))))
+        if c.stopping:
+            s = stopping_criterion(self.model, x, saliency, target, window=c.stop_window, search="bisect")
+            row.update(stop_size=s.size, stop_seconds=s.seconds,
+                       stop_fraction=None if s.mask is None else float(np.mean(s.mask)))
+        if self.curves is not None:
+            cv = self.curves(self.model, x, saliency, target)
+            row.update(insertion_auc=cv.insertion_auc, deletion_auc=cv.deletion_auc)
+        row["extra"] = json.dumps(extra, default=str)
+        return row
+
+
+# ---- the loop --------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on stderr (one line per step when not a terminal)."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.n, self.t0 = total, 0, time.perf_counter()
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def step(self, label: str) -> None:
+        self.n += 1
+        width = 30
+        fill = int(width * self.n / max(self.total, 1))
+        el = time.perf_counter() - self.t0
+        line = f"[{'#' * fill}{'.' * (width - fill)}] {self.n}/{self.total} {el:6.0f}s {label}"
+        if self.tty:
+            self.stream.write("\r" + line[:120].ljust(120))
+            if self.n == self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def evaluate(images: list[str | Path], methods: list[str], db: str | Path, config: EvalConfig | None = None,
+             progress: bool = True) -> dict:
+    """Evaluate ``methods`` on ``images`` into the store ``db``; returns counts."""
+    config = config or EvalConfig()
+    methods = check_methods(methods)
+    paths = [Path(p) for p in images]
+    for p in paths:
+        if not p.is_file():
+            raise ValueError(f"image not found: {p}")
+    from smug.models.zoo import ZOO
+
+    if config.model not in ZOO:
+        raise ValueError(f"smug evaluate needs a zoo image model (its preprocessing reads the files): {sorted(ZOO)}")
+    store = Store(db)
+    try:
+        store.bind(config)
+        ev = None
+        bar = Progress(len(paths)) if progress else None
+        computed = skipped = 0
+        for p in paths:
+            key = str(p.resolve())
+            todo = [m for m in methods if m not in store.done(key)]
+            if todo:
+                ev = ev or Evaluator(config)
+                x, rec = ev.image_record(p)
+                if not store.has_image(key):
+                    store.put_image(key, p.name, rec["target"], rec["target_name"], rec["confidence"], rec["picture"])
+                # smug and smug_base come from one run: redo both if either is missing
+                if "smug" in todo or "smug_base" in todo:
+                    todo = [m for m in methods if m in ("smug", "smug_base")] + \
+                           [m for m in todo if m not in ("smug", "smug_base")]
+                for m, (saliency, seconds, extra) in ev.maps(p, x, rec["target"], todo).items():
+                    store.put_result(key, m, ev.row(x, rec["target"], m, saliency, seconds, extra))
+                computed += 1
+            else:
+                skipped += 1
+            if bar:
+                bar.step(p.name + ("" if todo else " (done before)"))
+        return {"db": str(store.path), "images": len(paths), "computed": computed, "skipped": skipped,
+                "methods": methods}
+    finally:
+        store.close()

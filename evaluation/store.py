@@ -1,0 +1,120 @@
+"""The SQLite store of ``smug evaluate``: one file per evaluation (one config; many images and methods).
+
+Every finished (image, method) pair is committed at once, so a re-run with the same
+file and settings skips what is done (:mod:`smug.evaluation.runner`); benchmarks keep
+their own experiments in the same file (``experiments`` table).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings that change the numbers; a store keeps the one it was made with."""
+
+    model: str = "efficientnet-lite0"
+    top_k: int = 3000
+    gamma: float = 0.0
+    window: int = 4
+    timeout: float = 60.0
+    n_thresholds: int = 100
+    area_floor: float = 0.05
+    optbox_cells: int = 10
+    stopping: bool = False
+    stop_window: int = 4
+    insertion_deletion: bool = False
+    id_steps: int = 50
+    lsc_uint8: bool = False  # the reference code's per-crop min-max + uint8 rounding (see metrics/lsc.py)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    image TEXT PRIMARY KEY, name TEXT, target INTEGER, target_name TEXT, confidence REAL, picture BLOB);
+CREATE TABLE IF NOT EXISTS results (
+    image TEXT NOT NULL, method TEXT NOT NULL, target INTEGER, lsc REAL, area REAL, confidence REAL,
+    box TEXT, threshold REAL, boxes INTEGER, sparsity REAL, seconds REAL,
+    stop_size INTEGER, stop_fraction REAL, stop_seconds REAL, insertion_auc REAL, deletion_auc REAL,
+    extra TEXT, map_png BLOB, PRIMARY KEY (image, method));
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment TEXT NOT NULL, image TEXT NOT NULL, key TEXT NOT NULL, value REAL,
+    PRIMARY KEY (experiment, image, key));
+"""
+
+RESULT_COLUMNS = ("target", "lsc", "area", "confidence", "box", "threshold", "boxes", "sparsity", "seconds",
+                  "stop_size", "stop_fraction", "stop_seconds", "insertion_auc", "deletion_auc", "extra", "map_png")
+
+
+class Store:
+    """The SQLite file of one evaluation (one config; many images and methods)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), timeout=60.0)  # other writers (resumed runs) may hold the lock
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def config(self) -> dict | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def bind(self, config: EvalConfig) -> None:
+        """Record the config, or check that it is the one the store was made with."""
+        mine = asdict(config)
+        have = self.config()
+        if have is None:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('config', ?)", (json.dumps(mine),))
+            return
+        defaults = asdict(EvalConfig())
+        have = {**{k: v for k, v in defaults.items() if k not in have}, **have}  # stores from older versions
+        if have != mine:
+            diff = {k: (have.get(k), v) for k, v in mine.items() if have.get(k) != v}
+            raise ValueError(f"{self.path} was made with other settings {diff} (stored, given): use another --db")
+
+    def done(self, image: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT method FROM results WHERE image=?", (image,))}
+
+    def has_image(self, image: str) -> bool:
+        return self.db.execute("SELECT 1 FROM images WHERE image=?", (image,)).fetchone() is not None
+
+    def put_image(self, image: str, name: str, target: int, target_name: str, confidence: float, picture: bytes):
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?)",
+                            (image, name, target, target_name, confidence, picture))
+
+    def put_result(self, image: str, method: str, row: dict) -> None:
+        with self.db:
+            self.db.execute(
+                f"INSERT OR REPLACE INTO results (image, method, {', '.join(RESULT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * (len(RESULT_COLUMNS) + 2))})",
+                [image, method] + [row.get(c) for c in RESULT_COLUMNS])
+
+    def put_experiment(self, experiment: str, image: str, values: dict[str, float]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO experiments VALUES (?,?,?,?)",
+                                [(experiment, image, k, float(v)) for k, v in values.items()])
+
+    def experiment(self, experiment: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for image, key, value in self.db.execute(
+                "SELECT image, key, value FROM experiments WHERE experiment=? ORDER BY image", (experiment,)):
+            out.setdefault(image, {})[key] = value
+        return out
+
+    def images(self) -> list[dict]:
+        cur = self.db.execute("SELECT image, name, target, target_name, confidence, picture FROM images ORDER BY name")
+        return [dict(zip(("image", "name", "target", "target_name", "confidence", "picture"), r)) for r in cur]
+
+    def results(self) -> list[dict]:
+        cur = self.db.execute("SELECT * FROM results ORDER BY image, method")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]

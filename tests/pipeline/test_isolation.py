@@ -1,0 +1,72 @@
+"""The isolation runner: a solve that overruns, crashes or blows up still answers, in time."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from smug.bench.hard_instances import hard_first_layer
+from smug.pipeline.isolation import solve_isolated
+from smug.solver.certificate import certify
+from smug.solver.solve import solve
+
+PROBLEM = hard_first_layer(size=48, k=200)
+
+
+def _stuck(problem, backend, timeout, progress):
+    """Reports like solve(), then ignores its timeout (as a z3 check sometimes does)."""
+    solve(problem, backend=backend, timeout=30, progress=progress)
+    time.sleep(60)
+
+
+def _crash(problem, backend, timeout, progress):
+    raise RuntimeError("boom")
+
+
+def _silent(problem, backend, timeout, progress):
+    time.sleep(60)
+
+
+def _hog(problem, backend, timeout, progress):
+    blocks = [np.ones(2**27) for _ in range(64)]  # 64 GiB: far past the cap
+    return blocks
+
+
+def test_an_overrunning_solver_answers_with_its_best_reported_mask():
+    reference = solve(PROBLEM, timeout=30)
+    events: list[dict] = []
+    t0 = time.perf_counter()
+    sol = solve_isolated(PROBLEM, "auto", 1.0, events.append, grace=0.5, solver=_stuck)
+    assert time.perf_counter() - t0 < 5
+    improved = [e for e in events if e.get("event") == "improved"]
+    assert improved and sol.status == "feasible"
+    assert np.array_equal(sol.mask, improved[-1]["mask"]) and sol.objective == improved[-1]["size"]
+    assert sol.objective >= reference.objective == reference.lower_bound
+    assert sol.certificate.valid and certify(PROBLEM, sol.mask).valid  # re-checked independently
+    assert sol.lower_bound == improved[-1]["lower_bound"] <= sol.objective
+    assert "killed at the deadline" in sol.proof
+
+
+def test_a_punctual_solver_is_returned_as_is():
+    sol = solve_isolated(PROBLEM, "auto", 30.0)
+    direct = solve(PROBLEM, timeout=30)
+    assert sol.status == direct.status == "optimal" and sol.objective == direct.objective
+    assert sol.certificate.valid and "isolated_total" in sol.timings
+
+
+def test_crashes_silence_and_memory_blowups_are_unknown_with_the_reason():
+    crashed = solve_isolated(PROBLEM, "auto", 5.0, solver=_crash)
+    assert crashed.status == "unknown" and crashed.mask is None and "RuntimeError" in crashed.proof
+    assert "boom" not in crashed.proof  # no exception internals in answers
+    t0 = time.perf_counter()
+    silent = solve_isolated(PROBLEM, "auto", 0.5, grace=0.5, solver=_silent)
+    assert silent.status == "unknown" and time.perf_counter() - t0 < 5 and "deadline" in silent.proof
+    hog = solve_isolated(PROBLEM, "auto", 20.0, memory_mb=256, solver=_hog)
+    assert hog.status == "unknown" and ("memory" in hog.proof or "signal" in hog.proof)
+
+
+def test_portfolio_races_the_registry_backends_and_proves():
+    sol = solve_isolated(PROBLEM, "portfolio", 30.0)
+    assert sol.status == "optimal" and sol.backend.startswith("portfolio:") and sol.certificate.valid
+    assert sol.objective == solve(PROBLEM, timeout=30).objective

@@ -1,0 +1,72 @@
+"""Requests and answers between ``smug.v1`` messages and the pipeline (no server needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("grpc")
+
+from smug.pipeline import ExplainRequest, explain  # noqa: E402
+from smug.proto import load  # noqa: E402
+from smug.proto.wire import (WireError, explanation_from_proto, explanation_to_proto, from_tensor,  # noqa: E402
+                             input_of, message, request_fields, request_to_proto, to_tensor)
+
+pb, _ = load()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint8", "bool"])
+def test_tensor_round_trip_is_exact(rng, dtype):
+    a = (rng.normal(size=(2, 3, 5)) * 50).astype(dtype)
+    t = to_tensor(pb, a)
+    assert list(t.shape) == [2, 3, 5] and t.dtype == dtype and len(t.data) == a.nbytes
+    assert t.data == a.astype(a.dtype.newbyteorder("<")).tobytes()  # raw little-endian, C order
+    b = from_tensor(pb.Tensor.FromString(t.SerializeToString()))
+    assert b.dtype == a.dtype and np.array_equal(a, b)
+
+
+def test_malformed_tensors_are_wire_errors():
+    for t, words in [(pb.Tensor(shape=[2], dtype="int8", data=b"12"), "dtype"),
+                     (pb.Tensor(shape=[3], dtype="float32", data=b"\0" * 4), "do not match"),
+                     (pb.Tensor(shape=[0], dtype="float32", data=b""), "empty")]:
+        with pytest.raises(WireError, match=words):
+            from_tensor(t)
+
+
+def test_unset_parameters_keep_the_pipeline_defaults():
+    assert request_fields(pb, pb.ExplainRequest()) == {"method": "smug"}
+    req = message(pb, "m", method="whole-network", window=2, delta=0.5, backend="enum", timeout=3, target=4)
+    assert request_fields(pb, req) == dict(method="whole-network", window=2, delta=0.5, backend="enum",
+                                           timeout=3.0, target=4)
+    req = message(pb, "m", top_k=7, gamma=0.0, form="affine", ig_steps=16, baseline=-0.5)
+    assert request_fields(pb, req) == dict(method="smug", top_k=7, gamma=0.0, form="affine", ig_steps=16,
+                                           baseline=-0.5)  # zero is a set value (proto3 optional)
+    assert request_fields(pb, message(pb, "m", method="gradcam"))["method"] == "gradcam"
+    with pytest.raises(WireError, match="baseline_method"):
+        request_fields(pb, pb.ExplainRequest(params=pb.ExplainParams(method=pb.BASELINE)))
+    with pytest.raises(WireError, match="finite"):
+        request_fields(pb, message(pb, "m", gamma=float("nan")))
+
+
+def test_a_request_survives_the_wire(rng):
+    x = rng.random((1, 28, 28)).astype(np.float32)
+    local = ExplainRequest.build(x, "mnist-mlp", top_k=12, window=2, timeout=9.0, target=3)
+    msg = pb.ExplainRequest.FromString(request_to_proto(pb, local).SerializeToString())
+    source, text = input_of(msg)
+    again = ExplainRequest.build(source, msg.model, text=text, **request_fields(pb, msg))
+    assert again.config == local.config and again.timeout == 9.0 and again.target == 3
+    assert np.array_equal(again.input.array, x) and text is None
+    t = ExplainRequest.build(None, "text-cnn", text="a fine film", top_k=5)
+    msg = request_to_proto(pb, t)
+    assert input_of(msg)[1] == b"a fine film" and request_fields(pb, msg)["top_k"] == 5
+
+
+def test_an_explanation_survives_the_wire():
+    e = explain(None, "mnist-mlp", method="whole-network", timeout=30)
+    r = pb.ExplainResponse.FromString(explanation_to_proto(pb, e, "rid", "mid", {"queue": 0.5}).SerializeToString())
+    back = explanation_from_proto(r, {"server": "here"})
+    assert back.to_json() == {**e.to_json(), "timings": {**e.timings, "queue": 0.5},
+                              "origin": {"request_id": "rid", "model_id": "mid", "server": "here"}}
+    for name in ("mask", "pixel_mask", "picture"):
+        assert np.array_equal(getattr(back, name), getattr(e, name))
+    assert np.allclose(back.saliency, e.saliency)
