@@ -1,3 +1,3 @@
-from smug.command import main
+from smug.clients.cli import main
 
 main()

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, dump, run, save_texts
 from smug.pipeline.models import InputError, ModelError
-from smug.pipeline.request import RequestError
-from smug.solver.backends import all_backends
+from smug.pipeline.request import BACKENDS, RequestError
 
 SERVER_HINT = "run the gRPC service: smug serve --help (also: python -m smug.server)"
 
@@ -47,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--method", default="smug",
                     help="smug (default), whole-network, or a baseline: gradient, integrated_gradients, gradcam, ...")
     ex.add_argument("--whole-network", action="store_true", help="same as --method whole-network (paper Appendix A)")
-    ex.add_argument("--backend", choices=all_backends(), default="auto",
+    ex.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="first-layer: auto|highs|z3|portfolio; whole network: also enum")
     ex.add_argument("--delta", type=float, default=None, help="whole network: logit margin to keep, >= 0")
     ex.add_argument("--min-confidence", type=float, default=None,
@@ -94,9 +93,9 @@ def _texts(a: argparse.Namespace) -> list[str] | None:
     if a.text_file is not None:
         if not Path(a.text_file).is_file():
             raise InputError(f"input file not found: {a.text_file}")
-        from smug.models.text_cnn import TextInput
+        from smug.pipeline.models import read_text_lines
 
-        return TextInput(a.model).read(a.text_file)
+        return read_text_lines(a.text_file, a.model)
     return None if a.text is None else [a.text]
 
 
@@ -198,9 +197,9 @@ def _dump(a: argparse.Namespace) -> int:
 def run_command(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     if a.command == "models":
-        from smug.models.zoo import ZOO
+        from smug.pipeline.models import zoo_catalog
 
-        for entry in ZOO.values():
+        for entry in zoo_catalog().values():
             print(f"{entry.name:20s} {entry.description}")
         return 0
     if a.command == "serve":

@@ -39,7 +39,13 @@ def _virtual_bytes() -> int:
 
 
 def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None, out) -> None:
-    """Entry point of a solve child: events and the result (or the exception) into ``out``."""
+    """Entry point of a solve child: events and the result (or the exception) into ``out``.
+    Solver banners (HiGHS prints one) go to stderr: the caller's stdout carries only its own output."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    os.dup2(2, 1)
     if memory_mb:
         import resource
 

@@ -82,8 +82,29 @@ __all__ = ["InputError", "ModelError", "ModelFacts", "check_model_input", "model
 
 
 def warm(names: tuple[str, ...]) -> None:
-    """Load zoo models ahead of the first request (a server worker's ``--preload``)."""
+    """Import the solvers and load zoo models ahead of the first request (a server worker's ``--preload``)."""
+    import smug.pipeline.run  # noqa: F401
+    import smug.solver.z3_backend  # noqa: F401
     from smug.models.zoo import load_model
 
     for name in names:
         load_model(name)
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    description: str
+    kind: str  # "image" or "text"
+
+
+def zoo_catalog() -> dict[str, ZooModel]:
+    """The zoo's models by name (nothing is loaded or exported)."""
+    return {name: ZooModel(name, e.description, e.kind) for name, e in ZOO.items()}
+
+
+def read_text_lines(path: str, model: str) -> list[str]:
+    """Non-empty lines of a UTF-8 file, one text each (bad bytes: an error naming the line)."""
+    from smug.models.text_cnn import TextInput
+
+    return TextInput(model).read(path)

@@ -26,13 +26,14 @@ import numpy as np
 from smug.encoders.network import NetworkConfig
 from smug.encoders.smug import SmugConfig
 from smug.encoders.text import TextSmugConfig
-from smug.solver.backends import backends, check_backend
+from smug.solver.backends import all_backends, backends, check_backend
 
 SMUG = "smug"  # first-layer SMUG (paper 003 Eq. 3); "first-layer" is accepted as a synonym
 WHOLE_NETWORK = "whole-network"  # paper 003 Appendix A, Eq. 6
 SOLVED_METHODS = (SMUG, WHOLE_NETWORK)
 TEXT_ROWS = ("smug", "smug_base", "text_ig", "text_sis")  # rows of a text explanation (paper 003 Fig. 4)
 MAX_TIMEOUT = 7 * 24 * 3600.0
+BACKENDS = all_backends()  # every backend name a request may give (the solver's registry)
 
 
 class RequestError(ValueError):

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from smug.pipeline.models import zoo_catalog
 from smug.server.errors import ServiceError, invalid
 
 
@@ -67,7 +68,7 @@ class ModelRegistry:
     # ---- look-ups ----------------------------------------------------------
     def resolve(self, name: str) -> ModelRecord:
         """The record for an id or alias; NOT_FOUND otherwise."""
-        from smug.models.zoo import ZOO
+        zoo = zoo_catalog()
 
         if not name:
             raise invalid("no model given: pass a model id (sha256) or name")
@@ -76,12 +77,12 @@ class ModelRegistry:
             rec = self._by_id.get(rid)
         if rec is not None:
             return rec
-        if name in ZOO:
+        if name in zoo:
             return self._zoo(name)
-        raise ServiceError("NOT_FOUND", f"unknown model {name!r}: register it first or use one of {sorted(ZOO)}")
+        raise ServiceError("NOT_FOUND", f"unknown model {name!r}: register it first or use one of {sorted(zoo)}")
 
     def _zoo(self, name: str) -> ModelRecord:
-        from smug.models.zoo import ZOO
+        zoo = zoo_catalog()
 
         with self._zoo_locks[name]:  # one inspection per zoo entry
             with self._lock:
@@ -96,7 +97,7 @@ class ModelRegistry:
                     if exc.code in PERMANENT:  # transient ones (busy, deadline, a dead worker) are retried
                         self._zoo_failed[name] = exc
                     raise
-                self._add(ModelRecord(aliases=(name,), description=ZOO[name].description, zoo=True, source=name,
+                self._add(ModelRecord(aliases=(name,), description=zoo[name].description, zoo=True, source=name,
                                       **{**facts, "input_shape": tuple(facts["input_shape"])}))
         return self.resolve(name)
 
@@ -110,10 +111,10 @@ class ModelRegistry:
                 pass
 
     def list(self, include_zoo: bool = True) -> list[ModelRecord]:
-        from smug.models.zoo import ZOO
+        zoo = zoo_catalog()
 
         if include_zoo:
-            for name in ZOO:
+            for name in zoo:
                 try:
                     self.resolve(name)
                 except ServiceError:  # e.g. Lite0 without its extras: list the others
@@ -123,11 +124,11 @@ class ModelRegistry:
 
     # ---- uploads -----------------------------------------------------------
     def register(self, data: bytes, name: str = "") -> ModelRecord:
-        from smug.models.zoo import ZOO
+        zoo = zoo_catalog()
 
         if not data:
             raise invalid("the model is empty: send the ONNX file's bytes")
-        if name and name in ZOO:
+        if name and name in zoo:
             raise ServiceError("ALREADY_EXISTS", f"{name!r} is a zoo model name; choose another alias")
         sha = hashlib.sha256(data).hexdigest()
         with self._lock:
@@ -159,6 +160,6 @@ class ModelRegistry:
 
 
 def _zoo_names() -> list[str]:
-    from smug.models.zoo import ZOO
+    zoo = zoo_catalog()
 
-    return list(ZOO)
+    return list(zoo)

@@ -67,8 +67,9 @@ def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = ()) -> None:
         os.environ.setdefault(var, str(threads))
     import logging
 
-    import smug.pipeline  # noqa: F401  (warm: numpy, onnx, onnxruntime, solver)
-    import smug.solver.z3_backend  # noqa: F401
+    from smug.pipeline.models import warm
+
+    warm(())  # imports numpy, onnx, onnxruntime and the solvers before the first job
 
     log = logging.getLogger("smug.server.worker")
     if preload:

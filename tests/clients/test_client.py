@@ -22,11 +22,11 @@ pytest.importorskip("grpc")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``python -m smug.clients serve --port 0`` (one worker); yields (process, "host:port",
+    """``python -m smug serve --port 0`` (one worker); yields (process, "host:port",
     stderr) where ``stderr()`` waits for the pipe to close and gives every stderr line."""
     store = tmp_path_factory.mktemp("store")
     env = {**os.environ, "SMUG_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "smug.clients", "serve", "--port", "0", "--workers", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "smug", "serve", "--port", "0", "--workers", "1",
                              "--store", str(store), "--shutdown-grace", "5"],
                             stderr=subprocess.PIPE, text=True, env=env)
     lines: queue.Queue = queue.Queue()
