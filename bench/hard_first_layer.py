@@ -1,15 +1,15 @@
 """Time to proven optimum on the hard first-layer family (issue 3), per backend.
 
-    python bench/hard_first_layer.py                 # writes docs/benchmarks.md
+    python -m smug.bench.hard_first_layer                 # writes docs/benchmarks.md
 
-Instances come from :func:`smug.encoders.hard_instances.hard_first_layer` (smooth-noise
+Instances come from :func:`smug.bench.hard_instances.hard_first_layer` (smooth-noise
 224x224 image, random He-normal 32-channel stem, stride 2, 4x4 blocks): a 7x7 kernel
 for k in {500, 1000, 3000} (the issue's sizes) and 10000 (beyond it, where the MaxSAT
 engine matters) and gamma in {0, 0.5}, and a 3x3 kernel at k = 3000 as the easy
 reference.  Every run is :func:`smug.solver.solve.solve` in its own process
 (z3 can overshoot its limits), killed 60 s after the per-run timeout.  Besides the
 three backends the script times three *ablations* of the z3 backend on the 7x7,
-gamma 0 instances, patched into the child process only:
+gamma 0 instances, passed to ``solve`` as :class:`~smug.solver.solve.SolveOptions`:
 
 * ``z3 pre-issue-3``: the z3 backend before issue 3 (rows over <= 8 blocks blocked
   one failing assignment per clause, the 9-block rows left LRA, so the cardinality
@@ -32,54 +32,36 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402  (bench/ is a folder of scripts)
+from smug.bench.common import ROOT, add_doc_args, invocation, write_section
+from smug.solver.solve import SolveOptions
+from smug.solver.z3_backend import Z3Options
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("auto", "highs", "z3")
 ABLATIONS = {"z3-pre3": "z3 pre-issue-3", "z3-table": "z3 one clause per failing assignment",
              "z3-maxres": "z3 maxres engine"}
 NAMES = {**{b: f"`{b}`" for b in BACKENDS}, **ABLATIONS}
 
 
-def _patch(variant: str) -> None:
-    """Swap the z3 encoding or engine for an ablation (child process only)."""
-    import smug.solver.z3_backend as zb
-
-    if variant in ("z3-pre3", "z3-maxres"):
-        zb.MAXSAT_ENGINE = "maxres"
-    if variant == "z3-maxres":
-        return
-    arity = 8 if variant == "z3-pre3" else zb.TABLE_ARITY
-
-    def table_constraints(z3, rows, m):
-        out = []
-        for coef, r in rows:
-            if len(coef) <= arity:
-                for bad in zb.failing_assignments(coef, r):
-                    lits = [z3.Not(m[j]) if v else m[j] for j, v in bad.items()]
-                    out.append(z3.Or(lits) if lits else z3.BoolVal(False))
-            else:
-                terms = [z3.If(m[j], zb._real(z3, a), z3.RealVal(0)) for j, a in coef.items()]
-                out.append(z3.Sum(terms) > zb._real(z3, r))
-        return out
-
-    zb.hard_constraints = table_constraints  # minimise() and solve() read both at call time
-    zb.TABLE_ARITY = arity
+def ablation_options(variant: str) -> SolveOptions:
+    """The :class:`~smug.solver.solve.SolveOptions` of an ablation (passed to ``solve``, nothing patched)."""
+    return SolveOptions(z3={
+        "z3-pre3": Z3Options(table_arity=8, minimal_cnf=False, maxsat_engine="maxres"),
+        "z3-table": Z3Options(minimal_cnf=False),
+        "z3-maxres": Z3Options(maxsat_engine="maxres"),
+    }[variant])
 
 
 def child(args: argparse.Namespace) -> None:
     """One solve, printed as a JSON line."""
-    from smug.encoders.hard_instances import hard_first_layer
+    from smug.bench.hard_instances import hard_first_layer
     from smug.solver.solve import solve
 
-    backend = args.variant
-    if args.variant in ABLATIONS:
-        _patch(args.variant)
-        backend = "z3"
+    ablation = args.variant in ABLATIONS
+    backend = "z3" if ablation else args.variant
+    options = ablation_options(args.variant) if ablation else None
     problem = hard_first_layer(kernel=args.kernel, k=args.k, gamma=args.gamma, seed=args.seed)
     t = time.perf_counter()
-    sol = solve(problem, backend=backend, timeout=args.timeout)
+    sol = solve(problem, backend=backend, timeout=args.timeout, options=options)
     seconds = time.perf_counter() - t
     print(json.dumps({
         "status": sol.status, "objective": sol.objective, "lower_bound": sol.lower_bound,
@@ -89,7 +71,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def instance_facts(kernel: int, k: int, gamma: float, seed: int) -> dict:
-    from smug.encoders.hard_instances import hard_first_layer
+    from smug.bench.hard_instances import hard_first_layer
     from smug.solver.components import split
     from smug.solver.exact import collapsed_rows
 
@@ -102,8 +84,8 @@ def instance_facts(kernel: int, k: int, gamma: float, seed: int) -> dict:
 
 
 def run_one(variant: str, kernel: int, k: int, gamma: float, seed: int, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--variant", variant, "--kernel", str(kernel),
-           "--k", str(k), "--gamma", str(gamma), "--seed", str(seed), "--timeout", str(timeout)]
+    cmd = [sys.executable, "-m", "smug.bench.hard_first_layer", "--child", "--variant", variant,
+           "--kernel", str(kernel), "--k", str(k), "--gamma", str(gamma), "--seed", str(seed), "--timeout", str(timeout)]
     t = time.perf_counter()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60, cwd=ROOT.parent)
@@ -203,7 +185,7 @@ def main() -> None:
                     choices=list(BACKENDS) + list(ABLATIONS))
     ap.add_argument("--no-easy", action="store_true", help="skip the 3x3 reference rows")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
-    ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    add_doc_args(ap)
     ap.add_argument("--render", type=Path, help="only re-render the section from a --json file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--variant", help=argparse.SUPPRESS)
@@ -222,9 +204,9 @@ def main() -> None:
         md = markdown(saved["results"], saved["params"], saved["params"]["command"], saved["params"]["wall"])
         print(md)
         if not args.no_doc:
-            write_section("hard_first_layer", md)
+            write_section("hard_first_layer", md, args.doc)
         return
-    command = "python bench/hard_first_layer.py " + " ".join(sys.argv[1:])
+    command = invocation("hard_first_layer")
     instances = [(7, k, g) for k in args.ks for g in args.gammas]
     if not args.no_easy:
         easy_k = 3000 if 3000 in args.ks else max(args.ks)
@@ -247,7 +229,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"params": params, "results": results}, indent=1))
     if not args.no_doc:
-        write_section("hard_first_layer", md)
+        write_section("hard_first_layer", md, args.doc)
 
 
 if __name__ == "__main__":

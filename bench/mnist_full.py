@@ -23,7 +23,7 @@ from smug.bench.datasets import mnist_split
 from smug.encoders.network import encode_network
 from smug.models.zoo import load_model
 from smug.solver.network_solve import solve_network
-from smug.solver.portfolio import run_portfolio
+from smug.pipeline.isolation import solve_isolated
 
 TITLE = "Whole-network MNIST masks (issue 3)"
 
@@ -42,7 +42,7 @@ def run(n: int, timeout: float, z3_images: int) -> dict:
                     continue
                 t = time.perf_counter()
                 if backend == "portfolio":
-                    sol = run_portfolio(solve_network, p, ("highs", "enum", "z3"), timeout)
+                    sol = solve_isolated(p, "portfolio", timeout)
                 else:
                     sol = solve_network(p, backend, timeout)
                 dt = time.perf_counter() - t

@@ -8,9 +8,9 @@ from smug.encoders.saliency import base_mask, eq4_scores, smug_saliency
 from smug.encoders.smug import SmugEncoding, encode_smug
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation, ImageParts
-from smug.pipeline.inputs import ImageSubject, masked_prediction
+from smug.pipeline.inputs import ImageSubject
 from smug.pipeline.request import ExplainRequest
-from smug.pipeline.solve import solve_stage
+from smug.pipeline.solve import image_answer, solve_stage
 from smug.pipeline.stages import Stages
 
 
@@ -36,18 +36,9 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
         mask=sol.mask.reshape(grid.shape) if found else None,
         pixel_mask=grid.to_pixels(sol.mask) if found else None,
         base_mask=base.reshape(grid.shape), base_saliency=smug_saliency(scores, grid, base))
-    prediction = (masked_prediction(subject.model, enc.problem.masked_input(sol.mask), enc.target,
-                                    subject.class_names) if found else {})
-    return Explanation(
-        model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
-        target=enc.target, target_name=subject.class_names[enc.target],
-        confidence=float(subject.probabilities[enc.target]),
-        status=sol.status, objective=sol.objective, lower_bound=sol.lower_bound, n_vars=grid.n_vars,
-        proof=sol.proof, certificate=sol.certificate.summary() if sol.certificate else {"valid": False},
-        masked_prediction=prediction,
-        ig={"steps": enc.ig.steps, "completeness_error": enc.ig.completeness_error,
-            "f_input": enc.ig.f_input, "f_baseline": enc.ig.f_baseline},
-        encoding={"layer": enc.layer.kind, "activation": enc.layer.activation, "kept_neurons": int(len(enc.neurons)),
-                  "constraints": enc.problem.n_constraints, "components": sol.components,
-                  "form": request.config.form, "backend": sol.backend},
-        timings=stages.finish(sol.timings), image=image)
+    return image_answer(request, subject, sol, enc.problem, enc.target, grid.n_vars, image, stages,
+                        ig={"steps": enc.ig.steps, "completeness_error": enc.ig.completeness_error,
+                            "f_input": enc.ig.f_input, "f_baseline": enc.ig.f_baseline},
+                        encoding={"layer": enc.layer.kind, "activation": enc.layer.activation,
+                                  "kept_neurons": int(len(enc.neurons)), "constraints": enc.problem.n_constraints,
+                                  "components": sol.components, "form": request.config.form})

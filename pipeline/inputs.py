@@ -13,7 +13,7 @@ from smug.models.runtime import ModelError, OnnxModel
 from smug.models.text_cnn import Tokenizer, TokenizedText, load_tokenizer
 from smug.models.zoo import ZOO, ZooEntry, load_model
 from smug.pipeline.models import check_model_input
-from smug.pipeline.request import ArrayInput, DemoInput, ExplainRequest, ImageBytes, ImageFile, TextInput
+from smug.pipeline.request import ArrayInput, DemoInput, ExplainRequest, ImageFile, TextInput
 
 
 @dataclass(frozen=True)

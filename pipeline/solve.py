@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from smug.pipeline.deadline import Deadline
+from smug.pipeline.explanation import Explanation, ImageParts
+from smug.pipeline.inputs import ImageSubject, masked_prediction
 from smug.pipeline.isolation import GRACE_S, solve_isolated
 from smug.pipeline.request import ExplainRequest
 from smug.pipeline.stages import Stages
@@ -19,3 +21,19 @@ def solve_stage(problem, request: ExplainRequest, deadline: Deadline, stages: St
     grace = min(GRACE_S, max(0.0, left - timeout))
     with stages.stage("solve", timeout=timeout):
         return solve_isolated(problem, request.backend, timeout, progress=stages.progress, grace=grace)
+
+
+def image_answer(request: ExplainRequest, subject: ImageSubject, sol: Solution, problem, target: int, n_vars: int,
+                 image: ImageParts, stages: Stages, ig: dict, encoding: dict) -> Explanation:
+    """The :class:`Explanation` of a solved image problem; the masked input is run through the
+    model (``masked_prediction``: informative, not a constraint)."""
+    prediction = {}
+    if sol.mask is not None:
+        prediction = masked_prediction(subject.model, problem.masked_input(sol.mask), target, subject.class_names)
+    return Explanation(
+        model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
+        target=target, target_name=subject.class_names[target], confidence=float(subject.probabilities[target]),
+        status=sol.status, objective=sol.objective, lower_bound=sol.lower_bound, n_vars=n_vars, proof=sol.proof,
+        certificate=sol.certificate.summary() if sol.certificate else {"valid": False},
+        masked_prediction=prediction, ig=ig, encoding={**encoding, "backend": sol.backend},
+        timings=stages.finish(sol.timings), image=image)

@@ -9,9 +9,9 @@ from smug.encoders.network import encode_network
 from smug.ir import NetworkProblem
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation, ImageParts
-from smug.pipeline.inputs import ImageSubject, masked_prediction
+from smug.pipeline.inputs import ImageSubject
 from smug.pipeline.request import ExplainRequest
-from smug.pipeline.solve import solve_stage
+from smug.pipeline.solve import image_answer, solve_stage
 from smug.pipeline.stages import Stages
 
 
@@ -32,15 +32,6 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
         picture=subject.picture,
         saliency=pixel_mask.astype(np.float64) if found else np.zeros(grid.spatial),
         mask=sol.mask.reshape(grid.shape) if found else None, pixel_mask=pixel_mask)
-    prediction = (masked_prediction(subject.model, problem.masked_input(sol.mask), problem.target,
-                                    subject.class_names) if found else {})
-    return Explanation(
-        model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
-        target=problem.target, target_name=subject.class_names[problem.target],
-        confidence=float(subject.probabilities[problem.target]),
-        status=sol.status, objective=sol.objective, lower_bound=sol.lower_bound, n_vars=grid.n_vars,
-        proof=sol.proof, certificate=sol.certificate.summary() if sol.certificate else {"valid": False},
-        masked_prediction=prediction, ig={},
-        encoding={"layers": [list(l.weight.shape) for l in problem.layers], "delta": problem.delta,
-                  "backend": sol.backend, **sol.stats},
-        timings=stages.finish(sol.timings), image=image)
+    return image_answer(request, subject, sol, problem, problem.target, grid.n_vars, image, stages, ig={},
+                        encoding={"layers": [list(l.weight.shape) for l in problem.layers], "delta": problem.delta,
+                                  **sol.stats})

@@ -15,6 +15,9 @@
 6. Certify the combined mask exactly.  ``status`` is ``optimal`` only when every
    component was proven by the exact solver; on a timeout the best verified mask
    comes back as ``feasible`` with the best proven lower bound.
+
+The time shares and the z3 encoding are :class:`SolveOptions` (defaults: the tuned
+values; the benchmark's ablations pass others).
 """
 
 from __future__ import annotations
@@ -26,15 +29,25 @@ from typing import Callable
 import numpy as np
 
 from smug.ir import LinearForm, MaskProblem, linear_form
+from smug.solver.backends import FIRST_LAYER
 from smug.solver.certificate import Certificate, certify
-from smug.solver.components import split
+from smug.solver.components import Component, split
 from smug.solver.exact import collapsed_rows
+from smug.solver.z3_backend import Row, Z3Options, minimise, satisfies
 
-BACKENDS = ("auto", "highs", "z3")
+BACKENDS = FIRST_LAYER  # alias: the registry in smug.solver.backends owns the list
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
 EXACT_SHARE = 0.5  # "auto": share of the time left for z3 before HiGHS is asked
 HIGHS_SHARE = 0.25  # share of the time left for the HiGHS candidate when a proof follows
 CERTIFY_RESERVE = 0.5  # time kept for certify(), relative to the exact encoding's time
+
+FREE_ROW_FAILS = "a constraint reads no mask variable and fails"
+UNSATISFIABLE = "z3: component unsatisfiable"
+NO_MASK = "no verified mask before the deadline"
+CERTIFY_FAILED = "combined mask failed the exact check"
+PROVEN = ("exact: in every component the lower bound (z3 MaxSAT or cardinality search over exactly computed "
+          "constraints, or the empty mask failing exactly) equals the mask size; mask certified exactly")
+NOT_PROVEN = "not proven optimal: best verified mask and best proven lower bound"
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,49 @@ class Solution:
     def proven_optimal(self) -> bool:
         return self.status == "optimal"
 
+    @classmethod
+    def optimal(cls, mask: np.ndarray, backend: str, proof: str, certificate: Certificate | None, *,
+                components: int = 0, timings: dict[str, float] | None = None, stats: dict | None = None) -> Solution:
+        """A proven minimal ``mask``: objective and lower bound are its size."""
+        size = int(mask.sum())
+        return cls("optimal", mask, size, size, backend, proof, certificate, components,
+                   _or_empty(timings), _or_empty(stats))
+
+    @classmethod
+    def feasible(cls, mask: np.ndarray, lower_bound: int, backend: str, proof: str,
+                 certificate: Certificate | None, *, components: int = 0, timings: dict[str, float] | None = None,
+                 stats: dict | None = None) -> Solution:
+        """A verified ``mask`` (objective: its size) that is not proven minimal."""
+        return cls("feasible", mask, int(mask.sum()), lower_bound, backend, proof, certificate, components,
+                   _or_empty(timings), _or_empty(stats))
+
+    @classmethod
+    def infeasible(cls, backend: str, proof: str, *, components: int = 0, timings: dict[str, float] | None = None,
+                   stats: dict | None = None) -> Solution:
+        """Proven: no mask satisfies the problem."""
+        return cls("infeasible", None, None, 0, backend, proof, None, components, _or_empty(timings), _or_empty(stats))
+
+    @classmethod
+    def unknown(cls, backend: str, proof: str, lower_bound: int = 0, certificate: Certificate | None = None, *,
+                components: int = 0, timings: dict[str, float] | None = None, stats: dict | None = None) -> Solution:
+        """No verified mask; ``lower_bound`` is still proven."""
+        return cls("unknown", None, None, lower_bound, backend, proof, certificate, components,
+                   _or_empty(timings), _or_empty(stats))
+
+
+def _or_empty(d: dict | None) -> dict:
+    return {} if d is None else d
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Tuning of :func:`solve`; the defaults are the tuned ones (docs/benchmarks.md)."""
+
+    exact_share: float = EXACT_SHARE
+    highs_share: float = HIGHS_SHARE
+    certify_reserve: float = CERTIFY_RESERVE
+    z3: Z3Options = Z3Options()  # row encoding and MaxSAT engine
+
 
 def check_request(backend: str, backends: tuple[str, ...], timeout: float) -> None:
     """The checks every solver entry point makes on its arguments."""
@@ -63,135 +119,182 @@ def check_request(backend: str, backends: tuple[str, ...], timeout: float) -> No
         raise ValueError("timeout must be positive")
 
 
+class _Unsatisfiable(Exception):
+    """z3 proved a component unsatisfiable: the whole problem is infeasible."""
+
+
+class _Search:
+    """Per-component state: the best verified mask (``best``, where ``have``) and proven lower bounds."""
+
+    def __init__(self, n_vars: int, comps: list[Component], rows_of: list[list[Row]], options: SolveOptions,
+                 progress: Callable[[dict], None] | None, t0: float):
+        self.comps, self.rows_of, self.options = comps, rows_of, options
+        self.progress, self.t0 = progress, t0
+        self.best = np.zeros(n_vars, dtype=bool)
+        for c in comps:
+            self.best[c.vars] = True
+        self.have = [satisfies(rows, set(c.vars.tolist())) for c, rows in zip(comps, rows_of)]
+        self.lbs = [1 if any(r >= 0 for _, r in rows) else 0 for rows in rows_of]  # the empty mask fails a row
+        self.reported: tuple[int, int] | None = None  # last (size, lower bound) sent to ``progress``
+
+    @property
+    def lower_bound(self) -> int:
+        return int(sum(self.lbs))
+
+    def closed(self, n: int) -> bool:
+        """Component n has a verified mask as small as its proven lower bound."""
+        return self.have[n] and int(self.best[self.comps[n].vars].sum()) <= self.lbs[n]
+
+    def open_components(self) -> list[int]:
+        return [n for n in range(len(self.comps)) if not self.closed(n)]
+
+    def all_closed(self) -> bool:
+        return all(self.closed(n) for n in range(len(self.comps)))
+
+    def is_narrow(self, n: int) -> bool:
+        """Every row of component n compiles to clauses."""
+        return all(len(coef) <= self.options.z3.table_arity for coef, _ in self.rows_of[n])
+
+    def offer(self, n: int, mask: np.ndarray) -> bool:
+        """Whether ``mask`` passes component n exactly; kept when it is also smaller."""
+        c = self.comps[n]
+        ok = satisfies(self.rows_of[n], set(c.vars[mask].tolist()))
+        if ok and (not self.have[n] or mask.sum() < self.best[c.vars].sum()):
+            self.best[c.vars], self.have[n] = mask, True
+            self.report()
+        return ok
+
+    def exact(self, n: int, until: float) -> None:
+        """z3 on component n until ``until``; raises :class:`_Unsatisfiable` when it proves no mask exists."""
+        c = self.comps[n]
+        start = self.best[c.vars] if self.have[n] else None
+        found = minimise(self.rows_of[n], c.vars, start, until, self.lbs[n], self.options.z3)
+        if found.mask is None:
+            if found.proven:
+                raise _Unsatisfiable
+            return
+        self.best[c.vars], self.have[n] = found.mask, True
+        self.lbs[n] = max(self.lbs[n], found.lower_bound)
+        self.report()
+
+    def report(self) -> None:
+        """Tell ``progress`` when every component has a mask and the size shrank or the bound grew."""
+        if self.progress is None or not all(self.have):
+            return
+        size, lower = int(self.best.sum()), self.lower_bound
+        if self.reported is None or size < self.reported[0] or lower > self.reported[1]:
+            self.reported = (size, lower)
+            self.progress({"event": "improved", "size": size, "lower_bound": lower,
+                           "elapsed": time.perf_counter() - self.t0, "mask": self.best.copy()})
+
+
 def solve(
     problem: MaskProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True, margin: float = 1e-4,
-    progress: Callable[[dict], None] | None = None,
+    progress: Callable[[dict], None] | None = None, options: SolveOptions | None = None,
 ) -> Solution:
     """Minimal mask for ``problem`` (see the module docstring).  ``progress`` (optional) is
     called with ``{"event": "improved", "size", "lower_bound", "elapsed", "mask"}`` whenever
-    the verified mask shrinks or the proven lower bound grows."""
-    from smug.solver.z3_backend import TABLE_ARITY, minimise, satisfies
-
+    the verified mask shrinks or the proven lower bound grows.  ``options``: tuning and
+    ablations (:class:`SolveOptions`; default: the tuned values)."""
     check_request(backend, BACKENDS, timeout)
+    options = SolveOptions() if options is None else options
     t0 = time.perf_counter()
-    deadline = t0 + timeout
     timings: dict[str, float] = {}
-
     comps, free_rows = split(problem)
     all_rows = collapsed_rows(problem, np.arange(problem.n_constraints))
     timings["encode_exact"] = time.perf_counter() - t0
     # keep time for the final exact certificate (about half the exact encoding's cost)
-    deadline -= min(CERTIFY_RESERVE * timings["encode_exact"], 0.25 * timeout)
-    if any(not (0 > r) for _, r in (all_rows[i] for i in free_rows)):
-        return Solution("infeasible", None, None, 0, backend, "a constraint reads no mask variable and fails",
-                        None, len(comps), timings)
+    deadline = t0 + timeout - min(options.certify_reserve * timings["encode_exact"], 0.25 * timeout)
+    if not all(0 > all_rows[i][1] for i in free_rows):
+        return Solution.infeasible(backend, FREE_ROW_FAILS, components=len(comps), timings=timings)
 
     comps = sorted(comps, key=lambda c: len(c.vars))
-    rows_of = [[all_rows[i] for i in c.rows] for c in comps]
-    best = np.zeros(problem.n_vars, dtype=bool)
-    for c in comps:
-        best[c.vars] = True
-    # per component: is best[c.vars] a verified mask, and a proven lower bound
-    have = [satisfies(rows, set(c.vars.tolist())) for c, rows in zip(comps, rows_of)]
-    lbs = [1 if any(r >= 0 for _, r in rows) else 0 for rows in rows_of]  # the empty mask fails a row
+    search = _Search(problem.n_vars, comps, [[all_rows[i] for i in c.rows] for c in comps], options, progress, t0)
+    search.report()  # the starting mask, when every component has one
+    try:
+        have_all = _run_phases(problem, search, backend, prove, margin, deadline, timings)
+    except _Unsatisfiable:
+        return Solution.infeasible(backend, UNSATISFIABLE, components=len(comps), timings=timings)
+    if not have_all:
+        return Solution.unknown(backend, NO_MASK, components=len(comps), timings=timings)
+    return _certified(problem, search, backend, timings, t0)
 
-    reported = [None, -1]  # last (size, lower bound) sent to ``progress``
 
-    def report() -> None:
-        if progress is None or not all(have):
-            return
-        size, lower = int(best.sum()), int(sum(lbs))
-        if reported[0] is None or size < reported[0] or lower > reported[1]:
-            reported[:] = [size, lower]
-            progress({"event": "improved", "size": size, "lower_bound": lower,
-                      "elapsed": time.perf_counter() - t0, "mask": best.copy()})
-
-    def closed(n: int) -> bool:
-        return have[n] and int(best[comps[n].vars].sum()) <= lbs[n]
-
-    def offer(n: int, mask: np.ndarray) -> bool:
-        """Whether ``mask`` passes component n exactly; kept when it is also smaller."""
-        c = comps[n]
-        ok = satisfies(rows_of[n], set(c.vars[mask].tolist()))
-        if ok and (not have[n] or mask.sum() < best[c.vars].sum()):
-            best[c.vars], have[n] = mask, True
-            report()
-        return ok
-
-    def exact(n: int, until: float) -> bool:
-        """z3 on component n until ``until``; False when it proved the component unsatisfiable."""
-        c = comps[n]
-        found = minimise(rows_of[n], c.vars, best[c.vars] if have[n] else None, until, lbs[n])
-        if found.mask is None:
-            return not found.proven
-        best[c.vars], have[n] = found.mask, True
-        lbs[n] = max(lbs[n], found.lower_bound)
-        report()
-        return True
-
-    def infeasible() -> Solution:
-        return Solution("infeasible", None, None, 0, backend, "z3: component unsatisfiable", None, len(comps), timings)
-
-    report()  # the starting mask, when every component has one
+def _run_phases(problem: MaskProblem, search: _Search, backend: str, prove: bool, margin: float, deadline: float,
+                timings: dict[str, float]) -> bool:
+    """Exact-first, HiGHS candidate, proof; False when a component ends without a verified mask."""
     if backend == "auto" and prove:  # exact first where every row is a clause set
-        t1 = time.perf_counter()
-        until = t1 + EXACT_SHARE * max(0.0, deadline - t1)
-        for n, rows in enumerate(rows_of):
-            if closed(n) or any(len(coef) > TABLE_ARITY for coef, _ in rows):
-                continue
-            if time.perf_counter() >= until:
-                break
-            if not exact(n, until):
-                return infeasible()
-        timings["exact_first"] = time.perf_counter() - t1
-
-    open_ = [n for n in range(len(comps)) if not closed(n)]
+        t = time.perf_counter()
+        _exact_first(search, t + search.options.exact_share * max(0.0, deadline - t))
+        timings["exact_first"] = time.perf_counter() - t
+    open_ = search.open_components()
     if backend in ("auto", "highs") and open_:
-        from smug.solver.highs_backend import solve_milp
+        t = time.perf_counter()
+        share = search.options.highs_share if prove else 1.0  # without a proof HiGHS may take all the time
+        _highs_candidate(problem, search, open_, t + share * max(0.0, deadline - t), margin)
+        timings["highs"] = time.perf_counter() - t
+    t = time.perf_counter()
+    have_all = _prove(search, open_, deadline, keep_candidates=not prove and backend != "z3")
+    if have_all:
+        timings["prove"] = time.perf_counter() - t
+    return have_all
 
-        t1 = time.perf_counter()
-        until = t1 + (HIGHS_SHARE if prove else 1.0) * max(0.0, deadline - t1)
-        rows = np.concatenate([comps[n].rows for n in open_])
-        cols = np.concatenate([comps[n].vars for n in open_])
-        form = linear_form(problem)
-        sub = LinearForm(A=form.A[rows][:, cols].tocsr(), const=form.const[rows], rhs=form.rhs[rows])
-        where = {int(j): t for t, j in enumerate(cols)}
-        for attempt in range(3):
-            res = solve_milp(sub, max(0.01, until - time.perf_counter()), margin * 10**attempt, start=best[cols])
-            if res.mask is None:
-                continue
-            passed = [offer(n, res.mask[[where[int(j)] for j in comps[n].vars]]) for n in open_]
-            if all(passed) or time.perf_counter() >= until:  # else: a larger margin
-                break
-        timings["highs"] = time.perf_counter() - t1
 
-    t2 = time.perf_counter()
+def _exact_first(search: _Search, until: float) -> None:
+    """z3 on the components whose rows all compile to clauses, smallest first, until ``until``."""
+    for n in range(len(search.comps)):
+        if search.closed(n) or not search.is_narrow(n):
+            continue
+        if time.perf_counter() >= until:
+            break
+        search.exact(n, until)
+
+
+def _highs_candidate(problem: MaskProblem, search: _Search, open_: list[int], until: float, margin: float) -> None:
+    """HiGHS on the open components at once; each component keeps the candidate where it passes
+    exactly.  A candidate failing somewhere is retried with a 10x larger margin (3 tries)."""
+    from smug.solver.highs_backend import solve_milp
+
+    comps = search.comps
+    rows = np.concatenate([comps[n].rows for n in open_])
+    cols = np.concatenate([comps[n].vars for n in open_])
+    form = linear_form(problem)
+    sub = LinearForm(A=form.A[rows][:, cols].tocsr(), const=form.const[rows], rhs=form.rhs[rows])
+    where = {int(j): t for t, j in enumerate(cols)}
+    for attempt in range(3):
+        res = solve_milp(sub, max(0.01, until - time.perf_counter()), margin * 10**attempt, start=search.best[cols])
+        if res.mask is None:
+            continue
+        passed = [search.offer(n, res.mask[[where[int(j)] for j in comps[n].vars]]) for n in open_]
+        if all(passed) or time.perf_counter() >= until:
+            break
+
+
+def _prove(search: _Search, open_: list[int], deadline: float, keep_candidates: bool) -> bool:
+    """z3 on every open component until ``deadline`` (``keep_candidates``: only where HiGHS
+    left no verified mask); False when a component ends without one."""
     for n in open_:
-        if closed(n) or (not prove and backend != "z3" and have[n]):
+        if search.closed(n) or (keep_candidates and search.have[n]):
             continue
-        if have[n] and time.perf_counter() >= deadline:  # out of time: keep its verified mask
+        if search.have[n] and time.perf_counter() >= deadline:  # out of time: keep its verified mask
             continue
-        if not exact(n, deadline):
-            return infeasible()
-        if not have[n]:
-            return Solution("unknown", None, None, 0, backend, "no verified mask before the deadline",
-                            None, len(comps), timings)
-    proven_all = all(closed(n) for n in range(len(comps)))
-    lower = sum(lbs)
-    timings["prove"] = time.perf_counter() - t2
+        search.exact(n, deadline)
+        if not search.have[n]:
+            return False
+    return True
 
-    t3 = time.perf_counter()
-    cert = certify(problem, best)
-    timings["certify"] = time.perf_counter() - t3
+
+def _certified(problem: MaskProblem, search: _Search, backend: str, timings: dict[str, float],
+               t0: float) -> Solution:
+    """The combined mask, certified exactly: ``optimal`` when every component is closed."""
+    proven_all, lower = search.all_closed(), search.lower_bound
+    t = time.perf_counter()
+    cert = certify(problem, search.best)
+    timings["certify"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
+    common = dict(components=len(search.comps), timings=timings)
     if not cert.valid:  # cannot happen unless a component check above is wrong
-        return Solution("unknown", None, None, lower, backend, "combined mask failed the exact check",
-                        cert, len(comps), timings)
-    status = "optimal" if proven_all else "feasible"
-    proof = (
-        "exact: in every component the lower bound (z3 MaxSAT or cardinality search over exactly computed "
-        "constraints, or the empty mask failing exactly) equals the mask size; mask certified exactly"
-        if proven_all else "not proven optimal: best verified mask and best proven lower bound"
-    )
-    return Solution(status, best, int(best.sum()), lower if not proven_all else int(best.sum()), backend,
-                    proof, cert, len(comps), timings)
+        return Solution.unknown(backend, CERTIFY_FAILED, lower, cert, **common)
+    if proven_all:
+        return Solution.optimal(search.best, backend, PROVEN, cert, **common)
+    return Solution.feasible(search.best, lower, backend, NOT_PROVEN, cert, **common)

@@ -17,10 +17,13 @@ and upper bounds meet, so the mask is proven minimal.  Every model z3 reports on
 way is checked exactly, so a timeout still leaves the best verified mask.  On the
 Siamese-cat Lite0 problem (2,276 rows) this proves the optimum in 0.3 s where a
 cardinality search (``AtMost``) did not finish in 60 s.  On the hard 7x7 family
-(:mod:`smug.encoders.hard_instances`, k = 3000, gamma = 0) compiling the 9-block rows
+(:mod:`smug.bench.hard_instances`, k = 3000, gamma = 0) compiling the 9-block rows
 too (they were LRA, and the cardinality search ran out of time at 120 s) and using
 the minimal CNF (one clause per failing assignment: 8 s) brought the proof to about
 1 s (docs/benchmarks.md).
+
+:class:`Z3Options` carries these choices explicitly (the benchmark's ablations pass
+others; nothing is patched).
 """
 
 from __future__ import annotations
@@ -125,14 +128,37 @@ def clause_holds(clause: Clause, on) -> bool:
     return any((j in on) == value for j, value in clause)
 
 
-def hard_constraints(z3, rows: list[Row], m: dict) -> list:
-    """The rows as exact z3 constraints (minimal clauses where narrow, LRA where wide)."""
+@dataclass(frozen=True)
+class Z3Options:
+    """How rows reach z3 and which MaxSAT engine runs; the defaults are the tuned ones,
+    anything else is an ablation (bench/hard_first_layer.py)."""
+
+    table_arity: int = TABLE_ARITY  # rows over more variables stay LRA
+    minimal_cnf: bool = True  # False: one blocking clause per failing assignment
+    maxsat_engine: str = MAXSAT_ENGINE
+
+
+def blocking_clauses(coef: dict[int, Fraction], r: Fraction) -> list[Clause]:
+    """One clause per failing assignment of the row's variables (not minimal; an ablation)."""
+    return [tuple((j, not value) for j, value in bad.items()) for bad in failing_assignments(coef, r)]
+
+
+def _z3_clause(z3, clause: Clause, m: dict, bare_unit: bool = True):
+    """``Or`` of the clause's literals; a unit clause is its bare literal unless ``bare_unit`` is
+    False (the ablation's terms, exactly as before issue 3)."""
+    lits = [m[j] if value else z3.Not(m[j]) for j, value in clause]
+    if not lits:
+        return z3.BoolVal(False)
+    return lits[0] if bare_unit and len(lits) == 1 else z3.Or(lits)
+
+
+def hard_constraints(z3, rows: list[Row], m: dict, options: Z3Options = Z3Options()) -> list:
+    """The rows as exact z3 constraints (clauses where narrow, LRA where wide)."""
+    clauses = threshold_clauses if options.minimal_cnf else blocking_clauses
     out = []
     for coef, r in rows:
-        if len(coef) <= TABLE_ARITY:
-            for clause in threshold_clauses(coef, r):
-                lits = [m[j] if value else z3.Not(m[j]) for j, value in clause]
-                out.append(z3.Or(lits) if len(lits) > 1 else lits[0] if lits else z3.BoolVal(False))
+        if len(coef) <= options.table_arity:
+            out += [_z3_clause(z3, clause, m, options.minimal_cnf) for clause in clauses(coef, r)]
         else:
             terms = [z3.If(m[j], _real(z3, a), z3.RealVal(0)) for j, a in coef.items()]
             out.append(z3.Sum(terms) > _real(z3, r))
@@ -158,7 +184,7 @@ class _Best:
 
 
 def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, deadline: float,
-             lower_bound: int = 0) -> SearchResult:
+             lower_bound: int = 0, options: Z3Options = Z3Options()) -> SearchResult:
     """Smallest mask over ``variables`` satisfying ``rows``; proven when the search finishes."""
     import z3
 
@@ -170,12 +196,12 @@ def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, d
     def read(model) -> np.ndarray:
         return np.array([z3.is_true(model.eval(m[j], model_completion=True)) for j in variables])
 
-    hard = hard_constraints(z3, rows, m)
-    if best.mask is not None and any(len(coef) > TABLE_ARITY for coef, _ in rows):
+    hard = hard_constraints(z3, rows, m, options)
+    if best.mask is not None and any(len(coef) > options.table_arity for coef, _ in rows):
         lb = ascend(z3, hard, [m[j] for j in variables], lower_bound, best.size,
                     lambda model: best.offer(read(model)), deadline)
     else:
-        lb = _maxsat(z3, hard, m, variables, best, read, deadline, lower_bound)
+        lb = _maxsat(z3, hard, m, variables, best, read, deadline, lower_bound, options.maxsat_engine)
         if lb is None:
             return SearchResult(None, lower_bound, True, time.perf_counter() - t0)
     proven = best.mask is not None and best.size() <= lb
@@ -194,14 +220,15 @@ def _check(solver, deadline: float):
         timer.cancel()
 
 
-def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int) -> int | None:
+def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int,
+            engine: str = MAXSAT_ENGINE) -> int | None:
     """Core-guided MaxSAT (one soft ``not m_j`` each); None when the rows are unsatisfiable."""
     remaining = deadline - time.perf_counter()
     if remaining <= 0:
         return lb
     opt = z3.Optimize()
     opt.set("timeout", max(1, int(remaining * 1000)))
-    opt.set("maxsat_engine", MAXSAT_ENGINE)
+    opt.set("maxsat_engine", engine)
     opt.add(*hard)
     handle = None
     for j in variables:

@@ -9,7 +9,10 @@ import numpy as np
 from smug.bench.hard_instances import hard_first_layer
 from smug.pipeline.isolation import solve_isolated
 from smug.solver.certificate import certify
+from smug.solver.network_solve import solve_network
 from smug.solver.solve import solve
+
+from _reference import random_network, reference_minimum
 
 PROBLEM = hard_first_layer(size=48, k=200)
 
@@ -70,3 +73,31 @@ def test_portfolio_races_the_registry_backends_and_proves():
     sol = solve_isolated(PROBLEM, "portfolio", 30.0)
     assert sol.status == "optimal" and sol.backend.startswith("portfolio:") and sol.certificate.valid
     assert sol.objective == solve(PROBLEM, timeout=30).objective
+
+
+def _crashing(problem, backend, timeout, progress):
+    if backend == "highs":
+        import os
+
+        os._exit(134)  # what a z3 or HiGHS abort looks like to the parent
+    if backend == "z3":
+        raise MemoryError("solver blew up")
+    return solve_network(problem, backend, timeout, progress=progress)
+
+
+def _all_crash(problem, backend, timeout, progress):
+    import os
+
+    os._exit(134)
+
+
+def test_whole_network_portfolio_proves_and_survives_crashing_members():
+    p = random_network(5)
+    sol = solve_isolated(p, "portfolio", 30.0)
+    assert sol.status == "optimal" and sol.backend.startswith("portfolio:")
+    assert sol.objective == reference_minimum(p) and sol.certificate.valid
+    p = random_network(6)
+    sol = solve_isolated(p, "portfolio", 30.0, solver=_crashing)
+    assert sol.status == "optimal" and sol.backend == "portfolio:enum" and sol.objective == reference_minimum(p)
+    lost = solve_isolated(p, "portfolio", 5.0, solver=_all_crash)
+    assert lost.status == "unknown" and lost.mask is None and "signal" not in lost.proof and "exit code 134" in lost.proof

@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
-from smug.ir import MaskProblem
+from smug.ir import DenseLayer, MaskProblem, NetworkProblem
 
 def F(v) -> Fraction:
     return Fraction(float(v))
@@ -214,3 +214,42 @@ def random_problem(
     return make_problem(W, x, baseline, group, gamma, bias=bias,
                         names=[f"m_r0_c{j}" for j in range(n_vars)],
                         row_names=[f"neuron_{seed}_{i}" for i in range(n_rows)])
+
+
+# ---- whole networks (paper 003 Appendix A) ----------------------------------------------
+def reference_logits(problem, mask):
+    """Plain Fraction forward pass of the masked input."""
+    v = [Fraction(float(a)) for a in problem.masked_input(mask)]
+    for layer in problem.layers:
+        W = layer.weight.toarray()
+        v = [sum((Fraction(float(w)) * h for w, h in zip(row, v)), Fraction(float(b)))
+             for row, b in zip(W, layer.bias)]
+        if layer.relu:
+            v = [max(q, Fraction(0)) for q in v]
+    return v
+
+
+def reference_minimum(problem):
+    for k in range(problem.n_vars + 1):
+        for on in itertools.combinations(range(problem.n_vars), k):
+            mask = np.zeros(problem.n_vars, bool)
+            mask[list(on)] = True
+            z = reference_logits(problem, mask)
+            t = problem.target
+            if all(z[t] - z[j] > Fraction(problem.delta) for j in range(len(z)) if j != t):
+                return k
+    return None
+
+
+def random_network(seed, n_vars=7, hidden=6, classes=3, delta=0.0):
+    r = np.random.default_rng(seed)
+    n_in = n_vars * 2
+    W1, W2 = r.normal(size=(hidden, n_in)), r.normal(size=(classes, hidden))
+    b1, b2 = r.normal(size=hidden) * 0.5, r.normal(size=classes) * 0.5
+    layers = (DenseLayer(sp.csr_matrix(W1), b1, True), DenseLayer(sp.csr_matrix(W2), b2, False))
+    x = r.uniform(0, 1, n_in)
+    x[r.random(n_in) < 0.2] = 0.0  # some entries equal the baseline
+    group = np.repeat(np.arange(n_vars), 2)
+    probe = NetworkProblem(layers, x, np.zeros(n_in), group, tuple(f"m{j}" for j in range(n_vars)), 0, delta)
+    target = int(np.argmax(probe.forward(x)))
+    return NetworkProblem(layers, x, np.zeros(n_in), group, probe.var_names, target, delta)

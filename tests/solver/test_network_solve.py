@@ -3,51 +3,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
-from smug.ir import DenseLayer, NetworkProblem
 from smug.solver.certificate import certify_network, exact_logits
 from smug.solver.network_bounds import interval_bounds
 from smug.solver.network_solve import NETWORK_BACKENDS, solve_network
-from smug.solver.portfolio import run_portfolio
 
-
-def reference_logits(problem, mask):
-    """Plain Fraction forward pass of the masked input."""
-    v = [Fraction(float(a)) for a in problem.masked_input(mask)]
-    for layer in problem.layers:
-        W = layer.weight.toarray()
-        v = [sum((Fraction(float(w)) * h for w, h in zip(row, v)), Fraction(float(b)))
-             for row, b in zip(W, layer.bias)]
-        if layer.relu:
-            v = [max(q, Fraction(0)) for q in v]
-    return v
-
-
-def reference_minimum(problem):
-    for k in range(problem.n_vars + 1):
-        for on in itertools.combinations(range(problem.n_vars), k):
-            mask = np.zeros(problem.n_vars, bool)
-            mask[list(on)] = True
-            z = reference_logits(problem, mask)
-            t = problem.target
-            if all(z[t] - z[j] > Fraction(problem.delta) for j in range(len(z)) if j != t):
-                return k
-    return None
-
-
-def random_network(seed, n_vars=7, hidden=6, classes=3, delta=0.0):
-    r = np.random.default_rng(seed)
-    n_in = n_vars * 2
-    W1, W2 = r.normal(size=(hidden, n_in)), r.normal(size=(classes, hidden))
-    b1, b2 = r.normal(size=hidden) * 0.5, r.normal(size=classes) * 0.5
-    layers = (DenseLayer(sp.csr_matrix(W1), b1, True), DenseLayer(sp.csr_matrix(W2), b2, False))
-    x = r.uniform(0, 1, n_in)
-    x[r.random(n_in) < 0.2] = 0.0  # some entries equal the baseline
-    group = np.repeat(np.arange(n_vars), 2)
-    probe = NetworkProblem(layers, x, np.zeros(n_in), group, tuple(f"m{j}" for j in range(n_vars)), 0, delta)
-    target = int(np.argmax(probe.forward(x)))
-    return NetworkProblem(layers, x, np.zeros(n_in), group, probe.var_names, target, delta)
+from _reference import random_network, reference_logits, reference_minimum
 
 
 def test_exact_logits_equal_the_plain_fraction_forward():
@@ -109,56 +70,9 @@ def test_mnist_backends_agree_and_masks_keep_the_class(mnist, mnist_test_split):
             assert int(mnist.logits(masked[None])[0].argmax()) == p.target
 
 
-def test_portfolio_returns_the_first_proven_optimum():
-    p = random_network(5)
-    sol = run_portfolio(solve_network, p, ("highs", "enum", "z3"), timeout=30)
-    assert sol.status == "optimal" and sol.backend.startswith("portfolio:")
-    assert sol.objective == reference_minimum(p) and sol.certificate.valid
-
-
-def _crashing_backend(problem, backend, timeout):
-    if backend == "boom":
-        import os
-
-        os._exit(134)  # what a z3 abort looks like to the parent
-    if backend == "raise":
-        raise MemoryError("solver blew up")
-    return solve_network(problem, backend, timeout)
-
-
-def test_portfolio_survives_crashing_backends():
-    p = random_network(6)
-    sol = run_portfolio(_crashing_backend, p, ("boom", "raise", "enum"), timeout=30)
-    assert sol.status == "optimal" and sol.backend == "portfolio:enum"
-    lost = run_portfolio(_crashing_backend, p, ("boom", "raise"), timeout=5)
-    assert lost.status == "unknown" and lost.mask is None
-
-
 def test_bad_arguments():
     p = random_network(0)
     with pytest.raises(ValueError, match="backend"):
         solve_network(p, "cplex")
     with pytest.raises(ValueError, match="timeout"):
         solve_network(p, "auto", timeout=0)
-
-
-def _hog(problem, backend, timeout):
-    if backend == "hog":
-        return bytearray(4 * 2**30)  # 4 GiB, over the cap
-    if backend == "hang":
-        import time
-
-        time.sleep(600)
-    return solve_network(problem, backend, timeout)
-
-
-def test_isolated_solver_memory_blowup_and_hang_do_not_take_the_caller_down():
-    from smug.solver.portfolio import run_isolated
-
-    p = random_network(7)
-    blown = run_isolated(_hog, p, "hog", timeout=20, memory_mb=256)
-    assert blown.status == "unknown" and "MemoryError" in blown.proof
-    hung = run_portfolio(_hog, p, ("hang",), timeout=0.5, grace=0.5)
-    assert hung.status == "unknown" and hung.mask is None
-    fine = run_isolated(_hog, p, "enum", timeout=20, memory_mb=256)
-    assert fine.status == "optimal" and fine.certificate.valid

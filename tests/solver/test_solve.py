@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import pytest
 
 import smug.solver.z3_backend as z3_backend
-from smug.ir import linear_form
 from smug.solver.components import split
 from smug.solver.exact import collapsed_rows
 from smug.solver.solve import BACKENDS, solve
