@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from smug.bench.common import ROOT, add_doc_args, invocation, write_section
+from smug.solver.backends import FIRST_LAYER
 from smug.solver.solve import SolveOptions
 from smug.solver.z3_backend import Z3Options
 
-BACKENDS = ("auto", "highs", "z3")
+BACKENDS = FIRST_LAYER
 ABLATIONS = {"z3-pre3": "z3 pre-issue-3", "z3-table": "z3 one clause per failing assignment",
              "z3-maxres": "z3 maxres engine"}
 NAMES = {**{b: f"`{b}`" for b in BACKENDS}, **ABLATIONS}

@@ -22,8 +22,11 @@ from smug.bench.common import add_doc_args, invocation, parser, publish, table
 from smug.bench.datasets import mnist_split
 from smug.encoders.network import encode_network
 from smug.models.zoo import load_model
-from smug.solver.network_solve import solve_network
 from smug.pipeline.isolation import solve_isolated
+from smug.solver.backends import backends
+from smug.solver.network_solve import solve_network
+
+NETWORK_BACKENDS = backends("whole-network")  # auto, highs, enum, z3, portfolio
 
 TITLE = "Whole-network MNIST masks (issue 3)"
 
@@ -37,7 +40,7 @@ def run(n: int, timeout: float, z3_images: int) -> dict:
         row = {"index": i, "label": int(y_test[i]), "pred": int(model.logits(x[None])[0].argmax())}
         for window in (1, 4):
             p = encode_network(model, x, window=window)
-            for backend in ("auto", "enum", "highs", "z3", "portfolio"):
+            for backend in NETWORK_BACKENDS:
                 if backend == "z3" and window == 1 and i >= z3_images:
                     continue
                 t = time.perf_counter()
@@ -68,7 +71,7 @@ def markdown(res: dict) -> str:
            "'onnx' counts masked inputs that onnxruntime still assigns the predicted class.", ""]
     lines = []
     for window in (1, 4):
-        for backend in ("auto", "enum", "highs", "z3", "portfolio"):
+        for backend in NETWORK_BACKENDS:
             cells = [r[f"{backend}/{window}"] for r in rows if f"{backend}/{window}" in r]
             if not cells:
                 continue

@@ -22,7 +22,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from smug.pipeline import Explanation
-from smug.proto.wire import explanation_from_proto, from_tensor, message
+from smug.proto.wire import ModelInfo, explanation_from_proto, from_tensor, message, model_info_from_proto
 
 Source = str | os.PathLike | bytes | np.ndarray | None
 
@@ -34,18 +34,6 @@ class RemoteError(ValueError):
         super().__init__(f"{getattr(code, 'name', code)}: {message}")
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    aliases: tuple[str, ...]
-    input_shape: tuple[int, ...]
-    n_classes: int
-    description: str
-    zoo: bool
-    size_bytes: int
-    whole_network: bool
 
 
 @dataclass(frozen=True)
@@ -172,10 +160,11 @@ class Client:
     def register_model(self, onnx: bytes | str | os.PathLike, name: str = "") -> ModelInfo:
         """Upload an ONNX model (bytes or a file path); its id is the sha256 of the bytes."""
         data = bytes(onnx) if isinstance(onnx, (bytes, bytearray)) else Path(onnx).read_bytes()
-        return _info(self._call(self.stub.RegisterModel, self.pb.RegisterModelRequest(onnx=data, name=name)))
+        request = self.pb.RegisterModelRequest(onnx=data, name=name)
+        return model_info_from_proto(self._call(self.stub.RegisterModel, request))
 
     def list_models(self) -> list[ModelInfo]:
-        return [_info(m) for m in self._call(self.stub.ListModels, self.pb.ListModelsRequest()).models]
+        return [model_info_from_proto(m) for m in self._call(self.stub.ListModels, self.pb.ListModelsRequest()).models]
 
     def health(self, service: str = "", deadline: float = 5.0) -> str:
         """The server's health status name (``SERVING``, ``NOT_SERVING``, ...)."""
@@ -184,11 +173,6 @@ class Client:
         stub = health_pb2_grpc.HealthStub(self.channel)
         r = self._call(stub.Check, health_pb2.HealthCheckRequest(service=service), deadline)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
-
-
-def _info(m) -> ModelInfo:
-    return ModelInfo(m.id, tuple(m.aliases), tuple(m.input_shape), m.n_classes, m.description, m.zoo,
-                     m.size_bytes, m.whole_network)
 
 
 def explain_with_progress(client: Client, source: Source, model: str, out: IO[str] | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -23,6 +23,32 @@ DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool
 PARAMS = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
 TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
            "base_saliency": "base_saliency", "picture": "image"}  # ImageParts field -> response field
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a server tells about a model it knows (``smug.v1.ModelInfo``)."""
+
+    id: str  # sha256 of the ONNX bytes
+    aliases: tuple[str, ...]
+    input_shape: tuple[int, ...]
+    n_classes: int
+    description: str
+    zoo: bool
+    size_bytes: int
+    whole_network: bool  # the whole network can be encoded (method "whole-network")
+    kind: str = "image"  # "text": token ids in, one rating out
+
+
+def model_info_to_proto(pb, info: ModelInfo):
+    return pb.ModelInfo(id=info.id, aliases=list(info.aliases), input_shape=list(info.input_shape),
+                        n_classes=info.n_classes, description=info.description, zoo=info.zoo,
+                        size_bytes=info.size_bytes, whole_network=info.whole_network)
+
+
+def model_info_from_proto(m) -> ModelInfo:
+    return ModelInfo(m.id, tuple(m.aliases), tuple(m.input_shape), m.n_classes, m.description, m.zoo,
+                     m.size_bytes, m.whole_network)
 
 
 class WireError(ValueError):
@@ -184,5 +210,5 @@ def explanation_from_proto(r, origin: dict | None = None) -> Explanation:
                                                 **(origin or {})})
 
 
-__all__ = ["WireError", "explanation_from_proto", "explanation_to_proto", "from_tensor", "input_of", "message",
+__all__ = ["ModelInfo", "WireError", "model_info_from_proto", "model_info_to_proto", "explanation_from_proto", "explanation_to_proto", "from_tensor", "input_of", "message",
            "request_fields", "request_to_proto", "to_tensor"]

@@ -18,21 +18,15 @@ from pathlib import Path
 from typing import Callable
 
 from smug.pipeline.models import zoo_catalog
+from smug.proto.wire import ModelInfo
 from smug.server.errors import ServiceError, invalid
 
 
 @dataclass(frozen=True)
-class ModelRecord:
-    id: str  # sha256 of the ONNX bytes
-    aliases: tuple[str, ...]
-    input_shape: tuple[int, ...]
-    n_classes: int
-    description: str
-    zoo: bool
-    size_bytes: int
-    whole_network: bool
-    source: str  # what the worker loads: a zoo name or the stored file's path
-    kind: str = "image"  # "text": token ids in (smug.clients.text)
+class ModelRecord(ModelInfo):
+    """A model the server knows, and where its worker loads it from (never sent to clients)."""
+
+    source: str = ""  # a zoo name or the stored file's path
 
 
 Inspect = Callable[[dict], dict]  # a worker job: {"source", "zoo"} -> facts

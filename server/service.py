@@ -16,8 +16,8 @@ from smug.proto import load
 from smug.server.config import ServerConfig
 from smug.pipeline import Deadline, ExplainRequest, RequestError
 from smug.pipeline.models import InputError, check_model_input
-from smug.proto.wire import WireError, explanation_to_proto, input_of, request_fields, to_tensor
-from smug.server.convert import model_info
+from smug.proto.wire import (WireError, explanation_to_proto, input_of, model_info_to_proto, request_fields,
+                             to_tensor)
 from smug.server.errors import ServiceError, invalid
 from smug.server.pool import Job, WorkerPool
 from smug.server.registry import ModelRegistry
@@ -206,13 +206,14 @@ class SmugService(pb_grpc.SmugServicer):
                                                          f"the upload cap is {self.config.max_upload_mb} MB")
             rec = self.registry.register(bytes(request.onnx), request.name)
             call.log["model"] = rec.id
-            return model_info(pb, rec)
+            return model_info_to_proto(pb, rec)
 
         return self._guard(call, body)
 
     def ListModels(self, request, context):
         call = Call("ListModels", context)
-        return self._guard(call, lambda: pb.ListModelsResponse(models=[model_info(pb, r) for r in self.registry.list()]))
+        return self._guard(call, lambda: pb.ListModelsResponse(
+            models=[model_info_to_proto(pb, r) for r in self.registry.list()]))
 
     def Explain(self, request, context):
         call = Call("Explain", context, request.model)
