@@ -49,8 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="first-layer: auto|highs|z3|portfolio; whole network: also enum")
     ex.add_argument("--delta", type=float, default=None, help="whole network: logit margin to keep, >= 0")
+    ex.add_argument("--keep-class", action="store_true",
+                    help="refine SMUG's constraints until the masked input keeps the decision (reports every step)")
     ex.add_argument("--min-confidence", type=float, default=None,
-                    help="whole network: also keep softmax(target) >= this (via a sufficient margin)")
+                    help="whole network or --keep-class: also keep softmax(target) (text: the explained score) "
+                         ">= this")
     ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
@@ -103,7 +106,7 @@ def requests_of(a: argparse.Namespace, method: str | None = None) -> list[Explai
     """Every request the command line asks for, all validated before any runs."""
     method = method or _method(a)
     params = {**_params(a), "backend": getattr(a, "backend", "auto"), "timeout": getattr(a, "timeout", 60.0),
-              "target": a.target, "method": method}
+              "target": a.target, "method": method, "keep_class": getattr(a, "keep_class", False)}
     texts = _texts(a)
     if texts is None:
         return [ExplainRequest.build(a.image, a.model, **params)]
@@ -120,7 +123,9 @@ def requests_of(a: argparse.Namespace, method: str | None = None) -> list[Explai
 
 def summary(e: Explanation, out: str) -> dict:
     """The one JSON object the command prints for an explanation (local or remote)."""
-    s = {"method": e.method, "status": e.status, "target": f"{e.target} {e.target_name} ({e.confidence:.3f})"}
+    s = {"method": e.method, "status": e.status, "keeps_class": e.keeps_class,
+         "masked_confidence": e.masked_confidence,
+         "target": f"{e.target} {e.target_name} ({e.confidence:.3f})"}
     if e.text is not None:
         s.update(explains=e.ig.get("score"), words=f"{e.objective} of {len(e.text.words)}",
                  mask_words=e.selected_words("smug") if e.word_mask is not None else None,
@@ -142,8 +147,9 @@ def _explain(a: argparse.Namespace) -> int:
     else:
         explanations = [run(r) for r in requests]
     for i, e in enumerate(explanations, start=1):
-        for w in e.warnings:
-            print(f"smug: warning: {'' if len(explanations) == 1 else f'line {i}: '}{w}", file=sys.stderr)
+        where = "" if len(explanations) == 1 else f"line {i}: "
+        for w in (*e.warnings, *lost_decision(e)):
+            print(f"smug: warning: {where}{w}", file=sys.stderr)
     if explanations[0].text is not None:
         save_texts(explanations, a.out)
     else:
@@ -151,6 +157,17 @@ def _explain(a: argparse.Namespace) -> int:
     shown = [summary(e, a.out) for e in explanations]
     print(json.dumps(shown[0] if len(shown) == 1 else {"texts": shown, "out": a.out}, indent=2))
     return 0 if all(e.status in ("optimal", "feasible", "map") for e in explanations) else 1
+
+
+def lost_decision(e: Explanation) -> list[str]:
+    """One warning when the masked input loses the decision (the mask is minimal, not sufficient)."""
+    if e.keeps_class is not False:
+        return []
+    what = "its rating changes side" if e.text is not None else (
+        f"class {e.target} ({e.target_name}) is no longer predicted")
+    return [f"the mask does not keep the decision: on the masked input {what} "
+            f"(target confidence {e.masked_confidence:.3f}); it is minimal for SMUG's constraints, not sufficient "
+            f"for the decision{'' if e.request.get('keep_class') else ' (try --keep-class)'}"]
 
 
 def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
@@ -162,7 +179,8 @@ def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
     params = {k: v for k, v in _params(a).items() if v is not None}
     with Client(a.server, token=os.environ.get("SMUG_TOKEN") or None) as client:
         return explain_with_progress(client, a.image, a.model, text=text, method=request.method,
-                                     backend=a.backend, timeout=a.timeout, target=a.target, **params)
+                                     backend=a.backend, timeout=a.timeout, target=a.target,
+                                     keep_class=a.keep_class or None, **params)
 
 
 def _compare(a: argparse.Namespace) -> int:

@@ -112,14 +112,14 @@ class Client:
                 window: int | None = None, form: str | None = None, baseline: float | None = None,
                 ig_steps: int | None = None, backend: str | None = None, timeout: float | None = None,
                 target: int | None = None, delta: float | None = None, min_confidence: float | None = None,
-                deadline: float | None = None) -> Explanation:
+                keep_class: bool | None = None, deadline: float | None = None) -> Explanation:
         """Like :func:`smug.pipeline.explain` (``method``: smug, whole-network or a baseline
         name), computed by the server.  ``source``: an image file path or its bytes (zoo
         models), a model-space array, or None (the zoo model's demo input).  Unset
         parameters take the pipeline's defaults."""
         params = dict(method=method, top_k=top_k, gamma=gamma, window=window, form=form, baseline=baseline,
                       ig_steps=ig_steps, backend=backend, timeout=timeout, target=target, delta=delta,
-                      min_confidence=min_confidence)
+                      min_confidence=min_confidence, keep_class=keep_class)
         r = self._call(self.stub.Explain, self._request(source, model, text, params), deadline or self.deadline)
         return self._explanation(r)
 

@@ -137,6 +137,18 @@ class Explanation:
         return None if self.pixel_mask is None else float(np.mean(self.pixel_mask))
 
     @property
+    def keeps_class(self) -> bool | None:
+        """Whether the masked input keeps the decision (None without a mask): the target stays the
+        prediction (text: the rating stays on its side of 0.5).  Minimal for its constraints is not
+        the same as sufficient for the decision; see ``smug.pipeline.keep_class``."""
+        return self.masked_prediction.get("keeps_class")
+
+    @property
+    def masked_confidence(self) -> float | None:
+        """The target's probability (text: the rating) on the masked input."""
+        return self.masked_prediction.get("target_confidence")
+
+    @property
     def request_id(self) -> str:
         return self.origin.get("request_id", "")
 
@@ -157,6 +169,8 @@ class Explanation:
                 out[name] = getattr(self, name)
         out["warnings"] = list(self.warnings)
         out["config"] = self.config
+        out["keeps_class"] = self.keeps_class
+        out["masked_confidence"] = self.masked_confidence
         out["modality"] = self.modality
         out["mask_fraction"] = self.mask_fraction
         if self.image is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,9 +126,16 @@ def load_text(request: ExplainRequest) -> TextSubject:
     return TextSubject(model, tok, tokenize(tok, text))
 
 
-def masked_prediction(model: OnnxModel, masked: np.ndarray, target: int, names: list[str]) -> dict:
-    """The model's forward pass on the masked input (informative, not a constraint)."""
-    p = softmax(model.logits(masked.reshape(model.input_shape)[None].astype(np.float32))[0])
+def masked_prediction(model: OnnxModel, masked: np.ndarray, target: int, names: list[str],
+                      min_confidence: float | None = None) -> dict:
+    """The model's forward pass (onnxruntime, float32) on the masked input: its class, the
+    target's probability, the logit margin of the target over the runner-up, and whether
+    the decision is kept (the target stays the prediction, with ``min_confidence`` if given)."""
+    z = model.logits(masked.reshape(model.input_shape)[None].astype(np.float32))[0].astype(np.float64)
+    p = softmax(z)
     top = int(p.argmax())
-    return {"class": top, "name": names[top], "confidence": float(p[top]),
-            "target_confidence": float(p[target]), "keeps_class": top == target}
+    others = np.delete(z, target)
+    margin = float(z[target] - others.max()) if others.size else math.inf
+    keeps = top == target and (min_confidence is None or float(p[target]) >= min_confidence)
+    return {"class": top, "name": names[top], "confidence": float(p[top]), "target_confidence": float(p[target]),
+            "keeps_class": bool(keeps), "margin": margin, "forward": "onnxruntime float32"}

@@ -26,6 +26,7 @@ import numpy as np
 from smug.encoders.network import NetworkConfig
 from smug.encoders.smug import SmugConfig
 from smug.encoders.text import TextSmugConfig
+from smug.pipeline.keep_class import KeepClass
 from smug.solver.backends import all_backends, backends, check_backend
 
 SMUG = "smug"  # first-layer SMUG (paper 003 Eq. 3); "first-layer" is accepted as a synonym
@@ -119,17 +120,21 @@ class ExplainRequest:
     target: int | None = None
     timeout: float = 60.0  # solver seconds (the deadline, if sooner, caps it)
     name: str | None = None  # a job name (batch manifests)
+    keep: KeepClass | None = None  # keep-class mode (smug.pipeline.keep_class); None: plain SMUG
 
     @classmethod
     def build(cls, input: Any = None, model: str = "efficientnet-lite0", *, text: str | bytes | None = None,
               method: str = SMUG, backend: str = "auto", target: int | None = None, timeout: float = 60.0,
-              name: str | None = None, **params) -> "ExplainRequest":
-        """A validated request; ``params`` are the method's parameters (None: its default)."""
+              name: str | None = None, keep_class: bool = False, **params) -> "ExplainRequest":
+        """A validated request; ``params`` are the method's parameters (None: its default).
+        ``keep_class``: refine the constraints until the masked input keeps the decision
+        (first-layer SMUG and text; ``min_confidence`` then applies to that check)."""
         model = _check_model(model)
         modality = "text" if text is not None or zoo_kind(model) == "text" else "image"
         method = _check_method(method, modality)
         source = _check_input(input, text, modality)
         params = {k: v for k, v in params.items() if v is not None}
+        keep = _keep_options(method, keep_class, params)
         config = _config(method, modality, params)
         if method in SOLVED_METHODS:
             kind = "whole-network" if method == WHOLE_NETWORK else "first-layer"
@@ -140,7 +145,7 @@ class ExplainRequest:
         elif backend != "auto":
             raise RequestError(f"backend {backend!r} does not apply to the baseline {method!r} (it solves nothing)")
         return cls(model=model, input=source, method=method, config=config, modality=modality, backend=backend,
-                   target=_check_target(target), timeout=_check_timeout(timeout), name=name)
+                   target=_check_target(target), timeout=_check_timeout(timeout), name=name, keep=keep)
 
     @property
     def problem_kind(self) -> str | None:
@@ -162,7 +167,7 @@ class ExplainRequest:
         config = asdict(self.config)
         return {"model": self.model, "input": self.input_label(), "method": self.method, "modality": self.modality,
                 "config": config, "backend": self.backend, "target": self.target, "timeout": self.timeout,
-                "name": self.name}
+                "name": self.name, "keep_class": None if self.keep is None else asdict(self.keep)}
 
 
 # ---- checks --------------------------------------------------------------------------
@@ -239,6 +244,22 @@ def _check_input(source: Any, text: str | bytes | None, modality: str) -> Input:
             raise RequestError(f"input file not found: {path}")
         return ImageFile(path)
     raise RequestError(f"unsupported input type {type(source).__name__}: an image path, image bytes or an array")
+
+
+def _keep_options(method: str, keep_class: bool, params: dict) -> KeepClass | None:
+    """The keep-class options (taking ``min_confidence`` out of ``params``), or None."""
+    if not isinstance(keep_class, bool):
+        raise RequestError(f"keep_class must be true or false, got {keep_class!r}")
+    if not keep_class:
+        return None
+    if method == WHOLE_NETWORK:
+        return None  # whole-network masks keep the class by construction (Eq. 6)
+    if method != SMUG:
+        raise RequestError(f"keep_class applies to smug and whole-network, not to the baseline {method!r}")
+    try:
+        return KeepClass(params.pop("min_confidence", None))
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def _config(method: str, modality: str, params: dict) -> Config:

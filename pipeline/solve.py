@@ -24,12 +24,14 @@ def solve_stage(problem, request: ExplainRequest, deadline: Deadline, stages: St
 
 
 def image_answer(request: ExplainRequest, subject: ImageSubject, sol: Solution, problem, target: int, n_vars: int,
-                 image: ImageParts, stages: Stages, ig: dict, encoding: dict) -> Explanation:
+                 image: ImageParts, stages: Stages, ig: dict, encoding: dict,
+                 min_confidence: float | None = None) -> Explanation:
     """The :class:`Explanation` of a solved image problem; the masked input is run through the
     model (``masked_prediction``: informative, not a constraint)."""
     prediction = {}
     if sol.mask is not None:
-        prediction = masked_prediction(subject.model, problem.masked_input(sol.mask), target, subject.class_names)
+        prediction = masked_prediction(subject.model, problem.masked_input(sol.mask), target, subject.class_names,
+                                       min_confidence)
     return Explanation(
         model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
         target=target, target_name=subject.class_names[target], confidence=float(subject.probabilities[target]),

@@ -12,17 +12,19 @@ measured by :mod:`smug.metrics.text`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from smug.baselines.attribution import attribute
+from smug.encoders.smug import build_problem, select_top_k
 from smug.encoders.text import TextEncoding, encode_text, masked_ids
 from smug.metrics.text import Comprehensiveness, Sufficiency, WordSparsity
 from smug.models.text_cnn import TokenizedText, ratings
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation, MethodRow, TextParts
 from smug.pipeline.inputs import TextSubject
+from smug.pipeline.keep_class import Verdict, refine, report
 from smug.pipeline.request import ExplainRequest
 from smug.pipeline.solve import solve_stage
 from smug.pipeline.stages import Stages
@@ -38,10 +40,50 @@ def encode(request: ExplainRequest, subject: TextSubject, stages: Stages) -> Tex
     return enc
 
 
+def decision(rating: float, masked_rating: float, direction: str, min_confidence: float | None = None) -> dict:
+    """A text's decision on its masked form: the rating stays on the same side of 0.5 (and the
+    explained score reaches ``min_confidence`` if given)."""
+    score = masked_rating if direction == "positive" else 1.0 - masked_rating
+    keeps = (masked_rating >= 0.5) == (rating >= 0.5) and (min_confidence is None or score >= min_confidence)
+    return {"rating": masked_rating, "explained_score": score, "target_confidence": masked_rating,
+            "keeps_class": bool(keeps), "margin": abs(masked_rating - 0.5) * (1 if keeps else -1)}
+
+
+def keep_decision(request: ExplainRequest, subject: TextSubject, enc: TextEncoding, deadline: Deadline,
+                  stages: Stages) -> tuple[TextEncoding, object, dict]:
+    """Keep-class mode for a text (:mod:`smug.pipeline.keep_class`): the same ladder over (k, gamma)."""
+    from smug.pipeline.first_layer import KEEP_BUDGET
+
+    c, keep = request.config.smug, request.keep
+    loop_deadline = deadline.earlier(Deadline.after(KEEP_BUDGET * request.timeout))
+    attribution = enc.ig.attribution.ravel()
+
+    def rebuild(k: int, gamma: float) -> TextEncoding:
+        if gamma == c.gamma and k == min(c.top_k, len(attribution[attribution > 0])):
+            return enc
+        neurons = select_top_k(attribution, k)
+        problem, constrained = build_problem(enc.layers.layer, enc.problem.x, neurons, enc.grid, gamma, c.form, 0.0)
+        return replace(enc, problem=problem, neurons=neurons, attribution=attribution[neurons],
+                       constrained=constrained)
+
+    def check(e: TextEncoding, mask) -> Verdict:
+        masked = float(ratings(subject.model, masked_ids(e.ids, e.grid, mask)[None])[0])
+        d = decision(e.rating, masked, e.direction, keep.min_confidence)
+        return Verdict(d["keeps_class"], d["explained_score"], d["margin"])
+
+    chosen, steps = refine(c.top_k, c.gamma, int((attribution > 0).sum()), rebuild,
+                           lambda problem: solve_stage(problem, request, loop_deadline, stages), check, loop_deadline)
+    return chosen.encoding, chosen.solution, report(steps, chosen.step, keep)
+
+
 def explain(request: ExplainRequest, subject: TextSubject, deadline: Deadline, stages: Stages) -> Explanation:
     enc = encode(request, subject, stages)
     t_solve = time.perf_counter()
-    sol = solve_stage(enc.problem, request, deadline, stages)
+    keep_report = None
+    if request.keep is None:
+        sol = solve_stage(enc.problem, request, deadline, stages)
+    else:
+        enc, sol, keep_report = keep_decision(request, subject, enc, deadline, stages)
     solve_s = time.perf_counter() - t_solve
     model, tt = subject.model, subject.tokens
     masked_rating = None
@@ -58,14 +100,17 @@ def explain(request: ExplainRequest, subject: TextSubject, deadline: Deadline, s
         target=0, target_name="rating", confidence=enc.rating,
         status=sol.status, objective=sol.objective, lower_bound=sol.lower_bound, n_vars=enc.problem.n_vars,
         proof=sol.proof, certificate=sol.certificate.summary() if sol.certificate else {"valid": False},
-        masked_prediction={} if masked_rating is None else {
-            "rating": masked_rating, "explained_score": masked_rating if sign > 0 else 1.0 - masked_rating},
+        masked_prediction={} if masked_rating is None else decision(
+            enc.rating, masked_rating, enc.direction, None if request.keep is None else request.keep.min_confidence),
         ig={"steps": enc.ig.steps, "completeness_error": enc.ig.completeness_error, "f_input": enc.ig.f_input,
             "f_baseline": enc.ig.f_baseline, "score": "rating" if sign > 0 else "1 - rating"},
         encoding={"layer": "conv1d over embeddings", "kept_neurons": int(len(enc.neurons)),
                   "constraints": enc.problem.n_constraints, "mask_variables": enc.problem.n_vars,
                   "components": sol.components, "form": opts.smug.form, "backend": sol.backend,
-                  "masked_word": MASKED_WORD, "config": asdict(opts.smug)},
+                  "masked_word": MASKED_WORD, "config": asdict(opts.smug),
+                  **({} if keep_report is None else {"top_k": keep_report["constraints"]["top_k"],
+                                                     "gamma": keep_report["constraints"]["gamma"],
+                                                     "keep_class": keep_report})},
         timings={**stages.finish(sol.timings), **{f"row_{r.method}": round(r.seconds, 4) for r in rows}},
         warnings=tuple(tt.warnings()), text=parts)
 

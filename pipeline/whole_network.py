@@ -34,4 +34,5 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
         mask=sol.mask.reshape(grid.shape) if found else None, pixel_mask=pixel_mask)
     return image_answer(request, subject, sol, problem, problem.target, grid.n_vars, image, stages, ig={},
                         encoding={"layers": [list(l.weight.shape) for l in problem.layers], "delta": problem.delta,
+                                  "keeps_class": "by construction: Eq. 6 holds every class margin > delta",
                                   **sol.stats})

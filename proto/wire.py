@@ -21,6 +21,7 @@ from smug.pipeline.request import (SMUG, WHOLE_NETWORK, ArrayInput, BaselineConf
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_}
 PARAMS = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
+SETTINGS = ("backend", "timeout", "target", "keep_class")
 TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
            "base_saliency": "base_saliency", "picture": "image"}  # ImageParts field -> response field
 
@@ -97,6 +98,8 @@ def request_to_proto(pb, request: ExplainRequest, model: str | None = None):
     src = request.input
     source = None if isinstance(src, (TextInput, DemoInput)) else src
     text = src.text if isinstance(src, TextInput) else None
+    if request.keep is not None:
+        params.update(keep_class=True, min_confidence=request.keep.min_confidence)
     return message(pb, model or request.model, source, text, request.method, backend=request.backend,
                    timeout=request.timeout, target=request.target, **params)
 
@@ -115,7 +118,7 @@ def message(pb, model: str, source=None, text: str | bytes | None = None, method
         p.baseline_method = method
     for key, value in params.items():
         if value is not None:
-            if key not in PARAMS + ("backend", "timeout", "target"):
+            if key not in PARAMS + SETTINGS:
                 raise WireError(f"parameter {key!r} cannot be sent to a server; it takes {PARAMS}")
             setattr(p, key, value)
     if text is not None:  # bytes on the wire: the server answers INVALID_ARGUMENT for non-UTF-8
@@ -147,7 +150,7 @@ def request_fields(pb, req) -> dict:
             raise WireError("method BASELINE needs baseline_method (e.g. 'gradient')")
         method = p.baseline_method
     out: dict = {"method": method}
-    for name in PARAMS + ("backend", "timeout", "target"):
+    for name in PARAMS + SETTINGS:
         if p.HasField(name):
             out[name] = getattr(p, name)
     for name in ("gamma", "baseline", "delta", "min_confidence", "timeout"):
@@ -197,6 +200,10 @@ def explanation_to_proto(pb, e: Explanation, request_id: str, model_id: str, ext
             getattr(r, name).CopyFrom(to_tensor(pb, a))
     if e.objective is not None:
         r.objective = int(e.objective)
+    if e.keeps_class is not None:
+        r.keeps_class = bool(e.keeps_class)
+    if e.masked_confidence is not None:
+        r.masked_confidence = float(e.masked_confidence)
     return r
 
 

@@ -46,7 +46,9 @@ def render_explanation(e) -> str:
     head = (f'<p class="meta">{html.escape(e.model)}: rating {t.rating:.3f} (explained: '
             f'{"rating" if t.direction == "positive" else "1 - rating"}); SMUG status {html.escape(e.status)}, '
             f'{e.objective if e.objective is not None else "-"} of {len(t.words)} words, certificate '
-            f'{"valid" if e.certificate.get("valid") else "not valid"}</p>')
+            f'{"valid" if e.certificate.get("valid") else "not valid"}; the masked text '
+            f'{"keeps" if e.keeps_class else "does not keep"} the decision'
+            f'{"" if e.masked_confidence is None else f" (masked rating {e.masked_confidence:.3f})"}</p>')
     warn = "".join(f'<p class="meta">warning: {html.escape(w)}</p>' for w in e.warnings)
     rows = []
     for r in t.rows:

@@ -29,8 +29,9 @@ ALLOWED: dict[str, set[str]] = {
     "proto": {"common", "pipeline"},  # the wire format of pipeline requests and answers
     # front ends: the pipeline (and the wire format, pictures); evaluation also measures maps (metrics)
     "evaluation": {"common", "pipeline", "rendering", "metrics", "baselines", "models"},
-    "clients": {"common", "pipeline", "proto", "rendering", "evaluation"},
-    "server": {"common", "pipeline", "proto"},
+    "farm": {"common", "pipeline"},  # batch jobs on Dask: requests in, explanations out
+    "clients": {"common", "pipeline", "proto", "rendering", "evaluation", "farm"},
+    "server": {"common", "pipeline", "proto", "farm"},
     "command": {"clients", "server"},  # the `smug` executable: serve -> server, the rest -> clients
     "__init__": {"pipeline"},
     "__main__": {"command"},

@@ -145,7 +145,7 @@ def test_lite0_dump_resolved_by_plain_z3_gives_the_same_optimum(lite0, cat, form
 
 
 @pytest.mark.parametrize("bad, name", [
-    (dict(top_k=True), "top-k"), (dict(top_k=0), "top-k"), (dict(top_k=2.0), "top-k"),
+    (dict(top_k=True), "top_k"), (dict(top_k=0), "top_k"), (dict(top_k=2.0), "top_k"),
     (dict(gamma=float("nan")), "gamma"), (dict(gamma=float("inf")), "gamma"), (dict(gamma=1.0), "gamma"),
     (dict(gamma=-0.1), "gamma"), (dict(gamma=True), "gamma"), (dict(gamma="0.5"), "gamma"),
     (dict(form="quadratic"), "form"), (dict(ig_steps=0), "ig_steps"), (dict(ig_steps=True), "ig_steps"),

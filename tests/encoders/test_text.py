@@ -164,7 +164,7 @@ def test_word_grid_and_config_checks():
     grid = WordGrid.of_ids(np.array([4, 0, 7, 0]), dim=2)
     assert grid.positions.tolist() == [0, 2] and grid.names() == ("w0", "w2")
     assert grid.group().tolist() == [0, -1, 1, -1, 0, -1, 1, -1]
-    with pytest.raises(ValueError, match="top-k"):
+    with pytest.raises(ValueError, match="top_k"):
         TextSmugConfig(top_k=0)
     with pytest.raises(ValueError, match="direction"):
         TextSmugConfig(direction="up")

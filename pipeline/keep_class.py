@@ -1,0 +1,143 @@
+"""Masks that keep the decision: refine SMUG's constraints until the masked input keeps it.
+
+SMUG's Eq. 3 holds the kept first-layer neurons above ``gamma`` times their original
+value; nothing in it holds the class, and on photos the minimal mask often loses it.
+This mode solves a ladder of ever stronger constraint sets and checks each minimal mask
+by a forward pass of the masked input:
+
+1. the requested ``(k, gamma)``;
+2. ``gamma`` raised along :data:`GAMMAS` with the same ``k`` (the IG ranking is reused:
+   only the right-hand sides change, no new IG);
+3. every positively attributed neuron (``k = all``) along the same ladder;
+4. once a step keeps the decision, :data:`BISECTIONS` bisection steps on ``gamma``
+   between the last failing and the first keeping value, keeping the smallest mask
+   that keeps the decision.
+
+Each step's mask is proven minimal (or verified, on a timeout) *for that step's
+constraints* and certified exactly; the answer reports every step and the constraint
+set of the mask it returns.  When no step keeps the decision before the deadline, the
+answer says so and returns the step whose masked input came closest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from smug.pipeline.deadline import Deadline
+
+GAMMAS = (0.5, 0.8, 0.95, 0.99)
+BISECTIONS = 2
+
+
+@dataclass(frozen=True)
+class KeepClass:
+    """Options of the keep-class mode (``min_confidence``: the target's probability, or the
+    explained text score, on the masked input must also reach it)."""
+
+    min_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        p = self.min_confidence
+        if p is not None and not (isinstance(p, (int, float)) and math.isfinite(p) and 0.0 < p < 1.0):
+            raise ValueError(f"min_confidence must lie in (0, 1), got {p!r}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The model on a masked input: does it keep the decision, how confidently, by what margin."""
+
+    keeps: bool
+    confidence: float | None  # the target's probability (text: the explained score)
+    margin: float | None  # float32 logit margin over the runner-up (text: distance of the rating to 0.5)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One solved constraint set of the ladder."""
+
+    top_k: int
+    gamma: float
+    status: str
+    objective: int | None
+    lower_bound: int
+    keeps_class: bool
+    confidence: float | None
+    margin: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    encoding: object  # the step's encoding (SmugEncoding or TextEncoding)
+    solution: object  # its Solution
+    step: Step
+
+
+def ladder(top_k: int, gamma: float, n_positive: int) -> list[tuple[int, float]]:
+    """The (k, gamma) constraint sets to try in order, strongest last (no repeats; ``top_k`` is
+    at most the number of positively attributed neurons, the only ones SMUG keeps)."""
+    out: list[tuple[int, float]] = []
+    for k in dict.fromkeys((min(top_k, n_positive), n_positive)):
+        out += [(k, g) for g in (gamma, *GAMMAS) if g >= gamma and (k, g) not in out]
+    return [(k, g) for k, g in out if k > 0]
+
+
+def refine(top_k: int, gamma: float, n_positive: int, rebuild: Callable[[int, float], object],
+           solve: Callable[[object], object], check: Callable[[object, object], Verdict],
+           deadline: Deadline) -> tuple[Attempt, list[Step]]:
+    """Solve the ladder until a mask keeps the decision, then bisect gamma; the chosen attempt
+    (smallest mask that keeps the decision, else the closest) and every step.  ``rebuild(k, g)``
+    gives the encoding of a constraint set, ``check(encoding, mask)`` the model's verdict."""
+    steps: list[Step] = []
+    failed_at: dict[int, float] = {}
+    best: Attempt | None = None
+    closest: Attempt | None = None
+    first: list[Attempt] = []  # the first attempt, answered when no step produced a mask
+
+    def attempt(k: int, g: float) -> Attempt:
+        t0 = time.perf_counter()
+        enc = rebuild(k, g)
+        sol = solve(enc.problem)
+        v = check(enc, sol.mask) if sol.mask is not None else Verdict(False, None, None)
+        step = Step(k, g, sol.status, sol.objective, sol.lower_bound, v.keeps, v.confidence, v.margin,
+                    round(time.perf_counter() - t0, 4))
+        steps.append(step)
+        a = Attempt(enc, sol, step)
+        first[:] = first or [a]
+        return a
+
+    for k, g in ladder(top_k, gamma, n_positive):
+        if steps and deadline.expired():
+            break
+        a = attempt(k, g)
+        if a.step.keeps_class:
+            best = a
+            break
+        failed_at[k] = g
+        if a.solution.mask is not None and (closest is None or (a.step.confidence or 0) > (closest.step.confidence or 0)):
+            closest = a
+    if best is not None and best.step.top_k in failed_at:
+        lo, hi = failed_at[best.step.top_k], best.step.gamma
+        for _ in range(BISECTIONS):
+            if deadline.expired():
+                break
+            a = attempt(best.step.top_k, round((lo + hi) / 2, 6))
+            if a.step.keeps_class:
+                hi = a.step.gamma
+                if a.step.objective is not None and a.step.objective <= best.step.objective:
+                    best = a
+            else:
+                lo = a.step.gamma
+    return best or closest or first[0], steps
+
+
+def report(steps: list[Step], chosen: Step, options: KeepClass) -> dict:
+    """The keep-class part of an answer: the final constraint set and every step."""
+    return {"kept": chosen.keeps_class, "constraints": {"top_k": chosen.top_k, "gamma": chosen.gamma,
+                                                         "layers": "first layer"},
+            "min_confidence": options.min_confidence, "steps": [s.__dict__ for s in steps],
+            "note": None if chosen.keeps_class else
+            "no constraint set tried before the deadline kept the decision; this is the closest step"}
