@@ -23,9 +23,10 @@ CASES = {  # name -> (model, keyword arguments of smug.pipeline.explain, CLI arg
                       ["--method", "whole-network", "--window", "2", "--timeout", "30"]),
     "text": ("text-cnn", dict(text=TEXT, timeout=30.0), ["--text", TEXT, "--timeout", "30"]),
     "baseline": ("mnist-mlp", dict(method="gradient"), ["--method", "gradient"]),
+    "keep-class": ("mnist-mlp", dict(keep_class=True, timeout=30.0), ["--keep-class", "--timeout", "30"]),
 }
 SAME_VALUES = ("schema_version", "model", "input", "method", "request", "target", "target_name", "status",
-               "objective", "lower_bound", "n_vars", "modality", "config")
+               "objective", "lower_bound", "n_vars", "modality", "config", "keeps_class")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,9 @@ def test_api_cli_and_grpc_agree(case, remote, tmp_path):
         assert np.allclose(grpc_e.saliency, api.saliency, atol=1e-6)
         return
     assert api.status == "optimal" and api.certificate["valid"] is True
+    if case == "keep-class":
+        assert all(doc["keeps_class"] is True and doc["encoding"]["keep_class"]["kept"] for doc in documents.values())
+        assert grpc_e.encoding["keep_class"]["constraints"] == api.encoding["keep_class"]["constraints"]
     for doc in documents.values():
         if case == "text":
             assert doc["text"]["rows"][0]["selected"] is not None and sum(doc["text"]["rows"][0]["selected"]) == \

@@ -117,3 +117,19 @@ def test_baseline_method_and_comparison_figure(tmp_path):
     assert sheet.size == (5 * 160, 160 + 18)  # input + four methods
     r = run_cli("explain", "--model", "mnist-mlp", "--method", "no-such-method", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unknown method 'no-such-method'" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_a_lost_decision_is_said_next_to_the_status(tmp_path):
+    """The plain first-layer mask of the bundled digit flips the class: one warning line, and
+    keeps_class next to the status; --keep-class keeps it."""
+    r = run_cli("explain", "--model", "mnist-mlp", "--out", str(tmp_path / "plain"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert list(summary)[:3] == ["method", "status", "keeps_class"] and summary["keeps_class"] is False
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("smug: warning:")]
+    assert len(warnings) == 1 and "does not keep the decision" in warnings[0] and "--keep-class" in warnings[0]
+    r = run_cli("explain", "--model", "mnist-mlp", "--keep-class", "--out", str(tmp_path / "kept"))
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "kept" / "result.json").read_text())
+    assert saved["keeps_class"] is True and saved["masked_prediction"]["keeps_class"] is True
+    assert "smug: warning:" not in r.stderr
