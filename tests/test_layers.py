@@ -30,7 +30,9 @@ ALLOWED: dict[str, set[str]] = {
     # front ends: the pipeline (and the wire format, pictures); evaluation also measures maps (metrics)
     "evaluation": {"common", "pipeline", "rendering", "metrics", "baselines", "models"},
     "farm": {"common", "pipeline"},  # batch jobs on Dask: requests in, explanations out
-    "clients": {"common", "pipeline", "proto", "rendering", "evaluation", "farm"},
+    # reading dumps back: independent of the code that wrote them (pysmt, python-sat, HiGHS, z3)
+    "debugging": {"common", "pipeline", "rendering"},
+    "clients": {"common", "pipeline", "proto", "rendering", "evaluation", "farm", "debugging"},
     "server": {"common", "pipeline", "proto", "farm"},
     "command": {"clients", "server"},  # the `smug` executable: serve -> server, the rest -> clients
     "__init__": {"pipeline"},
