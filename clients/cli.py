@@ -15,9 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, dump, run, save_texts
-from smug.pipeline.models import InputError, ModelError
-from smug.pipeline.request import BACKENDS, RequestError
+from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, save_texts
+from smug.pipeline.request import BACKENDS, InputError, ModelError, RequestError
 
 SERVER_HINT = "run the gRPC service: smug serve --help (also: python -m smug.server)"
 
@@ -39,9 +38,13 @@ def _method_args(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from smug import __version__
+
     parser = argparse.ArgumentParser(prog="smug", description="Provably minimal masks explaining a classifier")
+    parser.add_argument("--version", action="version", version=f"smug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="minimal SMUG mask, saliency map and certificate")
+    shown = argparse.ArgumentDefaultsHelpFormatter
+    ex = sub.add_parser("explain", help="minimal SMUG mask, saliency map and certificate", formatter_class=shown)
     _method_args(ex)
     ex.add_argument("--method", default="smug",
                     help="smug (default), whole-network, or a baseline: gradient, integrated_gradients, gradcam, ...")
@@ -58,13 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
                     help="explain on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
-    cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG")
+    cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG", formatter_class=shown)
     _method_args(cmp_)
     cmp_.add_argument("--methods", default="smug,smug_base,gradient,integrated_gradients,gradcam",
                       help="comma-separated: smug, smug_base and any baseline name")
     cmp_.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds (smug)")
     cmp_.add_argument("--out", default="comparison.png")
-    dmp = sub.add_parser("dump", help="write the first-layer encoding as SMT-LIB2")
+    dmp = sub.add_parser("dump", help="write the first-layer encoding as SMT-LIB2", formatter_class=shown)
     _method_args(dmp)
     dmp.add_argument("--out", default="smug-constraints.smt2", help="output .smt2 file")
     sub.add_parser("models", help="list the model zoo")
@@ -145,6 +148,8 @@ def _explain(a: argparse.Namespace) -> int:
     if a.server:
         explanations = [_remote(a, r) for r in requests]
     else:
+        from smug.pipeline import run
+
         explanations = [run(r) for r in requests]
     for i, e in enumerate(explanations, start=1):
         where = "" if len(explanations) == 1 else f"line {i}: "
@@ -190,6 +195,8 @@ def _compare(a: argparse.Namespace) -> int:
     methods = [m for m in a.methods.split(",") if m]
     if not methods:
         raise RequestError("--methods names no method")
+    from smug.pipeline import run
+
     smug_request = requests_of(a, "smug")[0]
     baselines = {m: requests_of(a, m)[0] for m in methods if m not in ("smug", "smug_base")}
     panels, seconds = [], {}
@@ -205,6 +212,8 @@ def _compare(a: argparse.Namespace) -> int:
 
 def _dump(a: argparse.Namespace) -> int:
     from smug.common import write_atomic
+
+    from smug.pipeline import dump
 
     d = dump(requests_of(a, "smug")[0])
     write_atomic(a.out, d.smtlib.encode())

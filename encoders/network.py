@@ -9,12 +9,11 @@ sparse matrix over the flattened activations, so the result is a plain
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 
 from smug.encoders.blocks import BlockGrid
+from smug.encoders.config import NetworkConfig
 from smug.encoders.first_layer import UnsupportedModel, add_pad, conv_layer, dense_layer, OnnxGraph
 from smug.ir import DenseLayer, NetworkProblem
 from smug.models.runtime import OnnxModel
@@ -25,26 +24,6 @@ LINEAR = {"Conv", "Gemm", "MatMul"}
 # every ONNX op the walk below reads, directly or as a constant folded into a layer
 SUPPORTED_OPS = frozenset(SKIP | FLATTEN | LINEAR | {"Pad", "Relu", "Add", "BatchNormalization", "Constant", "Shape",
                                                       "Gather", "Unsqueeze", "Concat"})
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Parameters of the whole-network encoding (paper 003 Appendix A, Eq. 6)."""
-
-    window: int = 1
-    delta: float = 0.0  # logit margin the masked input keeps over every other class
-    baseline: float = 0.0  # masked-out value in model-input space
-    min_confidence: float | None = None  # also keep softmax(target) >= this (folded into delta)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.window, bool) or not isinstance(self.window, (int, np.integer)) or self.window < 1:
-            raise ValueError(f"window must be a positive integer, got {self.window}")
-        if not np.isfinite(self.delta) or self.delta < 0:
-            raise ValueError(f"delta must be finite and >= 0, got {self.delta}")
-        if not np.isfinite(self.baseline):
-            raise ValueError(f"the masked-out value (baseline) must be finite, got {self.baseline}")
-        if self.min_confidence is not None and not 0.0 < self.min_confidence < 1.0:
-            raise ValueError(f"min_confidence must lie in (0, 1), got {self.min_confidence}")
 
 
 def unsupported_ops(model: OnnxModel) -> list[str]:

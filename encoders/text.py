@@ -38,11 +38,11 @@ from smug.encoders.first_layer import (
 from smug.encoders.ig import IGResult, auto_integrated_gradients, integrated_gradients
 from smug.ir import MaskProblem
 from smug.encoders.saliency import eq4_scores, receptive_pixels
-from smug.encoders.smug import build_problem, check_encoding_parameters, select_top_k
+from smug.encoders.config import DIRECTIONS, TextSmugConfig  # noqa: F401 (re-exported)
+from smug.encoders.smug import build_problem, select_top_k
 from smug.models.runtime import OnnxModel
 from smug.models.text_cnn import PAD_ID
 
-DIRECTIONS = ("auto", "positive", "negative")
 
 
 # ---- the model: embedding + first convolution ---------------------------------------
@@ -167,23 +167,6 @@ def masked_ids(ids: np.ndarray, grid: WordGrid, mask: np.ndarray, pad_id: int = 
 
 
 # ---- encoding ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class TextSmugConfig:
-    """Parameters (defaults: paper 003's text setting, k = 100, gamma = 0)."""
-
-    top_k: int = 100
-    gamma: float = 0.0
-    form: str = "linear"
-    direction: str = "auto"
-    ig_steps: int | None = None  # None: adaptive, doubled until the completeness error fits
-    ig_tolerance: float = 0.05
-
-    def __post_init__(self) -> None:
-        check_encoding_parameters(self.top_k, self.gamma, self.form, self.ig_steps, self.ig_tolerance)
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {self.direction!r}")
-
-
 @dataclass(frozen=True)
 class TextEncoding:
     problem: MaskProblem

@@ -9,9 +9,13 @@ re-run (same file, same settings) skips what is done; new methods or images are
 added to it.  Progress goes to stderr.
 
 Method names: ``smug`` and ``smug_base`` (one SMUG run per image serves both),
-``optbox`` (paper 003's brute-force box, ~1,500-3,000 crops per image), and every
+``smug_keep`` (SMUG in keep-class mode, :mod:`smug.pipeline.keep_class`: the constraints are
+strengthened until the masked image keeps the predicted class), ``optbox`` (paper 003's brute-force box, ~1,500-3,000 crops per image), and every
 registered baseline (:func:`smug.baselines.attribution.methods`; aliases ``ig``,
-``gbp``).
+``gbp``; ``smug_keep_class`` for ``smug_keep``).  SMUG rows (``smug``, ``smug_keep``) also
+store whether the masked image keeps the predicted class (``keeps_class``, a float32 forward
+pass) and the target's probability on it (``masked_confidence``); the row's ``extra`` of
+``smug_keep`` holds the final constraint set and the number of steps solved.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ import numpy as np
 from smug.common import softmax
 from smug.evaluation.store import EvalConfig, Store
 
-ALIASES = {"ig": "integrated_gradients", "gbp": "guided_backprop", "grad_cam": "gradcam"}
-SPECIAL = ("smug", "smug_base", "optbox")
+ALIASES = {"ig": "integrated_gradients", "gbp": "guided_backprop", "grad_cam": "gradcam",
+           "smug_keep_class": "smug_keep", "smug-keep": "smug_keep"}
+SPECIAL = ("smug", "smug_base", "smug_keep", "optbox")
+SMUG_METHODS = ("smug", "smug_base", "smug_keep")  # maps that are SMUG masks (sparse pictures)
+KEEPS = ("smug", "smug_keep")  # rows whose keeps_class / masked_confidence describe the map's own mask
 
 
 def canonical(method: str) -> str:
@@ -62,17 +69,24 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _smug_explanation(path: Path, config: EvalConfig, target: int | None = None
+def _smug_explanation(path: Path, config: EvalConfig, target: int | None = None, keep_class: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, float, dict]:
-    """One SMUG run on the image file: (SMUG map, SMUG_base map, seconds, info for the rows' ``extra``).
-    The only place the runner asks for a SMUG explanation."""
-    from smug.pipeline import ExplainRequest, run
+    """One SMUG run on the image file: (SMUG map, SMUG_base map, seconds, info for the rows' ``extra``;
+    its ``keeps_class`` and ``masked_confidence`` go to their own columns).  ``keep_class``: the
+    keep-class mode.  The only place the runner asks for a SMUG explanation."""
+    from smug.pipeline.request import ExplainRequest
+    from smug.pipeline import run
 
     c = config
     e = run(ExplainRequest.build(str(path), model=c.model, method="smug", top_k=c.top_k, gamma=c.gamma,
-                                 window=c.window, timeout=c.timeout, target=target))
+                                 window=c.window, timeout=c.timeout, target=target, keep_class=keep_class))
     info = {"status": e.status, "blocks": e.objective, "base_blocks": int(e.base_mask.sum()),
-            "certificate_valid": bool(e.certificate.get("valid")), "timings": e.timings}
+            "certificate_valid": bool(e.certificate.get("valid")), "timings": e.timings,
+            "keeps_class": e.keeps_class, "masked_confidence": e.masked_confidence}
+    keep = e.encoding.get("keep_class")
+    if keep is not None:
+        info["keep_class"] = {"kept": keep.get("kept"), "constraints": keep.get("constraints"),
+                              "steps": len(keep.get("steps") or []), "note": keep.get("note")}
     seconds = float(e.timings["total"])
     return np.asarray(e.saliency, np.float64), np.asarray(e.base_saliency, np.float64), seconds, info
 
@@ -119,6 +133,9 @@ class Evaluator:
             saliency, base_saliency, seconds, info = _smug_explanation(path, self.config, target)
             out["smug"] = (saliency, seconds, info)
             out["smug_base"] = (base_saliency, seconds, info)
+        if "smug_keep" in methods:
+            saliency, _, seconds, info = _smug_explanation(path, self.config, target, keep_class=True)
+            out["smug_keep"] = (saliency, seconds, info)
         for m in methods:
             if m in out:
                 continue
@@ -159,7 +176,11 @@ class Evaluator:
             extra = {**extra, "lsc_candidates": r.candidates, "lsc_empty": r.empty}
         extra = {**extra, "alignment": alignment(saliency, x), "kis": self._kis(x, saliency, target)}
         row = dict(target=target, seconds=seconds, sparsity=sparsity(saliency), **lsc,
-                   map_png=_png(map_picture(saliency, sparse=method in ("smug", "smug_base"))))
+                   map_png=_png(map_picture(saliency, sparse=method in SMUG_METHODS)))
+        if method in KEEPS:  # SMUG_base's map is not the mask that was checked
+            keeps = extra.get("keeps_class")
+            row.update(keeps_class=None if keeps is None else int(bool(keeps)),
+                       masked_confidence=extra.get("masked_confidence"))
         if c.stopping:
             s = stopping_criterion(self.model, x, saliency, target, window=c.stop_window, search="bisect")
             row.update(stop_size=s.size, stop_seconds=s.seconds,

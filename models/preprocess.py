@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class InputError(ValueError):
-    """The input cannot be turned into a model input (unreadable, wrong size, NaN...)."""
+from smug.models.errors import InputError  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,10 @@ from typing import TypeVar
 import numpy as np
 import onnx
 
+from smug.models.errors import ModelError  # noqa: F401 (re-exported)
+
 
 T = TypeVar("T")
-
-
-class ModelError(ValueError):
-    """The ONNX file cannot be used (unreadable, no declared input shape, ...)."""
 
 
 def _providers() -> list[str]:

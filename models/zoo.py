@@ -17,12 +17,15 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from smug.common import cache_dir
 from smug.models.preprocess import ImagePreprocess
-from smug.models.runtime import ModelError, OnnxModel
+from smug.models.errors import ModelError
 from smug.models.text_cnn import TextInput
+
+if TYPE_CHECKING:
+    from smug.models.runtime import OnnxModel
 
 HERE = Path(__file__).parent
 ASSETS = HERE / "assets"
@@ -105,8 +108,10 @@ ZOO: dict[str, ZooEntry] = {
 
 
 @lru_cache(maxsize=8)
-def load_model(name_or_path: str) -> tuple[OnnxModel, ZooEntry | None]:
+def load_model(name_or_path: str) -> tuple["OnnxModel", ZooEntry | None]:
     """A zoo model by name, or any ONNX file by path (no zoo entry then)."""
+    from smug.models.runtime import OnnxModel  # onnx and onnxruntime load here, not on import
+
     if name_or_path in ZOO:
         entry = ZOO[name_or_path]
         return OnnxModel.load(entry.onnx_path(), name=entry.name), entry

@@ -12,7 +12,16 @@ One request type (:class:`ExplainRequest`, validated before any heavy work), one
 from smug.pipeline.deadline import Deadline, DeadlineExceeded
 from smug.pipeline.explanation import SCHEMA_VERSION, Explanation, ImageParts, MethodRow, TextParts, save_texts
 from smug.pipeline.request import ExplainRequest, RequestError
-from smug.pipeline.run import Dump, Encoded, dump, encode, run
+
+_RUNNERS = ("Dump", "Encoded", "dump", "encode", "run")  # imported on first use: they load the model libraries
+
+
+def __getattr__(name: str):
+    if name in _RUNNERS:
+        from smug.pipeline import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'smug.pipeline' has no attribute {name!r}")
 
 __all__ = ["Deadline", "DeadlineExceeded", "Dump", "Encoded", "ExplainRequest", "Explanation", "ImageParts", "MethodRow",
            "RequestError", "SCHEMA_VERSION", "TextParts", "dump", "encode", "explain", "run", "save_texts"]
@@ -21,6 +30,8 @@ __all__ = ["Deadline", "DeadlineExceeded", "Dump", "Encoded", "ExplainRequest", 
 def explain(source=None, model: str = "efficientnet-lite0", *, out_dir=None, progress=None, **params) -> Explanation:
     """One call: build the request from ``params`` (see :meth:`ExplainRequest.build`), run it,
     and write the files into ``out_dir`` when given."""
+    from smug.pipeline.runner import run
+
     e = run(ExplainRequest.build(source, model, **params), progress=progress)
     if out_dir is not None:
         e.save(out_dir)

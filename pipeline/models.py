@@ -83,7 +83,7 @@ __all__ = ["InputError", "ModelError", "ModelFacts", "check_model_input", "model
 
 def warm(names: tuple[str, ...]) -> None:
     """Import the solvers and load zoo models ahead of the first request (a server worker's ``--preload``)."""
-    import smug.pipeline.run  # noqa: F401
+    import smug.pipeline.runner  # noqa: F401
     import smug.solver.z3_backend  # noqa: F401
     from smug.models.zoo import load_model
 

@@ -23,9 +23,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from smug.encoders.network import NetworkConfig
-from smug.encoders.smug import SmugConfig
-from smug.encoders.text import TextSmugConfig
+from smug.encoders.config import NetworkConfig, SmugConfig, TextSmugConfig
+from smug.models.errors import InputError, ModelError  # noqa: F401 (the errors a request can raise)
 from smug.pipeline.keep_class import KeepClass
 from smug.solver.backends import all_backends, backends, check_backend
 

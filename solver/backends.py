@@ -6,8 +6,6 @@ members); nothing above the solver keeps its own list.
 
 from __future__ import annotations
 
-from smug.ir import MaskProblem, NetworkProblem
-
 FIRST_LAYER = ("auto", "highs", "z3")  # smug.solver.solve.solve
 WHOLE_NETWORK = ("auto", "highs", "enum", "z3")  # smug.solver.network_solve.solve_network
 PORTFOLIO = "portfolio"  # every backend of the kind at once, each in its own process
@@ -35,6 +33,8 @@ def check_backend(kind: str, backend: str) -> str:
 
 def kind_of(problem) -> str:
     """The problem kind of an IR instance."""
+    from smug.ir import MaskProblem, NetworkProblem
+
     if isinstance(problem, MaskProblem):
         return "first-layer"
     if isinstance(problem, NetworkProblem):

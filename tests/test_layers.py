@@ -27,13 +27,14 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": FOUNDATION | {"models", "encoders", "baselines"},
     "pipeline": FOUNDATION | {"models", "encoders", "solver", "baselines", "metrics", "rendering"},
     "proto": {"common", "pipeline"},  # the wire format of pipeline requests and answers
-    # front ends: the pipeline (and the wire format, pictures); evaluation also measures maps (metrics)
-    "evaluation": {"common", "pipeline", "rendering", "metrics", "baselines", "models"},
-    "farm": {"common", "pipeline"},  # batch jobs on Dask: requests in, explanations out
+    # front ends: the pipeline (and the wire format, pictures, the package's version); evaluation also
+    # measures maps (metrics)
+    "evaluation": {"__init__", "common", "pipeline", "rendering", "metrics", "baselines", "models"},
+    "farm": {"__init__", "common", "pipeline"},  # batch jobs on Dask: requests in, explanations out
     # reading dumps back: independent of the code that wrote them (pysmt, python-sat, HiGHS, z3)
-    "debugging": {"common", "pipeline", "rendering"},
-    "clients": {"common", "pipeline", "proto", "rendering", "evaluation", "farm", "debugging"},
-    "server": {"common", "pipeline", "proto", "farm"},
+    "debugging": {"__init__", "common", "pipeline", "rendering"},
+    "clients": {"__init__", "common", "pipeline", "proto", "rendering", "evaluation", "farm", "debugging"},
+    "server": {"__init__", "common", "pipeline", "proto", "farm"},
     "command": {"clients", "server"},  # the `smug` executable: serve -> server, the rest -> clients
     "__init__": {"pipeline"},
     "__main__": {"command"},
@@ -65,8 +66,14 @@ def imports_of(source: str, package: list[str]) -> list[tuple[int, str]]:
             base = node.module or ""
             if node.level:
                 base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
-            out += [(node.lineno, f"{base}.{a.name}" if base == "smug" else base) for a in node.names]
+            out += [(node.lineno, f"smug.{a.name}" if base == "smug" and _is_module(a.name) else base)
+                    for a in node.names]
     return [(line, name) for line, name in out if name == "smug" or name.startswith("smug.")]
+
+
+def _is_module(name: str) -> bool:
+    """``from smug import name``: a sub-module or package (else an attribute of the root package)."""
+    return (ROOT / name).is_dir() or (ROOT / f"{name}.py").is_file()
 
 
 def violations(layer: str, imports: list[tuple[int, str]]) -> list[str]:

@@ -133,3 +133,26 @@ def test_a_lost_decision_is_said_next_to_the_status(tmp_path):
     saved = json.loads((tmp_path / "kept" / "result.json").read_text())
     assert saved["keeps_class"] is True and saved["masked_prediction"]["keeps_class"] is True
     assert "smug: warning:" not in r.stderr
+
+
+def _seconds(*args) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *args], capture_output=True, timeout=120)
+    return time.perf_counter() - t0
+
+
+def test_argument_errors_come_before_any_model_library_loads():
+    """Importing the CLI loads no model library, and a bad argument fails at once: measured as a
+    ratio to a bare interpreter start (best of three, so load on the machine does not decide)."""
+    probe = ("import sys, smug.clients.cli; "
+             "assert not {'torch', 'onnx', 'onnxruntime', 'z3', 'highspy'} & set(sys.modules), sorted(sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    bare = min(_seconds("-c", "pass") for _ in range(3))
+    bad = min(_seconds("-m", "smug", "explain", "--model", "mnist-mlp", "--timeout", "-1") for _ in range(3))
+    heavy = _seconds("-c", "import onnxruntime, onnx, scipy.sparse")  # what a model load costs at least
+    assert bad < heavy and bad < 20 * bare, (bad, bare, heavy)
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("smug ")
