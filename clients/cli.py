@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                          ">= this")
     ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
+    ex.add_argument("--quiet", action="store_true", help="no progress line on stderr (it is shown on a terminal)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
                     help="explain on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
     cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG", formatter_class=shown)
@@ -150,7 +151,10 @@ def _explain(a: argparse.Namespace) -> int:
     else:
         from smug.pipeline import run
 
-        explanations = [run(r) for r in requests]
+        progress = None if a.quiet or not sys.stderr.isatty() else ProgressLine(sys.stderr)
+        explanations = [run(r, progress=progress) for r in requests]
+        if progress is not None:
+            progress.close()
     for i, e in enumerate(explanations, start=1):
         where = "" if len(explanations) == 1 else f"line {i}: "
         for w in (*e.warnings, *lost_decision(e)):
@@ -162,6 +166,28 @@ def _explain(a: argparse.Namespace) -> int:
     shown = [summary(e, a.out) for e in explanations]
     print(json.dumps(shown[0] if len(shown) == 1 else {"texts": shown, "out": a.out}, indent=2))
     return 0 if all(e.status in ("optimal", "feasible", "map") for e in explanations) else 1
+
+
+class ProgressLine:
+    """Stage events and improved masks as one line on a terminal (``\\r``-updated)."""
+
+    def __init__(self, out) -> None:
+        import time
+
+        self.out, self.clock, self.t0 = out, time.perf_counter, time.perf_counter()
+        self.stage, self.mask = "", ""
+
+    def __call__(self, ev: dict) -> None:
+        if ev.get("event") == "stage" and ev.get("state") == "started":
+            self.stage = ev["stage"]
+        elif ev.get("event") == "improved":
+            self.mask = f"  mask {ev['size']}, proven >= {ev['lower_bound']}"
+        self.out.write(f"\r\x1b[Ksmug: {self.stage:<9s} {self.clock() - self.t0:6.1f} s{self.mask}")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\r\x1b[K")
+        self.out.flush()
 
 
 def lost_decision(e: Explanation) -> list[str]:

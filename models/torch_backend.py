@@ -30,11 +30,16 @@ def device():
 
 
 def convert(proto: onnx.ModelProto):
-    """ONNX graph -> torch module in eval mode on the best device."""
-    torch = torch_module()
+    """ONNX graph -> torch module in eval mode on the best device (onnx2torch's conversion
+    warnings are silenced: they describe its internals, not the user's model)."""
+    import warnings
+
+    torch_module()
     from onnx2torch import convert as _convert
 
-    module = _convert(proto).eval().to(device())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        module = _convert(proto).eval().to(device())
     for p in module.parameters():
         p.requires_grad_(False)
     return module

@@ -71,7 +71,7 @@ class TextParts:
         raise KeyError(f"no row for method {method!r}; rows: {[r.method for r in self.rows]}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explanation:
     """The answer to one :class:`~smug.pipeline.request.ExplainRequest`."""
 
@@ -96,6 +96,31 @@ class Explanation:
     image: ImageParts | None = None
     text: TextParts | None = None
     origin: dict = field(default_factory=dict)  # where it was computed (server, request id, model id)
+
+    def __repr__(self) -> str:
+        size = "no mask" if self.objective is None else f"{self.objective} of {self.n_vars}"
+        return (f"Explanation({self.method} on {self.model}: {self.status}, {size}, target {self.target} "
+                f"{self.target_name!r}, keeps_class={self.keeps_class}, certificate_valid={self.certificate.get('valid')})")
+
+    def _repr_html_(self) -> str:
+        """Notebook display: the picture (overlay, or the text page) and the key facts."""
+        import base64
+        import html
+
+        facts = {"method": self.method, "model": self.model, "status": self.status,
+                 "mask": "-" if self.objective is None else f"{self.objective} of {self.n_vars} (proven >= "
+                                                             f"{self.lower_bound})",
+                 "target": f"{self.target} {self.target_name} ({self.confidence:.3f})",
+                 "keeps the decision": self.keeps_class, "certificate valid": self.certificate.get("valid")}
+        table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                        for k, v in facts.items())
+        files = self.files()
+        if "overlay.png" in files:
+            img = base64.b64encode(files["overlay.png"]).decode()
+            shown = f"<img src='data:image/png;base64,{img}' width='256' style='image-rendering:pixelated'>"
+        else:
+            shown = files.get("explanation.html", b"").decode()
+        return f"<div>{shown}<table>{table}</table></div>"
 
     # ---- shortcuts --------------------------------------------------------------
     @property

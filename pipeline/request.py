@@ -31,6 +31,9 @@ from smug.solver.backends import all_backends, backends, check_backend
 SMUG = "smug"  # first-layer SMUG (paper 003 Eq. 3); "first-layer" is accepted as a synonym
 WHOLE_NETWORK = "whole-network"  # paper 003 Appendix A, Eq. 6
 SOLVED_METHODS = (SMUG, WHOLE_NETWORK)
+# other names users type for the same methods (the CLI, the API, manifests and `smug evaluate` alike)
+METHOD_ALIASES = {"first-layer": SMUG, "whole_network": WHOLE_NETWORK, "ig": "integrated_gradients",
+                  "gbp": "guided_backprop", "grad_cam": "gradcam"}
 TEXT_ROWS = ("smug", "smug_base", "text_ig", "text_sis")  # rows of a text explanation (paper 003 Fig. 4)
 MAX_TIMEOUT = 7 * 24 * 3600.0
 BACKENDS = all_backends()  # every backend name a request may give (the solver's registry)
@@ -197,8 +200,13 @@ def baseline_names() -> list[str]:
     return methods()
 
 
+def canonical_method(method: str) -> str:
+    """The registered name of ``method`` (aliases such as ``ig`` resolved)."""
+    return METHOD_ALIASES.get(method, method)
+
+
 def _check_method(method: str, modality: str) -> str:
-    method = SMUG if method == "first-layer" else method
+    method = canonical_method(method)
     if method in SOLVED_METHODS:
         if modality == "text" and method == WHOLE_NETWORK:
             raise RequestError("whole-network is for image models; text uses the first-layer SMUG encoding")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smug.ir import MaskProblem, NetworkProblem
 from smug.pipeline import baseline, first_layer, text, whole_network
@@ -64,21 +64,101 @@ def encode(request: ExplainRequest, progress: Progress | None = None) -> Encoded
 
 @dataclass(frozen=True)
 class Dump:
-    """A problem's constraints as SMT-LIB2 text, with what produced them."""
+    """A problem's constraints as text in one format, with what produced them.
 
-    smtlib: str
+    ``header`` holds the readable header lines; ``meta`` the facts of the JSON header line
+    (kind, format, model and input sha256, every parameter, the smug version and the map from
+    variable names to blocks, pixels or words) that :mod:`smug.debugging` reads back."""
+
+    text: str
     constraints: int
     header: tuple[str, ...]
+    format: str = "smt2"
+    meta: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def smtlib(self) -> str:
+        """The dump's text (its historical name; any format)."""
+        return self.text
 
 
-def dump(request: ExplainRequest, progress: Progress | None = None) -> Dump:
-    """The first-layer encoding of ``request`` (Eq. 3) as SMT-LIB2 (z3's ``minimize`` extension)."""
-    from smug.solver.smtlib import to_smtlib
+def _input_sha256(request: ExplainRequest, text_input: str | None) -> str:
+    import hashlib
 
-    if request.method != SMUG:
-        raise ValueError("constraint dumps are written for the first-layer SMUG encoding only")
+    import numpy as np
+
+    from smug.models.zoo import ZOO
+    from smug.pipeline.request import ArrayInput, DemoInput, ImageBytes, ImageFile
+
+    src = request.input
+    if text_input is not None:
+        data = text_input.encode("utf-8")
+    elif isinstance(src, ImageFile):
+        with open(src.path, "rb") as f:
+            data = f.read()
+    elif isinstance(src, ImageBytes):
+        data = src.data
+    elif isinstance(src, ArrayInput):
+        data = np.ascontiguousarray(src.array, dtype=np.float64).tobytes()
+    elif isinstance(src, DemoInput) and request.model in ZOO:
+        data = ZOO[request.model].demo_input.read_bytes()
+    else:
+        data = b""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _variables(problem, request: ExplainRequest, words: tuple[str, ...] | None) -> dict:
+    """Each variable name's block and top-left pixel (images) or word (text)."""
+    import re
+
+    if words is not None:
+        return {name: {"word": j, "position": int(name[1:]), "text": words[j]}
+                for j, name in enumerate(problem.var_names)}
+    window = int(getattr(request.config, "window", 1) or 1)
+    out = {}
+    for name in problem.var_names:
+        y, x = (int(v) for v in re.fullmatch(r"m_r(\d+)_c(\d+)", name).groups())
+        out[name] = {"block": [y // window, x // window], "pixel": [y, x]}
+    return out
+
+
+def dump(request: ExplainRequest, progress: Progress | None = None, format: str = "smt2",
+         bound: int | None = None) -> Dump:
+    """``request``'s problem (first-layer Eq. 3, text, or whole-network Eq. 6) as a self-describing
+    dump in ``format`` (smt2, wcnf, lp, mps; :mod:`smug.solver.dump_formats`).  ``bound``: smt2
+    with ``count <= bound`` instead of z3's ``minimize``."""
+    import hashlib
+    import sys
+
+    import numpy as np
+
+    from smug.models.zoo import load_model
+    from smug.solver.dump_formats import FORMATS, header_lines, write_dump
+
+    if request.problem_kind is None:
+        raise ValueError(f"the baseline {request.method!r} has no constraints to dump")
+    if format not in FORMATS:
+        raise ValueError(f"unknown dump format {format!r}; use one of {', '.join(FORMATS)}")
     enc = encode(request, progress)
-    c = request.to_json()
-    header = (f"smug dump: model {enc.model}, input {request.input_label()}, target class {enc.target}",
-              ", ".join(f"{k} {v}" for k, v in c["config"].items()))
-    return Dump(to_smtlib(enc.problem, list(header)), int(enc.problem.n_constraints), header)
+    problem = enc.problem
+    words = text_input = None
+    if request.modality == "text":
+        tokens = load_text(request).tokens
+        words, text_input = tuple(tokens.words), tokens.text
+    kind = "text" if words is not None else request.problem_kind
+    config = request.to_json()
+    params = dict(config["config"])
+    params.update(params.pop("smug", None) or {})
+    meta = {
+        "kind": kind, "model": enc.model, "model_sha256": load_model(request.model)[0].sha256,
+        "input": request.input_label(), "input_sha256": _input_sha256(request, text_input),
+        "x_sha256": hashlib.sha256(np.ascontiguousarray(problem.x, dtype=np.float64).tobytes()).hexdigest(),
+        "target": int(enc.target), "params": params, "request": config,
+        "smug_version": sys.modules["smug"].__version__,  # the parent package is loaded before any submodule
+        "n_vars": int(problem.n_vars),
+        "n_constraints": int(problem.n_constraints) if isinstance(problem, MaskProblem) else int(problem.n_classes - 1),
+        "variables": _variables(problem, request, words),
+    }
+    text_out = write_dump(problem, format, meta, bound)
+    meta = {**meta, "format": format, "bound": bound}
+    return Dump(text_out, meta["n_constraints"], tuple(header_lines(meta)[:-1]), format, meta)

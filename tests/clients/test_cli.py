@@ -156,3 +156,20 @@ def test_argument_errors_come_before_any_model_library_loads():
     assert bad < heavy and bad < 20 * bare, (bad, bare, heavy)
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("smug ")
+
+
+def test_progress_line_shows_stages_and_masks():
+    import io
+
+    from smug.clients.cli import ProgressLine
+
+    out = io.StringIO()
+    line = ProgressLine(out)
+    for ev in ({"event": "stage", "stage": "load", "state": "started"},
+               {"event": "stage", "stage": "solve", "state": "started", "timeout": 9},
+               {"event": "improved", "size": 12, "lower_bound": 3}):
+        line(ev)
+    line.close()
+    frames = out.getvalue().split("\r")
+    assert "load" in frames[1] and "solve" in frames[2] and "mask 12, proven >= 3" in frames[3]
+    assert out.getvalue().endswith("\r\x1b[K")  # the line is cleared: stdout's JSON stays alone

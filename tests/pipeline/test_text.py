@@ -128,3 +128,10 @@ def test_cli_file_with_bad_bytes_names_the_line(tmp_path, capsys):
         main(["explain", "--model", "text-cnn", "--text-file", str(bad), "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert "line 2 is not valid UTF-8 (byte 0xff at offset 4)" in capsys.readouterr().err
+
+
+def test_repr_and_notebook_display(explained):
+    e = explained
+    assert repr(e).startswith("Explanation(smug on text-cnn: optimal") and len(repr(e)) < 300
+    page = e._repr_html_()
+    assert "<table" in page and "keeps the decision" in page and 'class="smug-text"' in page
