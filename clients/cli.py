@@ -33,6 +33,9 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", type=float, default=None, help="masked-out value in model-input space")
     p.add_argument("--ig-steps", type=int, default=None, help="IG steps (default: adaptive by completeness)")
     p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
+    p.add_argument("--preprocess", default=None, metavar="JSON|FILE",
+                   help='image files on your own model: {"crop": 224, "resize": 256, "mean": [...], "std": [...]} '
+                        '(or offset/scale on 0-255 pixels, grayscale); an input may also be a .npy array')
     p.add_argument("--text", default=None, help="text models: the text to explain")
     p.add_argument("--text-file", default=None, help="text models: a UTF-8 file, one text per line")
 
@@ -110,7 +113,8 @@ def requests_of(a: argparse.Namespace, method: str | None = None) -> list[Explai
     """Every request the command line asks for, all validated before any runs."""
     method = method or _method(a)
     params = {**_params(a), "backend": getattr(a, "backend", "auto"), "timeout": getattr(a, "timeout", 60.0),
-              "target": a.target, "method": method, "keep_class": getattr(a, "keep_class", False)}
+              "target": a.target, "method": method, "keep_class": getattr(a, "keep_class", False),
+              "preprocess": a.preprocess}
     texts = _texts(a)
     if texts is None:
         return [ExplainRequest.build(a.image, a.model, **params)]
@@ -205,6 +209,8 @@ def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
     from smug.clients.client import Client, explain_with_progress
     from smug.pipeline.request import TextInput
 
+    if a.preprocess is not None:
+        raise RequestError("--preprocess applies to local runs; a server reads images with its zoo models' own")
     src = request.input
     text = src.text if isinstance(src, TextInput) else None
     params = {k: v for k, v in _params(a).items() if v is not None}

@@ -56,13 +56,16 @@ def load_image(request: ExplainRequest) -> ImageSubject:
         if entry is None:
             raise InputError("an input is required for a model outside the zoo")
         src = ImageFile(str(entry.demo_input))
+    prep = request.preprocess or (entry.preprocess if entry is not None else None)
     if isinstance(src, ArrayInput):
         x = check_model_input(src.array, model.input_shape)
-        picture = entry.preprocess.to_display(x) if entry else grey_picture(x)
+        picture = prep.to_display(x) if prep is not None and x.ndim == 3 and x.shape[0] in (1, 3) \
+            else grey_picture(x)
     else:
-        if entry is None:
-            raise InputError("image files need a zoo model (its preprocessing); pass a model-space array instead")
-        x, picture = entry.preprocess.load(src.path if isinstance(src, ImageFile) else src.data)
+        if prep is None:
+            raise InputError("image files need a preprocessing for a model outside the zoo: give --preprocess "
+                             "(e.g. '{\"crop\": 28, \"scale\": 255, \"grayscale\": true}') or a .npy array")
+        x, picture = prep.load(src.path if isinstance(src, ImageFile) else src.data)
         x = check_array(x, model.input_shape)
     probs = softmax(model.logits(x[None])[0])
     names = entry.class_names() if entry else [str(i) for i in range(len(probs))]

@@ -25,6 +25,7 @@ import numpy as np
 
 from smug.encoders.config import NetworkConfig, SmugConfig, TextSmugConfig
 from smug.models.errors import InputError, ModelError  # noqa: F401 (the errors a request can raise)
+from smug.models.preprocess import ImagePreprocess
 from smug.pipeline.keep_class import KeepClass
 from smug.solver.backends import all_backends, backends, check_backend
 
@@ -123,14 +124,20 @@ class ExplainRequest:
     timeout: float = 60.0  # solver seconds (the deadline, if sooner, caps it)
     name: str | None = None  # a job name (batch manifests)
     keep: KeepClass | None = None  # keep-class mode (smug.pipeline.keep_class); None: plain SMUG
+    preprocess: ImagePreprocess | None = None  # image files for a model outside the zoo (or overriding its own)
 
     @classmethod
     def build(cls, input: Any = None, model: str = "efficientnet-lite0", *, text: str | bytes | None = None,
               method: str = SMUG, backend: str = "auto", target: int | None = None, timeout: float = 60.0,
-              name: str | None = None, keep_class: bool = False, **params) -> "ExplainRequest":
+              name: str | None = None, keep_class: bool = False, preprocess: ImagePreprocess | dict | str | None = None,
+              **params) -> "ExplainRequest":
         """A validated request; ``params`` are the method's parameters (None: its default).
         ``keep_class``: refine the constraints until the masked input keeps the decision
-        (first-layer SMUG and text; ``min_confidence`` then applies to that check)."""
+        (first-layer SMUG and text; ``min_confidence`` then applies to that check).
+        ``preprocess``: how image files become model inputs (see
+        :meth:`~smug.models.preprocess.ImagePreprocess.from_spec`; a dict, JSON text or a JSON
+        file), needed for image files on a model outside the zoo.  ``input`` may also be a
+        ``.npy`` file holding a model-space array."""
         model = _check_model(model)
         modality = "text" if text is not None or zoo_kind(model) == "text" else "image"
         method = _check_method(method, modality)
@@ -147,7 +154,8 @@ class ExplainRequest:
         elif backend != "auto":
             raise RequestError(f"backend {backend!r} does not apply to the baseline {method!r} (it solves nothing)")
         return cls(model=model, input=source, method=method, config=config, modality=modality, backend=backend,
-                   target=_check_target(target), timeout=_check_timeout(timeout), name=name, keep=keep)
+                   target=_check_target(target), timeout=_check_timeout(timeout), name=name, keep=keep,
+                   preprocess=_preprocess(preprocess))
 
     @property
     def problem_kind(self) -> str | None:
@@ -169,7 +177,8 @@ class ExplainRequest:
         config = asdict(self.config)
         return {"model": self.model, "input": self.input_label(), "method": self.method, "modality": self.modality,
                 "config": config, "backend": self.backend, "target": self.target, "timeout": self.timeout,
-                "name": self.name, "keep_class": None if self.keep is None else asdict(self.keep)}
+                "name": self.name, "keep_class": None if self.keep is None else asdict(self.keep),
+                "preprocess": None if self.preprocess is None else asdict(self.preprocess)}
 
 
 # ---- checks --------------------------------------------------------------------------
@@ -249,6 +258,11 @@ def _check_input(source: Any, text: str | bytes | None, modality: str) -> Input:
         path = os.fspath(source)
         if not Path(path).is_file():
             raise RequestError(f"input file not found: {path}")
+        if path.endswith(".npy"):
+            try:
+                return ArrayInput(np.load(path, allow_pickle=False), label=path)
+            except (OSError, ValueError):
+                raise RequestError(f"{path} is not a readable .npy array") from None
         return ImageFile(path)
     raise RequestError(f"unsupported input type {type(source).__name__}: an image path, image bytes or an array")
 
@@ -305,6 +319,30 @@ def _baseline_params(method: str, params: dict) -> dict:
     if unknown and not takes_any:
         raise RequestError(f"parameters {unknown} do not apply to the baseline {method!r}; it takes {known}")
     return dict(params)
+
+
+def _preprocess(spec: ImagePreprocess | dict | str | None) -> ImagePreprocess | None:
+    """A preprocessing from a dict, JSON text or a JSON file (errors name the problem)."""
+    import json
+
+    if spec is None or isinstance(spec, ImagePreprocess):
+        return spec
+    if isinstance(spec, str):
+        text = spec
+        if not spec.lstrip().startswith("{"):
+            if not Path(spec).is_file():
+                raise RequestError(f"preprocessing file not found: {spec} (or give it as JSON text)")
+            text = Path(spec).read_text()
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RequestError(f"the preprocessing is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(spec, dict):
+        raise RequestError("the preprocessing must be a JSON object such as {\"crop\": 224, \"resize\": 256}")
+    try:
+        return ImagePreprocess.from_spec(spec)
+    except InputError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def _check_target(target: int | None) -> int | None:
