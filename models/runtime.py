@@ -20,21 +20,28 @@ import onnx
 
 from smug.models.errors import ModelError  # noqa: F401 (re-exported)
 
-
 T = TypeVar("T")
 
 
-def _providers() -> list[str]:
-    import onnxruntime as ort
+def onnxruntime():
+    """The onnxruntime module (``smug-explain[cpu]`` or ``[gpu]``: the two are alternatives)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelError("no ONNX Runtime installed: pip install 'smug-explain[cpu]' (or '[gpu]' on a CUDA "
+                         "machine, instead of cpu)") from None
+    return ort
 
+
+def _providers() -> list[str]:
+    ort = onnxruntime()
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return [p for p in wanted if p in available] or available
 
 
 def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     opts = ort.SessionOptions()
     threads = int(os.environ.get("SMUG_ORT_THREADS", "0"))
     if threads:
