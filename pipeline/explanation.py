@@ -248,7 +248,20 @@ class Explanation:
             files["mask.png"] = mask_png(pixel_mask if pixel_mask is not None else np.zeros(shown.shape, bool))
         files["saliency.png"] = saliency_png(shown)
         files["overlay.png"] = overlay_png(self.image.picture, shown)
+        files["figure.png"] = self.figure()
         return files
+
+    def figure(self) -> bytes:
+        """A readable PNG of an image answer (:mod:`smug.rendering.figure`)."""
+        from smug.rendering.figure import answer_figure
+
+        size = "no mask" if self.objective is None else f"mask {self.objective} of {self.n_vars} blocks"
+        keeps = {True: "keeps the decision", False: "does NOT keep the decision", None: ""}[self.keeps_class]
+        masked = "" if self.masked_confidence is None else f" (masked: {self.masked_confidence:.3f})"
+        facts = {"title": f"{self.method} on {self.model}: class {self.target} ({self.target_name}), "
+                          f"p = {self.confidence:.3f}{masked}",
+                 "lines": (f"status {self.status}", size, keeps)}
+        return answer_figure(facts, self.image.picture, self.image.saliency, self.image.pixel_mask)
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """Write :meth:`files` into ``out_dir`` (each atomically)."""

@@ -17,7 +17,8 @@ def test_explain_mnist_digit_writes_a_certified_result(tmp_path):
     out = tmp_path / "out"
     r = run_cli("explain", "--model", "mnist-mlp", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["mask.png", "overlay.png", "result.json", "saliency.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "mask.png", "overlay.png", "result.json",
+                                                    "saliency.png"]
     res = json.loads((out / "result.json").read_text())
     assert res["status"] == "optimal" and res["certificate"]["valid"]
     assert res["objective"] == len(res["mask_blocks"]) == res["lower_bound"]

@@ -30,7 +30,7 @@ def test_json_round_trip_and_version(network):
 
 def test_files_and_notebook_display(network, tmp_path):
     names = {p.name for p in network.save(tmp_path)}
-    assert names == {"result.json", "mask.png", "saliency.png", "overlay.png"}
+    assert names == {"result.json", "mask.png", "saliency.png", "overlay.png", "figure.png"}
     assert json.loads((tmp_path / "result.json").read_text()) == network.to_json()
     page = network._repr_html_()
     assert "data:image/png;base64," in page and "keeps the decision" in page
