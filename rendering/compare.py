@@ -18,36 +18,39 @@ def map_picture(saliency: np.ndarray, sparse: bool = False) -> np.ndarray:
     return (scaled * 255).astype(np.uint8)
 
 
-def _tile(array: np.ndarray, title: str, size: int):
-    from PIL import Image, ImageDraw
-
-    img = Image.fromarray(array).resize((size, size), Image.NEAREST if array.shape[0] < size else Image.BILINEAR)
-    tile = Image.new("RGB", (size, size + 18), "white")
-    tile.paste(img.convert("RGB"), (0, 18))
-    ImageDraw.Draw(tile).text((4, 3), title[:28], fill="black")
-    return tile
-
-
-def comparison_sheet(panels: list[tuple[str, object]], size: int = 160) -> bytes:
-    """PNG: the input, then one map per ``(method, explanation)`` panel (``smug_base``
-    shows SMUG's base map), one column each."""
+def comparison_sheet(panels: list[tuple[str, object]], size: float = 3.2) -> bytes:
+    """PNG: the input, then one map per ``(method, explanation)`` panel (``smug_base`` shows
+    SMUG's base map), each with its colour bar under the one scaling rule of
+    :mod:`smug.rendering.figure`; ``size`` inches per panel (100 dpi)."""
     import io
 
-    from PIL import Image
+    import matplotlib
 
-    tiles = []
-    for method, e in panels:
-        if method == "smug":
-            tiles.append(_tile(map_picture(e.saliency, sparse=True), f"smug ({e.objective} blocks)", size))
-        elif method == "smug_base":
-            tiles.append(_tile(map_picture(e.base_saliency, sparse=True),
-                               f"smug_base ({int(e.base_mask.sum())} blocks)", size))
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from smug.rendering.figure import DPI, scaled
+
+    picture = np.asarray(panels[0][1].picture)
+    fig = Figure(figsize=(size * (len(panels) + 1), size + 0.8), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(panels) + 1)
+    nearest = "nearest" if picture.shape[0] < 64 else "antialiased"
+    axes[0].imshow(picture, interpolation=nearest)
+    axes[0].set_title("input", fontsize=12)
+    for ax, (method, e) in zip(axes[1:], panels):
+        if method == "smug_base":
+            saliency, title = e.base_saliency, f"smug_base ({int(e.base_mask.sum())} blocks)"
+        elif method == "smug":
+            saliency, title = e.saliency, f"smug ({e.objective} blocks)"
         else:
-            tiles.append(_tile(map_picture(e.saliency), method, size))
-    tiles.insert(0, _tile(np.asarray(panels[0][1].picture), "input", size))
-    sheet = Image.new("RGB", (size * len(tiles), size + 18), "white")
-    for i, t in enumerate(tiles):
-        sheet.paste(t, (i * size, 0))
+            saliency, title = e.saliency, method
+        s, cmap, lo, hi = scaled(saliency)
+        shown = ax.imshow(s, cmap=cmap, vmin=lo, vmax=hi, interpolation=nearest)
+        ax.set_title(title, fontsize=12)
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
+    fig.savefig(buf, format="png")
     return buf.getvalue()
