@@ -108,3 +108,29 @@ def read_text_lines(path: str, model: str) -> list[str]:
     from smug.models.text_cnn import TextInput
 
     return TextInput(model).read(path)
+
+
+def model_reference(model) -> str:
+    """A model as a request names it: zoo names and paths as they are; an ``onnx.ModelProto`` is
+    stored once by the sha256 of its bytes in the cache folder and named by that path."""
+    if isinstance(model, str):
+        return model
+    if hasattr(model, "SerializeToString") and hasattr(model, "graph"):
+        from smug.common import cache_dir, write_atomic
+
+        data = model.SerializeToString()
+        path = cache_dir() / "models" / f"{hashlib.sha256(data).hexdigest()}.onnx"
+        if not path.is_file():
+            write_atomic(path, data)
+        return str(path)
+    if hasattr(model, "__fspath__"):
+        return str(model)
+    raise ModelError(f"a model is a zoo name, an .onnx path or an onnx.ModelProto, not {type(model).__name__} "
+                     f"(an InferenceSession does not keep its graph: pass the file it was made from)")
+
+
+def input_shape(model: str) -> tuple[int, ...]:
+    """The model's declared input shape without the batch dimension."""
+    from smug.models.zoo import load_model
+
+    return tuple(load_model(model)[0].input_shape)

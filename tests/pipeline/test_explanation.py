@@ -41,3 +41,18 @@ def test_a_baseline_map_has_no_mask_and_says_so():
     e = explain(None, "mnist-mlp", method="ig")  # an alias of integrated_gradients
     assert e.method == "integrated_gradients" and e.status == "map" and e.objective is None
     assert e.keeps_class is None and e.certificate["valid"] is None and e.saliency.shape == (28, 28)
+
+
+def test_api_takes_a_model_proto_and_a_batch(tmp_path):
+    from smug.models.zoo import load_model
+    from smug.pipeline import ExplainRequest
+    from smug.pipeline.inputs import load_image
+
+    proto = load_model("mnist-mlp")[0].proto
+    digit = load_image(ExplainRequest.build(None, "mnist-mlp")).x
+    batch = np.stack([digit, digit[:, ::-1]])
+    es = explain(batch, proto, method="whole-network", window=4, timeout=30, out_dir=tmp_path)
+    assert len(es) == 2 and all(e.status == "optimal" and e.keeps_class for e in es)
+    assert (tmp_path / "1" / "result.json").is_file()
+    one = explain(digit[None], "mnist-mlp", method="whole-network", window=4, timeout=30)  # a batch of one
+    assert one.objective == es[0].objective
