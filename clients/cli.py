@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                          ">= this")
     ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
+    ex.add_argument("--json-lines", action="store_true",
+                    help="print one compact JSON object per explanation and line (default: pretty JSON)")
     ex.add_argument("--quiet", action="store_true", help="no progress line on stderr (it is shown on a terminal)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
                     help="explain on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
@@ -168,7 +170,10 @@ def _explain(a: argparse.Namespace) -> int:
     else:
         explanations[0].save(a.out)
     shown = [summary(e, a.out) for e in explanations]
-    print(json.dumps(shown[0] if len(shown) == 1 else {"texts": shown, "out": a.out}, indent=2))
+    if a.json_lines:
+        print("\n".join(json.dumps(s_, separators=(",", ":")) for s_ in shown))
+    else:
+        print(json.dumps(shown[0] if len(shown) == 1 else {"texts": shown, "out": a.out}, indent=2))
     return 0 if all(e.status in ("optimal", "feasible", "map") for e in explanations) else 1
 
 
