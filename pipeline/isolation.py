@@ -93,7 +93,7 @@ def solve_isolated(problem, backend: str, timeout: float, progress: Progress | N
         m.process.start()
     winner = None
     try:
-        winner = _collect(race, out, t0 + timeout + grace, progress, lower=[0])
+        winner = _collect(race, out, t0 + timeout + grace, progress)
     finally:
         for m in race.values():
             if m.process.is_alive():
@@ -107,24 +107,30 @@ def solve_isolated(problem, backend: str, timeout: float, progress: Progress | N
     return replace(sol, timings={**sol.timings, "isolated_total": elapsed})
 
 
-def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress | None, lower: list[int]):
-    """Read the children's messages until one proves its answer, all settled, or ``kill_at``."""
+def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress | None) -> Solution | None:
+    """Read the children's messages until one proves its answer, all settled, or ``kill_at``.
+    A child seen dead is declared so only after one more empty read: its last message may
+    still be in the pipe."""
+    lower = 0
+    dead: set[str] = set()
     while time.perf_counter() < kill_at and not all(m.settled() for m in race.values()):
         try:
             backend, kind, payload = out.get(timeout=POLL_S)
         except queue_mod.Empty:
             for m in race.values():
-                if not m.settled() and not m.process.is_alive() and m.process.exitcode is not None:
+                if m.backend in dead and not m.settled():
                     m.error = _death(m.process.exitcode)
+                elif not m.settled() and not m.process.is_alive():
+                    dead.add(m.backend)
             continue
         m = race[backend]
-        if kind == "event":
-            if payload.get("event") == "improved":
-                m.best = payload
-                lower[0] = max(lower[0], int(payload.get("lower_bound", 0)))
-                if progress is not None:  # a racing member may know a better bound
-                    progress({**payload, "lower_bound": lower[0], "backend": backend})
-            elif progress is not None:
+        if kind == "event" and payload.get("event") == "improved":
+            m.best = payload
+            lower = max(lower, int(payload.get("lower_bound", 0)))
+            if progress is not None:  # a racing member may know a better bound
+                progress({**payload, "lower_bound": lower, "backend": backend})
+        elif kind == "event":
+            if progress is not None:
                 progress(payload)
         elif kind == "result":
             m.solution = payload
