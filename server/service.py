@@ -16,6 +16,7 @@ from smug.proto import load
 from smug.server.config import ServerConfig
 from smug.pipeline import Deadline, ExplainRequest, RequestError
 from smug.pipeline.models import InputError, check_model_input
+from smug.pipeline.request import ArrayInput, ImageBytes
 from smug.proto.wire import (WireError, explanation_to_proto, input_of, model_info_to_proto, request_fields,
                              to_tensor)
 from smug.server.errors import ServiceError, invalid
@@ -142,9 +143,9 @@ class SmugService(pb_grpc.SmugServicer):
             source, text = input_of(request)
             if text is not None:
                 text = _decode_text(text)
-            elif hasattr(source, "array"):
+            elif isinstance(source, ArrayInput):
                 check_model_input(source.array, rec.input_shape)
-            elif hasattr(source, "data") and not rec.zoo:
+            elif isinstance(source, ImageBytes) and not rec.zoo:
                 raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
             elif not rec.zoo and rec.kind != "text":
                 raise invalid("an input is required (tensor or image) for a model outside the zoo")
