@@ -37,6 +37,8 @@ def convert(proto: onnx.ModelProto):
     torch_module()
     from onnx2torch import convert as _convert
 
+    # onnx2torch's own warnings (at conversion and in its converted modules' forward passes)
+    warnings.filterwarnings("ignore", category=UserWarning, module="onnx2torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         module = _convert(proto).eval().to(device())

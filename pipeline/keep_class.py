@@ -3,20 +3,23 @@
 SMUG's Eq. 3 holds the kept first-layer neurons above ``gamma`` times their original
 value; nothing in it holds the class, and on photos the minimal mask often loses it.
 This mode solves a ladder of ever stronger constraint sets and checks each minimal mask
-by a forward pass of the masked input:
+by a forward pass of the masked input (the IG ranking is reused: a step costs one solve):
 
 1. the requested ``(k, gamma)``;
-2. ``gamma`` raised along :data:`GAMMAS` with the same ``k`` (the IG ranking is reused:
-   only the right-hand sides change, no new IG);
-3. every positively attributed neuron (``k = all``) along the same ladder;
-4. once a step keeps the decision, :data:`BISECTIONS` bisection steps on ``gamma``
-   between the last failing and the first keeping value, keeping the smallest mask
-   that keeps the decision.
+2. ``gamma`` raised along :data:`GAMMAS` with the same ``k``;
+3. ``k`` multiplied by :data:`K_FACTOR` at the strongest ``gamma`` (more neurons held near
+   their original value), up to every positively attributed neuron;
+4. once a step keeps the decision, :data:`BISECTIONS` bisection steps on ``gamma`` at that
+   ``k``, between the last failing value (or the requested one) and the keeping one,
+   keeping the smallest mask that keeps the decision.
 
-Each step's mask is proven minimal (or verified, on a timeout) *for that step's
-constraints* and certified exactly; the answer reports every step and the constraint
-set of the mask it returns.  When no step keeps the decision before the deadline, the
-answer says so and returns the step whose masked input came closest.
+Measured on Lite0 photos (docs/benchmarks.md, bench/keep_class.py): the decision comes back
+near ``gamma`` = 0.99, and holding more neurons is cheaper than holding every one (all
+~150,000 positive neurons at once did not finish in a minute).  Each step's mask is proven
+minimal (or verified, on a timeout) *for that step's constraints* and certified exactly;
+the answer reports every step and the constraint set of the mask it returns.  When no step
+keeps the decision before the deadline, the answer says so and returns the step whose
+masked input came closest.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Callable
 
 from smug.pipeline.deadline import Deadline
 
-GAMMAS = (0.5, 0.8, 0.95, 0.99)
+GAMMAS = (0.6, 0.9, 0.99)
+K_FACTOR = 3
 BISECTIONS = 2
 
 
@@ -77,11 +81,14 @@ class Attempt:
 
 
 def ladder(top_k: int, gamma: float, n_positive: int) -> list[tuple[int, float]]:
-    """The (k, gamma) constraint sets to try in order, strongest last (no repeats; ``top_k`` is
-    at most the number of positively attributed neurons, the only ones SMUG keeps)."""
-    out: list[tuple[int, float]] = []
-    for k in dict.fromkeys((min(top_k, n_positive), n_positive)):
-        out += [(k, g) for g in (gamma, *GAMMAS) if g >= gamma and (k, g) not in out]
+    """The (k, gamma) constraint sets to try in order (no repeats; ``top_k`` is at most the
+    number of positively attributed neurons, the only ones SMUG keeps)."""
+    k = min(top_k, n_positive)
+    out = [(k, g) for g in dict.fromkeys((gamma, *(g for g in GAMMAS if g > gamma)))]
+    strongest = out[-1][1]
+    while k < n_positive:
+        k = min(n_positive, k * K_FACTOR)
+        out.append((k, strongest))
     return [(k, g) for k, g in out if k > 0]
 
 
@@ -119,8 +126,8 @@ def refine(top_k: int, gamma: float, n_positive: int, rebuild: Callable[[int, fl
         failed_at[k] = g
         if a.solution.mask is not None and (closest is None or (a.step.confidence or 0) > (closest.step.confidence or 0)):
             closest = a
-    if best is not None and best.step.top_k in failed_at:
-        lo, hi = failed_at[best.step.top_k], best.step.gamma
+    if best is not None and best.step.gamma > gamma:
+        lo, hi = failed_at.get(best.step.top_k, gamma), best.step.gamma
         for _ in range(BISECTIONS):
             if deadline.expired():
                 break

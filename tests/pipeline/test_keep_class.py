@@ -22,15 +22,16 @@ SNIPPETS = Path(__file__).resolve().parents[3] / "shared" / "data" / "vader-snip
 
 def test_ladder_raises_gamma_then_k_without_repeats():
     assert ladder(3000, 0.0, 17) == [(17, 0.0), *((17, g) for g in GAMMAS)]
-    steps = ladder(10, 0.3, 40)
+    steps = ladder(10, 0.3, 100)
     assert steps[0] == (10, 0.3) and len(steps) == len(set(steps))
-    assert [g for k, g in steps if k == 10] == [0.3, *GAMMAS] and [k for k, _ in steps][-1] == 40
-    assert all(g >= 0.3 for _, g in steps)
+    assert [g for k, g in steps if k == 10] == [0.3, *GAMMAS]
+    assert [k for k, _ in steps[len(GAMMAS) + 1:]] == [30, 90, 100]  # then k x 3 at the strongest gamma
+    assert all(g == GAMMAS[-1] for _, g in steps[len(GAMMAS) + 1:])
 
 
 @dataclass(frozen=True)
 class _Toy:
-    """A toy encoding: the mask size grows with gamma; the decision is kept from gamma >= 0.6 on."""
+    """A toy encoding: the mask size grows with gamma; the decision is kept from gamma >= 0.7 on."""
 
     k: int
     gamma: float
@@ -57,13 +58,13 @@ class _Sol:
 def test_refine_matches_a_plain_search():
     size = lambda g: 1 + int(20 * g)  # noqa: E731
     solve = lambda toy: _Sol(np.arange(30) < size(toy.gamma))  # noqa: E731
-    check = lambda toy, mask: Verdict(toy.gamma >= 0.6, toy.gamma, toy.gamma - 0.6)  # noqa: E731
+    check = lambda toy, mask: Verdict(toy.gamma >= 0.7, toy.gamma, toy.gamma - 0.7)  # noqa: E731
     chosen, steps = refine(5, 0.0, 9, lambda k, g: _Toy(k, g), solve, check, Deadline())
-    # the ladder to the first keeping gamma (0.8), then bisection between 0.5 and 0.8
-    assert [(s.top_k, s.gamma) for s in steps[:3]] == [(5, 0.0), (5, 0.5), (5, 0.8)]
-    assert len(steps) == 3 + BISECTIONS and [s.gamma for s in steps[3:]] == [0.65, 0.575]
+    # the ladder to the first keeping gamma (0.9), then bisection between 0.6 and 0.9
+    assert [(s.top_k, s.gamma) for s in steps[:3]] == [(5, 0.0), (5, 0.6), (5, 0.9)]
+    assert len(steps) == 3 + BISECTIONS and [s.gamma for s in steps[3:]] == [0.75, 0.675]
     kept = [s for s in steps if s.keeps_class]
-    assert chosen.step == min(kept, key=lambda s: s.objective) and chosen.step.gamma == 0.65
+    assert chosen.step == min(kept, key=lambda s: s.objective) and chosen.step.gamma == 0.75
     never = lambda toy, mask: Verdict(False, toy.gamma / 2, -1.0)  # noqa: E731
     chosen, steps = refine(5, 0.0, 9, lambda k, g: _Toy(k, g), solve, never, Deadline())
     assert not chosen.step.keeps_class and len(steps) == len(ladder(5, 0.0, 9))
