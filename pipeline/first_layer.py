@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from smug.encoders.saliency import base_mask, eq4_scores, smug_saliency
-from smug.encoders.smug import SmugEncoding, build_problem, encode_smug, select_top_k
+from smug.encoders.smug import SmugEncoding, encode_smug
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation, ImageParts
 from smug.pipeline.inputs import ImageSubject, masked_prediction
-from smug.pipeline.keep_class import Verdict, refine, report
+from smug.pipeline.keep_class import KEEP_BUDGET, Verdict, keep_decision
 from smug.pipeline.request import ExplainRequest
 from smug.pipeline.solve import image_answer, solve_stage
 from smug.pipeline.stages import Stages
 from smug.solver.solve import Solution
-
-KEEP_BUDGET = 4  # keep-class mode: the whole ladder gets this many solver timeouts
 
 
 def encode(request: ExplainRequest, subject: ImageSubject, stages: Stages) -> SmugEncoding:
@@ -29,30 +25,19 @@ def encode(request: ExplainRequest, subject: ImageSubject, stages: Stages) -> Sm
     return enc
 
 
-def keep_decision(request: ExplainRequest, subject: ImageSubject, enc: SmugEncoding, deadline: Deadline,
-                  stages: Stages) -> tuple[SmugEncoding, Solution, dict]:
-    """Keep-class mode (:mod:`smug.pipeline.keep_class`): the IG ranking of ``enc`` is reused for every
-    constraint set; the loop has ``KEEP_BUDGET`` times the request's solver timeout, or the deadline."""
-    c, keep = request.config, request.keep
+def keep_class_solve(request: ExplainRequest, subject: ImageSubject, enc: SmugEncoding, deadline: Deadline,
+                     stages: Stages) -> tuple[SmugEncoding, Solution, dict]:
+    """Keep-class mode (:mod:`smug.pipeline.keep_class`): the masked image must keep the class."""
     loop_deadline = deadline.earlier(Deadline.after(KEEP_BUDGET * request.timeout))
-    attribution = enc.ig.attribution.ravel()
-
-    def rebuild(k: int, gamma: float) -> SmugEncoding:
-        if gamma == c.gamma and k == min(c.top_k, len(attribution[attribution > 0])):
-            return enc
-        neurons = select_top_k(attribution, k)
-        problem, constrained = build_problem(enc.layer, subject.x, neurons, enc.grid, gamma, c.form, c.baseline)
-        return replace(enc, problem=problem, neurons=neurons, attribution=attribution[neurons],
-                       constrained=constrained)
 
     def check(e: SmugEncoding, mask) -> Verdict:
         mp = masked_prediction(subject.model, e.problem.masked_input(mask), e.target, subject.class_names,
-                               keep.min_confidence)
+                               request.keep.min_confidence)
         return Verdict(mp["keeps_class"], mp["target_confidence"], mp["margin"])
 
-    chosen, steps = refine(c.top_k, c.gamma, int((attribution > 0).sum()), rebuild,
-                           lambda problem: solve_stage(problem, request, loop_deadline, stages), check, loop_deadline)
-    return chosen.encoding, chosen.solution, report(steps, chosen.step, keep)
+    return keep_decision(enc, enc.layer, subject.x, request.config, request.config.baseline, check,
+                         lambda problem: solve_stage(problem, request, loop_deadline, stages), loop_deadline,
+                         request.keep)
 
 
 def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, stages: Stages) -> Explanation:
@@ -61,7 +46,7 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
     if request.keep is None:
         sol = solve_stage(enc.problem, request, deadline, stages)
     else:
-        enc, sol, keep_report = keep_decision(request, subject, enc, deadline, stages)
+        enc, sol, keep_report = keep_class_solve(request, subject, enc, deadline, stages)
     grid = enc.grid
     scores = eq4_scores(enc.layer, enc.neurons, enc.attribution, grid.spatial)
     base = base_mask(enc.layer, enc.neurons, grid)

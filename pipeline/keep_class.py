@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
+
+from smug.encoders.smug import build_problem, select_top_k
 from smug.pipeline.deadline import Deadline
 
+KEEP_BUDGET = 4  # the whole ladder gets this many solver timeouts (or the request's deadline, if sooner)
 GAMMAS = (0.6, 0.9, 0.99)
 K_FACTOR = 3
 BISECTIONS = 2
@@ -148,3 +152,23 @@ def report(steps: list[Step], chosen: Step, options: KeepClass) -> dict:
             "min_confidence": options.min_confidence, "steps": [s.__dict__ for s in steps],
             "note": None if chosen.keeps_class else
             "no constraint set tried before the deadline kept the decision; this is the closest step"}
+
+
+def keep_decision(enc, layer, x: np.ndarray, config, baseline: float, check: Callable[[object, object], Verdict],
+                  solve: Callable[[object], object], deadline: Deadline, options: KeepClass):
+    """Run :func:`refine` on a first-layer or text encoding ``enc`` (Eq. 3 over ``layer`` at input
+    ``x``): each constraint set reuses ``enc``'s IG ranking.  (encoding, solution, report) of the
+    chosen step."""
+    attribution = enc.ig.attribution.ravel()
+    n_positive = int((attribution > 0).sum())
+
+    def rebuild(k: int, gamma: float):
+        if gamma == config.gamma and k == min(config.top_k, n_positive):
+            return enc
+        neurons = select_top_k(attribution, k)
+        problem, constrained = build_problem(layer, x, neurons, enc.grid, gamma, config.form, baseline)
+        return replace(enc, problem=problem, neurons=neurons, attribution=attribution[neurons],
+                       constrained=constrained)
+
+    chosen, steps = refine(config.top_k, config.gamma, n_positive, rebuild, solve, check, deadline)
+    return chosen.encoding, chosen.solution, report(steps, chosen.step, options)

@@ -75,6 +75,7 @@ class Dump:
     header: tuple[str, ...]
     format: str = "smt2"
     meta: dict = field(default_factory=dict, repr=False)
+    encoded: Encoded | None = field(default=None, repr=False, compare=False)  # the problem that was written
 
     @property
     def smtlib(self) -> str:
@@ -128,6 +129,7 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
     dump in ``format`` (smt2, wcnf, lp, mps; :mod:`smug.solver.dump_formats`).  ``bound``: smt2
     with ``count <= bound`` instead of z3's ``minimize``."""
     import hashlib
+    import json
     import sys
 
     import numpy as np
@@ -159,6 +161,7 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
         "n_constraints": int(problem.n_constraints) if isinstance(problem, MaskProblem) else int(problem.n_classes - 1),
         "variables": _variables(problem, request, words),
     }
+    meta = json.loads(json.dumps(meta))  # plain JSON (tuples as lists): what a reader gets back
     text_out = write_dump(problem, format, meta, bound)
     meta = {**meta, "format": format, "bound": bound}
-    return Dump(text_out, meta["n_constraints"], tuple(header_lines(meta)[:-1]), format, meta)
+    return Dump(text_out, meta["n_constraints"], tuple(header_lines(meta)[:-1]), format, meta, enc)

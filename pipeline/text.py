@@ -12,19 +12,18 @@ measured by :mod:`smug.metrics.text`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 
 from smug.baselines.attribution import attribute
-from smug.encoders.smug import build_problem, select_top_k
 from smug.encoders.text import TextEncoding, encode_text, masked_ids
 from smug.metrics.text import Comprehensiveness, Sufficiency, WordSparsity
 from smug.models.text_cnn import TokenizedText, ratings
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation, MethodRow, TextParts
 from smug.pipeline.inputs import TextSubject
-from smug.pipeline.keep_class import Verdict, refine, report
+from smug.pipeline.keep_class import KEEP_BUDGET, Verdict, keep_decision
 from smug.pipeline.request import ExplainRequest
 from smug.pipeline.solve import solve_stage
 from smug.pipeline.stages import Stages
@@ -49,31 +48,19 @@ def decision(rating: float, masked_rating: float, direction: str, min_confidence
             "keeps_class": bool(keeps), "margin": abs(masked_rating - 0.5) * (1 if keeps else -1)}
 
 
-def keep_decision(request: ExplainRequest, subject: TextSubject, enc: TextEncoding, deadline: Deadline,
-                  stages: Stages) -> tuple[TextEncoding, object, dict]:
-    """Keep-class mode for a text (:mod:`smug.pipeline.keep_class`): the same ladder over (k, gamma)."""
-    from smug.pipeline.first_layer import KEEP_BUDGET
-
-    c, keep = request.config.smug, request.keep
+def keep_class_solve(request: ExplainRequest, subject: TextSubject, enc: TextEncoding, deadline: Deadline,
+                     stages: Stages) -> tuple[TextEncoding, object, dict]:
+    """Keep-class mode for a text (:mod:`smug.pipeline.keep_class`): the rating must stay on its side."""
     loop_deadline = deadline.earlier(Deadline.after(KEEP_BUDGET * request.timeout))
-    attribution = enc.ig.attribution.ravel()
-
-    def rebuild(k: int, gamma: float) -> TextEncoding:
-        if gamma == c.gamma and k == min(c.top_k, len(attribution[attribution > 0])):
-            return enc
-        neurons = select_top_k(attribution, k)
-        problem, constrained = build_problem(enc.layers.layer, enc.problem.x, neurons, enc.grid, gamma, c.form, 0.0)
-        return replace(enc, problem=problem, neurons=neurons, attribution=attribution[neurons],
-                       constrained=constrained)
 
     def check(e: TextEncoding, mask) -> Verdict:
         masked = float(ratings(subject.model, masked_ids(e.ids, e.grid, mask)[None])[0])
-        d = decision(e.rating, masked, e.direction, keep.min_confidence)
+        d = decision(e.rating, masked, e.direction, request.keep.min_confidence)
         return Verdict(d["keeps_class"], d["explained_score"], d["margin"])
 
-    chosen, steps = refine(c.top_k, c.gamma, int((attribution > 0).sum()), rebuild,
-                           lambda problem: solve_stage(problem, request, loop_deadline, stages), check, loop_deadline)
-    return chosen.encoding, chosen.solution, report(steps, chosen.step, keep)
+    return keep_decision(enc, enc.layers.layer, enc.problem.x, request.config.smug, 0.0, check,
+                         lambda problem: solve_stage(problem, request, loop_deadline, stages), loop_deadline,
+                         request.keep)
 
 
 def explain(request: ExplainRequest, subject: TextSubject, deadline: Deadline, stages: Stages) -> Explanation:
@@ -83,7 +70,7 @@ def explain(request: ExplainRequest, subject: TextSubject, deadline: Deadline, s
     if request.keep is None:
         sol = solve_stage(enc.problem, request, deadline, stages)
     else:
-        enc, sol, keep_report = keep_decision(request, subject, enc, deadline, stages)
+        enc, sol, keep_report = keep_class_solve(request, subject, enc, deadline, stages)
     solve_s = time.perf_counter() - t_solve
     model, tt = subject.model, subject.tokens
     masked_rating = None
