@@ -79,8 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("serve", help=SERVER_HINT, add_help=False)
     from smug.evaluation.commands import add_commands
+    from smug.farm.commands import add_commands as farm_commands
 
     add_commands(sub)  # evaluate, report
+    farm_commands(sub)  # farm run | status | export
     return parser
 
 
@@ -268,6 +270,10 @@ def run_command(argv: list[str] | None = None) -> int:
         return 0
     if a.command == "serve":
         raise RequestError(SERVER_HINT)
+    if a.command == "farm":
+        from smug.farm.commands import run_command as farm_command
+
+        return farm_command(a)
     if a.command in ("evaluate", "report"):
         from smug.evaluation.commands import run_command as evaluation_command
 

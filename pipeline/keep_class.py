@@ -31,7 +31,6 @@ from typing import Callable
 
 import numpy as np
 
-from smug.encoders.smug import build_problem, select_top_k
 from smug.pipeline.deadline import Deadline
 
 KEEP_BUDGET = 4  # the whole ladder gets this many solver timeouts (or the request's deadline, if sooner)
@@ -159,6 +158,8 @@ def keep_decision(enc, layer, x: np.ndarray, config, baseline: float, check: Cal
     """Run :func:`refine` on a first-layer or text encoding ``enc`` (Eq. 3 over ``layer`` at input
     ``x``): each constraint set reuses ``enc``'s IG ranking.  (encoding, solution, report) of the
     chosen step."""
+    from smug.encoders.smug import build_problem, select_top_k  # the request module imports this one: stay light
+
     attribution = enc.ig.attribution.ravel()
     n_positive = int((attribution > 0).sum())
 

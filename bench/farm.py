@@ -1,0 +1,170 @@
+"""The batch farm on Dask (issue 12): throughput against a plain loop, a worker killed, scheduling overhead.
+
+    python -m smug.bench.farm                                  # writes docs/benchmarks.md
+    python -m smug.bench.farm --jobs 20 --noop 50 --noop-workers 1,2 --no-doc   # quick look
+
+Jobs: whole-network masks of the MNIST MLP (``--jobs`` held-out test digits, the farm's
+default solver timeout 10 s).  Measured on one machine:
+
+* a plain in-process loop over the jobs (``smug.pipeline.run``, one after the other) and
+  ``smug.farm.run`` on an embedded LocalCluster of 1 and 2 process workers (cluster
+  start-up included, and separately the time from the first submission to the last
+  result); every farm answer is checked against the loop's (status, objective);
+* 2 workers with one worker SIGKILLed after a third of the results: lost and duplicated
+  jobs (both must be 0) and the time to finish;
+* per-job scheduling overhead: ``--noop`` jobs that do nothing, through the farm's own
+  submission path (one job per worker thread in flight), at 1..32 process workers on
+  loopback; overhead per job = wall time / jobs x workers.
+
+Optionally (``--lite0 N``) N EfficientNet-Lite0 first-layer jobs (ImageNet photos from
+``--data``) the same way (loop, 1 and 2 workers).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from smug.bench.common import add_doc_args, invocation, parser, photos, publish, table, uptime
+from smug.bench.datasets import mnist_split
+
+TITLE = "Batch farm on Dask (issue 12)"
+
+
+def mnist_requests(n: int, timeout: float):
+    from smug.pipeline import ExplainRequest
+
+    _, _, x_test, _ = mnist_split()
+    return [ExplainRequest.build(x_test[i], "mnist-mlp", method="whole-network", timeout=timeout, name=f"test{i}")
+            for i in range(n)]
+
+
+def lite0_requests(files, timeout: float):
+    from smug.pipeline import ExplainRequest
+
+    return [ExplainRequest.build(str(f), "efficientnet-lite0", top_k=3000, timeout=timeout) for f in files]
+
+
+def loop(requests) -> tuple[float, dict]:
+    """Seconds for a plain in-process loop, and each job's (status, objective)."""
+    from smug.farm.jobs import job_id
+    from smug.pipeline import run
+
+    t0 = time.perf_counter()
+    answers = {}
+    for r in requests:
+        e = run(r)
+        answers[job_id(r)] = (e.status, e.objective)
+    return time.perf_counter() - t0, answers
+
+
+def farm(requests, workers: int, kill_after: int | None = None) -> dict:
+    """One farm run on a fresh LocalCluster; total and batch seconds, results, the killed pid."""
+    import distributed
+
+    from smug.farm import cluster, run
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, cluster.settings(retries=2):
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                      dashboard_address=":0") as lc, distributed.Client(lc) as c:
+            c.wait_for_workers(workers)
+            t1 = time.perf_counter()
+            results, killed = [], None
+            for r in run(requests, store=Path(tmp) / "farm.sqlite", client=c):
+                results.append(r)
+                if kill_after is not None and killed is None and len(results) >= kill_after:
+                    busy = [w for w, keys in c.processing().items() if keys]
+                    killed = c.run(os.getpid)[busy[0]] if busy else None
+                    if killed:
+                        os.kill(killed, signal.SIGKILL)
+            t2 = time.perf_counter()
+    return {"total": time.perf_counter() - t0, "batch": t2 - t1, "results": results, "killed": killed}
+
+
+def check(results, answers) -> str:
+    """Lost, duplicated and failed jobs, answers differing from the loop's (and the first failure's reason)."""
+    ids = [r.job_id for r in results]
+    lost = len(set(answers) - set(ids))
+    dup = len(ids) - len(set(ids))
+    failed = [r.reason for r in results if r.state != "done"]
+    differ = sum(1 for r in results if r.state == "done" and (r.status, r.objective) != answers.get(r.job_id))
+    why = f" ({failed[0]})" if failed else ""
+    return f"lost {lost}, dup {dup}, failed {len(failed)}{why}, differ {differ}"
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def noop_overhead(n: int, workers: int) -> tuple[float, float]:
+    """(wall seconds for n no-op jobs through the farm's submission path, per-job overhead in ms x workers)."""
+    import distributed
+    from distributed import as_completed
+
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as lc, distributed.Client(lc) as c:
+        c.wait_for_workers(workers)
+        t0 = time.perf_counter()
+        pending, i, in_flight = as_completed(), 0, 0
+        while i < min(workers, n):  # the farm's flow control: one job per worker thread in flight
+            pending.add(c.submit(_noop, i, key=f"noop-{i}", pure=False))
+            i += 1
+        for f in pending:
+            f.release()
+            if i < n:
+                pending.add(c.submit(_noop, i, key=f"noop-{i}", pure=False))
+                i += 1
+        wall = time.perf_counter() - t0
+    return wall, 1000 * wall / n * workers
+
+
+def main(argv=None) -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--jobs", type=int, default=200, help="MNIST whole-network jobs")
+    ap.add_argument("--timeout", type=float, default=10.0, help="solver seconds per job")
+    ap.add_argument("--noop", type=int, default=500, help="no-op jobs per worker count")
+    ap.add_argument("--noop-workers", default="1,2,4,8,16,32", help="worker counts for the no-op overhead")
+    ap.add_argument("--lite0", type=int, default=0, help="EfficientNet-Lite0 first-layer jobs (0: none)")
+    ap.add_argument("--data", type=Path, default=None, help="ImageNet photos for --lite0")
+    add_doc_args(ap)
+    a = ap.parse_args(argv)
+    load_before = uptime()
+    sections = []
+    workloads = [("MNIST whole-network", mnist_requests(a.jobs, a.timeout))]
+    if a.lite0:
+        files = photos(a.data, a.lite0) if a.data else photos(n=a.lite0)
+        workloads.append(("Lite0 first-layer (k = 3000)", lite0_requests(files, 60.0)))
+    for label, requests in workloads:
+        t_loop, answers = loop(requests)
+        rows = [["in-process loop", 1, f"{t_loop:.1f}", f"{t_loop:.1f}", f"{60 * len(requests) / t_loop:.0f}",
+                 "1.00x", "-"]]
+        for workers in (1, 2):
+            r = farm(requests, workers)
+            rows.append([f"farm, {workers} worker(s)", workers, f"{r['total']:.1f}", f"{r['batch']:.1f}",
+                         f"{60 * len(requests) / r['batch']:.0f}", f"{t_loop / r['batch']:.2f}x",
+                         check(r["results"], answers)])
+        if label.startswith("MNIST"):
+            r = farm(requests, 2, kill_after=max(1, len(requests) // 3))
+            retried = sum(1 for x in r["results"] if x.attempts > 1)
+            rows.append([f"farm, 2 workers, one SIGKILLed after {len(requests) // 3} results", 2, f"{r['total']:.1f}",
+                         f"{r['batch']:.1f}", f"{60 * len(requests) / r['batch']:.0f}",
+                         f"{t_loop / r['batch']:.2f}x", f"{check(r['results'], answers)}, re-run {retried}"])
+        sections.append(f"**{label}, {len(requests)} jobs** (total: with cluster start and stop; batch: first "
+                        f"submission to last result; speed-up on batch time)\n\n" + "\n".join(table(
+                            ["run", "workers", "total s", "batch s", "jobs/min", "speed-up", "check"], rows)))
+    noop_rows = []
+    for workers in [int(w) for w in a.noop_workers.split(",")]:
+        wall, per_job = noop_overhead(a.noop, workers)
+        noop_rows.append([workers, a.noop, f"{wall:.2f}", f"{a.noop / wall:.0f}", f"{per_job:.1f}"])
+    sections.append(f"**Scheduling overhead**: {a.noop} no-op jobs, one per worker thread in flight\n\n" + "\n".join(
+        table(["workers", "jobs", "wall s", "jobs/s", "overhead per job x workers (ms)"], noop_rows)))
+    body = "\n\n".join([f"Machine: {os.cpu_count()} cores; before: `{load_before}`; after: `{uptime()}`", *sections])
+    publish(a, "farm", TITLE, invocation("farm"), body)
+
+
+if __name__ == "__main__":
+    main()

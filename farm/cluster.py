@@ -1,0 +1,68 @@
+"""Where a batch runs: the user's ``distributed.Client``, a scheduler's address, or an embedded LocalCluster.
+
+The embedded cluster has one process worker per core (``workers``), one thread each,
+and a memory limit per worker: past it the worker's nanny kills and restarts the
+worker, and the scheduler re-runs its job elsewhere.  A job that kills
+``allowed_failures + 1`` workers ends as ``KilledWorker`` (recorded as failed).  Two Dask
+settings matter and are set here for the embedded cluster (on a real cluster, set them
+where the scheduler and the workers start, see the README):
+
+* ``distributed.worker.daemon: False`` — the pipeline runs each solve in a child process,
+  which a daemonic worker process may not start
+  (``DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker tcp://HOST:8786``);
+* ``distributed.scheduler.allowed-failures`` — how many worker deaths a job may cause
+  before it fails (the farm's ``retries``;
+  ``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=2 dask scheduler``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from typing import Iterator
+
+DASHBOARD = importlib.util.find_spec("bokeh") is not None  # Dask serves its dashboard only with bokeh
+
+
+@contextlib.contextmanager
+def settings(retries: int) -> Iterator[None]:
+    """The Dask configuration of an embedded cluster, for its whole life (nannies read it on restarts)."""
+    import dask
+
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": int(retries)}):
+        yield
+
+
+@contextlib.contextmanager
+def connect(client=None, workers: int | None = None, scheduler: str | None = None, retries: int = 2,
+            memory_limit: str | int | None = "auto") -> Iterator[object]:
+    """A ``distributed.Client``: ``client`` itself, one connected to ``scheduler``, or one of a new LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        yield client
+        return
+    if scheduler is not None:
+        if workers is not None:
+            raise ValueError("give either a number of workers (a local cluster) or a scheduler's address, not both")
+        with Client(scheduler) as c:
+            yield c
+        return
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    if n < 1:
+        raise ValueError(f"need at least one worker, got {n}")
+    with settings(retries):
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                          dashboard_address=":0") as cluster, Client(cluster) as c:
+            yield c
+
+
+def dashboard(client) -> str | None:
+    """The Dask dashboard's address, when bokeh is installed."""
+    return client.dashboard_link if DASHBOARD else None
+
+
+def total_threads(client) -> int:
+    """Worker threads the scheduler knows now."""
+    return sum(client.nthreads().values())

@@ -1,0 +1,67 @@
+"""``smug farm status|export|run`` through :func:`add_commands` / :func:`run_command` (no cluster needed)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+import pytest
+
+from smug.farm import ManifestError, Store, job_of
+from smug.farm.commands import add_commands, run_command
+from smug.farm.export import export
+from smug.farm.store import Record
+from smug.pipeline import ExplainRequest
+
+
+def _parse(*argv):
+    p = argparse.ArgumentParser(prog="smug")
+    add_commands(p.add_subparsers(dest="command"))
+    return p.parse_args(list(argv))
+
+
+@pytest.fixture
+def store(tmp_path):
+    jobs = [job_of(ExplainRequest.build(None, "mnist-mlp", method="whole-network", delta=d, name=f"j{d}"), d + 1)
+            for d in range(3)]
+    path = tmp_path / "r.sqlite"
+    with Store(path) as s:
+        s.add(jobs)
+        s.finish(Record(jobs[0].id, "done", {"status": "optimal", "objective": 3, "certificate": {"valid": True},
+                                             "target": 3, "masked_prediction": {"keeps_class": True}}))
+        s.finish(Record(jobs[1].id, "failed", reason="killed its worker 3 times", attempts=3))
+    return path
+
+
+def test_status_counts_and_reasons(store, capsys):
+    assert run_command(_parse("farm", "status", "--db", str(store))) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["done"], out["failed"], out["pending"], out["total"]) == (1, 1, 1, 3)
+    assert out["failures"][0]["reason"] == "killed its worker 3 times" and out["failures"][0]["name"] == "j1"
+
+
+def test_export_jsonl_and_csv(store, tmp_path):
+    with Store(store) as s:
+        rows = [json.loads(line) for line in export(s, "jsonl").decode().splitlines()]
+        assert [r["state"] for r in rows] == ["done", "failed", "pending"]
+        assert rows[0]["result"]["objective"] == 3 and rows[0]["request"]["method"] == "whole-network"
+        table = list(csv.DictReader(io.StringIO(export(s, "csv", tmp_path / "r.csv").decode())))
+        assert table[0]["status"] == "optimal" and table[0]["keeps_class"] == "True" and table[1]["attempts"] == "3"
+        assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("id,line,name")
+    assert run_command(_parse("farm", "export", "--db", str(store), "--format", "csv", "--state", "failed",
+                              "--out", str(tmp_path / "f.csv"))) == 0
+    assert len((tmp_path / "f.csv").read_text().splitlines()) == 2
+
+
+def test_missing_store_and_bad_manifest_are_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        run_command(_parse("farm", "status", "--db", str(tmp_path / "none.sqlite")))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"model": "mnist-mlp", "method": "whole-network"}\n{"model": "mnist-mlp", "top_k": 0}\n')
+    with pytest.raises(ManifestError, match="line 2: top_k"):
+        run_command(_parse("farm", "run", str(manifest), "--db", str(tmp_path / "r.sqlite")))
+    assert not (tmp_path / "r.sqlite").exists()  # nothing submitted, nothing written
+    with pytest.raises(ValueError, match="not both"):
+        run_command(_parse("farm", "run", str(manifest), "--images", "*.png", "--db", str(tmp_path / "r.sqlite")))
