@@ -73,9 +73,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated: smug, smug_base and any baseline name")
     cmp_.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds (smug)")
     cmp_.add_argument("--out", default="comparison.png")
-    dmp = sub.add_parser("dump", help="write the first-layer encoding as SMT-LIB2", formatter_class=shown)
+    dmp = sub.add_parser("dump", help="write the encoding: smt2, wcnf, lp or mps", formatter_class=shown)
     _method_args(dmp)
-    dmp.add_argument("--out", default="smug-constraints.smt2", help="output .smt2 file")
+    dmp.add_argument("--out", default="smug-constraints.smt2", help="output file (.smt2, .wcnf, .lp, .mps)")
+    from smug.debugging.commands import add_commands as debugging_commands, dump_arguments
+
+    dump_arguments(dmp)  # --format, --bound, --method, --delta
+    debugging_commands(sub)  # inspect, check
     sub.add_parser("models", help="list the model zoo")
     sub.add_parser("serve", help=SERVER_HINT, add_help=False)
     from smug.evaluation.commands import add_commands
@@ -251,12 +255,11 @@ def _compare(a: argparse.Namespace) -> int:
 
 def _dump(a: argparse.Namespace) -> int:
     from smug.common import write_atomic
-
     from smug.pipeline import dump
 
-    d = dump(requests_of(a, "smug")[0])
-    write_atomic(a.out, d.smtlib.encode())
-    print(f"wrote {a.out} ({d.constraints} constraints)")
+    d = dump(requests_of(a)[0], format=a.format, bound=a.bound)
+    write_atomic(a.out, d.text.encode())
+    print(f"wrote {a.out} ({d.constraints} constraints, {a.format})")
     return 0
 
 
@@ -270,6 +273,10 @@ def run_command(argv: list[str] | None = None) -> int:
         return 0
     if a.command == "serve":
         raise RequestError(SERVER_HINT)
+    if a.command in ("inspect", "check"):
+        from smug.debugging.commands import run_command as debugging_command
+
+        return debugging_command(a)
     if a.command == "farm":
         from smug.farm.commands import run_command as farm_command
 

@@ -149,10 +149,12 @@ class Client:
     def dump(self, source: Source = None, model: str = "efficientnet-lite0", *, top_k: int | None = None,
              gamma: float | None = None, window: int | None = None, form: str | None = None,
              baseline: float | None = None, ig_steps: int | None = None, target: int | None = None,
-             deadline: float | None = None) -> str:
-        """The first-layer encoding (Eq. 3) as SMT-LIB2 text."""
+             method: str = "smug", delta: float | None = None, format: str | None = None,
+             bound: int | None = None, deadline: float | None = None) -> str:
+        """The request's constraints as a dump (``smug.pipeline.dump``): ``format`` smt2 (default),
+        wcnf, lp or mps; ``bound`` K: smt2 asserting count <= K instead of z3's minimize."""
         params = dict(top_k=top_k, gamma=gamma, window=window, form=form, baseline=baseline, ig_steps=ig_steps,
-                      target=target)
+                      target=target, method=method, delta=delta, dump_format=format, dump_bound=bound)
         r = self._call(self.stub.DumpConstraints, self._request(source, model, None, params),
                        deadline or self.deadline)
         return r.smtlib

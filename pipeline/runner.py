@@ -141,6 +141,10 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
         raise ValueError(f"the baseline {request.method!r} has no constraints to dump")
     if format not in FORMATS:
         raise ValueError(f"unknown dump format {format!r}; use one of {', '.join(FORMATS)}")
+    if bound is not None and format != "smt2":
+        raise ValueError("--bound applies to --format smt2 only")
+    if format == "wcnf" and request.problem_kind == "whole-network":
+        raise ValueError("wcnf is written for first-layer and text problems; use smt2, lp or mps for a whole network")
     enc = encode(request, progress)
     problem = enc.problem
     words = text_input = None

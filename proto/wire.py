@@ -21,7 +21,7 @@ from smug.pipeline.request import (SMUG, WHOLE_NETWORK, ArrayInput, BaselineConf
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_}
 PARAMS = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
-SETTINGS = ("backend", "timeout", "target", "keep_class")
+SETTINGS = ("backend", "timeout", "target", "keep_class", "dump_format", "dump_bound")
 TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
            "base_saliency": "base_saliency", "picture": "image"}  # ImageParts field -> response field
 

@@ -149,10 +149,11 @@ class SmugService(pb_grpc.SmugServicer):
                 raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
             elif not rec.zoo and rec.kind != "text":
                 raise invalid("an input is required (tensor or image) for a model outside the zoo")
+            dump_options = {"format": params.pop("dump_format", "smt2"), "bound": params.pop("dump_bound", None)}
             if kind == "dump":
                 params.pop("timeout", None)
                 params.pop("backend", None)
-            return ExplainRequest.build(source, rec.source, text=text, **params), rec
+            return ExplainRequest.build(source, rec.source, text=text, **params), rec, dump_options
         except (WireError, RequestError, InputError) as exc:
             raise invalid(str(exc)) from None
 
@@ -171,13 +172,13 @@ class SmugService(pb_grpc.SmugServicer):
     def _job(self, call: Call, request, kind: str, on_event=lambda ev: None):
         """Validate ``request`` (an ExplainRequest message), then run it on a worker."""
         self._check_deadline(call)  # before anything else: resolving a model may itself run a worker
-        req, rec = self._request(call, request, kind)
-        if kind == "dump" and req.method != "smug":
-            raise ServiceError("UNIMPLEMENTED", "DumpConstraints writes the first-layer encoding only")
+        req, rec, dump_options = self._request(call, request, kind)
+        if kind == "dump" and req.problem_kind is None:
+            raise invalid(f"the baseline {req.method!r} has no constraints to dump")
         self._admit(call)
         margin = self.config.deadline_margin
         deadline = Deadline() if call.deadline is None else Deadline(call.deadline - margin)
-        job = Job(kind, {"request": req, "deadline": deadline}, on_event=on_event, cancelled=call.cancelled,
+        job = Job(kind, {"request": req, "deadline": deadline, **dump_options}, on_event=on_event, cancelled=call.cancelled,
                   wait_until=None if call.deadline is None else call.deadline - margin, limit=call.deadline)
         self.running[call.id] = job.stats
         try:
@@ -229,7 +230,7 @@ class SmugService(pb_grpc.SmugServicer):
 
         def body():
             out, _, _ = self._job(call, request, "dump")
-            return pb.DumpResponse(smtlib=out["smtlib"], constraints=out["constraints"])
+            return pb.DumpResponse(smtlib=out["text"], constraints=out["constraints"], format=out["format"])
 
         return self._guard(call, body)
 

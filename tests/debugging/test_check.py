@@ -1,0 +1,135 @@
+"""smug check: accepts the real answers, rejects tampered ones with the failing row or a smaller mask,
+and refuses bad input with one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from smug.debugging import DumpError, read_dump
+from smug.debugging.check import check, load_result, mask_of
+from smug.debugging.commands import add_commands, dump_arguments, run_command
+from smug.debugging.solve import network_run
+
+CASES = [("first-layer", "smt2"), ("first-layer", "lp"), ("first-layer", "mps"), ("whole-network", "smt2"),
+         pytest.param("whole-network", "lp", marks=pytest.mark.slow),  # HiGHS on the big-M model: ~15 s
+         ("text", "smt2"), ("text", "wcnf"), ("text", "lp")]
+
+
+@pytest.mark.parametrize("kind,fmt", CASES)
+def test_accepts_the_real_result(artefacts, kind, fmt):
+    report = check(artefacts[kind][fmt], artefacts[kind]["result"])
+    assert report.ok, report.message
+    assert report.size == report.optimum == load_result(artefacts[kind]["result"])["objective"]
+    assert report.message.startswith("ok: ")
+
+
+def _tampered(result: dict, dump, drop: bool) -> dict:
+    """The result with one kept variable removed, or one added that keeps every row."""
+    on = mask_of(dump, result)
+    names = sorted(on) if drop else [n for n in dump.variables if n not in on]
+    for name in names:
+        new = on - {name} if drop else on | {name}
+        holds = (network_run(dump, new)[0] is None if dump.network else
+                 all(any((n in new) == v for n, v in c) for _, c in dump.clauses) if dump.clauses else
+                 all(r.holds(new) for r in dump.rows))
+        if drop or holds:
+            break
+    else:
+        pytest.skip("no added variable keeps every row")
+    res = json.loads(json.dumps(result))
+    variables = dump.meta["variables"]
+    if dump.kind == "text":
+        row = next(r for r in res["text"]["rows"] if r["method"] == "smug")
+        row["selected"] = [variables_name in new for variables_name in
+                           sorted(variables, key=lambda n: variables[n]["word"])]
+    else:
+        res["mask_blocks"] = sorted(variables[n]["block"] for n in new)
+    return res
+
+
+@pytest.mark.parametrize("kind,fmt", [("first-layer", "smt2"), ("whole-network", "smt2"), ("text", "wcnf"),
+                                      ("text", "smt2"), ("first-layer", "lp")])
+def test_rejects_a_removed_block_naming_the_row(artefacts, tmp_path, kind, fmt):
+    dump = read_dump(artefacts[kind][fmt])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_tampered(load_result(artefacts[kind]["result"]), dump, drop=True)))
+    report = check(artefacts[kind][fmt], bad)
+    assert not report.ok and report.message.startswith("fails row "), report.message
+
+
+@pytest.mark.parametrize("kind,fmt", [("first-layer", "smt2"), ("whole-network", "smt2"), ("text", "wcnf"),
+                                      ("text", "smt2")])
+def test_rejects_an_added_block_with_a_smaller_mask(artefacts, tmp_path, kind, fmt):
+    dump = read_dump(artefacts[kind][fmt])
+    result = load_result(artefacts[kind]["result"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_tampered(result, dump, drop=False)))
+    report = check(artefacts[kind][fmt], bad)
+    assert not report.ok
+    assert report.message.startswith(f"a smaller mask exists: {result['objective']} instead of "
+                                      f"{result['objective'] + 1}"), report.message
+
+
+def test_a_truncated_dump_is_one_clear_error(artefacts, tmp_path):
+    text = artefacts["text"]["smt2"].read_text()
+    cut = tmp_path / "cut.smt2"
+    cut.write_text(text[: len(text) // 2])
+    with pytest.raises(DumpError, match=r"is truncated: it ends at line \d+ without the 'smug-dump end' line") as e:
+        check(cut, artefacts["text"]["result"])
+    assert "\n" not in str(e.value)
+
+
+def test_a_damaged_body_is_one_clear_error(artefacts, tmp_path):
+    text = artefacts["text"]["smt2"].read_text()
+    broken = tmp_path / "broken.smt2"
+    broken.write_text(text.replace("(assert (>", "(assert (> (", 1))
+    with pytest.raises(DumpError, match="the smt2 body does not parse"):
+        read_dump(broken)
+
+
+def test_a_foreign_smtlib_file_is_one_clear_error(tmp_path):
+    other = tmp_path / "other.smt2"
+    other.write_text("(set-logic QF_LRA)\n(declare-const x Real)\n(assert (> x 1.0))\n(check-sat)\n")
+    with pytest.raises(DumpError, match="is an SMT-LIB2 file that smug did not write") as e:
+        read_dump(other)
+    assert "\n" not in str(e.value)
+
+
+def test_a_result_of_another_problem_is_one_clear_error(artefacts):
+    with pytest.raises(DumpError, match="does not belong to this dump: its method is 'smug', the dump's "
+                                        "'whole-network'"):
+        check(artefacts["whole-network"]["smt2"], artefacts["first-layer"]["result"])
+    with pytest.raises(DumpError, match="does not belong to this dump: its model is 'mnist-mlp'"):
+        check(artefacts["text"]["smt2"], artefacts["first-layer"]["result"])
+
+
+def test_cli_commands(artefacts, capsys):
+    parser = argparse.ArgumentParser(prog="smug")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_commands(sub)
+    dump_arguments(sub.add_parser("dump"))
+    a = parser.parse_args(["check", str(artefacts["text"]["wcnf"]), str(artefacts["text"]["result"])])
+    assert run_command(a) == 0 and capsys.readouterr().out.startswith("ok: ")
+    a = parser.parse_args(["inspect", str(artefacts["text"]["smt2"])])
+    assert run_command(a) == 0 and json.loads(capsys.readouterr().out)["kind"] == "text"
+    a = parser.parse_args(["dump", "--format", "wcnf", "--bound", "3", "--method", "whole-network"])
+    assert (a.format, a.bound, a.method) == ("wcnf", 3, "whole-network")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["smt2", "wcnf"])
+def test_accepts_the_bundled_photo(tmp_path, fmt):
+    """Lite0 on the bundled cat (IG ~45 s on 2 cores, the check itself 1-7 s)."""
+    from smug.pipeline import ExplainRequest, dump, run
+
+    req = ExplainRequest.build(None, "efficientnet-lite0", timeout=60)
+    path, result = tmp_path / f"cat.{fmt}", tmp_path / "result.json"
+    path.write_text(dump(req, format=fmt).text)
+    e = run(req)
+    result.write_text(json.dumps(e.to_json()))
+    report = check(path, result)
+    assert report.ok and report.optimum == e.objective, report.message
+    assert report.seconds < 30
