@@ -5,6 +5,7 @@
     nice -n 10 python -m smug.bench.table1 --stage optbox --optbox-every 5   # OPTBOX on every 5th photo
     nice -n 10 python -m smug.bench.table1 --stage paper000 --paper000-every 25  # stopping criterion, ins./del.
     nice -n 10 python -m smug.bench.table1 --stage uint8   # LSC with the reference code's uint8 crops
+    nice -n 10 python -m smug.bench.table1 --stage keep --images 10   # + SMUG in keep-class mode (smug_keep)
     python -m smug.bench.table1 --stage write --optbox-every 5 --paper000-every 25   # docs sections only
 
 Median LSC with quartiles, Win% (normal-approximation interval) and sparsity for
@@ -78,7 +79,7 @@ boxes were classified per photo."""
 
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--stage", choices=("all", "eval", "optbox", "paper000", "uint8", "write"), default="all")
+    ap.add_argument("--stage", choices=("all", "eval", "optbox", "paper000", "uint8", "keep", "write"), default="all")
     ap.add_argument("--paper000-every", type=int, default=25,
                     help="stopping criterion and insertion/deletion on every N-th photo (own store)")
     ap.add_argument("--db", default=str(OUT / "table1.sqlite"))
@@ -99,9 +100,16 @@ def main() -> None:
     if a.stage in ("all", "uint8"):
         q = EvalConfig(model="efficientnet-lite0", top_k=3000, gamma=0.0, window=4, lsc_uint8=True)
         print(evaluate(files[::UINT8_EVERY], UINT8_METHODS, side_db(a.db, "uint8"), q))
+    if a.stage == "keep":
+        print(evaluate(files, METHODS + KEEP_METHODS, a.db, config))
+        section_ = write_keep(a.db, len(files))
+        if section_:
+            publish(a, *section_)
+        return
     if a.stage in ("all", "write"):
         sections = [write(a.db, len(files), a.optbox_every), write_uint8(a.db, side_db(a.db, "uint8")),
-                    write_paper000(paper000_db(a.db), len(files[:: a.paper000_every]), a.paper000_every)]
+                    write_paper000(paper000_db(a.db), len(files[:: a.paper000_every]), a.paper000_every),
+                    write_keep(a.db, len(files))]
         for key, title, command, body in filter(None, sections):
             publish(a, key, title, command, body)
 
@@ -119,6 +127,46 @@ def side_db(db: str, name: str) -> str:
 
 def paper000_db(db: str) -> str:
     return side_db(db, "paper000")
+
+
+KEEP_METHODS = ["smug_keep"]
+
+
+def write_keep(db: str, n_files: int) -> tuple[str, str, str, str] | None:
+    """The SMUG-keep-class row beside the six methods, on the photos that have it: the section
+    (key, title, command, body), None without smug_keep rows."""
+    if not Path(db).is_file():
+        return None
+    with closing(Store(db)) as store:
+        keyed = {r["image"] for r in store.results() if r["method"] == "smug_keep"}
+        if not keyed:
+            return None
+        ms = METHODS + KEEP_METHODS
+        s = summary_tables(store, ms, win_methods=ms, only=keyed)
+        six = summary_tables(store, METHODS, win_methods=METHODS, only=keyed)
+    n = s["n_complete"]
+    keep_cells = s["keeps"]
+    lines = [
+        f"Store `out/table1.sqlite` (method `smug_keep` of `smug evaluate`). Photos: {n} with all seven methods "
+        f"among the first {n_files} sorted photos of `../shared/data/imagenet-sample/` (a run of about 15 minutes "
+        "on this shared machine, then `--images` set to what it finished; see the run's notes). SMUG and SMUG_keep: k = 3000, gamma = 0, window 4, timeout 60 s "
+        "(keep-class: the whole ladder gets 4 timeouts). Same LSC settings as the table above. "
+        f"`uptime` at writing: {uptime()}.", "",
+        *table(["", *s["labels"]], [
+            ["LSC median (q25, q75)", *s["lsc"]],
+            ["Win% ± 95% CI (over these seven)", *s["win"]],
+            ["Win% ± 95% CI without SMUG_keep (the six of Table 1)",
+             *[six["win"][six["methods"].index(m)] if m in six["methods"] else "-" for m in s["methods"]]],
+            ["Sparsity% ± 95% CI", *s["sparsity"]],
+            ["masked input keeps the class", *keep_cells],
+            ["method seconds, median", *s["seconds"]]]),
+        "",
+        f"With {n} photos the intervals are wide: this row says what keep-class masks cost in LSC and "
+        "sparsity, not a ranking. \"masked input keeps the class\": the photo with every block outside "
+        "the SMUG mask at the model's zero, one float32 forward pass (SMUG_base's map is not a checked mask).",
+    ]
+    return ("table1_keep", "Paper 003 Table 1 with SMUG in keep-class mode (issue 14)",
+            f"{COMMAND} --stage keep --images {n_files}", "\n".join(lines))
 
 
 UINT8_METHODS = ["integrated_gradients", "gradcam", "centerbox", "maxbox"]

@@ -15,7 +15,8 @@ def add_commands(sub) -> None:
     ev.add_argument("images", nargs="+", help="image files")
     ev.add_argument("--model", default="efficientnet-lite0", help="zoo image model")
     ev.add_argument("--methods", default="smug,smug_base,ig,gradcam,centerbox,maxbox",
-                    help="comma-separated: smug, smug_base, optbox and any baseline name (ig, gradcam, ...)")
+                    help="comma-separated: smug, smug_base, smug_keep (SMUG in keep-class mode), optbox and any "
+                         "baseline name (ig, gradcam, ...)")
     ev.add_argument("--db", default="smug-eval.sqlite", help="the SQLite store (re-runs skip finished images)")
     ev.add_argument("--top-k", type=int, default=3000)
     ev.add_argument("--gamma", type=float, default=0.0)

@@ -24,11 +24,12 @@ from smug.common import write_atomic
 from smug.evaluation.store import Store
 from smug.metrics.winrate import mean_interval, win_rates
 
-LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "integrated_gradients": "IG", "gradcam": "Grad-CAM",
-          "centerbox": "CENTERBOX", "maxbox": "MAXBOX", "optbox": "OPTBOX", "gradient": "Gradient",
+LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "smug_keep": "SMUG<sub>keep</sub>",
+          "integrated_gradients": "IG", "gradcam": "Grad-CAM", "centerbox": "CENTERBOX", "maxbox": "MAXBOX",
+          "optbox": "OPTBOX", "gradient": "Gradient",
           "guided_backprop": "GBP", "rectgrad": "RectGrad", "lrp_zplus": "LRP z+", "dtd_zb": "DTD z<sup>B</sup>"}
-PLAIN = {"smug_base": "SMUG_base"}
-ORDER = ["smug", "smug_base", "integrated_gradients", "gradcam", "centerbox", "maxbox", "optbox"]
+PLAIN = {"smug_base": "SMUG_base", "smug_keep": "SMUG_keep"}
+ORDER = ["smug", "smug_base", "smug_keep", "integrated_gradients", "gradcam", "centerbox", "maxbox", "optbox"]
 DENSE = {"integrated_gradients", "gradcam", "gradient", "guided_backprop", "occlusion", "rise"}
 
 
@@ -39,7 +40,9 @@ def _q(values, p) -> float:
 def summary_tables(store: Store, methods: list[str] | None = None, win_methods: list[str] | None = None,
                    html_labels: bool = False, only: set[str] | None = None) -> dict:
     """Formatted cells per method: LSC median (q25, q75), Win% ± CI, sparsity% ± CI,
-    median seconds, stopping size/time, insertion/deletion AUC; plus counts.
+    median seconds, stopping size/time, insertion/deletion AUC, the share of images whose
+    mask keeps the class (SMUG methods; ``keeps``, and the raw ``(kept, checked)`` counts in
+    ``keeps_counts``) with the median target probability on the masked image; plus counts.
     ``only``: restrict to these image keys."""
     rows = [r for r in store.results() if only is None or r["image"] in only]
     present = sorted({r["method"] for r in rows}, key=lambda m: (ORDER.index(m) if m in ORDER else 99, m))
@@ -53,7 +56,7 @@ def summary_tables(store: Store, methods: list[str] | None = None, win_methods: 
     lab = (lambda m: LABELS.get(m, html.escape(m))) if html_labels else (lambda m: PLAIN.get(m, LABELS.get(m, m)))
     out = {"methods": methods, "labels": [lab(m) for m in methods], "lsc": [], "win": [], "sparsity": [],
            "seconds": [], "seconds_mean": [], "stop_size": [], "stop_seconds": [], "insertion": [], "deletion": [],
-           "alignment": [], "kis": [],
+           "alignment": [], "kis": [], "keeps": [], "keeps_counts": {}, "masked_confidence": [],
            "counts": {m: len(by[m]) for m in methods},
            "n_complete": sum(1 for v in table.values() if all(m in v for m in win_methods)),
            "win_methods": win_methods}
@@ -83,6 +86,11 @@ def summary_tables(store: Store, methods: list[str] | None = None, win_methods: 
         for key in ("alignment", "kis"):
             v = [e[key] for e in extras if e.get(key) is not None]
             out[key].append(f"{np.mean(v):.3f} (n={len(v)})" if v else "-")
+        kept = [r["keeps_class"] for r in by[m] if r.get("keeps_class") is not None]
+        out["keeps_counts"][m] = (sum(kept), len(kept))
+        out["keeps"].append(f"{100.0 * sum(kept) / len(kept):.0f}% ({sum(kept)}/{len(kept)})" if kept else "-")
+        mc = [r["masked_confidence"] for r in by[m] if r.get("masked_confidence") is not None]
+        out["masked_confidence"].append(f"{_q(mc, 50):.3f}" if mc else "-")
         out["insertion"].append(f"{np.mean(ia):.3f}" if ia else "-")
         out["deletion"].append(f"{np.mean(da):.3f}" if da else "-")
     return out
@@ -211,7 +219,19 @@ def render(store: Store, methods: list[str] | None = None, max_images: int = 24,
              _table(s["labels"], [("LSC &darr; median (q25, q75)", s["lsc"]), ("Win% &uarr; &plusmn; 95% CI", s["win"]),
                                   ("Sparsity% &darr; &plusmn; 95% CI", s["sparsity"])]),
              f"<p>Win% over {', '.join(LABELS.get(m, m) for m in s['win_methods'])} (ties count for every tied "
-             "method). Sparsity: fraction of non-zero pixels; omitted for dense maps.</p>",
+             "method). Sparsity: fraction of non-zero pixels; omitted for dense maps.</p>"]
+    checked = [i for i, m in enumerate(ms) if s["keeps_counts"][m][1]]
+    if checked:
+        parts += ["<h2>Does the mask keep the decision? (SMUG methods)</h2>",
+                  _table([s["labels"][i] for i in checked],
+                         [("images whose masked input keeps the class", [s["keeps"][i] for i in checked]),
+                          ("target probability on the masked input, median",
+                           [s["masked_confidence"][i] for i in checked])]),
+                  "<p>The masked image (every block outside the mask at the model's zero) is run through the model "
+                  "(float32): it keeps the class when the target stays the prediction. A SMUG mask is minimal for "
+                  "its first-layer constraints, which do not hold the class; SMUG<sub>keep</sub> strengthens them "
+                  "until the class is kept (or its time runs out).</p>"]
+    parts += [
              "<h2>Time and stopping criterion (paper 000 Table I)</h2>",
              _table(s["labels"], [("time without stopping criterion (s), mean &plusmn; sd", s["seconds_mean"]),
                                   ("stopping-criterion size (% of pixels), mean &plusmn; sd", s["stop_size"]),
@@ -257,6 +277,8 @@ def render(store: Store, methods: list[str] | None = None, max_images: int = 24,
                 continue
             box = json.loads(r["box"]) if r["box"] else None
             cap = f"{r['lsc']:.2f}, a={r['area']:.2f}, c={r['confidence']:.2f}"
+            if r.get("keeps_class") is not None:
+                cap += ", keeps class" if r["keeps_class"] else ", loses class"
             cells.append(f"<td><div class='cap'>{cap}</div><img alt='{html.escape(m)} map' "
                          f"src='{data_uri(boxed_png(r['map_png'], box))}'></td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")

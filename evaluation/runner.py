@@ -10,7 +10,8 @@ added to it.  Progress goes to stderr.
 
 Method names: ``smug`` and ``smug_base`` (one SMUG run per image serves both),
 ``smug_keep`` (SMUG in keep-class mode, :mod:`smug.pipeline.keep_class`: the constraints are
-strengthened until the masked image keeps the predicted class), ``optbox`` (paper 003's brute-force box, ~1,500-3,000 crops per image), and every
+strengthened until the masked image keeps the predicted class), ``optbox`` (paper 003's
+brute-force box, ~1,500-3,000 crops per image), and every
 registered baseline (:func:`smug.baselines.attribution.methods`; aliases ``ig``,
 ``gbp``; ``smug_keep_class`` for ``smug_keep``).  SMUG rows (``smug``, ``smug_keep``) also
 store whether the masked image keeps the predicted class (``keeps_class``, a float32 forward

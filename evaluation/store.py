@@ -40,14 +40,17 @@ CREATE TABLE IF NOT EXISTS results (
     image TEXT NOT NULL, method TEXT NOT NULL, target INTEGER, lsc REAL, area REAL, confidence REAL,
     box TEXT, threshold REAL, boxes INTEGER, sparsity REAL, seconds REAL,
     stop_size INTEGER, stop_fraction REAL, stop_seconds REAL, insertion_auc REAL, deletion_auc REAL,
-    extra TEXT, map_png BLOB, PRIMARY KEY (image, method));
+    extra TEXT, map_png BLOB, keeps_class INTEGER, masked_confidence REAL, PRIMARY KEY (image, method));
 CREATE TABLE IF NOT EXISTS experiments (
     experiment TEXT NOT NULL, image TEXT NOT NULL, key TEXT NOT NULL, value REAL,
     PRIMARY KEY (experiment, image, key));
 """
 
 RESULT_COLUMNS = ("target", "lsc", "area", "confidence", "box", "threshold", "boxes", "sparsity", "seconds",
-                  "stop_size", "stop_fraction", "stop_seconds", "insertion_auc", "deletion_auc", "extra", "map_png")
+                  "stop_size", "stop_fraction", "stop_seconds", "insertion_auc", "deletion_auc", "extra", "map_png",
+                  "keeps_class", "masked_confidence")
+# Columns added after the first release: (name, SQL type); a store made before gets them (NULL) on opening.
+ADDED_COLUMNS = (("keeps_class", "INTEGER"), ("masked_confidence", "REAL"))
 
 
 class Store:
@@ -58,6 +61,19 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), timeout=60.0)  # other writers (resumed runs) may hold the lock
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a store made by an older version lacks (their values stay NULL)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(results)")}
+        missing = [(name, kind) for name, kind in ADDED_COLUMNS if name not in have]
+        for name, kind in missing:
+            try:
+                with self.db:
+                    self.db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as err:  # another process opening the same store added it first
+                if "duplicate column" not in str(err):
+                    raise
 
     def close(self) -> None:
         self.db.close()
@@ -115,6 +131,10 @@ class Store:
         return [dict(zip(("image", "name", "target", "target_name", "confidence", "picture"), r)) for r in cur]
 
     def results(self) -> list[dict]:
+        """Every row as a dict; ``keeps_class`` as True/False/None (SQLite keeps 1/0/NULL)."""
         cur = self.db.execute("SELECT * FROM results ORDER BY image, method")
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur]
+        rows = [dict(zip(names, r)) for r in cur]
+        for r in rows:
+            r["keeps_class"] = None if r["keeps_class"] is None else bool(r["keeps_class"])
+        return rows
