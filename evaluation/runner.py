@@ -31,9 +31,10 @@ import numpy as np
 
 from smug.common import softmax
 from smug.evaluation.store import EvalConfig, Store
+from smug.pipeline.request import METHOD_ALIASES
 
-ALIASES = {"ig": "integrated_gradients", "gbp": "guided_backprop", "grad_cam": "gradcam",
-           "smug_keep_class": "smug_keep", "smug-keep": "smug_keep"}
+# the pipeline's method aliases (ig, gbp, ...) plus this command's own rows
+ALIASES = {**METHOD_ALIASES, "smug_keep_class": "smug_keep", "smug-keep": "smug_keep"}
 SPECIAL = ("smug", "smug_base", "smug_keep", "optbox")
 SMUG_METHODS = ("smug", "smug_base", "smug_keep")  # maps that are SMUG masks (sparse pictures)
 KEEPS = ("smug", "smug_keep")  # rows whose keeps_class / masked_confidence describe the map's own mask
