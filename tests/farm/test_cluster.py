@@ -8,12 +8,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from smug.farm import Store, job_of, read_manifest, run
+from smug.farm.worker import EVENT_TOPIC
 from smug.pipeline import ExplainRequest
 from smug.pipeline import run as run_one
 
@@ -98,21 +100,33 @@ def test_worker_killed_mid_batch_every_job_ends_once(client, tmp_path, digits):
     quick = [_whole(d) for d in digits[2:]]
     requests = slow + quick
     db = tmp_path / "r.sqlite"
-    seen, killed = [], None
-    for r in run(requests, store=db, client=client):
-        seen.append(r)
-        if killed is None:  # kill a worker that is running a job now
-            busy = [w for w, keys in client.processing().items() if keys]
-            if busy:
-                killed = client.run(os.getpid)[busy[0]]
-                os.kill(killed, signal.SIGKILL)
-    assert killed is not None
+    slow_ids = {job_of(q).id for q in slow}
+    killed: list[int] = []
+
+    def kill_a_worker_running_a_slow_job() -> None:
+        """Each job announces its start (job id, worker pid) on the farm's event topic: kill the
+        worker of the first slow job that has started, while it runs (a slow job takes >= 3 s)."""
+        end = time.time() + 120
+        while time.time() < end:
+            started = [msg for _, msg in client.get_events(EVENT_TOPIC) if msg.get("job") in slow_ids]
+            if started:
+                time.sleep(0.5)
+                os.kill(started[0]["pid"], signal.SIGKILL)
+                killed.append(started[0]["pid"])
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker_running_a_slow_job, daemon=True)
+    killer.start()
+    seen = list(run(requests, store=db, client=client))
+    killer.join(timeout=5)
+    assert killed, "no worker was seen running a slow job"
     assert sorted(r.job_id for r in seen) == sorted(job_of(q).id for q in requests)  # each exactly once
     assert all(r.state == "done" for r in seen), [r.reason for r in seen]
-    assert any(r.attempts == 2 for r in seen)  # the killed worker's job ran again
+    assert any(r.attempts == 2 for r in seen), [(r.job_id[:8], r.attempts, r.worker) for r in seen]  # ran again
     with Store(db) as store:
         assert store.counts()["done"] == len(requests) == store.counts()["total"]
-    assert killed not in client.run(os.getpid).values()  # the nanny restarted it
+    assert killed[0] not in client.run(os.getpid).values()  # the nanny restarted it
 
 
 def test_poison_job_fails_and_the_batch_completes(client, tmp_path, digits, bomb_onnx):
