@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -225,9 +225,6 @@ class Explanation:
         elif arrays is not None and arrays.get("picture") is not None:
             image = ImageParts(**{k: arrays.get(k) for k in ImageParts.ARRAYS})
         return cls(**fields, image=image, text=text, origin={**data.get("origin", {}), **(origin or {})})
-
-    def with_timings(self, **extra: float) -> "Explanation":
-        return replace(self, timings={**self.timings, **extra})
 
     # ---- files ----------------------------------------------------------------------
     def files(self) -> dict[str, bytes]:

@@ -27,7 +27,7 @@ from smug.encoders.config import NetworkConfig, SmugConfig, TextSmugConfig
 from smug.models.errors import InputError, ModelError  # noqa: F401 (the errors a request can raise)
 from smug.models.preprocess import ImagePreprocess
 from smug.pipeline.keep_class import KeepClass
-from smug.solver.backends import all_backends, backends, check_backend
+from smug.solver.backends import all_backends, check_backend
 
 SMUG = "smug"  # first-layer SMUG (paper 003 Eq. 3); "first-layer" is accepted as a synonym
 WHOLE_NETWORK = "whole-network"  # paper 003 Appendix A, Eq. 6
@@ -361,8 +361,3 @@ def _check_timeout(timeout: float) -> float:
     if not (math.isfinite(t) and 0 < t <= MAX_TIMEOUT):
         raise RequestError(f"timeout must be positive, finite and at most {MAX_TIMEOUT:.0f} seconds, got {timeout!r}")
     return t
-
-
-def solver_backends(kind: str) -> tuple[str, ...]:
-    """The backends a request of problem ``kind`` may name (the solver's registry)."""
-    return backends(kind)
