@@ -16,7 +16,12 @@ from typing import Callable
 
 import numpy as np
 
+from smug.models.errors import InputError
 from smug.models.torch_backend import device, torch_module
+
+
+class ZeroActivation(InputError):
+    """The activations equal IG's zero baseline: every attribution is zero, nothing to rank."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ def _nodes(schedule: str, steps: int, f_grid: np.ndarray | None) -> tuple[np.nda
         return (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
     edges = np.linspace(0.0, 1.0, len(f_grid))
     change = np.abs(np.diff(f_grid))
-    share = 0.2 / len(change) + (0.8 * change / change.sum() if change.sum() > 0 else 0.8 / len(change))
+    if not change.sum() > 0:  # F flat on the sweep (or not finite): nothing to concentrate on
+        return (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
+    share = 0.2 / len(change) + 0.8 * change / change.sum()
     counts = np.maximum(1, np.round(share * steps)).astype(int)
     alphas, weights = [], []
     for lo, hi, k in zip(edges[:-1], edges[1:], counts):
@@ -43,6 +50,16 @@ def _nodes(schedule: str, steps: int, f_grid: np.ndarray | None) -> tuple[np.nda
         alphas.append(lo + (np.arange(k) + 0.5) * h)
         weights.append(np.full(k, h))
     return np.concatenate(alphas), np.concatenate(weights)
+
+
+def check_activation(activation: np.ndarray) -> None:
+    """Refuse activations IG cannot rank: all zero (the baseline itself) or not finite."""
+    a = np.asarray(activation)
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise InputError("the first layer's activations for this input are empty or not finite")
+    if not np.any(a):
+        raise ZeroActivation("the first layer's activations are all zero for this input (it equals the zero "
+                             "baseline of Integrated Gradients), so no neuron carries evidence to explain")
 
 
 def integrated_gradients(
@@ -56,6 +73,7 @@ def integrated_gradients(
     """IG of ``prob`` at ``activation`` against the zero baseline."""
     if steps < 1:
         raise ValueError("IG needs at least one step")
+    check_activation(activation)
     torch = torch_module()
     dev = device()
     t0 = time.perf_counter()
