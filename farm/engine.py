@@ -1,27 +1,19 @@
 """``smug.farm.run``: submit jobs to Dask, stream results back as they finish, record each once.
 
-Flow control: at most one job per worker thread is in flight (``as_completed``
-topped up as results arrive), so the scheduler hands a worker its next job only when it
-is free.  This also keeps a dying worker's blast radius to the job it was running: Dask
-counts a worker's death against every job assigned to it, and a job queued behind a
-poison job would otherwise fail with it.
-
-Attempts: each task announces its start on the scheduler's event log (topic
-``smug-farm``); the client counts them per job.
+The submission loop (flow control, attempts, worker deaths) is :mod:`smug.farm.dispatch`;
+this module turns requests into its tasks and its results into store records.
 """
 
 from __future__ import annotations
 
-import collections
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from smug.farm import cluster
+from smug.farm import cluster, dispatch
 from smug.farm.jobs import Job, job_of
 from smug.farm.store import Record, Store
-from smug.farm.worker import EVENT_TOPIC, ModelBundle, Outcome, Task, execute, worker_facts
+from smug.farm.worker import ModelBundle, Outcome, Task, execute, worker_facts
 from smug.pipeline import ExplainRequest
 from smug.pipeline.request import zoo_kind
 
@@ -97,75 +89,48 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
 
 
 class _Batch:
-    """One run's submissions, in-flight futures and attempt counts."""
+    """One run's tasks (a job each, plus a user's model shipped once) through :func:`~smug.farm.dispatch.dispatch`."""
 
     def __init__(self, client, store: Store, jobs: list[Job], job_timeout: float | None, retries: int, skipped: int,
                  progress: Callable[[BatchState], None] | None):
         self.client, self.store, self.job_timeout, self.retries = client, store, job_timeout, retries
-        self.waiting = collections.deque(jobs)
-        self.by_key: dict[str, Job] = {}
-        self.starts: collections.Counter = collections.Counter()
+        self.jobs = {job_key(j.id): j for j in jobs}
         self.counts = {"done": 0, "failed": 0}
+        self.running = 0
         self.total, self.skipped, self.progress = len(jobs), skipped, progress
         self.bundles: dict[str, object] = {}
-        self._threads, self._threads_at = 1, 0.0
 
     def results(self) -> Iterator[JobResult]:
-        from distributed import as_completed
-
         self._check_workers()
-        self.client.subscribe_topic(EVENT_TOPIC, self._on_event)
-        pending = as_completed()
-        try:
-            self._top_up(pending)
+        tasks = (dispatch.Task(key, execute, (Task.of(j.id, j.request, self.job_timeout),))
+                 for key, j in self.jobs.items())
+        for finished in dispatch.dispatch(self.client, tasks, self.retries, depends=self._bundle,
+                                          on_change=self._running):
+            job = self.jobs[finished.key]
+            record = _record(job, finished)
+            self.store.finish(record)
+            self.counts[record.state] += 1
             self._report()
-            for future in pending:
-                job = self.by_key.pop(future.key)
-                record = self._record(job, future)
-                future.release()
-                self._top_up(pending)  # the next job first: the store write overlaps it
-                self.store.finish(record)
-                self.counts[record.state] += 1
-                self._report()
-                yield _result(job, record)
-        finally:
-            in_flight = [f for f in pending.futures] if hasattr(pending, "futures") else []
-            if in_flight:
-                self.client.cancel(in_flight)
-            self.client.unsubscribe_topic(EVENT_TOPIC)
+            yield _result(job, record)
 
-    # ---- submission ---------------------------------------------------------------
-    def _top_up(self, pending) -> None:
-        limit = max(1, self._worker_threads())
-        while self.waiting and len(self.by_key) < limit:
-            job = self.waiting.popleft()
-            args = [Task.of(job.id, job.request, self.job_timeout)]
-            bundle = self._bundle(job.request.model)
-            if bundle is not None:
-                args.append(bundle)
-            future = self.client.submit(execute, *args, key=f"smug-farm-{job.id}", pure=False, retries=self.retries)
-            self.by_key[future.key] = job
-            pending.add(future)
+    def _running(self, n: int) -> None:
+        self.running = n
+        self._report()
 
-    def _bundle(self, model: str):
-        """A user's ONNX file as a Dask task result (None for zoo models): sent to the scheduler once per
+    def _bundle(self, task: dispatch.Task) -> tuple:
+        """A user's ONNX file as a Dask task result (nothing for zoo models): sent to the scheduler once per
         batch, fetched by each worker from a peer once, and recomputed by Dask if every copy dies with
         its workers (scattered data would be lost then)."""
+        model = self.jobs[task.key].request.model
         if zoo_kind(model) is not None:
-            return None
+            return ()
         if model not in self.bundles:
             from smug.farm.jobs import file_sha256
 
             bundle = ModelBundle.of(model, file_sha256(model))
             self.bundles[model] = self.client.submit(_same, bundle, key=f"smug-model-{bundle.sha256}", pure=False,
                                                      retries=self.retries)
-        return self.bundles[model]
-
-    def _worker_threads(self) -> int:
-        now = time.monotonic()
-        if now - self._threads_at > 1.0:
-            self._threads, self._threads_at = cluster.total_threads(self.client), now
-        return self._threads
+        return (self.bundles[model],)
 
     def _check_workers(self) -> None:
         """Refuse daemonic workers (no isolated solve) and workers of another smug version (other job ids)."""
@@ -181,33 +146,23 @@ class _Batch:
         if other:
             raise FarmError(f"workers run another smug version than this client ({smug_version()}): {other}")
 
-    # ---- results -------------------------------------------------------------------
-    def _on_event(self, event) -> None:
-        _, msg = event
-        if isinstance(msg, dict) and "job" in msg:
-            self.starts[msg["job"]] += 1
-
-    def _record(self, job: Job, future) -> Record:
-        attempts = max(1, self.starts.pop(job.id, 0))
-        if future.status == "finished":
-            out: Outcome = future.result()
-            return Record(job.id, "done" if out.ok else "failed", out.result, out.arrays, out.reason, attempts,
-                          out.seconds, out.worker)
-        if future.status == "cancelled":
-            return Record(job.id, "failed", reason="cancelled (the cluster lost it)", attempts=attempts)
-        exc = future.exception()
-        from distributed.scheduler import KilledWorker
-
-        if isinstance(exc, KilledWorker):
-            n = exc.allowed_failures + 1
-            return Record(job.id, "failed", reason=f"killed its worker {n} times (memory past the worker's limit "
-                                                   f"or a crash outside the isolated solve)", attempts=max(n, attempts))
-        return Record(job.id, "failed", reason=f"{type(exc).__name__}: {exc}", attempts=attempts)
-
     def _report(self) -> None:
         if self.progress is not None:
-            self.progress(BatchState(self.total, self.counts["done"], self.counts["failed"], len(self.by_key),
+            self.progress(BatchState(self.total, self.counts["done"], self.counts["failed"], self.running,
                                      self.skipped, cluster.dashboard(self.client)))
+
+
+def job_key(job_id: str) -> str:
+    """The Dask key of a job's task (also what it announces on :data:`~smug.farm.dispatch.EVENT_TOPIC`)."""
+    return f"smug-farm-{job_id}"
+
+
+def _record(job: Job, finished: dispatch.Finished) -> Record:
+    if finished.failure is not None:
+        return Record(job.id, "failed", reason=finished.failure, attempts=finished.attempts)
+    out: Outcome = finished.value
+    return Record(job.id, "done" if out.ok else "failed", out.result, out.arrays, out.reason, finished.attempts,
+                  out.seconds, out.worker)
 
 
 def _same(value):

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from smug.common import cache_dir, write_atomic
+from smug.farm.dispatch import worker_address
 from smug.pipeline import Deadline, ExplainRequest
 from smug.pipeline.request import ImageBytes, ImageFile
 
-EVENT_TOPIC = "smug-farm"  # a task announces each start here (the client counts attempts)
 DAEMON_HINT = ("the Dask worker is a daemon process, which may not start the pipeline's isolated solve: "
                "start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
 
@@ -92,7 +92,7 @@ def execute(task: Task, bundle: ModelBundle | None = None) -> Outcome:
     from smug.pipeline import run  # the model libraries: loaded on workers only
 
     t0 = time.perf_counter()
-    worker = _announce(task.job_id)
+    worker = worker_address()
     try:
         if multiprocessing.current_process().daemon:
             return Outcome(False, reason=DAEMON_HINT, worker=worker)
@@ -109,18 +109,6 @@ def execute(task: Task, bundle: ModelBundle | None = None) -> Outcome:
         raise  # the worker is short of memory: let Dask retry the job (elsewhere)
     except Exception as exc:  # the pipeline's refusals and errors: a failed job, never a stopped batch
         return Outcome(False, reason=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0, worker=worker)
-
-
-def _announce(job_id: str) -> str:
-    """Tell the client (through the scheduler's event log) that this job starts here; the worker's address."""
-    try:
-        from distributed import get_worker
-
-        w = get_worker()
-    except (ImportError, ValueError):
-        return f"pid {os.getpid()}"
-    w.log_event(EVENT_TOPIC, {"job": job_id, "pid": os.getpid()})
-    return w.address
 
 
 def worker_facts() -> dict:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from smug.farm import Store, job_of, read_manifest, run
-from smug.farm.worker import EVENT_TOPIC
+from smug.farm.dispatch import EVENT_TOPIC
+from smug.farm.engine import job_key
 from smug.pipeline import ExplainRequest
 from smug.pipeline import run as run_one
 
@@ -100,7 +101,7 @@ def test_worker_killed_mid_batch_every_job_ends_once(client, tmp_path, digits):
     quick = [_whole(d) for d in digits[2:]]
     requests = slow + quick
     db = tmp_path / "r.sqlite"
-    slow_ids = {job_of(q).id for q in slow}
+    slow_ids = {job_key(job_of(q).id) for q in slow}
     killed: list[int] = []
 
     def kill_a_worker_running_a_slow_job() -> None:
