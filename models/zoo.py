@@ -5,6 +5,8 @@
   once and cached in the user cache directory (``$SMUG_CACHE`` or ``~/.cache/smug``).
 * ``mnist-mlp``: the 784-32-10 ReLU MLP trained by ``training/train_mnist_mlp.py``,
   shipped with the package.
+* ``mnist-cnn``: a small Conv-BatchNorm-ReLU-MaxPool-Conv-ReLU-Gemm MNIST CNN trained by
+  ``training/train_mnist_cnn.py`` on the same digits, shipped with the package.
 * ``text-cnn``: the 1D text CNN rating movie-review snippets, trained by
   ``training/train_text_cnn.py`` and shipped with its tokenizer (``text-cnn.json``).
 * any other ``.onnx`` path with a declared input shape.
@@ -94,6 +96,14 @@ ZOO: dict[str, ZooEntry] = {
         class_names=lambda: [str(d) for d in range(10)],
         demo_input=ASSETS / "mnist-digit.png",
         description="784-32-10 ReLU MLP on MNIST (masked-out value 0 = black)",
+    ),
+    "mnist-cnn": ZooEntry(
+        name="mnist-cnn",
+        onnx_path=lambda: HERE / "mnist-cnn.onnx",
+        preprocess=ImagePreprocess(crop=28, resize=None, offset=0.0, scale=255.0, grayscale=True),
+        class_names=lambda: [str(d) for d in range(10)],
+        demo_input=ASSETS / "mnist-digit.png",
+        description="small MNIST CNN: Conv5x5-BN-ReLU-MaxPool-Conv3x3s2-ReLU-Gemm (masked-out value 0 = black)",
     ),
     "text-cnn": ZooEntry(
         name="text-cnn",

@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from smug.ir import MaskProblem
+from smug.solver import network_exact
 from smug.solver.exact import exact_row_dots, exact_values
 
 
@@ -73,20 +74,9 @@ def certify(problem: MaskProblem, mask: np.ndarray) -> Certificate:
 
 
 def exact_logits(problem, v: np.ndarray) -> list[Fraction]:
-    """Exact forward pass of a NetworkProblem on a float input vector."""
-    h: list[Fraction] | None = None
-    for layer in problem.layers:
-        bias = exact_values(layer.bias)
-        if h is None:
-            z = [d + b for d, b in zip(exact_row_dots(layer.weight, v), bias)]
-        else:
-            W = layer.weight.tocsr()
-            z = []
-            for i in range(W.shape[0]):
-                lo, hi = W.indptr[i], W.indptr[i + 1]
-                z.append(sum((Fraction(float(w)) * h[k] for w, k in zip(W.data[lo:hi], W.indices[lo:hi])), bias[i]))
-        h = [max(q, Fraction(0)) for q in z] if layer.relu else z
-    return h
+    """Exact forward pass of a NetworkProblem on a float input vector (integer arithmetic:
+    :mod:`smug.solver.network_exact`)."""
+    return network_exact.exact_logits(problem.layers, v)
 
 
 def certify_network(problem, mask: np.ndarray) -> Certificate:
