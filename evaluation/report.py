@@ -1,12 +1,12 @@
 """``smug report``: the results of ``smug evaluate`` (a :class:`~smug.evaluation.store.Store`) as one self-contained HTML page.
 
-Tables in the form of paper 003 Table 1 (median LSC with quartiles, Win% with the
-binomial normal-approximation interval, sparsity) and paper 000 Table I (time per
-method, stopping-criterion size and time), insertion/deletion AUCs when computed,
-the alignment plot of paper 004 Fig. 2a when the store holds that experiment, and a
-grid of images (paper 003 Fig. 1 / paper 000 Fig. 2 layout): the input, then each
-method's map with its best LSC box and "LSC, a, c" above it.  Every picture is a
-base64 ``data:`` URI: the page needs no other file.
+Tables in the form of paper 003 Table 1 (median LSC with quartiles, Win% with its Wilson
+score interval, sparsity) and paper 000 Table I (time per method, stopping-criterion size
+and time), insertion/deletion AUCs when computed, the alignment plot of paper 004 Fig. 2a
+when the store holds that experiment, and a grid of images (paper 003 Fig. 1 / paper 000
+Fig. 2 layout): the input, then each method's map (one colour map for every method, with
+its colour bar) with its best LSC box and "LSC, a, c" above it.  Every picture is a base64
+``data:`` URI: the page needs no other file.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 from smug.common import write_atomic
 from smug.evaluation.store import Store
 from smug.metrics.winrate import mean_interval, win_rates
+from smug.rendering.colormap import colorize, css_gradient
 
 LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "smug_keep": "SMUG<sub>keep</sub>",
           "integrated_gradients": "IG", "gradcam": "Grad-CAM", "centerbox": "CENTERBOX", "maxbox": "MAXBOX",
@@ -31,15 +32,49 @@ LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "smug_keep": "SMUG
 PLAIN = {"smug_base": "SMUG_base", "smug_keep": "SMUG_keep"}
 ORDER = ["smug", "smug_base", "smug_keep", "integrated_gradients", "gradcam", "centerbox", "maxbox", "optbox"]
 DENSE = {"integrated_gradients", "gradcam", "gradient", "guided_backprop", "occlusion", "rise"}
+PAPERS = {"000": "Konate et al., <i>A Comparison of Saliency Methods for Deep Learning Explainability</i>",
+          "003": "Sahoo et al., <i>Scaling Symbolic Methods using Gradients for Neural Model Explanation</i> "
+                 "(ICLR 2021)",
+          "004": "Zheng et al., <i>Unifying Perplexing Behaviors in Modified BP Attributions through Alignment "
+                 "Perspective</i>"}
+MIN_N_INTERVAL = 10  # a mean's normal interval is shown from this many images on (fewer: the range)
+SETTINGS = {"model": "model", "top_k": "SMUG: IG-ranked first-layer neurons kept (k)",
+            "gamma": "SMUG: masked activation > gamma x original", "window": "SMUG: mask block size (pixels)",
+            "timeout": "solver time limit (s)", "n_thresholds": "LSC: thresholds tried per map",
+            "area_floor": "LSC: smallest box area (fraction of the image)",
+            "optbox_cells": "OPTBOX: grid cells per side", "stopping": "stopping criterion computed",
+            "stop_window": "stopping criterion: block size (pixels)",
+            "insertion_deletion": "insertion/deletion curves computed", "id_steps": "insertion/deletion: steps",
+            "lsc_uint8": "LSC: reference code's uint8 rounding per crop"}
 
 
 def _q(values, p) -> float:
     return float(np.percentile(values, p)) if len(values) else float("nan")
 
 
+def wilson_cell(k: int, n: int, level: float = 0.95) -> str:
+    """``k`` of ``n`` as a percentage with its Wilson score interval (meaningful for any n, unlike
+    the normal approximation, which collapses to ± 0 at 0 or n successes)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return f"{100.0 * k / n:.1f} ({k}/{n}) [{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
+
+
+def mean_cell(values: np.ndarray) -> str:
+    """Mean ± the 95% normal interval's half width from :data:`MIN_N_INTERVAL` values on; below,
+    the mean with the range and n (too few values for an interval to mean anything)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < MIN_N_INTERVAL:
+        return f"{v.mean():.1f} (range {v.min():.1f}-{v.max():.1f}, n={v.size})"
+    mu, hw = mean_interval(v)
+    return f"{mu:.1f} ± {hw:.1f}"
+
+
 def summary_tables(store: Store, methods: list[str] | None = None, win_methods: list[str] | None = None,
                    html_labels: bool = False, only: set[str] | None = None) -> dict:
-    """Formatted cells per method: LSC median (q25, q75), Win% ± CI, sparsity% ± CI,
+    """Formatted cells per method: LSC median (q25, q75), Win% ± CI (``win``: paper 003's normal
+    approximation; ``win_wilson``: Wilson score interval), sparsity% (:func:`mean_cell`),
     median seconds, stopping size/time, insertion/deletion AUC, the share of images whose
     mask keeps the class (SMUG methods; ``keeps``, and the raw ``(kept, checked)`` counts in
     ``keeps_counts``) with the median target probability on the masked image; plus counts.
@@ -54,7 +89,8 @@ def summary_tables(store: Store, methods: list[str] | None = None, win_methods: 
     win_methods = [m for m in (win_methods or [m for m in methods if m != "optbox"]) if m in present]
     wins = win_rates(table, win_methods) if win_methods else {}
     lab = (lambda m: LABELS.get(m, html.escape(m))) if html_labels else (lambda m: PLAIN.get(m, LABELS.get(m, m)))
-    out = {"methods": methods, "labels": [lab(m) for m in methods], "lsc": [], "win": [], "sparsity": [],
+    out = {"methods": methods, "labels": [lab(m) for m in methods], "lsc": [], "win": [], "win_wilson": [],
+           "sparsity": [],
            "seconds": [], "seconds_mean": [], "stop_size": [], "stop_seconds": [], "insertion": [], "deletion": [],
            "alignment": [], "kis": [], "keeps": [], "keeps_counts": {}, "masked_confidence": [],
            "counts": {m: len(by[m]) for m in methods},
@@ -65,12 +101,9 @@ def summary_tables(store: Store, methods: list[str] | None = None, win_methods: 
         out["lsc"].append(f"{_q(lsc, 50):.2f} ({_q(lsc, 25):.2f}, {_q(lsc, 75):.2f})" if lsc else "-")
         w = wins.get(m)
         out["win"].append(f"{w.percent:.1f} ± {w.half_width:.1f}" if w and w.n else "-")
+        out["win_wilson"].append(wilson_cell(w.wins, w.n) if w and w.n else "-")
         sp = [r["sparsity"] for r in by[m] if r["sparsity"] is not None]
-        if m in DENSE or not sp:
-            out["sparsity"].append("-")
-        else:
-            mu, hw = mean_interval(100.0 * np.asarray(sp))
-            out["sparsity"].append(f"{mu:.1f} ± {hw:.1f}")
+        out["sparsity"].append("-" if m in DENSE or not sp else mean_cell(100.0 * np.asarray(sp)))
         secs = [r["seconds"] for r in by[m] if r["seconds"] is not None]
         out["seconds"].append(f"{_q(secs, 50):.3g}" if secs else "-")
         mu, _ = mean_interval(secs)
@@ -97,23 +130,25 @@ def summary_tables(store: Store, methods: list[str] | None = None, win_methods: 
 
 
 # ---- pictures --------------------------------------------------------------------
+BOX = (230, 20, 60)  # the LSC box: red, absent from the colour map
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def boxed_png(map_png: bytes, box: list[int] | None, size: int = 160) -> bytes:
-    """The stored map picture, coloured (low blue, high red), with the LSC box in green."""
+    """The stored map picture (magnitude over [0, max]) on the one colour map of every method,
+    with the best LSC box outlined in red (a colour the map does not use)."""
     from PIL import Image, ImageDraw
 
     grey = np.asarray(Image.open(io.BytesIO(map_png)).convert("L"), dtype=np.float64) / 255.0
-    rgb = np.stack([grey, 0.15 * np.ones_like(grey), 1.0 - grey], axis=-1)
-    rgb[grey == 0] = 0.92  # zero attribution: light grey
-    img = Image.fromarray((rgb * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+    img = Image.fromarray(colorize(grey)).resize((size, size), Image.NEAREST)
     if box:
         h, w = grey.shape
         t, l, b, r = box
         sy, sx = size / h, size / w
-        ImageDraw.Draw(img).rectangle([l * sx, t * sy, r * sx - 1, b * sy - 1], outline=(0, 200, 0), width=2)
+        ImageDraw.Draw(img).rectangle([l * sx, t * sy, r * sx - 1, b * sy - 1], outline=BOX, width=2)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -152,10 +187,10 @@ def line_plot_svg(series: dict[str, list[tuple[float, float]]], title: str, xlab
              f'transform="rotate(-90 14 {(T + height - B) / 2})" text-anchor="middle">{html.escape(ylabel)}</text>']
     for k in range(5):
         yv = y0 + k * (y1 - y0) / 4
-        parts.append(f'<text x="{L - 4}" y="{fy(yv) + 4:.1f}" text-anchor="end" font-size="10">{yv:.2f}</text>')
+        parts.append(f'<text x="{L - 4}" y="{fy(yv) + 4:.1f}" text-anchor="end" font-size="12">{yv:.2f}</text>')
         xv = x0 + k * (x1 - x0) / 4
         parts.append(f'<text x="{fx(xv):.1f}" y="{height - B + 14}" text-anchor="middle" '
-                     f'font-size="10">{xv:.3g}</text>')
+                     f'font-size="12">{xv:.3g}</text>')
     keys = list(dict.fromkeys(name.split(" ")[-1] for name in series))  # same colour for the same method
     for i, (name, s) in enumerate(series.items()):
         c = colors[keys.index(name.split(" ")[-1]) % len(colors)]
@@ -165,7 +200,7 @@ def line_plot_svg(series: dict[str, list[tuple[float, float]]], title: str, xlab
                      + " ".join(f"{fx(a):.1f},{fy(b):.1f}" for a, b in s) + '"/>')
         parts.append(f'<line x1="{width - R + 10}" y1="{T + 14 * i + 8}" x2="{width - R + 28}" y2="{T + 14 * i + 8}" '
                      f'stroke="{c}" stroke-width="2"{dash}/>')
-        parts.append(f'<text x="{width - R + 32}" y="{T + 14 * i + 12}" font-size="11">{html.escape(name)}</text>')
+        parts.append(f'<text x="{width - R + 32}" y="{T + 14 * i + 12}" font-size="12">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -189,21 +224,41 @@ def alignment_series(store: Store, kinds: tuple[str, ...] = ("pretrained", "rand
 
 # ---- the page --------------------------------------------------------------------
 CSS = """
-body{font-family:sans-serif;margin:20px;color:#222}
+body{font-family:sans-serif;margin:20px;color:#222;font-size:15px;max-width:1400px}
+p.what{color:#333;max-width:60em}
 table.summary{border-collapse:collapse;margin:10px 0 24px}
 table.summary td,table.summary th{border:1px solid #bbb;padding:4px 10px;text-align:center}
 table.summary th{background:#eee}
-table.grid td{padding:2px;text-align:center;font-size:11px;vertical-align:top}
+table.settings td,table.settings th{text-align:left}
+table.grid td{padding:3px;text-align:center;font-size:13px;vertical-align:top}
 table.grid img{display:block;width:160px;height:160px}
-.cap{white-space:nowrap}
-"""
+.cap{white-space:nowrap;font-size:13px}
+sub,sup{font-size:max(12px,0.8em)}
+.colorbar{display:inline-block;width:240px;height:14px;vertical-align:middle;border:1px solid #888;margin:0 6px}
+.legend{font-size:14px;margin:6px 0 10px}
+.box{display:inline-block;width:14px;height:10px;border:2px solid rgb%s;vertical-align:middle}
+""" % (BOX,)
 
 
-def _table(head: list[str], rows: list[tuple[str, list[str]]]) -> str:
-    h = "<tr><th></th>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+def _table(head: list[str], rows: list[tuple[str, list[str]]], cls: str = "summary") -> str:
+    h = "<tr><th></th>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>" if head else ""
     body = "".join(f"<tr><th>{name}</th>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
                    for name, cells in rows)
-    return f'<table class="summary">{h}{body}</table>'
+    return f'<table class="{cls}">{h}{body}</table>'
+
+
+def settings_table(config: dict) -> str:
+    """The store's settings, one named row each (unknown keys by their own name)."""
+    rows = [(html.escape(SETTINGS.get(k, k)), [json.dumps(v) if not isinstance(v, str) else v])
+            for k, v in config.items()]
+    return _table([], rows, "summary settings")
+
+
+def colorbar_legend() -> str:
+    """The grid's colour bar: every map drawn by the same rule, 0 to its own maximum."""
+    return (f"<div class='legend'>map colour: 0<span class='colorbar' style='background:{css_gradient()}'>"
+            "</span>each map's own max |score| (one colour map for every method); "
+            "<span class='box'></span> the box with the best LSC</div>")
 
 
 def render(store: Store, methods: list[str] | None = None, max_images: int = 24, title: str = "smug report") -> str:
@@ -213,16 +268,24 @@ def render(store: Store, methods: list[str] | None = None, max_images: int = 24,
     ms = s["methods"]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Model <b>{html.escape(str(config.get('model', '?')))}</b>; settings "
-             f"<code>{html.escape(json.dumps(config))}</code>. Images with every method: {s['n_complete']}.</p>",
-             "<h2>LSC, Win% and sparsity (paper 003 Table 1)</h2>",
-             _table(s["labels"], [("LSC &darr; median (q25, q75)", s["lsc"]), ("Win% &uarr; &plusmn; 95% CI", s["win"]),
-                                  ("Sparsity% &darr; &plusmn; 95% CI", s["sparsity"])]),
+             f"<p>Model <b>{html.escape(str(config.get('model', '?')))}</b>; {len(store.images())} images, "
+             f"{s['n_complete']} with every method.</p>",
+             "<details open><summary>Settings of this evaluation</summary>", settings_table(config), "</details>",
+             "<h2>Does the map find a small box that keeps the class? (LSC, Win%, sparsity)</h2>",
+             f"<p class='what'>As in Table 1 of {PAPERS['003']}: LSC (Eq. 5) = log(box area) &minus; log(class probability on the box's crop) for "
+             "the best box around a thresholded map (lower is better); Win% is the share of images on which a "
+             "method's LSC is the best; sparsity the share of non-zero pixels.</p>",
+             _table(s["labels"], [("LSC &darr; median (q25, q75)", s["lsc"]),
+                                  ("Win% &uarr; (wins/n) [95% Wilson interval]", s["win_wilson"]),
+                                  ("Sparsity% &darr; mean", s["sparsity"])]),
              f"<p>Win% over {', '.join(LABELS.get(m, m) for m in s['win_methods'])} (ties count for every tied "
-             "method). Sparsity: fraction of non-zero pixels; omitted for dense maps.</p>"]
+             "method). Sparsity is omitted for dense maps; its 95% interval (mean &plusmn; 1.96 sd/&radic;n) is "
+             f"shown from {MIN_N_INTERVAL} images on, below that the range.</p>"]
     checked = [i for i, m in enumerate(ms) if s["keeps_counts"][m][1]]
     if checked:
         parts += ["<h2>Does the mask keep the decision? (SMUG methods)</h2>",
+                  "<p class='what'>The share of images whose masked input the model still classifies as the "
+                  "target.</p>",
                   _table([s["labels"][i] for i in checked],
                          [("images whose masked input keeps the class", [s["keeps"][i] for i in checked]),
                           ("target probability on the masked input, median",
@@ -232,19 +295,27 @@ def render(store: Store, methods: list[str] | None = None, max_images: int = 24,
                   "its first-layer constraints, which do not hold the class; SMUG<sub>keep</sub> strengthens them "
                   "until the class is kept (or its time runs out).</p>"]
     parts += [
-             "<h2>Time and stopping criterion (paper 000 Table I)</h2>",
+             "<h2>How long does each method take?</h2>",
+             f"<p class='what'>As in Table I of {PAPERS['000']}: seconds per image, and the stopping criterion: the smallest share of the "
+             "highest-scoring pixels that keeps the class, and the time to find it; insertion/deletion AUCs "
+             "when computed.</p>",
              _table(s["labels"], [("time without stopping criterion (s), mean &plusmn; sd", s["seconds_mean"]),
                                   ("stopping-criterion size (% of pixels), mean &plusmn; sd", s["stop_size"]),
                                   ("stopping-criterion time (s), mean &plusmn; sd", s["stop_seconds"]),
                                   ("insertion AUC &uarr;", s["insertion"]), ("deletion AUC &darr;", s["deletion"])]),
-             "<h2>Input measures of the maps (paper 004)</h2>",
+             "<h2>Do the maps look like the input?</h2>",
+             f"<p class='what'>After {PAPERS['004']}: input alignment: the cosine between the map and the input (Eq. 1); KIS: how much "
+             "of the last layer's class evidence the map, fed to the model as an input, reproduces (Eq. 20; 1: "
+             "as much as the input itself).</p>",
              _table(s["labels"], [("input alignment (Eq. 1), mean", s["alignment"]),
                                   ("KIS (Eq. 20), mean", s["kis"])]),
              "<p>An (H, W) map is broadcast over the input's channels.</p>"]
     series = alignment_series(store)
     if series:
         n = len(store.experiment("alignment"))
-        parts += ["<h2>Input alignment under cascade substitution (paper 004 Fig. 2a)</h2>",
+        parts += ["<h2>Input alignment under cascade substitution</h2>",
+                  f"<p class='what'>Fig. 2a of {PAPERS['004']}: the mean alignment as the top layers are "
+                  "replaced one by one.</p>",
                   line_plot_svg(series, f"alignment vs substituted layers ({n} images)", "N (layers from the top)",
                                 "cosine(R, x)"),
                   "<p>Solid: pretrained model; dashed: randomly re-initialised (Gaussian) copy.</p>"]
@@ -265,8 +336,10 @@ def render(store: Store, methods: list[str] | None = None, max_images: int = 24,
                   "(Gaussian, cumulative from the output).</p>"]
     results = {(r["image"], r["method"]): r for r in store.results()}
     images = store.images()[:max_images]
-    parts.append("<h2>Examples (paper 003 Fig. 1 layout)</h2><table class='grid'><tr><td>input</td>"
-                 + "".join(f"<td>{LABELS.get(m, html.escape(m))}</td>" for m in ms) + "</tr>")
+    parts += ["<h2>Examples</h2>", f"<p class='what'>In the layout of Fig. 1 of {PAPERS['003']}: the input, then "
+              "each method's map and the box with its best LSC.</p>", colorbar_legend(),
+              "<table class='grid'><tr><td>input</td>"
+              + "".join(f"<td>{LABELS.get(m, html.escape(m))}</td>" for m in ms) + "</tr>"]
     for im in images:
         cells = [f"<td><div class='cap'>{html.escape(im['target_name'] or '')} ({im['confidence']:.2f})</div>"
                  f"<img alt='input {html.escape(im['name'])}' src='{data_uri(picture_png(im['picture']))}'></td>"]
@@ -282,8 +355,8 @@ def render(store: Store, methods: list[str] | None = None, max_images: int = 24,
             cells.append(f"<td><div class='cap'>{cap}</div><img alt='{html.escape(m)} map' "
                          f"src='{data_uri(boxed_png(r['map_png'], box))}'></td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</table><p>Numbers: LSC score, area a of the best box, confidence c on the resized crop. "
-                 "Green: the box with the best LSC.</p></body></html>")
+    parts.append("</table><p>Numbers: LSC score, area a of the best box, confidence c on the resized crop.</p>"
+                 "</body></html>")
     return "\n".join(parts)
 
 

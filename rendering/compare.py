@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from smug.rendering.pictures import display_scale
 
 
 def map_picture(saliency: np.ndarray, sparse: bool = False) -> np.ndarray:
-    """A map as a grey picture by magnitude: sparse (mask) maps with non-zeros in
-    [0.5, 1] as paper 003 Sec. 3.4 shows them, dense maps scaled by their maximum."""
+    """A map as a grey picture of its magnitude over [0, max] (the one rule of
+    :mod:`smug.rendering.colormap`, for every method).  ``sparse`` (a mask's map): a non-zero
+    score never rounds to 0, so the picture still tells kept blocks from dropped ones."""
     s = np.abs(np.asarray(saliency, dtype=np.float64))
     if s.ndim == 1:
         side = int(np.ceil(np.sqrt(s.size)))
         s = np.pad(s, (0, side * side - s.size)).reshape(side, side)
-    scaled = display_scale(s) if sparse else s / max(float(s.max()), 1e-300)
-    return (scaled * 255).astype(np.uint8)
+    grey = np.round(s / max(float(s.max()), 1e-300) * 255)
+    if sparse:
+        grey[(s > 0) & (grey < 1)] = 1
+    return grey.astype(np.uint8)
 
 
 def comparison_sheet(panels: list[tuple[str, object]], size: float = 3.2) -> bytes:

@@ -2,9 +2,9 @@
 colour bar, and the facts a reader needs (class, probability, status, whether the masked
 input keeps the decision).
 
-Every map is shown by the same rule: its magnitude over [0, max] with one perceptually
-uniform colour map (``viridis``); signed maps (a baseline's raw map) on a diverging one
-(``RdBu_r``) centred at 0.  No rank squeezing: a flat map looks flat and a peaked one peaked.
+Every map is shown by the same rule (:mod:`smug.rendering.colormap`): its magnitude over
+[0, max] on one perceptually uniform colour map; signed maps (a baseline's raw map) on a
+diverging one centred at 0.  No rank squeezing: a flat map looks flat and a peaked one peaked.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
+
+from smug.rendering.colormap import COLORMAP, DIVERGING
 
 DPI = 100
 
@@ -21,9 +23,9 @@ def scaled(saliency: np.ndarray) -> tuple[np.ndarray, str, float, float]:
     s = np.asarray(saliency, dtype=np.float64)
     if s.min() < 0 < s.max():
         bound = float(np.abs(s).max())
-        return s, "RdBu_r", -bound, bound
+        return s, DIVERGING, -bound, bound
     s = np.abs(s)
-    return s, "viridis", 0.0, max(float(s.max()), 1e-12)
+    return s, COLORMAP, 0.0, max(float(s.max()), 1e-12)
 
 
 def kept_region(picture: np.ndarray, pixel_mask: np.ndarray | None) -> np.ndarray:

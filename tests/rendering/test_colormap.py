@@ -1,0 +1,30 @@
+"""The one colour rule: the colour map's own colours, a CSS bar of them, WCAG contrast."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+
+from smug.rendering.colormap import COLORMAP, colorize, contrast, css_gradient
+
+
+def test_colorize_is_the_colour_map_and_clips():
+    values = np.array([[0.0, 0.5], [1.0, 2.0]])
+    ref = (np.asarray(matplotlib.colormaps[COLORMAP](np.clip(values, 0, 1)))[..., :3] * 255).round()
+    out = colorize(values)
+    assert out.dtype == np.uint8 and out.shape == (2, 2, 3) and np.array_equal(out, ref)
+    assert np.array_equal(out[1, 0], out[1, 1])  # above 1 is drawn as 1
+
+
+def test_css_gradient_runs_from_the_low_to_the_high_colour():
+    css = css_gradient(stops=5)
+    lo, hi = colorize(np.array([0.0, 1.0]))
+    assert css.startswith("linear-gradient(to right, rgb(%d,%d,%d)" % tuple(lo))
+    assert css.endswith("rgb(%d,%d,%d))" % tuple(hi)) and css.count("rgb(") == 5
+
+
+@pytest.mark.parametrize("a,b,ratio", [((0, 0, 0), (255, 255, 255), 21.0), ((255, 255, 255), (255, 255, 255), 1.0),
+                                       ((119, 119, 119), (255, 255, 255), 4.48)])  # #777 on white: 4.48 (WCAG)
+def test_contrast_matches_wcag_values(a, b, ratio):
+    assert contrast(a, b) == pytest.approx(ratio, abs=0.01) and contrast(b, a) == contrast(a, b)
