@@ -1,20 +1,32 @@
-"""HTML rendering of text explanations (paper 003 Fig. 4): one row per method, each
-word's background green (raises the rating) or red (lowers it), its strength the
-score relative to the row's largest magnitude; a method's selected words are boxed."""
+"""HTML rendering of text explanations (paper 003 Fig. 4): one row per method, each word's
+background green (raises the rating) or red (lowers it), its strength the score relative to
+the row's largest magnitude, the signed score printed under the word; a method's selected
+words are boxed.  Each explanation has a heading (model, predicted class, method, status)
+and the page a legend; every word's text colour is the one of black and white that contrasts
+more with its background."""
 
 from __future__ import annotations
 
 import html
 
+from smug.rendering.colormap import contrast
+
 LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "text_ig": "IG", "text_sis": "SIS"}
+GREEN, RED = (0, 160, 0), (210, 0, 0)  # raises / lowers the rating
+DARK, LIGHT = (0, 0, 0), (255, 255, 255)  # either reads at >= 4.58:1 on any background
 STYLE = """
-body { font-family: sans-serif; margin: 1.5em; }
-table.smug-text { border-collapse: collapse; margin-bottom: 2em; }
-table.smug-text td { padding: 0.35em 0.6em; vertical-align: top; border-bottom: 1px solid #ddd; }
+body { font-family: sans-serif; margin: 1.5em; color: #111; font-size: 16px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+table.smug-text { border-collapse: collapse; margin-bottom: 1.5em; }
+table.smug-text td { padding: 0.45em 0.6em; vertical-align: top; border-bottom: 1px solid #ccc; }
 td.method { font-weight: bold; white-space: nowrap; }
-span.w { padding: 0.1em 0.15em; margin: 0 0.05em; border-radius: 3px; line-height: 1.9; }
-span.sel { outline: 1.5px solid #333; }
-.meta { color: #555; font-size: 0.9em; }
+span.w { display: inline-flex; flex-direction: column; align-items: center; padding: 0.1em 0.25em;
+         margin: 0.15em 0.05em; border-radius: 3px; border: 2px solid transparent; vertical-align: top; }
+span.w small { font-size: 12px; line-height: 1.3; }
+span.sel { border-color: #111; }
+.meta { color: #333; font-size: 0.95em; }
+.legend { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: center; margin: 0.5em 0 1em; font-size: 15px; }
+sub { font-size: max(12px, 0.75em); }
 """.strip()
 
 
@@ -23,7 +35,21 @@ def word_color(score: float, scale: float) -> str:
     if scale <= 0 or score == 0:
         return "transparent"
     a = min(1.0, abs(score) / scale)
-    return f"rgba(0, 160, 0, {a:.3f})" if score > 0 else f"rgba(210, 0, 0, {a:.3f})"
+    r, g, b = GREEN if score > 0 else RED
+    return f"rgba({r}, {g}, {b}, {a:.3f})"
+
+
+def text_color(score: float, scale: float) -> str:
+    """The text colour (near-black or white) with the higher contrast on :func:`word_color` over white."""
+    a = 0.0 if scale <= 0 or score == 0 else min(1.0, abs(score) / scale)
+    base = GREEN if score > 0 else RED
+    background = [a * c + (1 - a) * 255 for c in base]
+    dark = contrast(DARK, background) >= contrast(LIGHT, background)
+    return "#%02x%02x%02x" % (DARK if dark else LIGHT)
+
+
+def _score(s: float) -> str:
+    return "0" if s == 0 else f"{s:+.2g}"
 
 
 def render_row(words: list[str], scores: list[float], selected: list[bool] | None) -> str:
@@ -31,8 +57,8 @@ def render_row(words: list[str], scores: list[float], selected: list[bool] | Non
     spans = []
     for i, (w, s) in enumerate(zip(words, scores)):
         cls = "w sel" if selected is not None and selected[i] else "w"
-        spans.append(f'<span class="{cls}" style="background:{word_color(s, scale)}" '
-                     f'title="{s:+.4g}">{html.escape(w)}</span>')
+        spans.append(f'<span class="{cls}" style="background:{word_color(s, scale)};color:{text_color(s, scale)}" '
+                     f'title="{s:+.4g}">{html.escape(w)}<small>{_score(s)}</small></span>')
     return " ".join(spans)
 
 
@@ -40,15 +66,22 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def render_explanation(e) -> str:
-    """One table for a text explanation (``e.text``): a header line and one row per method."""
+def heading(e) -> str:
+    """Model, predicted class (the rating's side of 0.5), method and status."""
     t = e.text
-    head = (f'<p class="meta">{html.escape(e.model)}: rating {t.rating:.3f} (explained: '
-            f'{"rating" if t.direction == "positive" else "1 - rating"}); SMUG status {html.escape(e.status)}, '
+    side = "positive" if t.rating >= 0.5 else "negative"
+    return (f"<h2>{html.escape(e.model)}: {side} (rating {t.rating:.3f}) &middot; method "
+            f"{html.escape(e.method)} &middot; status {html.escape(e.status)}</h2>")
+
+
+def render_explanation(e) -> str:
+    """A heading, a line of facts and one table row per method for a text explanation (``e.text``)."""
+    t = e.text
+    head = (f'<p class="meta">Explained: {"the rating" if t.direction == "positive" else "1 - rating"}; SMUG keeps '
             f'{e.objective if e.objective is not None else "-"} of {len(t.words)} words, certificate '
             f'{"valid" if e.certificate.get("valid") else "not valid"}; the masked text '
             f'{"keeps" if e.keeps_class else "does not keep"} the decision'
-            f'{"" if e.masked_confidence is None else f" (masked rating {e.masked_confidence:.3f})"}</p>')
+            f'{"" if e.masked_confidence is None else f" (masked rating {e.masked_confidence:.3f})"}.</p>')
     warn = "".join(f'<p class="meta">warning: {html.escape(w)}</p>' for w in e.warnings)
     rows = []
     for r in t.rows:
@@ -59,12 +92,25 @@ def render_explanation(e) -> str:
             f'<td class="meta">sparsity {_fmt(ms.get("sparsity"))}<br>sufficiency {_fmt(ms.get("sufficiency"))}'
             f'<br>comprehensiveness {_fmt(ms.get("comprehensiveness"))}</td></tr>'
         )
-    return f'{head}{warn}<table class="smug-text">{"".join(rows)}</table>'
+    return f'{heading(e)}{head}{warn}<table class="smug-text">{"".join(rows)}</table>'
+
+
+def legend() -> str:
+    """What the colours, the numbers and the boxes mean."""
+    def swatch(score: float, text: str, note: str, extra: str = "") -> str:
+        return (f'<span class="w" style="background:{word_color(score, 1.0)};color:{text_color(score, 1.0)};{extra}">'
+                f"{text}<small>{note}</small></span>")
+
+    return ('<div class="legend"><span>Legend:</span>'
+            f'{swatch(1.0, "word", "raises the rating")}{swatch(-1.0, "word", "lowers the rating")}'
+            f'{swatch(0.0, "word", "selected by the method", "border-color:#111")}'
+            "<span>colour strength: |score| relative to the row's largest; the number under a word: its score "
+            "(signed)</span></div>")
 
 
 def render_page(explanations: list) -> str:
     body = "\n".join(render_explanation(e) for e in explanations)
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>smug text explanation</title>'
-            f"<style>{STYLE}</style></head><body>\n"
-            f'<p class="meta">green: raises the rating, red: lowers it; boxed: the words the method selects</p>\n'
+    title = "smug text explanation" + ("s" if len(explanations) > 1 else "")
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{STYLE}</style></head><body>\n<h1>{title}</h1>\n{legend()}\n"
             f"{body}\n</body></html>\n")
