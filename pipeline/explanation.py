@@ -103,7 +103,7 @@ class Explanation:
                 f"{self.target_name!r}, keeps_class={self.keeps_class}, certificate_valid={self.certificate.get('valid')})")
 
     def _repr_html_(self) -> str:
-        """Notebook display: the picture (overlay, or the text page) and the key facts."""
+        """Notebook display: the figure (image) or the text page, and the key facts."""
         import base64
         import html
 
@@ -114,12 +114,15 @@ class Explanation:
                  "keeps the decision": self.keeps_class, "certificate valid": self.certificate.get("valid")}
         table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in facts.items())
-        files = self.files()
-        if "overlay.png" in files:
-            img = base64.b64encode(files["overlay.png"]).decode()
-            shown = f"<img src='data:image/png;base64,{img}' width='256' style='image-rendering:pixelated'>"
+        if self.image is not None:
+            img = base64.b64encode(self.figure()).decode()
+            shown = f"<img src='data:image/png;base64,{img}' style='max-width:100%'>"
+        elif self.text is not None:
+            from smug.rendering.text_html import render_fragment
+
+            shown = render_fragment([self])
         else:
-            shown = files.get("explanation.html", b"").decode()
+            shown = ""
         return f"<div>{shown}<table>{table}</table></div>"
 
     # ---- shortcuts --------------------------------------------------------------
@@ -248,17 +251,33 @@ class Explanation:
         files["figure.png"] = self.figure()
         return files
 
+    def _figure_facts(self) -> dict:
+        size = "no mask" if self.objective is None else f"mask {self.objective} of {self.n_vars} blocks"
+        keeps = {True: "keeps the decision", False: "does NOT keep the decision", None: ""}[self.keeps_class]
+        masked = "" if self.masked_confidence is None else f" (masked: {self.masked_confidence:.3f})"
+        return {"title": f"{self.method} on {self.model}: class {self.target} ({self.target_name}), "
+                         f"p = {self.confidence:.3f}{masked}",
+                "lines": (f"status {self.status}", size, keeps)}
+
     def figure(self) -> bytes:
         """A readable PNG of an image answer (:mod:`smug.rendering.figure`)."""
         from smug.rendering.figure import answer_figure
 
-        size = "no mask" if self.objective is None else f"mask {self.objective} of {self.n_vars} blocks"
-        keeps = {True: "keeps the decision", False: "does NOT keep the decision", None: ""}[self.keeps_class]
-        masked = "" if self.masked_confidence is None else f" (masked: {self.masked_confidence:.3f})"
-        facts = {"title": f"{self.method} on {self.model}: class {self.target} ({self.target_name}), "
-                          f"p = {self.confidence:.3f}{masked}",
-                 "lines": (f"status {self.status}", size, keeps)}
-        return answer_figure(facts, self.image.picture, self.image.saliency, self.image.pixel_mask)
+        return answer_figure(self._figure_facts(), self.image.picture, self.image.saliency, self.image.pixel_mask)
+
+    def plot(self):
+        """The same figure as a matplotlib ``Figure`` made with pyplot (shown inline in a notebook;
+        ``plt.show()`` or ``fig.savefig`` in a script), for image answers."""
+        if self.image is None:
+            raise ValueError("plot() draws image answers; a text answer is shown by its page (explanation.html, "
+                             "or the notebook display)")
+        import matplotlib.pyplot as plt
+
+        from smug.rendering.figure import DPI, SIZE, draw_answer
+
+        fig = plt.figure(figsize=SIZE, dpi=DPI, layout="constrained")
+        draw_answer(fig, self._figure_facts(), self.image.picture, self.image.saliency, self.image.pixel_mask)
+        return fig
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """Write :meth:`files` into ``out_dir`` (each atomically)."""

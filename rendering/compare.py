@@ -26,9 +26,6 @@ def comparison_sheet(panels: list[tuple[str, object]], size: float = 3.2) -> byt
     :mod:`smug.rendering.figure`; ``size`` inches per panel (100 dpi)."""
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     from smug.rendering.figure import DPI, scaled

@@ -16,6 +16,7 @@ import numpy as np
 from smug.rendering.colormap import COLORMAP, DIVERGING
 
 DPI = 100
+SIZE = (11, 4.4)  # inches: three panels readable at 100 dpi
 
 
 def scaled(saliency: np.ndarray) -> tuple[np.ndarray, str, float, float]:
@@ -38,15 +39,9 @@ def kept_region(picture: np.ndarray, pixel_mask: np.ndarray | None) -> np.ndarra
     return np.where(keep, img, faded).clip(0, 255).astype(np.uint8)
 
 
-def answer_figure(facts: dict, picture: np.ndarray, saliency: np.ndarray, pixel_mask: np.ndarray | None) -> bytes:
-    """PNG: three panels (input, kept region, saliency with a colour bar) under a title of ``facts``
-    (``title``, ``lines``)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4.4), dpi=DPI, layout="constrained")
+def draw_answer(fig, facts: dict, picture: np.ndarray, saliency: np.ndarray, pixel_mask: np.ndarray | None) -> None:
+    """Draw the three panels (input, kept region, saliency with a colour bar) into the matplotlib
+    figure ``fig`` under a title of ``facts`` (``title``, ``lines``)."""
     axes = fig.subplots(1, 3)
     nearest = "nearest" if picture.shape[0] < 64 else "antialiased"
     axes[0].imshow(picture, interpolation=nearest)
@@ -63,6 +58,14 @@ def answer_figure(facts: dict, picture: np.ndarray, saliency: np.ndarray, pixel_
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(facts["title"] + "\n" + "   ".join(facts.get("lines", ())), fontsize=12)
+
+
+def answer_figure(facts: dict, picture: np.ndarray, saliency: np.ndarray, pixel_mask: np.ndarray | None) -> bytes:
+    """PNG of :func:`draw_answer` (a bare matplotlib figure: no pyplot state, no backend switched)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    draw_answer(fig, facts, picture, saliency, pixel_mask)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

@@ -15,18 +15,19 @@ LABELS = {"smug": "SMUG", "smug_base": "SMUG<sub>base</sub>", "text_ig": "IG", "
 GREEN, RED = (0, 160, 0), (210, 0, 0)  # raises / lowers the rating
 DARK, LIGHT = (0, 0, 0), (255, 255, 255)  # either reads at >= 4.58:1 on any background
 STYLE = """
-body { font-family: sans-serif; margin: 1.5em; color: #111; font-size: 16px; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+.smug-text-page { font-family: sans-serif; margin: 1.5em; color: #000; background: #fff; font-size: 16px; }
+.smug-text-page h1 { font-size: 1.5em; } .smug-text-page h2 { font-size: 1.2em; margin-top: 1.6em; }
 table.smug-text { border-collapse: collapse; margin-bottom: 1.5em; }
 table.smug-text td { padding: 0.45em 0.6em; vertical-align: top; border-bottom: 1px solid #ccc; }
-td.method { font-weight: bold; white-space: nowrap; }
-span.w { display: inline-flex; flex-direction: column; align-items: center; padding: 0.1em 0.25em;
+table.smug-text td.method { font-weight: bold; white-space: nowrap; }
+.smug-text-page span.w { display: inline-flex; flex-direction: column; align-items: center; padding: 0.1em 0.25em;
          margin: 0.15em 0.05em; border-radius: 3px; border: 2px solid transparent; vertical-align: top; }
-span.w small { font-size: 12px; line-height: 1.3; }
-span.sel { border-color: #111; }
-.meta { color: #333; font-size: 0.95em; }
-.legend { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: center; margin: 0.5em 0 1em; font-size: 15px; }
-sub { font-size: max(12px, 0.75em); }
+.smug-text-page span.w small { font-size: 12px; line-height: 1.3; }
+.smug-text-page span.sel { border-color: #000; }
+.smug-text-page .meta { color: #333; font-size: 0.95em; }
+.smug-text-page .legend { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: center; margin: 0.5em 0 1em;
+                          font-size: 15px; }
+.smug-text-page sub { font-size: max(12px, 0.75em); }
 """.strip()
 
 
@@ -103,14 +104,21 @@ def legend() -> str:
 
     return ('<div class="legend"><span>Legend:</span>'
             f'{swatch(1.0, "word", "raises the rating")}{swatch(-1.0, "word", "lowers the rating")}'
-            f'{swatch(0.0, "word", "selected by the method", "border-color:#111")}'
+            f'{swatch(0.0, "word", "selected by the method", "border-color:#000")}'
             "<span>colour strength: |score| relative to the row's largest; the number under a word: its score "
             "(signed)</span></div>")
 
 
+def render_fragment(explanations: list) -> str:
+    """The page's content with its (scoped) style, for embedding (a notebook's display)."""
+    return (f'<div class="smug-text-page"><style>{STYLE}</style>{legend()}\n'
+            + "\n".join(render_explanation(e) for e in explanations) + "</div>")
+
+
 def render_page(explanations: list) -> str:
+    """A whole HTML page (``explanation.html``)."""
     body = "\n".join(render_explanation(e) for e in explanations)
     title = "smug text explanation" + ("s" if len(explanations) > 1 else "")
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{STYLE}</style></head><body>\n<h1>{title}</h1>\n{legend()}\n"
+            f'<style>{STYLE}</style></head><body class="smug-text-page">\n<h1>{title}</h1>\n{legend()}\n'
             f"{body}\n</body></html>\n")

@@ -56,3 +56,59 @@ def test_api_takes_a_model_proto_and_a_batch(tmp_path):
     assert (tmp_path / "1" / "result.json").is_file()
     one = explain(digit[None], "mnist-mlp", method="whole-network", window=4, timeout=30)  # a batch of one
     assert one.objective == es[0].objective
+
+
+def test_plot_is_the_answer_figure_as_a_matplotlib_figure(network):
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in tests; plot() itself never switches the backend
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    fig = network.plot()
+    try:
+        assert isinstance(fig, Figure)
+        inp, kept, sal, bar = fig.axes  # three panels and the saliency's colour bar
+        assert np.array_equal(inp.images[0].get_array(), network.picture)
+        shown = sal.images[0]
+        assert np.array_equal(shown.get_array(), np.abs(network.saliency))  # the map itself, one scaling rule
+        assert shown.get_clim() == (0.0, float(np.abs(network.saliency).max()))
+        assert kept.collections  # the mask's outline
+        title = fig.get_suptitle()
+        assert f"class {network.target}" in title and "status optimal" in title and "keeps the decision" in title
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+        assert pixels.shape[:2] == (440, 1100) and pixels.std() > 20  # drawn, not blank
+    finally:
+        plt.close(fig)
+
+
+def test_plot_refuses_a_text_answer():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rendering"))
+    from test_text_html import text_explanation
+
+    with pytest.raises(ValueError, match="plot\\(\\) draws image answers"):
+        text_explanation().plot()
+    shown = text_explanation()._repr_html_()
+    assert "<body" not in shown and "<h2>" in shown and ".smug-text-page" in shown  # a scoped fragment
+
+
+def test_notebook_display_in_headless_chromium(network, tmp_path):
+    from PIL import Image
+
+    from smug.rendering.browser import chromium, screenshot, text_styles
+
+    if chromium() is None:
+        pytest.skip("no chromium binary (CI installs Debian's chromium in .ci/run)")
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{network._repr_html_()}</body></html>"
+    path = tmp_path / "cell.html"
+    path.write_text(page)
+    styles = {t["text"]: t for t in text_styles(page)}
+    assert {"method", "status", "keeps the decision", "certificate valid"} <= set(styles)
+    assert styles["optimal"]["size"] >= 12
+    img = np.asarray(Image.open(screenshot(path, tmp_path / "cell.png", 1200, 700)).convert("RGB")).astype(int)
+    figure = img[:440, :1100]  # the figure, at its own size (1100 x 440 px)
+    assert figure.std() > 20 and (figure.max(axis=2) - figure.min(axis=2) > 100).sum() > 2000  # colour drawn
