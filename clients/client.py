@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
@@ -25,6 +26,26 @@ from smug.pipeline import Explanation
 from smug.proto.wire import ModelInfo, explanation_from_proto, from_tensor, message, model_info_from_proto
 
 Source = str | os.PathLike | bytes | np.ndarray | None
+
+
+class PlaintextTokenWarning(UserWarning):
+    """A bearer token is about to travel unencrypted."""
+
+
+def _loopback(target: str) -> bool:
+    """Whether ``target`` (``host:port``, ``ipv4:...``, ``unix:...``) is this machine."""
+    import ipaddress
+
+    if target.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = target.split("///")[-1].removeprefix("ipv4:").removeprefix("ipv6:")
+    host = host[1:host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RemoteError(ValueError):
@@ -59,13 +80,16 @@ class Client:
     """Client of ``smug.v1.Smug`` at ``target`` (``host:port``).
 
     ``token`` adds ``authorization: Bearer <token>`` metadata; ``root_certificates``
-    (PEM bytes) or ``tls=True`` (system roots) use TLS; ``deadline`` (seconds) is the
-    default gRPC deadline of explain calls (None: none, the solver timeout rules).
+    (PEM bytes) or ``tls=True`` (system roots) use TLS, and ``client_cert`` with
+    ``client_key`` (PEM bytes) present a client certificate (a server with
+    ``--tls-client-ca``: mutual TLS); ``deadline`` (seconds) is the default gRPC deadline
+    of explain calls (None: none, the solver timeout rules).  A token sent without TLS to
+    a host other than this machine draws a :class:`PlaintextTokenWarning`.
     """
 
     def __init__(self, target: str, token: str | None = None, tls: bool = False,
                  root_certificates: bytes | None = None, deadline: float | None = None,
-                 max_message_mb: float = 100.0):
+                 max_message_mb: float = 100.0, client_cert: bytes | None = None, client_key: bytes | None = None):
         import grpc
 
         from smug.proto import load
@@ -74,10 +98,16 @@ class Client:
         self.pb, pb_grpc = load()
         size = int(max_message_mb * 2**20)
         options = [("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)]
-        if tls or root_certificates is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("a client certificate needs both client_cert and client_key")
+        if tls or root_certificates is not None or client_cert is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=root_certificates, private_key=client_key,
+                                                 certificate_chain=client_cert)
             self.channel = grpc.secure_channel(target, creds, options=options)
         else:
+            if token and not _loopback(target):
+                warnings.warn(f"sending the bearer token to {target} without TLS: anyone on the network path can "
+                              "read it (pass root_certificates=... or tls=True)", PlaintextTokenWarning, stacklevel=2)
             self.channel = grpc.insecure_channel(target, options=options)
         self.stub = pb_grpc.SmugStub(self.channel)
         self.target = target

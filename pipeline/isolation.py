@@ -7,13 +7,20 @@ back through a queue as they happen, and the child is killed when the deadline (
 its timeout therefore never takes the caller down, and a killed solve still answers:
 its best reported mask, certified again here, comes back as ``feasible`` with its
 proven lower bound.  ``backend="portfolio"`` races every backend of the problem's kind
-(the solver's registry) in sibling children; the first proven optimum wins.
+(the solver's registry) in sibling children; the first proven optimum wins.  On Linux a
+child is killed by the kernel when the process that forked it dies (``PR_SET_PDEATHSIG``),
+so no solver outlives its caller, and :func:`stop_early` (the server's drain) ends every
+running solve at once with its best verified mask.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -28,6 +35,32 @@ GRACE_S = 1.0  # past the solver's timeout before its child is killed
 MEMORY_MB = 8192  # per child, on top of what the parent had mapped
 POLL_S = 0.05
 Progress = Callable[[dict], None]
+_STOP = threading.Event()  # set by stop_early(): running solves end now with their best verified mask
+
+
+def stop_early() -> None:
+    """End every running solve of this process now (async-signal safe: the server's drain calls it
+    from a signal handler); each answers with its best verified mask and proven lower bound."""
+    _STOP.set()
+
+
+def resume() -> None:
+    """Let solves run to their timeout again (after :func:`stop_early`; a worker calls it per job)."""
+    _STOP.clear()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent dies; elsewhere nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _virtual_bytes() -> int:
@@ -38,12 +71,12 @@ def _virtual_bytes() -> int:
     return 0
 
 
-def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None, out) -> None:
+def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None, out,
+           parent: int = 0) -> None:
     """Entry point of a solve child: events and the result (or the exception) into ``out``.
     Solver banners (HiGHS prints one) go to stderr: the caller's stdout carries only its own output."""
-    import os
-    import sys
-
+    if parent:
+        _die_with_parent(parent)
     sys.stdout.flush()
     os.dup2(2, 1)
     if memory_mb:
@@ -87,7 +120,8 @@ def solve_isolated(problem, backend: str, timeout: float, progress: Progress | N
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     t0 = time.perf_counter()
-    race = {b: _Member(b, ctx.Process(target=_child, args=(solver, problem, b, timeout, memory_mb, out), daemon=True))
+    race = {b: _Member(b, ctx.Process(target=_child, args=(solver, problem, b, timeout, memory_mb, out, os.getpid()),
+                                      daemon=True))
             for b in members}
     for m in race.values():
         m.process.start()
@@ -113,7 +147,7 @@ def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress |
     still be in the pipe."""
     lower = 0
     dead: set[str] = set()
-    while time.perf_counter() < kill_at and not all(m.settled() for m in race.values()):
+    while time.perf_counter() < kill_at and not all(m.settled() for m in race.values()) and not _STOP.is_set():
         try:
             backend, kind, payload = out.get(timeout=POLL_S)
         except queue_mod.Empty:
@@ -140,7 +174,7 @@ def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress |
             m.error = payload
     for m in race.values():
         if not m.settled():
-            m.error = "killed at the deadline"
+            m.error = "stopped early (the server is shutting down)" if _STOP.is_set() else "killed at the deadline"
     return None
 
 

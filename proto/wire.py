@@ -20,6 +20,7 @@ from smug.pipeline.request import (SMUG, WHOLE_NETWORK, ArrayInput, BaselineConf
                                    TextInput)
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_}
+MAX_DIMS = 8  # a tensor's rank on the wire (models read at most 4 plus the batch)
 PARAMS = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
 SETTINGS = ("backend", "timeout", "target", "keep_class", "dump_format", "dump_bound")
 TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
@@ -62,7 +63,7 @@ def to_tensor(pb, array: np.ndarray | None):
     if array is None:
         return pb.Tensor()
     a = np.ascontiguousarray(array)
-    name = "bool" if a.dtype == np.bool_ else str(a.dtype)
+    name = np.dtype(a.dtype.type).name  # the type, whatever its byte order: '>f4' travels as float32
     return pb.Tensor(shape=list(a.shape), dtype=name, data=a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
@@ -72,6 +73,8 @@ def from_tensor(t, what: str = "tensor") -> np.ndarray | None:
         return None
     if t.dtype not in DTYPES:
         raise WireError(f"{what}: unsupported dtype {t.dtype!r}; use one of {sorted(DTYPES)}")
+    if len(t.shape) > MAX_DIMS:
+        raise WireError(f"{what} has {len(t.shape)} dimensions; at most {MAX_DIMS} are accepted")
     shape = tuple(int(d) for d in t.shape)
     if any(d < 0 for d in shape):
         raise WireError(f"{what}: negative dimension in shape {shape}")

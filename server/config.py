@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def default_memory_mb(workers: int | None = None) -> int:
+    """Per-worker resident memory cap: an equal share of 80% of the machine's memory (the server
+    and the solver children need the rest), at least 1 GB and at most 8 GB."""
+    try:
+        total_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    except (ValueError, OSError, AttributeError):
+        return 4096
+    share = int(0.8 * total_mb / max(1, workers or os.cpu_count() or 1))
+    return max(1024, min(8192, share))
 
 
 @dataclass(frozen=True)
@@ -18,13 +29,15 @@ class ServerConfig:
     max_timeout: float = 600.0  # largest solver timeout a request may ask for
     deadline_margin: float = 1.0  # solver timeout = gRPC deadline - margin (time to assemble and send)
     grace: float = 2.0  # a worker past its deadline (or solver timeout) + grace is killed and replaced
-    memory_mb: int = 8192  # a worker whose resident memory exceeds this is killed and replaced
+    memory_mb: int = field(default_factory=default_memory_mb)  # a worker over this resident memory is replaced
     worker_threads: int = 1  # torch / onnxruntime / BLAS threads per worker
     token: str | None = None  # bearer token required in the "authorization" metadata
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # mutual TLS: clients must present a certificate signed by this CA
     store: Path | None = None  # uploaded models (default: $SMUG_CACHE/server-models)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on shutdown
+    upload_timeout: float = 60.0  # longest inspection of an uploaded model (the RPC's deadline may cut it)
     preload: tuple[str, ...] = ()  # zoo models each worker loads at start
     inspect_zoo: bool = True  # inspect the zoo models in the background at start (tests turn it off)
 
@@ -37,6 +50,13 @@ class ServerConfig:
             raise ValueError("the upload cap must be positive and at most the message size limit")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both --tls-cert and --tls-key")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("the token is empty (an unset variable in --token \"$SECRET\"?): give a non-empty "
+                             "token, or leave --token and $SMUG_TOKEN out to serve without authentication")
+        if self.upload_timeout <= 0 or self.shutdown_grace < 0:
+            raise ValueError("upload timeout must be > 0 and shutdown grace >= 0")
         if self.deadline_margin < 0 or self.grace < 0:
             raise ValueError("deadline margin and grace must be >= 0")
 

@@ -14,10 +14,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from smug.server.config import ServerConfig
+from smug.server.config import ServerConfig, default_memory_mb
 
 
 @dataclass
@@ -32,9 +33,20 @@ class SmugServer:
     config: ServerConfig
 
     def stop(self, grace: float | None = None) -> None:
-        """Graceful shutdown: NOT_SERVING, refuse new RPCs, let in-flight ones finish, stop workers."""
+        """Drain, then stop: health says NOT_SERVING (and keeps answering), new work is refused with
+        UNAVAILABLE, in-flight requests may finish; at half the grace the busy workers are told to
+        stop their solves and answer with the best verified mask so far; then the server stops."""
+        grace = self.config.shutdown_grace if grace is None else grace
+        t0 = time.time()
+        self.service.draining = True
         self.health.enter_graceful_shutdown()
-        self.server.stop(self.config.shutdown_grace if grace is None else grace).wait()
+        hurried = False
+        while self.service.running and time.time() < t0 + grace:
+            if not hurried and time.time() >= t0 + grace / 2:
+                self.pool.hurry()
+                hurried = True
+            time.sleep(0.05)
+        self.server.stop(max(0.0, t0 + grace - time.time())).wait()
         self.pool.close()
 
     def wait(self) -> None:
@@ -42,44 +54,54 @@ class SmugServer:
 
 
 def start(config: ServerConfig) -> SmugServer:
-    """Bind, start workers and serve (returns at once)."""
+    """Check the TLS files, bind, start workers and serve (returns at once).  Every start-up failure
+    (bad TLS files, a port in use) raises before any worker starts and before the heavy imports."""
+    from smug.server.tls import credentials
+
+    creds = credentials(config)  # bad TLS files are start-up errors
+    config.store_dir()
     from concurrent import futures
 
     import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
 
-    from smug.proto import SERVICE, load
-    from smug.server.pool import WorkerPool
-    from smug.server.service import AuthInterceptor, SmugService
-
-    pb, pb_grpc = load()
-    pool = WorkerPool(config.workers, config.worker_threads, config.memory_mb, config.grace, config.preload,
-                      assemble_s=config.deadline_margin)
-    service = SmugService(config, pool)
+    from smug.server.interceptors import AuthInterceptor, WireGuard
     # handler threads: every admitted request (running or queued) plus room for cheap RPCs
     threads = config.workers + config.max_queue + 8
     options = [("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_receive_message_length", config.max_message_bytes),
                ("grpc.so_reuseport", 0)]
-    interceptors = [AuthInterceptor(config.token)] if config.token else []
+    interceptors = ([AuthInterceptor(config.token)] if config.token else []) + [WireGuard()]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="smug-rpc"),
                          options=options, interceptors=interceptors)
-    pb_grpc.add_SmugServicer_to_server(service, server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (pb.DESCRIPTOR.services_by_name["Smug"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
     address = f"{config.host}:{config.port}"
-    if config.tls_cert is not None:
-        creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, creds) if creds is not None else server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        pool.close()
-        raise OSError(f"cannot bind {address}")
-    server.start()
+        raise OSError(f"cannot bind {address} (in use, or not an address of this machine)")
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # heavy imports: after the checks
+    from grpc_reflection.v1alpha import reflection
+
+    from smug.proto import SERVICE, load
+    from smug.server.pool import WorkerPool
+    from smug.server.service import SmugService
+
+    pb, pb_grpc = load()
+    pool = WorkerPool(config.workers, config.worker_threads, config.memory_mb, config.grace, config.preload,
+                      assemble_s=config.deadline_margin)
+    try:
+        service = SmugService(config, pool)
+        pb_grpc.add_SmugServicer_to_server(service, server)
+        health_servicer = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = (pb.DESCRIPTOR.services_by_name["Smug"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        server.start()
+    except BaseException:
+        pool.close(timeout=1.0)
+        server.stop(0)
+        raise
     if config.inspect_zoo:
         threading.Thread(target=service.registry.inspect_zoo, daemon=True, name="smug-zoo").start()
     for name in ("", SERVICE):
@@ -101,13 +123,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds kept between the solver timeout and the gRPC deadline")
     p.add_argument("--grace", type=float, default=d.grace,
                    help="a worker this long past its deadline is killed and replaced")
-    p.add_argument("--memory-mb", type=int, default=d.memory_mb, help="per-worker resident memory cap")
+    p.add_argument("--memory-mb", type=int, default=None,
+                   help="per-worker resident memory cap (default: 80%% of the machine's memory shared by the "
+                        "workers, between 1 and 8 GB)")
     p.add_argument("--worker-threads", type=int, default=d.worker_threads,
                    help="torch / onnxruntime / BLAS threads per worker (default 1: one worker per core)")
     p.add_argument("--token", default=None,
                    help="require 'authorization: Bearer TOKEN' metadata (default: $SMUG_TOKEN if set)")
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain (TLS on with --tls-key)")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key")
+    p.add_argument("--tls-client-ca", type=Path, default=None,
+                   help="mutual TLS: PEM CA certificate; clients must present a certificate it signed")
+    p.add_argument("--upload-timeout", type=float, default=d.upload_timeout,
+                   help=f"longest inspection of an uploaded model in seconds (default {d.upload_timeout})")
     p.add_argument("--store", type=Path, default=None, help="folder for uploaded models ($SMUG_CACHE/server-models)")
     p.add_argument("--preload", default="", help="comma-separated zoo models each worker loads at start")
     p.add_argument("--shutdown-grace", type=float, default=d.shutdown_grace,
@@ -117,10 +145,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
     return ServerConfig(host=a.host, port=a.port, workers=a.workers, max_queue=a.max_queue,
                         max_message_mb=a.max_message_mb, max_upload_mb=a.max_upload_mb, max_timeout=a.max_timeout,
-                        deadline_margin=a.deadline_margin, grace=a.grace, memory_mb=a.memory_mb,
+                        deadline_margin=a.deadline_margin, grace=a.grace,
+                        memory_mb=a.memory_mb if a.memory_mb is not None else default_memory_mb(a.workers),
                         worker_threads=a.worker_threads,
-                        token=a.token or os.environ.get("SMUG_TOKEN") or None, tls_cert=a.tls_cert,
-                        tls_key=a.tls_key, store=a.store, shutdown_grace=a.shutdown_grace,
+                        token=a.token if a.token is not None else os.environ.get("SMUG_TOKEN"),
+                        tls_cert=a.tls_cert, tls_key=a.tls_key, tls_client_ca=a.tls_client_ca, store=a.store,
+                        shutdown_grace=a.shutdown_grace, upload_timeout=a.upload_timeout,
                         preload=tuple(n for n in a.preload.split(",") if n))
 
 

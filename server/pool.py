@@ -5,14 +5,22 @@ job and relays its events.  The worker is killed (SIGKILL) and replaced by a fre
 one when the client cancels, when it runs past its limit plus ``grace`` (the gRPC
 deadline, or the solver timeout it announced), when its resident memory passes
 ``memory_mb``, or when it reported running out of memory; a worker that died on its
-own is replaced too.  Nothing a worker does can take the server down.
+own is replaced too.  A job the worker itself reports as failed (bad input, a bug)
+leaves the worker in service.  Nothing a worker does can take the server down.
+
+Each worker leads its own process group, which every solver process it forks joins, so
+killing a worker kills the group: no solver outlives its request, even when the worker
+itself was killed from outside.  A worker whose server died (even by SIGKILL) kills its
+group and exits (:mod:`smug.server.worker`).
 """
 
 from __future__ import annotations
 
 import atexit
 import multiprocessing as mp
+import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,9 +56,13 @@ class Worker:
         return self.process.pid
 
     def kill(self) -> None:
-        """Kill the process and close its pipe; safe to call twice or from two threads at once
-        (a replaced worker and a shutting-down pool may both kill it)."""
+        """Kill the process and its process group (its solver children), close its pipe; safe to call
+        twice or from two threads at once (a replaced worker and a shutting-down pool may both kill it)."""
         with self._kill_lock:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)  # the group outlives a dead leader while a solver runs
+            except (ProcessLookupError, PermissionError):
+                pass
             if self.process.is_alive():
                 self.process.kill()
             self.process.join(timeout=5)
@@ -71,17 +83,22 @@ class Job:
     stats: dict = field(default_factory=dict)  # queue_s, work_s, worker pid
 
 
+class _Reported(ServiceError):
+    """A failure the worker reported itself: the worker is healthy and stays in service."""
+
+
 class WorkerPool:
-    def __init__(self, size: int, threads: int = 1, memory_mb: int = 8192, grace: float = 2.0,
+    def __init__(self, size: int, threads: int = 1, memory_mb: int = 4096, grace: float = 2.0,
                  preload: tuple[str, ...] = (), assemble_s: float = 0.5):
         self._ctx = mp.get_context("spawn")
-        self._args = (threads, tuple(preload))
+        self._args = (threads, tuple(preload), os.getpid())
         self.memory_mb = memory_mb
         self.grace = grace
         self.assemble_s = assemble_s  # after the solver's timeout: time to build and send the answer
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._workers: dict[int, Worker] = {}
+        self._busy: set[int] = set()  # pids of workers running a job
         self.replaced = 0
         self._closed = False
         atexit.register(self.close, 1.0)  # before multiprocessing's own exit hook joins the workers
@@ -113,6 +130,17 @@ class WorkerPool:
         with self._lock:
             return sorted(self._workers)
 
+    def hurry(self) -> None:
+        """Tell every busy worker to stop its solves now and answer with the best verified mask
+        so far (SIGUSR1; used when the server drains)."""
+        with self._lock:
+            busy = list(self._busy)
+        for pid in busy:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+
     def rss_mb(self) -> float:
         """Resident memory of all workers (MB)."""
         return sum(_rss_mb(pid) for pid in self.pids())
@@ -139,16 +167,22 @@ class WorkerPool:
         job.stats.update(queue_s=time.time() - t0, pid=w.pid)
         t1 = time.time()
         healthy = False
+        with self._lock:
+            self._busy.add(w.pid)
         try:
             result = self._watch(w, job)
             healthy = True
             return result
+        except _Reported as exc:  # the worker answered: it is fine, unless it ran out of memory
+            healthy = exc.code != "RESOURCE_EXHAUSTED"
+            raise ServiceError(exc.code, exc.message) from None
         except ServiceError as exc:
-            healthy = exc.code not in ("CANCELLED", "DEADLINE_EXCEEDED_KILLED", "INTERNAL", "RESOURCE_EXHAUSTED")
             if exc.code == "DEADLINE_EXCEEDED_KILLED":
                 raise ServiceError("DEADLINE_EXCEEDED", exc.message) from None
             raise
         finally:
+            with self._lock:
+                self._busy.discard(w.pid)
             job.stats["work_s"] = time.time() - t1
             w.jobs += 1
             if healthy and w.process.is_alive():
@@ -178,7 +212,7 @@ class WorkerPool:
                     continue
                 if msg[0] == "result":
                     return msg[1]
-                raise ServiceError(msg[1], msg[2])
+                raise _Reported(msg[1], msg[2])
             now = time.time()
             if not w.process.is_alive():
                 raise self._died(w)

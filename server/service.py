@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
@@ -19,74 +18,58 @@ from smug.pipeline.models import InputError, check_model_input
 from smug.pipeline.request import ArrayInput, ImageBytes
 from smug.proto.wire import (WireError, explanation_to_proto, input_of, model_info_to_proto, request_fields,
                              to_tensor)
-from smug.server.errors import ServiceError, invalid
+from smug.server.errors import ServiceError, invalid, public, shown
 from smug.server.pool import Job, WorkerPool
 from smug.server.registry import ModelRegistry
+from smug.server.validation import check_image, check_model_ref
 
 pb, pb_grpc = load()
 log = logging.getLogger("smug.server")
-HEALTH_PREFIX = "/grpc.health.v1.Health/"
-
-
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Bearer-token check on every RPC except health checks (metadata ``authorization``)."""
-
-    def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode()
-
-    def intercept_service(self, continuation, details):
-        handler = continuation(details)
-        if handler is None or details.method.startswith(HEALTH_PREFIX):
-            return handler
-        given = dict(details.invocation_metadata).get("authorization")
-        if given is None:
-            return _deny(handler, "missing bearer token: send metadata 'authorization: Bearer <token>'")
-        if not hmac.compare_digest(given.encode(), self._expected):
-            return _deny(handler, "wrong bearer token")
-        return handler
-
-
-def _deny(handler, message: str):
-    def abort(request, context):
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
-
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(abort)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(abort)
-    return grpc.unary_unary_rpc_method_handler(abort)
+MAX_IG_STEPS = 4096  # integrated-gradient steps a request may ask for (each is a forward and backward pass)
+DEADLINE_SLACK_S = 0.25  # an RPC that ended this close to its deadline ended by the deadline, not a cancel
 
 
 class Call:
     """Per-request bookkeeping: id, deadline, cancellation, the log line."""
 
     def __init__(self, rpc: str, context, model: str = ""):
-        self.rpc, self.context = rpc, context
-        self.t0 = time.time()
-        meta = dict(context.invocation_metadata() or ())
-        self.id = meta.get("x-request-id") or uuid.uuid4().hex[:16]
         remaining = context.time_remaining()
+        self.t0 = time.time()
         self.deadline = None if remaining is None or remaining > 1e8 else self.t0 + remaining
+        self.rpc, self.context = rpc, context
+        meta = dict(context.invocation_metadata() or ())
+        self.id = str(meta.get("x-request-id") or uuid.uuid4().hex[:16])[:64]
         self._done = threading.Event()
         context.add_callback(self._done.set)
-        self.log = {"request_id": self.id, "rpc": rpc, "model": model, "peer": context.peer()}
+        self.log = {"request_id": self.id, "rpc": rpc, "model": shown(model)[1:-1] if model else "",
+                    "peer": context.peer()}
         self.finished = False
         context.set_trailing_metadata((("x-request-id", self.id),))
 
+    def ended(self) -> bool:
+        """The RPC is over on the client's side (cancelled, or its deadline passed)."""
+        return self._done.is_set()
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline - DEADLINE_SLACK_S
+
     def cancelled(self) -> bool:
         """The client cancelled (an expired deadline is not a cancellation: the worker gets its grace)."""
-        return self._done.is_set() and (self.deadline is None or time.time() < self.deadline)
+        if not self._done.is_set():
+            return False
+        remaining = self.context.time_remaining()
+        return not self.expired() and (remaining is None or remaining > DEADLINE_SLACK_S)
 
     def finish(self, code: str = "OK", message: str = "", **facts) -> None:
         if self.finished:
             return
         self.finished = True
+        if self.ended() and code in ("OK", "CANCELLED") and not self.cancelled():
+            code, message = "DEADLINE_EXCEEDED", message or "the client's deadline passed before the answer"
         self.log.update(facts)
         self.log.update(code=code, total_s=round(time.time() - self.t0, 4))
         if message:
-            self.log["message"] = message
+            self.log["message"] = message[:1000]
         log.info(json.dumps(self.log, default=str))
 
 
@@ -97,27 +80,45 @@ class SmugService(pb_grpc.SmugServicer):
         self._slots = threading.BoundedSemaphore(config.workers + config.max_queue)
         self.registry = ModelRegistry(config.store_dir(), self._inspect)
         self.running: dict[str, dict] = {}  # request id -> job stats (queue_s, work_s, worker pid)
+        self.draining = False  # set on shutdown: new work is refused, health says NOT_SERVING
 
     # ---- plumbing ----------------------------------------------------------
     def _inspect(self, payload: dict) -> dict:
         return self.pool.run(Job("inspect", payload))
+
+    def _inspect_upload(self, call: Call, payload: dict) -> dict:
+        """An upload's inspection, bounded: stopped when the RPC ends (a cancel or its deadline: nobody
+        waits for the answer) and after ``upload_timeout`` seconds."""
+        limit = time.time() + self.config.upload_timeout
+        if call.deadline is not None:
+            limit = min(limit, call.deadline)
+        job = Job("inspect", payload, cancelled=call.ended, wait_until=limit, limit=limit)
+        self.running[call.id] = job.stats
+        try:
+            return self.pool.run(job)
+        finally:
+            self.running.pop(call.id, None)
 
     def _guard(self, call: Call, fn):
         """Run ``fn()``; map failures to a gRPC status; log the request."""
         try:
             out = fn()
         except ServiceError as exc:
-            call.finish(exc.code, exc.message)
-            call.context.abort(getattr(grpc.StatusCode, exc.code), exc.message)
-        except Exception as exc:  # a bug: say so, stay up
+            message = public(exc.message)
+            call.finish(exc.code, message)
+            call.context.abort(getattr(grpc.StatusCode, exc.code), message)
+        except Exception as exc:  # a bug: the log says what, the client only that it happened
             log.exception("request %s failed", call.id)
             call.finish("INTERNAL", f"{type(exc).__name__}: {exc}")
-            call.context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            call.context.abort(grpc.StatusCode.INTERNAL,
+                               f"internal error (request {call.id}); the server log has the details")
         call.finish("OK")
         return out
 
     def _admit(self, call: Call) -> None:
         self._check_deadline(call)
+        if self.draining:
+            raise ServiceError("UNAVAILABLE", "the server is shutting down; retry on another server")
         if not self._slots.acquire(blocking=False):
             n = self.config.workers + self.config.max_queue
             raise ServiceError("RESOURCE_EXHAUSTED",
@@ -131,11 +132,12 @@ class SmugService(pb_grpc.SmugServicer):
 
     def _request(self, call: Call, request, kind: str):
         """The message as a validated :class:`ExplainRequest` (INVALID_ARGUMENT naming the fault)."""
+        check_model_ref(request.model)
         rec = self.registry.resolve(request.model)
         call.log["model"] = rec.aliases[0] if rec.aliases else rec.id
         which = request.WhichOneof("input")
         if (which == "text") != (rec.kind == "text") and (which is not None or rec.kind != "text"):
-            raise invalid(f"model {request.model!r} is a text model: send text" if rec.kind == "text"
+            raise invalid(f"model {shown(request.model)} is a text model: send text" if rec.kind == "text"
                           else "text input needs a text model such as 'text-cnn'")
         try:
             params = request_fields(pb, request)
@@ -147,6 +149,8 @@ class SmugService(pb_grpc.SmugServicer):
                 check_model_input(source.array, rec.input_shape)
             elif isinstance(source, ImageBytes) and not rec.zoo:
                 raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
+            elif isinstance(source, ImageBytes):
+                check_image(source.data)
             elif not rec.zoo and rec.kind != "text":
                 raise invalid("an input is required (tensor or image) for a model outside the zoo")
             dump_options = {"format": params.pop("dump_format", "smt2"), "bound": params.pop("dump_bound", None)}
@@ -166,6 +170,8 @@ class SmugService(pb_grpc.SmugServicer):
         side = max(rec.input_shape[-2:]) if len(rec.input_shape) >= 2 else rec.input_shape[-1]
         if "window" in params and not 1 <= params["window"] <= side:
             raise invalid(f"window must lie in [1, {side}], got {params['window']}")
+        if "ig_steps" in params and not 1 <= params["ig_steps"] <= MAX_IG_STEPS:
+            raise invalid(f"ig_steps must lie in [1, {MAX_IG_STEPS}] on this server, got {params['ig_steps']}")
         if params.get("method") == "whole-network" and not rec.whole_network:
             raise invalid("this model cannot be encoded whole (see smug.encoders.network.SUPPORTED_OPS)")
 
@@ -206,7 +212,13 @@ class SmugService(pb_grpc.SmugServicer):
             if len(request.onnx) > self.config.max_upload_bytes:
                 raise ServiceError("RESOURCE_EXHAUSTED", f"the model is {len(request.onnx) / 2**20:.1f} MB; "
                                                          f"the upload cap is {self.config.max_upload_mb} MB")
-            rec = self.registry.register(bytes(request.onnx), request.name)
+            self._admit(call)  # an upload's inspection takes a worker: it counts against the queue
+            try:
+                rec = self.registry.register(bytes(request.onnx), request.name,
+                                             inspect=lambda payload: self._inspect_upload(call, payload),
+                                             abandoned=call.ended)
+            finally:
+                self._slots.release()
             call.log["model"] = rec.id
             return model_info_to_proto(pb, rec)
 

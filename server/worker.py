@@ -9,6 +9,11 @@ deadline, so the worker itself never runs a solver.
 
 Messages, parent -> worker: ``(kind, payload)`` or ``None`` (exit); worker -> parent:
 ``("event", dict)``, ``("result", object)`` or ``("error", code, message)``.
+
+A worker leads its own process group (its solver children join it, so the pool kills
+them all at once), watches its server (when the server is gone, even killed by SIGKILL,
+it kills its group and exits within :data:`PARENT_CHECK_S`), and takes SIGUSR1 as "stop
+the solves now and answer with the best verified mask" (the server's drain).
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from dataclasses import asdict
 from typing import Callable
 
+from smug.pipeline.isolation import resume, stop_early
+
 Emit = Callable[[dict], None]
+PARENT_CHECK_S = 0.2
 
 
 def explain_job(job: dict, emit: Emit):
@@ -60,9 +69,23 @@ def _error(exc: BaseException) -> tuple[str, str, str]:
     return "error", "INTERNAL", "the worker failed on this request (see the server log)"
 
 
-def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = ()) -> None:
-    """Entry point of a worker process (spawned)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the server decides
+def _watch_server(server: int) -> None:
+    """Kill this worker's process group (itself and its solvers) once its server is gone."""
+    while os.getppid() == server:
+        time.sleep(PARENT_CHECK_S)
+    try:
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(1)
+
+
+def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = (), server: int = 0) -> None:
+    """Entry point of a worker process (spawned by process ``server``)."""
+    os.setpgid(0, 0)  # its own group: the pool kills the worker with every solver it forked
+    if server:
+        threading.Thread(target=_watch_server, args=(server,), daemon=True, name="smug-watch-server").start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server; the server decides
+    signal.signal(signal.SIGUSR1, lambda *_: stop_early())
     for var in ("SMUG_TORCH_THREADS", "OMP_NUM_THREADS", "SMUG_ORT_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
     import logging
@@ -84,6 +107,7 @@ def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = ()) -> None:
         if msg is None:
             return
         kind, job = msg
+        resume()
         lock = threading.Lock()
 
         def emit(ev: dict) -> None:

@@ -66,3 +66,117 @@ def hard(client):
     """(model id, input) of the hard stem, registered on the server."""
     data, x = hard_stem_net()
     return client.register_model(data, name="hard-stem").id, x
+
+
+def tiny_net(seed: int = 0, classes: int = 3, size: int = 8) -> bytes:
+    """A small valid classifier (Conv 3x3 -> Relu -> Flatten -> Gemm) on a (1, size, size) input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    r = np.random.default_rng(seed)
+    W = r.normal(size=(2, 1, 3, 3)).astype(np.float32)
+    G = r.normal(size=(classes, 2 * (size - 2) ** 2)).astype(np.float32)
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(G, "G"),
+             numpy_helper.from_array(r.normal(size=classes).astype(np.float32), "gb")]
+    nodes = [helper.make_node("Conv", ["x", "W"], ["z"], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["z"], ["a"]),
+             helper.make_node("Flatten", ["a"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "G", "gb"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, f"tiny-{seed}",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.fixture(scope="session")
+def nets():
+    """Model builders for tests: ``nets.tiny(seed)``, ``nets.hard(size, seed)``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(tiny=tiny_net, hard=hard_stem_net)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (from /proc; zombies excluded)."""
+    import os
+
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def spawn_server(tmp_path):
+    """Start ``python -m smug.server --port 0 ARGS`` and wait for its "serving" line:
+    ``spawn_server(*args) -> (process, port, lines)``; ``lines`` fills with its stderr. Killed at the end."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    started = []
+
+    def spawn(*args: str, store=None, timeout: float = 120.0):
+        env = {**os.environ, "SMUG_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "smug.server", "--port", "0", "--store",
+                                 str(store or tmp_path / "store"), *args],
+                                stderr=subprocess.PIPE, text=True, env=env)
+        started.append(proc)
+        lines: list[str] = []
+        serving = threading.Event()
+        port: list[int] = []
+
+        def read() -> None:
+            for line in proc.stderr:
+                lines.append(line.rstrip("\n"))
+                if '"event": "serving"' in line:
+                    port.append(int(json.loads(line)["address"].rsplit(":", 1)[1]))
+                    serving.set()
+            serving.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        end = time.time() + timeout
+        while not serving.wait(0.1) and time.time() < end:
+            pass
+        assert port, f"the server did not start: {lines[-20:]}"
+        return proc, port[0], lines
+
+    yield spawn
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def procs():
+    """Process look-ups from /proc: ``procs.descendants(pid)``, ``procs.alive(pid)``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(descendants=descendants, alive=alive)

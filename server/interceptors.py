@@ -1,0 +1,86 @@
+"""What every RPC passes before its handler runs: the bearer-token check and the wire guard.
+
+* :class:`AuthInterceptor` refuses a call without the right token *before its request
+  message is read*: the refusal is a request-streaming handler that aborts without
+  consuming anything, so an unauthenticated client cannot make the server parse (or
+  buffer beyond gRPC's flow-control window) a large message.  Every refusal is logged
+  (rpc, peer, reason; never the token given).
+* :class:`WireGuard` makes a request that does not parse as its protobuf message an
+  ``INVALID_ARGUMENT`` naming the RPC (gRPC's own answer is ``INTERNAL``
+  "Exception deserializing request!"), with a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+import grpc
+
+log = logging.getLogger("smug.server")
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Bearer-token check on every RPC except health checks (metadata ``authorization``)."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or details.method.startswith(HEALTH_PREFIX):
+            return handler
+        given = dict(details.invocation_metadata).get("authorization")
+        if given is None:
+            return _deny(details.method, "missing", "missing bearer token: send metadata 'authorization: Bearer <token>'")
+        if not hmac.compare_digest(str(given).encode("utf-8", "replace"), self._expected):
+            return _deny(details.method, "wrong", "wrong bearer token")
+        return handler
+
+
+def _deny(method: str, reason: str, message: str):
+    """A handler that logs the failed login and aborts before reading any request message."""
+
+    def abort(request_iterator, context):
+        log.warning(json.dumps({"event": "auth_failed", "rpc": method.rsplit("/", 1)[-1], "reason": reason,
+                                "peer": context.peer(), "code": "UNAUTHENTICATED"}))
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    return grpc.stream_stream_rpc_method_handler(abort)  # request-streaming: nothing is read before the abort
+
+
+class _Malformed:
+    """Stands for a request message that did not parse."""
+
+
+MALFORMED = _Malformed()
+
+
+class WireGuard(grpc.ServerInterceptor):
+    """Malformed protobuf -> ``INVALID_ARGUMENT`` (and a log line) for every unary-request RPC."""
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        rpc = details.method.rsplit("/", 1)[-1]
+        parse, behave = handler.request_deserializer, handler.unary_unary or handler.unary_stream
+
+        def tolerant(raw: bytes):
+            try:
+                return parse(raw)
+            except Exception:  # protobuf's DecodeError, invalid UTF-8 in a string field, nesting too deep
+                return MALFORMED
+
+        def guarded(request, context):
+            if request is MALFORMED:
+                log.info(json.dumps({"event": "malformed_request", "rpc": rpc, "peer": context.peer(),
+                                     "code": "INVALID_ARGUMENT"}))
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"the {rpc} request is not a valid protobuf message of its type")
+            return behave(request, context)
+
+        make = grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
+        return make(guarded, request_deserializer=tolerant, response_serializer=handler.response_serializer)

@@ -1,0 +1,202 @@
+"""Who may do what: model ids cannot be taken over, uploads cannot read files, tokens and TLS
+(mutual TLS included) are enforced from the first request, failed logins are logged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from smug.clients import Client
+from smug.clients.client import RemoteError
+from smug.server.config import ServerConfig
+from smug.server.main import start
+
+
+def _fails(call, code, *words):
+    with pytest.raises(RemoteError) as err:
+        call()
+    assert err.value.code == code, err.value
+    for w in words:
+        assert w in err.value.message, err.value.message
+    return err.value
+
+
+def test_a_name_never_takes_over_an_id_or_a_zoo_name(client, nets):
+    a = client.register_model(nets.tiny(seed=11), name="victim-a")
+    b_bytes = nets.tiny(seed=12)
+    for name in (a.id, a.id.upper(), "0" * 64):
+        _fails(lambda: client.register_model(b_bytes, name=name), grpc.StatusCode.INVALID_ARGUMENT, "model id")
+    _fails(lambda: client.register_model(b_bytes, name="mnist-mlp"), grpc.StatusCode.ALREADY_EXISTS, "zoo")
+    _fails(lambda: client.register_model(b_bytes, name="victim-a"), grpc.StatusCode.ALREADY_EXISTS, a.id)
+    b = client.register_model(b_bytes, name="other-b")
+    assert b.id != a.id
+    x = np.random.default_rng(0).normal(size=(1, 8, 8)).astype(np.float32)
+    for ref in (a.id, "victim-a"):  # the id and the alias still answer with model A
+        e = client.explain(x, model=ref, top_k=5, timeout=20.0)
+        assert e.origin["model_id"] == a.id and e.certificate["valid"]
+
+
+def test_an_upload_cannot_read_another_model(client, nets, server):
+    import onnx
+    from onnx import numpy_helper
+
+    a = client.register_model(nets.tiny(seed=21), name="secret-a")
+    stolen = onnx.load_from_string(nets.tiny(seed=22))
+    w = stolen.graph.initializer[0]
+    for location in (f"{a.id}.onnx", "../" + a.id + ".onnx", str(server.service.registry.store / f"{a.id}.onnx"),
+                     "/etc/passwd"):
+        t = onnx.TensorProto()
+        t.CopyFrom(numpy_helper.from_array(np.zeros((2, 1, 3, 3), np.float32), w.name))
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        del t.external_data[:]
+        for key, value in (("location", location), ("offset", "0"), ("length", "72")):
+            t.external_data.add(key=key, value=value)
+        w.CopyFrom(t)
+        err = _fails(lambda: client.register_model(stolen.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT,
+                     "external file", "self-contained")
+        assert "/" not in err.message.replace("n/a", "")  # no server path in the refusal
+    assert client.health() == "SERVING"
+
+
+def test_control_flow_and_custom_operators_are_refused_at_registration(client):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    body = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "body", [], [y])
+    cond = helper.make_tensor("c", TensorProto.BOOL, [], [True])
+    graph_if = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=body, else_branch=body)], "if",
+                                 [x], [y], [cond])
+    custom = helper.make_graph([helper.make_node("Magic", ["x"], ["y"], domain="com.evil")], "custom", [x], [y])
+    for graph, words in ((graph_if, "subgraph"), (custom, "custom operators")):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.evil", 1)])
+        _fails(lambda: client.register_model(model.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT, words)
+
+
+def test_an_empty_token_is_refused_at_start_up(tmp_path):
+    with pytest.raises(ValueError, match="token is empty"):
+        ServerConfig(token="", store=tmp_path)
+    with pytest.raises(ValueError, match="token is empty"):
+        ServerConfig(token="   ", store=tmp_path)
+    for args, env in (((" --token", ""), {}), ((), {"SMUG_TOKEN": ""})):
+        t0 = time.time()
+        r = subprocess.run([sys.executable, "-m", "smug.server", "--port", "0", "--store", str(tmp_path),
+                            *[a.strip() for a in args]], capture_output=True, text=True, timeout=30,
+                           env={**_env(), **env})
+        assert r.returncode != 0 and "token is empty" in r.stderr, r.stderr
+        assert time.time() - t0 < 10
+
+
+def _env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "SMUG_TOKEN"}
+
+
+def test_failed_logins_are_logged_and_refused_before_the_message_is_read(tmp_path, caplog):
+    srv = start(ServerConfig(port=0, workers=1, token="s3cret", store=tmp_path, inspect_zoo=False,
+                             max_message_mb=64.0, max_upload_mb=64.0))
+    try:
+        target = f"127.0.0.1:{srv.port}"
+        with caplog.at_level("INFO", logger="smug.server"):
+            with Client(target) as anon:
+                assert anon.health() == "SERVING"
+                _fails(anon.list_models, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+                big = b"\0" * (60 * 2**20)
+                t0 = time.time()
+                _fails(lambda: anon.register_model(big), grpc.StatusCode.UNAUTHENTICATED)
+                refused_s = time.time() - t0
+            with Client(target, token="guess-1234") as wrong:
+                _fails(lambda: wrong.explain(model="mnist-mlp"), grpc.StatusCode.UNAUTHENTICATED, "wrong bearer")
+            with Client(target, token="s3cret") as ok:
+                assert ok.list_models()
+        failed = [json.loads(r.message) for r in caplog.records if '"auth_failed"' in r.message]
+        assert [(f["rpc"], f["reason"]) for f in failed] == [("ListModels", "missing"), ("RegisterModel", "missing"),
+                                                             ("Explain", "wrong")]
+        assert all(f["peer"] and f["code"] == "UNAUTHENTICATED" for f in failed)
+        assert not any("guess-1234" in r.message or "s3cret" in r.message for r in caplog.records)
+        assert refused_s < 10, refused_s
+    finally:
+        srv.stop(grace=1)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for localhost and two client certificates (one signed by the CA,
+    one self-signed), made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found: no certificates for the TLS tests")
+    d = tmp_path_factory.mktemp("pki")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"),
+             "-days", "1", "-subj", "/CN=smug test CA")
+    for name, cn in (("server", "localhost"), ("client", "alice")):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / f"{name}.key"), "-out",
+                 str(d / f"{name}.csr"), "-subj", f"/CN={cn}")
+        ext = d / f"{name}.ext"
+        ext.write_text("subjectAltName=DNS:localhost\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
+        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+                 "-CAcreateserial", "-out", str(d / f"{name}.pem"), "-days", "1", "-extfile", str(ext))
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "mallory.key"), "-out",
+             str(d / "mallory.pem"), "-days", "1", "-subj", "/CN=mallory")
+    return d
+
+
+def test_mutual_tls(pki, tmp_path):
+    srv = start(ServerConfig(port=0, workers=1, tls_cert=pki / "server.pem", tls_key=pki / "server.key",
+                             tls_client_ca=pki / "ca.pem", store=tmp_path, inspect_zoo=False))
+    try:
+        target, ca = f"localhost:{srv.port}", (pki / "ca.pem").read_bytes()
+        with Client(target, root_certificates=ca, client_cert=(pki / "client.pem").read_bytes(),
+                    client_key=(pki / "client.key").read_bytes()) as alice:
+            assert alice.health() == "SERVING"
+            assert {m.aliases[0] for m in alice.list_models() if m.zoo} >= {"mnist-mlp"}
+        with Client(target, root_certificates=ca) as nobody:  # no client certificate: the handshake fails
+            _fails(nobody.list_models, grpc.StatusCode.UNAVAILABLE)
+        with Client(target, root_certificates=ca, client_cert=(pki / "mallory.pem").read_bytes(),
+                    client_key=(pki / "mallory.key").read_bytes()) as mallory:  # not signed by the CA
+            _fails(mallory.list_models, grpc.StatusCode.UNAVAILABLE)
+    finally:
+        srv.stop(grace=1)
+
+
+@pytest.mark.parametrize("case", ["missing key", "key as certificate", "mismatched key", "port in use"])
+def test_start_up_failures_exit_non_zero_within_2_s(case, pki, tmp_path):
+    import socket
+
+    args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")]
+    sock = None
+    if case == "missing key":
+        args[3] = str(tmp_path / "nonexistent.key")
+    elif case == "key as certificate":
+        args[1] = str(pki / "server.key")
+    elif case == "mismatched key":
+        args[3] = str(pki / "client.key")
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        args = []
+    port = sock.getsockname()[1] if sock else 0
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "smug.server", "--port", str(port), "--store", str(tmp_path), *args],
+                           capture_output=True, text=True, timeout=30, env=_env())
+        took = time.monotonic() - t0
+    finally:
+        if sock:
+            sock.close()
+    assert r.returncode != 0 and "smug: error:" in r.stderr, (r.returncode, r.stderr)
+    assert took < 2.0, (case, took, r.stderr)
+    assert "Traceback" not in r.stderr
