@@ -27,6 +27,9 @@ def add_commands(sub) -> None:
     ev.add_argument("--insertion-deletion", action="store_true", help="also insertion/deletion AUCs")
     ev.add_argument("--lsc-uint8", action="store_true",
                     help="LSC crops min-max normalised and rounded to uint8 first, as the reference code does")
+    ev.add_argument("--workers", type=int, default=None,
+                    help="run the per-image work on an embedded Dask cluster of this many process workers")
+    ev.add_argument("--scheduler", default=None, help="run it on a Dask cluster: the scheduler's address (tcp://HOST:8786)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     rp = sub.add_parser("report", help="HTML page (tables and pictures) from a smug evaluate store")
     rp.add_argument("--db", default="smug-eval.sqlite")
@@ -57,6 +60,11 @@ def run_command(a) -> int:
     config = EvalConfig(model=a.model, top_k=a.top_k, gamma=a.gamma, window=a.window, timeout=a.timeout,
                         n_thresholds=a.thresholds, stopping=a.stopping, insertion_deletion=a.insertion_deletion,
                         lsc_uint8=a.lsc_uint8)
-    result = evaluate(a.images, a.methods.split(","), a.db, config, progress=not a.quiet)
+    if a.workers is not None and a.scheduler is not None:
+        raise ValueError("give either --workers (an embedded cluster) or --scheduler, not both")
+    if a.workers is not None and a.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {a.workers}")
+    result = evaluate(a.images, a.methods.split(","), a.db, config, progress=not a.quiet, workers=a.workers,
+                      scheduler=a.scheduler)
     print(json.dumps(result))
     return 0

@@ -21,10 +21,15 @@ pass) and the target's probability on it (``masked_confidence``); the row's ``ex
 
 from __future__ import annotations
 
+import collections
+import functools
+import hashlib
 import io
 import json
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -218,9 +223,61 @@ class Progress:
         self.stream.flush()
 
 
+def method_groups(methods: list[str]) -> list[tuple[str, ...]]:
+    """The units of work of one image: SMUG and SMUG_base come from one run (both, if either is asked),
+    every other method alone."""
+    pair = tuple(m for m in ("smug", "smug_base") if m in methods)
+    groups = [("smug", "smug_base")] if pair else []
+    return groups + [(m,) for m in methods if m not in ("smug", "smug_base")]
+
+
+@dataclass(frozen=True)
+class ImageRows:
+    """What one unit of work yields: the image's record (target, picture, ...) and a row per method."""
+
+    record: dict
+    rows: dict[str, dict]
+
+
+def image_rows(ev: Evaluator, path: Path, methods: tuple[str, ...]) -> ImageRows:
+    """The rows of ``methods`` on one image file."""
+    x, rec = ev.image_record(path)
+    maps = ev.maps(path, x, rec["target"], list(methods))
+    return ImageRows(rec, {m: ev.row(x, rec["target"], m, saliency, seconds, extra)
+                           for m, (saliency, seconds, extra) in maps.items()})
+
+
+@functools.lru_cache(maxsize=2)
+def _evaluator(config: EvalConfig) -> Evaluator:
+    """One Evaluator (the model loaded once) per config and process: farm workers run many units."""
+    return Evaluator(config)
+
+
+def remote_image_rows(data: bytes, name: str, methods: tuple[str, ...], config: EvalConfig) -> ImageRows | str:
+    """:func:`image_rows` on a Dask worker (the image travels as bytes: no shared file system needed);
+    an error is returned as its message (a failed unit, not one for Dask to retry)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="smug-eval-") as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(data)
+            return image_rows(_evaluator(config), path, methods)
+    except MemoryError:
+        raise  # the worker is short of memory: Dask retries the unit elsewhere
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 def evaluate(images: list[str | Path], methods: list[str], db: str | Path, config: EvalConfig | None = None,
-             progress: bool = True) -> dict:
-    """Evaluate ``methods`` on ``images`` into the store ``db``; returns counts."""
+             progress: bool = True, workers: int | None = None, scheduler: str | None = None,
+             client=None) -> dict:
+    """Evaluate ``methods`` on ``images`` into the store ``db``; returns counts.
+
+    Each (image, method) row is committed as soon as it is computed, so a re-run (same store,
+    same settings) skips what is done.  Pairs another live run has claimed are left to it
+    (``claimed_elsewhere``).  With ``workers``, ``scheduler`` or a ``distributed.Client``
+    (``client``), the units of work (:func:`method_groups` per image) run as farm tasks on
+    Dask (:mod:`smug.farm.dispatch`) and this process alone writes the store.
+    """
     config = config or EvalConfig()
     methods = check_methods(methods)
     paths = [Path(p) for p in images]
@@ -231,32 +288,101 @@ def evaluate(images: list[str | Path], methods: list[str], db: str | Path, confi
 
     if config.model not in ZOO:
         raise ValueError(f"smug evaluate needs a zoo image model (its preprocessing reads the files): {sorted(ZOO)}")
+    on_farm = workers is not None or scheduler is not None or client is not None
     store = Store(db)
     try:
         store.bind(config)
-        ev = None
-        bar = Progress(len(paths)) if progress else None
-        computed = skipped = 0
-        for p in paths:
-            key = str(p.resolve())
-            todo = [m for m in methods if m not in store.done(key)]
-            if todo:
-                ev = ev or Evaluator(config)
-                x, rec = ev.image_record(p)
-                if not store.has_image(key):
-                    store.put_image(key, p.name, rec["target"], rec["target_name"], rec["confidence"], rec["picture"])
-                # smug and smug_base come from one run: redo both if either is missing
-                if "smug" in todo or "smug_base" in todo:
-                    todo = [m for m in methods if m in ("smug", "smug_base")] + \
-                           [m for m in todo if m not in ("smug", "smug_base")]
-                for m, (saliency, seconds, extra) in ev.maps(p, x, rec["target"], todo).items():
-                    store.put_result(key, m, ev.row(x, rec["target"], m, saliency, seconds, extra))
-                computed += 1
-            else:
-                skipped += 1
-            if bar:
-                bar.step(p.name + ("" if todo else " (done before)"))
-        return {"db": str(store.path), "images": len(paths), "computed": computed, "skipped": skipped,
-                "methods": methods}
+        run = _FarmRun if on_farm else _LocalRun
+        counts = run(store, config, methods, paths, progress).go(workers=workers, scheduler=scheduler, client=client)
+        return {"db": str(store.path), "images": len(paths), **counts, "methods": methods}
     finally:
+        store.release_claims()
         store.close()
+
+
+class _LocalRun:
+    """Units of work one after the other in this process; an image is claimed when its turn comes."""
+
+    def __init__(self, store: Store, config: EvalConfig, methods: list[str], paths: list[Path], progress: bool):
+        self.store, self.config, self.methods, self.paths = store, config, methods, paths
+        self.bar = Progress(len(paths)) if progress else None
+        self.counts = {"computed": 0, "skipped": 0, "claimed_elsewhere": 0, "failed": []}
+
+    def todo(self, key: str) -> list[str]:
+        """Methods of this image not yet in the store (SMUG and SMUG_base go together)."""
+        done = self.store.done(key)
+        todo = [m for m in self.methods if m not in done]
+        if "smug" in todo or "smug_base" in todo:
+            todo = [m for m in self.methods if m in ("smug", "smug_base")] + \
+                   [m for m in todo if m not in ("smug", "smug_base")]
+        return todo
+
+    def claim(self, key: str) -> list[str]:
+        todo = self.todo(key)
+        got = self.store.claim(key, todo) if todo else []
+        self.counts["claimed_elsewhere"] += len(todo) - len(got)
+        return got
+
+    def write(self, key: str, name: str, result: ImageRows) -> None:
+        rec = result.record
+        if not self.store.has_image(key):
+            self.store.put_image(key, name, rec["target"], rec["target_name"], rec["confidence"], rec["picture"])
+        for m, row in result.rows.items():
+            self.store.put_result(key, m, row)
+
+    def step(self, label: str) -> None:
+        if self.bar:
+            self.bar.step(label)
+
+    def go(self, **_) -> dict:
+        ev = None
+        for p in self.paths:
+            key = str(p.resolve())
+            got = self.claim(key)
+            for group in method_groups(got):
+                ev = ev or _evaluator(self.config)
+                self.write(key, p.name, image_rows(ev, p, group))
+            self.counts["computed" if got else "skipped"] += 1
+            self.step(p.name + ("" if got else " (done before)"))
+        return self.counts
+
+
+class _FarmRun(_LocalRun):
+    """Units of work as Dask tasks; everything to do is claimed before the first submission."""
+
+    def go(self, workers: int | None = None, scheduler: str | None = None, client=None) -> dict:
+        from smug.farm import cluster, dispatch
+
+        units, images = [], {}
+        for p in self.paths:
+            key = str(p.resolve())
+            got = self.claim(key)
+            if not got:
+                self.counts["skipped"] += 1
+                self.step(p.name + " (done before)")
+                continue
+            images[key] = p
+            data = p.read_bytes()
+            for group in method_groups(got):
+                unit = dispatch.Task(f"smug-eval-{len(units)}-{hashlib.sha256(key.encode()).hexdigest()[:16]}",
+                                     remote_image_rows, (data, p.name, group, self.config))
+                units.append((unit, key, group))
+        if not units:
+            return self.counts
+        by_key = {u.key: (key, group) for u, key, group in units}
+        left = collections.Counter(key for _, key, _ in units)
+        with cluster.connect(client, workers, scheduler) as c:
+            for finished in dispatch.dispatch(c, [u for u, _, _ in units]):
+                key, group = by_key[finished.key]
+                reason = finished.failure or (finished.value if isinstance(finished.value, str) else None)
+                if reason is None:
+                    self.write(key, images[key].name, finished.value)
+                else:
+                    self.counts["failed"].append({"image": images[key].name, "methods": list(group),
+                                                  "reason": reason})
+                self.store.release_claims(key, group)
+                left[key] -= 1
+                if left[key] == 0:
+                    self.counts["computed"] += 1
+                    self.step(images[key].name)
+        return self.counts

@@ -8,7 +8,10 @@ their own experiments in the same file (``experiments`` table).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +44,9 @@ CREATE TABLE IF NOT EXISTS results (
     box TEXT, threshold REAL, boxes INTEGER, sparsity REAL, seconds REAL,
     stop_size INTEGER, stop_fraction REAL, stop_seconds REAL, insertion_auc REAL, deletion_auc REAL,
     extra TEXT, map_png BLOB, keeps_class INTEGER, masked_confidence REAL, PRIMARY KEY (image, method));
+CREATE TABLE IF NOT EXISTS claims (
+    image TEXT NOT NULL, method TEXT NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    PRIMARY KEY (image, method));
 CREATE TABLE IF NOT EXISTS experiments (
     experiment TEXT NOT NULL, image TEXT NOT NULL, key TEXT NOT NULL, value REAL,
     PRIMARY KEY (experiment, image, key));
@@ -53,13 +59,27 @@ RESULT_COLUMNS = ("target", "lsc", "area", "confidence", "box", "threshold", "bo
 ADDED_COLUMNS = (("keeps_class", "INTEGER"), ("masked_confidence", "REAL"))
 
 
+def _alive(host: str, pid: int) -> bool:
+    """Whether the run that made a claim may still be running (a process on another host: assumed so)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Store:
     """The SQLite file of one evaluation (one config; many images and methods)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60.0)  # other writers (resumed runs) may hold the lock
+        self.db = sqlite3.connect(str(self.path), timeout=60.0)  # other runs may hold the lock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.db.executescript(SCHEMA)
         self._migrate()
 
@@ -113,6 +133,36 @@ class Store:
                 f"INSERT OR REPLACE INTO results (image, method, {', '.join(RESULT_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * (len(RESULT_COLUMNS) + 2))})",
                 [image, method] + [row.get(c) for c in RESULT_COLUMNS])
+
+    # ---- claims: two runs on one store never compute the same (image, method) ------------------
+    def claim(self, image: str, methods: list[str]) -> list[str]:
+        """Claim the ``methods`` of ``image`` for this run; returns those it got (not done, not claimed by
+        another live run).  A claim of a process that is gone (same host) is taken over; claims of
+        other hosts are honoured until released."""
+        got = []
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            done = self.done(image)
+            for m in methods:
+                if m in done:
+                    continue
+                row = self.db.execute("SELECT owner, host, pid FROM claims WHERE image=? AND method=?",
+                                      (image, m)).fetchone()
+                if row is not None and row[0] != self.owner and _alive(row[1], row[2]):
+                    continue
+                self.db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)",
+                                (image, m, self.owner, socket.gethostname(), os.getpid()))
+                got.append(m)
+        return got
+
+    def release_claims(self, image: str | None = None, methods: tuple[str, ...] | list[str] = ()) -> None:
+        """Drop this run's claims: of ``methods`` of ``image``, or all of them."""
+        with self.db:
+            if image is None:
+                self.db.execute("DELETE FROM claims WHERE owner=?", (self.owner,))
+            else:
+                self.db.executemany("DELETE FROM claims WHERE owner=? AND image=? AND method=?",
+                                    [(self.owner, image, m) for m in methods])
 
     def put_experiment(self, experiment: str, image: str, values: dict[str, float]) -> None:
         with self.db:

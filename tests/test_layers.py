@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "proto": {"common", "pipeline"},  # the wire format of pipeline requests and answers
     # front ends: the pipeline (and the wire format, pictures, the package's version); evaluation also
     # measures maps (metrics)
-    "evaluation": {"__init__", "common", "pipeline", "rendering", "metrics", "baselines", "models"},
+    "evaluation": {"__init__", "common", "pipeline", "rendering", "metrics", "baselines", "models", "farm"},
     "farm": {"__init__", "common", "pipeline"},  # batch jobs on Dask: requests in, explanations out
     # reading dumps back: independent of the code that wrote them (pysmt, python-sat, HiGHS, z3)
     "debugging": {"__init__", "common", "pipeline", "rendering"},

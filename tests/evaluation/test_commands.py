@@ -33,6 +33,11 @@ def test_commands_on_their_own_parser(tmp_path, digits, capsys):
         run_command(_parse(["evaluate", str(digits[0]), "--thresholds", "1", "--db", str(tmp_path / "n.sqlite")]))
     with pytest.raises(ValueError, match="image not found"):
         run_command(_parse(["evaluate", str(tmp_path / "missing.png"), "--db", str(tmp_path / "n.sqlite")]))
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        run_command(_parse(["evaluate", str(digits[0]), "--workers", "0", "--db", str(tmp_path / "n.sqlite")]))
+    with pytest.raises(ValueError, match="not both"):
+        run_command(_parse(["evaluate", str(digits[0]), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1",
+                            "--db", str(tmp_path / "n.sqlite")]))
     assert not (tmp_path / "n.sqlite").exists()
 
 

@@ -137,3 +137,58 @@ def test_uint8_crops_and_older_stores(tmp_path, digits):
     with pytest.raises(ValueError, match="lsc_uint8"):
         s.bind(EvalConfig(model="mnist-mlp", lsc_uint8=True))
     s.close()
+
+
+# ---- two runs on one store, and the farm -----------------------------------------------
+def test_claims_keep_two_runs_apart(tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "c.sqlite"
+    first, second = Store(db), Store(db)
+    try:
+        assert first.claim("img", ["ig", "gradient"]) == ["ig", "gradient"]
+        assert second.claim("img", ["ig", "gradcam"]) == ["gradcam"]  # ig is the first run's
+        first.put_result("img", "gradient", {"target": 1})
+        first.release_claims("img", ["gradient"])
+        assert second.claim("img", ["gradient"]) == []  # done meanwhile
+        first.release_claims()
+        assert second.claim("img", ["ig"]) == ["ig"]
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        with second.db:  # a claim left by a process that died: taken over
+            second.db.execute("UPDATE claims SET owner='dead', pid=? WHERE method='ig'", (int(gone.stdout),))
+        assert first.claim("img", ["ig"]) == ["ig"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_claimed_image_is_left_to_the_other_run(tmp_path, digits):
+    db = tmp_path / "e.sqlite"
+    other = Store(db)
+    try:
+        other.bind(CONFIG)
+        assert other.claim(str(digits[0].resolve()), ["gradient"]) == ["gradient"]
+        r = evaluate(digits, ["gradient"], db, CONFIG, progress=False)
+        assert r["claimed_elsewhere"] == 1 and r["computed"] == 1
+        rows = Store(db).results()
+        assert [row["image"] for row in rows] == [str(digits[1].resolve())]
+    finally:
+        other.close()
+
+
+def test_evaluate_on_a_local_cluster_matches_the_plain_run(store_path, digits, tmp_path):
+    """The units run as farm tasks on 2 Dask process workers; every row equals the in-process run's."""
+    methods = ["smug", "smug_base", "ig", "centerbox", "maxbox"]
+    db = tmp_path / "farm.sqlite"
+    r = evaluate(digits, methods, db, CONFIG, progress=False, workers=2)
+    assert r["computed"] == 2 and r["failed"] == []
+    cols = ("image", "method", "target", "lsc", "area", "box", "sparsity", "keeps_class", "map_png",
+            "insertion_auc", "deletion_auc", "stop_size")
+    plain = {(row["image"], row["method"]): [row[c] for c in cols] for row in Store(store_path).results()
+             if row["method"] in check_methods(methods)}
+    farm = {(row["image"], row["method"]): [row[c] for c in cols] for row in Store(db).results()}
+    assert farm == plain
+    assert len(Store(db).images()) == 2
+    again = evaluate(digits, methods, db, CONFIG, progress=False, workers=2)  # resumable: nothing left to do
+    assert again["computed"] == 0 and again["skipped"] == 2
