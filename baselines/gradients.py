@@ -31,102 +31,26 @@ import numpy as np
 
 from smug.baselines.attribution import full_torch, register, register_batch
 from smug.models.runtime import OnnxModel
-from smug.models.torch_backend import device, torch_module
+from smug.models.torch_backend import torch_module
 
 
 # ---- shared helpers ----------------------------------------------------------
+# module_device, simplified_proto and onednn_convs live in smug.models.torch_fast (the IG tail
+# uses them too); imported here lazily by the functions that need torch.
+
+
 def module_device(module):
     """Where a torch module's tensors live (the default device for an empty one)."""
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return device()
+    from smug.models.torch_fast import module_device as where
 
-
-# onnxruntime's basic optimisers that would change weights (folding BatchNorm, Add or
-# Mul into a Conv) are left off: the simplified graph keeps every weight as it is.
-_WEIGHT_CHANGING = ["ConvBNFusion", "ConvAddFusion", "ConvMulFusion"]
-
-
-def simplified_proto(proto):
-    """A copy of ``proto`` after onnxruntime's *basic* graph optimisations (standard
-    ONNX only: constant folding -- e.g. the per-layer Shape/Slice/Concat arithmetic
-    that computes ``Pad`` amounts at run time -- and ``Pad`` merged into the next
-    ``Conv``'s pads), the weight-changing fusions left off."""
-    import os
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.log_severity_level = 3
-    with tempfile.TemporaryDirectory() as tmp:
-        opts.optimized_model_filepath = os.path.join(tmp, "basic.onnx")
-        ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=_WEIGHT_CHANGING)
-        return onnx.load(opts.optimized_model_filepath)
+    return where(module)
 
 
 def onednn_convs(module) -> int:
-    """On CPU, run every ``Conv2d`` of ``module`` (frozen weights) through oneDNN
-    (``torch.mkldnn_convolution``).  torch's own dispatch sends 1x1 convolutions of
-    small batches on one thread to its slower im2col path, forward and backward.  For
-    a stride-1 convolution the input gradient is itself computed as a oneDNN
-    convolution of the output gradient with the spatially flipped, group-transposed
-    weights (padding ``k - 1 - p``), the textbook adjoint; weights get no gradient.
-    Same arithmetic, other summation order.  Returns how many were switched."""
-    torch = torch_module()
-    if module_device(module).type != "cpu" or not torch.backends.mkldnn.is_available():
-        return 0
+    """:func:`smug.models.torch_fast.onednn_convs` (convolutions run by oneDNN on CPU)."""
+    from smug.models.torch_fast import onednn_convs as switch
 
-    class Stride1Conv(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, weight, bias, adjoint, padding, back_padding, groups):
-            ctx.save_for_backward(adjoint)
-            ctx.back_padding, ctx.groups = back_padding, groups
-            return torch.mkldnn_convolution(x.contiguous(), weight, bias, padding, (1, 1), (1, 1), groups)
-
-        @staticmethod
-        def backward(ctx, grad):
-            (adjoint,) = ctx.saved_tensors
-            gx = torch.mkldnn_convolution(grad.contiguous(), adjoint, None, ctx.back_padding, (1, 1), (1, 1),
-                                          ctx.groups)
-            return gx, None, None, None, None, None, None
-
-    class OneDnnConv2d(torch.nn.Module):
-        def __init__(self, conv):
-            super().__init__()
-            self.conv = conv
-            w = conv.weight.detach()
-            co, cig, kh, kw = w.shape
-            g = conv.groups
-            self.stride1 = (
-                conv.stride == (1, 1) and conv.dilation == (1, 1) and not isinstance(conv.padding, str)
-                and conv.padding[0] <= kh - 1 and conv.padding[1] <= kw - 1 and not conv.weight.requires_grad
-                and (conv.bias is None or not conv.bias.requires_grad)
-            )
-            adjoint = w.reshape(g, co // g, cig, kh, kw).transpose(1, 2).reshape(cig * g, co // g, kh, kw)
-            self.register_buffer("adjoint", adjoint.flip(2, 3).contiguous() if self.stride1 else None)
-            self.back_padding = (kh - 1 - conv.padding[0], kw - 1 - conv.padding[1]) if self.stride1 else None
-
-        def forward(self, x):
-            c = self.conv
-            if c.padding_mode != "zeros" or isinstance(c.padding, str):
-                return c(x)
-            if self.stride1:
-                return Stride1Conv.apply(x, c.weight, c.bias, self.adjoint, c.padding, self.back_padding, c.groups)
-            return torch.mkldnn_convolution(x.contiguous(), c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
-
-    count = 0
-    for name, m in list(module.named_modules()):
-        if type(m) is torch.nn.Conv2d:
-            parent, _, leaf = name.rpartition(".")
-            setattr(module.get_submodule(parent) if parent else module, leaf, OneDnnConv2d(m))
-            count += 1
-    return count
+    return switch(module)
 
 
 def fast_torch(model: OnnxModel):
@@ -136,29 +60,15 @@ def fast_torch(model: OnnxModel):
     cheaper (docs/benchmarks.md, section baselines).  Kept as
     ``model.derived("fast_torch", ...)``.  Checked once against ``full_torch`` on a
     random input; on any failure or disagreement ``full_torch`` itself is used."""
-    return model.derived("fast_torch", lambda: _build_fast_torch(model))
+    return model.derived("fast_torch", lambda: model.torch_module_cached("fast_torch", lambda: _build_fast_torch(model)))
 
 
 def _build_fast_torch(model: OnnxModel):
-    reference = full_torch(model)
-    module = reference
-    try:
-        from smug.models.torch_backend import convert
+    from smug.models.torch_fast import fast_convert
 
-        proto = simplified_proto(model.proto)
-        if all(n.domain in ("", "ai.onnx") for n in proto.graph.node):
-            candidate = convert(proto)
-            onednn_convs(candidate)
-            torch = torch_module()
-            probe = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
-            with torch.no_grad():
-                a = candidate(torch.as_tensor(probe, device=module_device(candidate))).double().cpu().numpy()
-                b = reference(torch.as_tensor(probe, device=module_device(reference))).double().cpu().numpy()
-            if a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max())):
-                module = candidate
-    except Exception:  # any optimiser or conversion trouble: the plain conversion is always right
-        module = reference
-    return module
+    reference = full_torch(model)
+    probe = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
+    return fast_convert(model.proto, reference, [probe])
 
 
 def model_input(module, x: np.ndarray, requires_grad: bool = True):

@@ -93,7 +93,7 @@ class OnnxModel:
         call tries again.  ``build`` must work on a copy of ``proto``, never on ``proto``
         itself; the artefact belongs to this wrapper and is dropped with it.
 
-        Keys in use: ``("tensors", names)`` and ``("tail", start)`` here;
+        Keys in use: ``("tensors", names)``, ``("tail", start)`` and ``("disk", name)`` here;
         ``"full_torch"``, ``"fast_torch"``, ``"guided_torch"``, ``"node_outputs"``,
         ``"rectgrad_torch"``, ``"lrp_torch"``, ``"text_layers"`` (smug.baselines) and
         ``"activation_torch"`` (smug.metrics.cascade)."""
@@ -101,6 +101,36 @@ class OnnxModel:
             if key not in self._derived:
                 self._derived[key] = build()
             return self._derived[key]
+
+    def derived_on_disk(self, name: str, build: Callable[[], T], save: Callable[[T, Path], None],
+                        load: Callable[[Path], T]) -> T:
+        """:meth:`derived` under ``("disk", name)``, also kept on disk as
+        ``cache_dir()/derived/<sha256 of the model>/<name>`` so that a new process loads it
+        instead of building it again (next to the ONNX export cache).  ``name`` must say
+        everything the artefact depends on besides the model's bytes (library versions, the
+        tensor it starts from).  A file that cannot be read is rebuilt and replaced; a cache
+        that cannot be written is skipped (the artefact is still returned)."""
+
+        def cached():
+            from smug.common import cache_dir
+
+            path = cache_dir() / "derived" / self.sha256 / name
+            if path.is_file():
+                try:
+                    return load(path)
+                except Exception:  # a stale or half-written file (other versions, a full disk): rebuild it
+                    pass
+            value = build()
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save(value, tmp)
+                os.replace(tmp, path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+            return value
+
+        return self.derived(("disk", name), cached)
 
     # ---- graph facts -------------------------------------------------------
     @cached_property
@@ -186,15 +216,46 @@ class OnnxModel:
     def torch_tail(self, start: str):
         """The sub-network from tensor ``start`` to the logits, as a torch module
         called ``tail(activation, model_input)`` (the model input is passed along for
-        graphs that read only its shape, such as a dynamic-batch Reshape)."""
+        graphs that read only its shape, such as a dynamic-batch Reshape).  It is the fast
+        copy of :func:`~smug.models.torch_fast.fast_convert` when that agrees with the plain
+        onnx2torch conversion, and it is cached on disk (:meth:`torch_module_cached`)."""
 
         def build():
             from onnx.utils import Extractor
 
             from smug.models.torch_backend import convert
+            from smug.models.torch_fast import fast_convert
 
             inferred = onnx.shape_inference.infer_shapes(self.proto)  # returns a new proto
             sub = Extractor(inferred).extract_model([start, self.input_name], [self.output_name])
-            return convert(sub)
+            reference = convert(sub)
+            dims = sub.graph.input[0].type.tensor_type.shape.dim
+            shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 0 for d in dims[1:]]
+            if not shape or 0 in shape:
+                return reference  # no static shape to probe with: keep the plain conversion
+            rng = np.random.default_rng(0)
+            probe = [np.abs(rng.normal(size=(2, *shape))).astype(np.float32),
+                     rng.normal(size=(2, *self.input_shape)).astype(np.float32)]
+            return fast_convert(sub, reference, probe)
 
-        return self.derived(("tail", start), build)
+        return self.derived(("tail", start), lambda: self.torch_module_cached(f"tail-{start}", build))
+
+    def torch_module_cached(self, name: str, build: Callable[[], T]) -> T:
+        """A torch module converted from this model (``build``), cached on disk by the model's
+        sha256 (:meth:`derived_on_disk`), keyed also by the torch and onnx2torch versions;
+        loaded onto smug's device.  The file is a pickle: the cache folder must be the user's own."""
+        from importlib.metadata import version
+
+        from smug.models.torch_backend import device, torch_module
+
+        torch = torch_module()
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        key = f"{safe}-torch{torch.__version__}-onnx2torch{version('onnx2torch')}.pt"
+
+        def load(path: Path):
+            module = torch.load(path, map_location=device(), weights_only=False).eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+            return module
+
+        return self.derived_on_disk(key, build, lambda module, path: torch.save(module, path), load)

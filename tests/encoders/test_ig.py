@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from smug.encoders.ig import ZeroActivation, auto_integrated_gradients, integrated_gradients
-from smug.models.errors import InputError
 from smug.encoders.smug import select_top_k
+from smug.models.errors import InputError
 from smug.models.torch_backend import device, torch_module
 
 
@@ -24,7 +24,7 @@ def closed_form_ig(a, w):
     return a * w * (s(t) - 0.5) / t
 
 
-@pytest.mark.parametrize("schedule", ["uniform", "adaptive"])
+@pytest.mark.parametrize("schedule", ["uniform", "adaptive", "gauss-legendre"])
 def test_ig_matches_the_closed_form(schedule, rng):
     a = rng.uniform(0, 1, size=(2, 3, 3))
     w = rng.normal(size=(2, 3, 3))
@@ -103,3 +103,49 @@ def test_zero_input_to_a_bias_free_conv_is_a_clear_pipeline_error(tmp_path):
     with pytest.raises(InputError, match="activations are all zero") as info:
         run(request)
     assert str(tmp_path) not in str(info.value)
+
+
+def relu_net(seed=0):
+    """sigmoid(v . relu(W a + c)): an integrand with kinks, like a real network's."""
+    torch = torch_module()
+    r = np.random.default_rng(seed)
+    W, c, v = r.normal(size=(20, 12)), r.normal(size=20) * 0.5, r.normal(size=20)
+    Wt, ct, vt = (torch.as_tensor(t, dtype=torch.float32, device=device()) for t in (W, c, v))
+
+    def prob(a):
+        return torch.sigmoid(torch.relu(a.flatten(1) @ Wt.T + ct) @ vt)
+
+    def grad_np(a):  # the exact gradient of the same function in float64, by hand
+        h = W @ a + c
+        s = 1 / (1 + np.exp(-(v @ np.maximum(h, 0))))
+        return s * (1 - s) * (W.T @ (v * (h > 0)))
+
+    return prob, grad_np
+
+
+@pytest.mark.parametrize("schedule,steps,tol", [("uniform", 64, 0.02), ("gauss-legendre", 64, 0.05)])
+def test_ig_agrees_with_a_fine_riemann_sum_on_a_kinked_network(schedule, steps, tol, rng):
+    """Against a plain 20,000-step midpoint sum of the float64 gradient, and complete."""
+    prob, grad_np = relu_net()
+    a = rng.uniform(0, 2, size=12)
+    n = 20000
+    ref = a * np.mean([grad_np(((k + 0.5) / n) * a) for k in range(n)], axis=0)
+    res = integrated_gradients(prob, a, steps=steps, schedule=schedule)
+    assert np.abs(res.attribution - ref).sum() <= tol * np.abs(ref).sum()
+    gap = res.f_input - res.f_baseline
+    assert res.completeness_error == pytest.approx(abs(res.attribution.sum() - gap) / abs(gap))
+    assert abs(ref.sum() - gap) <= 1e-3 * abs(gap)  # the reference itself is complete
+
+
+def test_batching_does_not_change_the_answer(rng):
+    prob, _ = relu_net(1)
+    a = rng.uniform(0, 2, size=12)
+    one = integrated_gradients(prob, a, steps=24, batch=1).attribution
+    for b in (5, 24, 100):
+        np.testing.assert_allclose(integrated_gradients(prob, a, steps=24, batch=b).attribution, one,
+                                   rtol=1e-5, atol=1e-8)
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(ValueError, match="schedule"):
+        integrated_gradients(sigmoid_model(np.ones(3)), np.ones(3), schedule="simpson")

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import onnx
+import onnx.utils
 import pytest
 from onnx import TensorProto, helper
 
@@ -74,3 +75,55 @@ def test_tensors_are_cached_and_leave_the_proto_unchanged():
     assert model.tensors(x, ["y"]).keys() == {"y"}
     assert model.proto.SerializeToString() == before
     onnx.checker.check_model(model.proto)
+
+
+def test_derived_on_disk_is_reused_by_a_new_wrapper_and_rebuilt_when_unreadable(tmp_path, monkeypatch):
+    monkeypatch.setenv("SMUG_CACHE", str(tmp_path))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    save = lambda value, path: path.write_text(str(value["value"]))  # noqa: E731
+    load = lambda path: {"value": int(path.read_text())}  # noqa: E731
+    model = relu_model()
+    assert model.derived_on_disk("thing.txt", build, save, load) == {"value": 1}
+    path = tmp_path / "derived" / model.sha256 / "thing.txt"
+    assert path.read_text() == "1" and not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert relu_model().derived_on_disk("thing.txt", build, save, load) == {"value": 1} and len(calls) == 1
+    path.write_text("half a fi")  # unreadable: rebuilt and replaced
+    assert relu_model().derived_on_disk("thing.txt", build, save, load) == {"value": 2}
+    assert path.read_text() == "2"
+
+
+def test_torch_tail_is_cached_on_disk_and_computes_the_plain_conversion(tmp_path, monkeypatch, tiny_conv):
+    """The tail from the first activation (fast copy, loaded from disk in a new wrapper) gives the
+    plain onnx2torch conversion's logits and gradients; the user's proto is unchanged."""
+    import copy
+
+    from smug.encoders.first_layer import find_first_layer
+    from smug.models.torch_backend import convert, torch_module
+
+    monkeypatch.setenv("SMUG_CACHE", str(tmp_path))
+    torch = torch_module()
+    model = tiny_conv[0]
+    proto = model.proto
+    before = copy.deepcopy(proto)
+    start = find_first_layer(model).activation_tensor
+    model.torch_tail(start)
+    assert len(list((tmp_path / "derived" / model.sha256).glob("tail-*.pt"))) == 1
+    fresh = OnnxModel.from_proto(copy.deepcopy(proto), "tiny")
+    tail = fresh.torch_tail(start)
+    x = np.random.default_rng(3).normal(size=(2, *model.input_shape)).astype(np.float32)
+    act = model.tensors(x, [start])[start]
+    plain = convert(onnx.utils.Extractor(onnx.shape_inference.infer_shapes(proto)).extract_model(
+        [start, model.input_name], [model.output_name]))
+    a1 = torch.as_tensor(act).requires_grad_(True)
+    a2 = torch.as_tensor(act).requires_grad_(True)
+    out1, out2 = tail(a1, torch.as_tensor(x)), plain(a2, torch.as_tensor(x))
+    np.testing.assert_allclose(out1.detach().numpy(), model.logits(x), rtol=1e-4, atol=1e-5)
+    (g1,) = torch.autograd.grad(out1[:, 1].sum(), a1)
+    (g2,) = torch.autograd.grad(out2[:, 1].sum(), a2)
+    np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-4, atol=1e-6)
+    assert proto == before
