@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
     ex.add_argument("--json-lines", action="store_true",
-                    help="print one compact JSON object per explanation and line (default: pretty JSON)")
+                    help="print one compact JSON object per explanation and line (the default for several "
+                         "texts; one explanation: pretty JSON)")
     ex.add_argument("--quiet", action="store_true", help="no progress line on stderr (it is shown on a terminal)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
                     help="explain on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="comma-separated: smug, smug_base and any baseline name")
     cmp_.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds (smug)")
     cmp_.add_argument("--out", default="comparison.png")
+    cmp_.add_argument("--from", dest="reuse", action="append", default=[], metavar="RESULT",
+                      help="reuse a saved explanation (smug explain's result.json or its --out folder) for the "
+                           "panel of its method instead of computing it; repeatable")
     dmp = sub.add_parser("dump", help="write the encoding: smt2, wcnf, lp or mps", formatter_class=shown)
     _method_args(dmp)
     dmp.add_argument("--out", default="smug-constraints.smt2", help="output file (.smt2, .wcnf, .lp, .mps)")
@@ -176,10 +180,10 @@ def _explain(a: argparse.Namespace) -> int:
     else:
         explanations[0].save(a.out)
     shown = [summary(e, a.out) for e in explanations]
-    if a.json_lines:
+    if a.json_lines or len(shown) > 1:  # one summary per explanation and line: the shape of a single answer
         print("\n".join(json.dumps(s_, separators=(",", ":")) for s_ in shown))
     else:
-        print(json.dumps(shown[0] if len(shown) == 1 else {"texts": shown, "out": a.out}, indent=2))
+        print(json.dumps(shown[0], indent=2))
     return 0 if all(e.status in ("optimal", "feasible", "map") for e in explanations) else 1
 
 
@@ -238,19 +242,51 @@ def _compare(a: argparse.Namespace) -> int:
     methods = [m for m in a.methods.split(",") if m]
     if not methods:
         raise RequestError("--methods names no method")
+    requests = {m: requests_of(a, "smug" if m == "smug_base" else m)[0] for m in methods}
+    saved = reused(a.reuse, requests)
     from smug.pipeline import run
 
-    smug_request = requests_of(a, "smug")[0]
-    baselines = {m: requests_of(a, m)[0] for m in methods if m not in ("smug", "smug_base")}
-    panels, seconds = [], {}
-    smug_e = run(smug_request) if {"smug", "smug_base"} & set(methods) else None
+    panels, seconds, done = [], {}, {k: e for k, (_, e) in saved.items()}
     for m in methods:
-        e = smug_e if m in ("smug", "smug_base") else run(baselines[m])
+        key = requests[m].method
+        if key not in done:
+            done[key] = run(requests[m])
+        e = done[key]
         panels.append((m, e))
         seconds[m] = e.timings["total"]
     write_atomic(a.out, comparison_sheet(panels))
-    print(json.dumps({"out": a.out, "seconds": seconds}, indent=2))
+    reuse = {m: str(saved[requests[m].method][0]) for m in methods if requests[m].method in saved}
+    print(json.dumps({"out": a.out, "seconds": seconds, "reused": reuse}, indent=2))
     return 0
+
+
+def reused(paths: list[str], requests: dict[str, ExplainRequest]) -> dict[str, tuple[str, Explanation]]:
+    """The explanations of ``--from`` by method (with their path), each checked to answer the
+    request its panel would run (same model, input, method and parameters; the timeout and
+    backend may differ).  All are read before anything is computed."""
+    loose = ("timeout", "backend", "name")
+    wanted = {r.method: {k: v for k, v in json.loads(json.dumps(r.to_json())).items() if k not in loose}
+              for r in requests.values()}
+    out = {}
+    for path in paths:
+        e = Explanation.load(path)
+        if e.method not in wanted:
+            raise RequestError(f"--from {path}: its method {e.method} is not among --methods")
+        have, want = _flat({k: v for k, v in e.request.items() if k not in loose}), _flat(wanted[e.method])
+        differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        if differ:
+            shown = ", ".join(f"{k} {have.get(k)!r} (here {want.get(k)!r})" for k in differ)
+            raise RequestError(f"--from {path} explains something else: {shown}")
+        out[e.method] = (path, e)
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys (``config.top_k``)."""
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def _dump(a: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ Eq. 4 saliency, SMUG_base, the display picture; a baseline's map as the saliency
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 from smug.common import jsonable, write_files
 
 SCHEMA_VERSION = 1
+ARRAYS_FILE = "arrays.npz"  # an image answer's arrays, beside result.json (Explanation.load reads both)
 SOLVED = ("optimal", "feasible")  # statuses that carry a verified mask
 MAP = "map"  # the status of a baseline: a map, nothing solved or proven
 
@@ -246,6 +248,7 @@ class Explanation:
         pixel_mask = self.image.pixel_mask
         if self.status != MAP:
             files["mask.png"] = mask_png(pixel_mask if pixel_mask is not None else np.zeros(shown.shape, bool))
+        files[ARRAYS_FILE] = self._arrays_npz()
         files["saliency.png"] = saliency_png(shown)
         files["overlay.png"] = overlay_png(self.image.picture, shown)
         files["figure.png"] = self.figure()
@@ -282,6 +285,35 @@ class Explanation:
     def save(self, out_dir: str | os.PathLike) -> list[Path]:
         """Write :meth:`files` into ``out_dir`` (each atomically)."""
         return write_files(out_dir, self.files())
+
+    def _arrays_npz(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: getattr(self.image, k) for k in ImageParts.ARRAYS
+                                    if getattr(self.image, k) is not None})
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Explanation":
+        """An explanation written by :meth:`save`: its ``result.json`` (with ``arrays.npz`` beside it
+        for an image answer) or their folder."""
+        path = Path(path)
+        doc = path / "result.json" if path.is_dir() else path
+        if not doc.is_file():
+            raise ValueError(f"no saved explanation at {path} (expected a result.json or its folder)")
+        try:
+            data = json.loads(doc.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{doc} is not an explanation's result.json ({type(exc).__name__})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{doc} holds several explanations; give one")
+        arrays = None
+        if data.get("modality") == "image":
+            npz = doc.parent / ARRAYS_FILE
+            if not npz.is_file():
+                raise ValueError(f"{doc} has no {ARRAYS_FILE} beside it (saved by an older smug?); explain again")
+            with np.load(npz, allow_pickle=False) as z:
+                arrays = {k: z[k] if k in z.files else None for k in ImageParts.ARRAYS}
+        return cls.from_json(data, arrays)
 
 
 def save_texts(explanations: list[Explanation], out_dir: str | os.PathLike) -> list[Path]:

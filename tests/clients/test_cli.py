@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -17,8 +18,8 @@ def test_explain_mnist_digit_writes_a_certified_result(tmp_path):
     out = tmp_path / "out"
     r = run_cli("explain", "--model", "mnist-mlp", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "mask.png", "overlay.png", "result.json",
-                                                    "saliency.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["arrays.npz", "figure.png", "mask.png", "overlay.png",
+                                                    "result.json", "saliency.png"]
     res = json.loads((out / "result.json").read_text())
     assert res["status"] == "optimal" and res["certificate"]["valid"]
     assert res["objective"] == len(res["mask_blocks"]) == res["lower_bound"]
@@ -118,6 +119,32 @@ def test_baseline_method_and_comparison_figure(tmp_path):
     assert sheet.size == (5 * 320, 400)  # input + four methods, 3.2 inches each at 100 dpi
     r = run_cli("explain", "--model", "mnist-mlp", "--method", "no-such-method", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "unknown method 'no-such-method'" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_compare_reuses_a_saved_explanation(tmp_path, capsys):
+    """``compare --from``: the saved SMUG answer fills the smug and smug_base panels (its own
+    timings, so nothing was solved again); a saved answer to another request is refused first."""
+    from PIL import Image
+
+    from smug.clients.cli import run_command
+    from smug.pipeline.request import RequestError
+
+    smug.explain(None, model="mnist-mlp").save(tmp_path / "e")
+    saved = json.loads((tmp_path / "e" / "result.json").read_text())
+    capsys.readouterr()
+    assert run_command(["compare", "--model", "mnist-mlp", "--methods", "smug,smug_base,gradient", "--from",
+                        str(tmp_path / "e"), "--out", str(tmp_path / "cmp.png")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["reused"] == {"smug": str(tmp_path / "e"), "smug_base": str(tmp_path / "e")}
+    assert shown["seconds"]["smug"] == shown["seconds"]["smug_base"] == saved["timings"]["total"]
+    assert Image.open(tmp_path / "cmp.png").size == (4 * 320, 400)
+    for args, message in [(["--top-k", "50"], "config.top_k 3000 (here 50)"),
+                          (["--methods", "gradient"], "its method smug is not among --methods"),
+                          (["--target", "1"], "target None (here 1)")]:
+        with pytest.raises(RequestError, match=re.escape(message)):
+            run_command(["compare", "--model", "mnist-mlp", "--methods", "smug", "--from", str(tmp_path / "e"),
+                         "--out", str(tmp_path / "no.png"), *args])
+        assert not (tmp_path / "no.png").exists()
 
 
 def test_a_lost_decision_is_said_next_to_the_status(tmp_path):

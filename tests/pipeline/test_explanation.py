@@ -30,7 +30,7 @@ def test_json_round_trip_and_version(network):
 
 def test_files_and_notebook_display(network, tmp_path):
     names = {p.name for p in network.save(tmp_path)}
-    assert names == {"result.json", "mask.png", "saliency.png", "overlay.png", "figure.png"}
+    assert names == {"result.json", "arrays.npz", "mask.png", "saliency.png", "overlay.png", "figure.png"}
     assert json.loads((tmp_path / "result.json").read_text()) == network.to_json()
     page = network._repr_html_()
     assert "data:image/png;base64," in page and "keeps the decision" in page
@@ -112,3 +112,18 @@ def test_notebook_display_in_headless_chromium(network, tmp_path):
     img = np.asarray(Image.open(screenshot(path, tmp_path / "cell.png", 1200, 700)).convert("RGB")).astype(int)
     figure = img[:440, :1100]  # the figure, at its own size (1100 x 440 px)
     assert figure.std() > 20 and (figure.max(axis=2) - figure.min(axis=2) > 100).sum() > 2000  # colour drawn
+
+
+def test_a_saved_explanation_loads_back_whole(network, tmp_path):
+    network.save(tmp_path / "e")
+    for path in (tmp_path / "e", tmp_path / "e" / "result.json"):
+        back = Explanation.load(path)
+        assert back.to_json() == network.to_json()
+        for name in ("picture", "saliency", "mask", "pixel_mask", "base_mask", "base_saliency"):
+            mine, theirs = getattr(network.image, name), getattr(back.image, name)
+            assert (mine is None and theirs is None) or np.array_equal(mine, theirs), name
+    (tmp_path / "e" / "arrays.npz").unlink()
+    with pytest.raises(ValueError, match="no arrays.npz beside it"):
+        Explanation.load(tmp_path / "e")
+    with pytest.raises(ValueError, match="no saved explanation"):
+        Explanation.load(tmp_path / "nothing")
