@@ -40,6 +40,9 @@ class ServerConfig:
     upload_timeout: float = 60.0  # longest inspection of an uploaded model (the RPC's deadline may cut it)
     preload: tuple[str, ...] = ()  # zoo models each worker loads at start
     inspect_zoo: bool = True  # inspect the zoo models in the background at start (tests turn it off)
+    farm_workers: int | None = None  # SubmitBatch: an embedded Dask cluster of this many workers (default 1) ...
+    farm_scheduler: str | None = None  # ... or this Dask scheduler's cluster (tcp://HOST:8786)
+    max_batch_jobs: int = 10000  # requests one SubmitBatch may carry
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -55,6 +58,10 @@ class ServerConfig:
         if self.token is not None and not self.token.strip():
             raise ValueError("the token is empty (an unset variable in --token \"$SECRET\"?): give a non-empty "
                              "token, or leave --token and $SMUG_TOKEN out to serve without authentication")
+        if self.farm_workers is not None and self.farm_scheduler is not None:
+            raise ValueError("give either --farm-workers (an embedded Dask cluster) or --farm-scheduler, not both")
+        if (self.farm_workers is not None and self.farm_workers < 1) or self.max_batch_jobs < 1:
+            raise ValueError("farm workers and the batch size cap must be >= 1")
         if self.upload_timeout <= 0 or self.shutdown_grace < 0:
             raise ValueError("upload timeout must be > 0 and shutdown grace >= 0")
         if self.deadline_margin < 0 or self.grace < 0:

@@ -47,6 +47,8 @@ class SmugServer:
                 hurried = True
             time.sleep(0.05)
         self.server.stop(max(0.0, t0 + grace - time.time())).wait()
+        if self.service.batches is not None:
+            self.service.batches.close()
         self.pool.close()
 
     def wait(self) -> None:
@@ -137,6 +139,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upload-timeout", type=float, default=d.upload_timeout,
                    help=f"longest inspection of an uploaded model in seconds (default {d.upload_timeout})")
     p.add_argument("--store", type=Path, default=None, help="folder for uploaded models ($SMUG_CACHE/server-models)")
+    p.add_argument("--farm-workers", type=int, default=None,
+                   help="SubmitBatch: an embedded Dask cluster of this many process workers (default 1)")
+    p.add_argument("--farm-scheduler", default=None, help="SubmitBatch: run batches on this Dask scheduler's cluster")
     p.add_argument("--preload", default="", help="comma-separated zoo models each worker loads at start")
     p.add_argument("--shutdown-grace", type=float, default=d.shutdown_grace,
                    help="seconds in-flight requests get on SIGTERM/SIGINT")
@@ -151,7 +156,8 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
                         token=a.token if a.token is not None else os.environ.get("SMUG_TOKEN"),
                         tls_cert=a.tls_cert, tls_key=a.tls_key, tls_client_ca=a.tls_client_ca, store=a.store,
                         shutdown_grace=a.shutdown_grace, upload_timeout=a.upload_timeout,
-                        preload=tuple(n for n in a.preload.split(",") if n))
+                        preload=tuple(n for n in a.preload.split(",") if n), farm_workers=a.farm_workers,
+                        farm_scheduler=a.farm_scheduler)
 
 
 def serve_from_args(a: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from smug.server.validation import check_image, check_model_ref
 pb, pb_grpc = load()
 log = logging.getLogger("smug.server")
 MAX_IG_STEPS = 4096  # integrated-gradient steps a request may ask for (each is a forward and backward pass)
+MAX_RETRIES = 10  # re-runs a batch may allow a job that kills its worker
 DEADLINE_SLACK_S = 0.25  # an RPC that ended this close to its deadline ended by the deadline, not a cancel
 
 
@@ -81,6 +82,8 @@ class SmugService(pb_grpc.SmugServicer):
         self.registry = ModelRegistry(config.store_dir(), self._inspect)
         self.running: dict[str, dict] = {}  # request id -> job stats (queue_s, work_s, worker pid)
         self.draining = False  # set on shutdown: new work is refused, health says NOT_SERVING
+        self.batches = None  # smug.server.batch.Batches, started by the first SubmitBatch / WatchBatch
+        self._batches_lock = threading.Lock()
 
     # ---- plumbing ----------------------------------------------------------
     def _inspect(self, payload: dict) -> dict:
@@ -197,10 +200,7 @@ class SmugService(pb_grpc.SmugServicer):
 
     def _response(self, call: Call, result, rec, stats):
         extra = {"queue": round(stats.get("queue_s", 0.0), 4), "server_total": round(time.time() - call.t0, 4)}
-        name = rec.aliases[0] if rec.aliases else rec.id
-        shown = replace(result, request={**result.request, "model": name},
-                        model=result.model if rec.zoo else name)  # never the store's path
-        r = explanation_to_proto(pb, shown, call.id, rec.id, extra)
+        r = explanation_to_proto(pb, _named(result, _model_name(rec), rec.zoo), call.id, rec.id, extra)
         call.log.update(status=r.status, objective=r.objective if r.HasField("objective") else None)
         return r
 
@@ -281,6 +281,100 @@ class SmugService(pb_grpc.SmugServicer):
             yield pb.ProgressEvent(result=outcome["response"])
         finally:  # the client went away mid-stream
             call.finish("CANCELLED", "the client closed the stream")
+
+    # ---- batches on the farm (smug.server.batch) -------------------------------------
+    def _batch_runner(self):
+        with self._batches_lock:
+            if self.batches is None:
+                from smug.server.batch import Batches
+
+                self.batches = Batches(self.config.store_dir() / "batches", self.config.farm_workers,
+                                       self.config.farm_scheduler, self.config.max_timeout)
+            return self.batches
+
+    def SubmitBatch(self, request_iterator, context):
+        """A stream of items (options first, then requests, each checked like Explain) -> the batch's id."""
+        call = Call("SubmitBatch", context)
+
+        def body():
+            from smug.server.batch import Shown
+
+            self._check_deadline(call)
+            if self.draining:
+                raise ServiceError("UNAVAILABLE", "the server is shutting down; retry on another server")
+            options, requests, names = None, [], []
+            for n, item in enumerate(request_iterator):
+                which = item.WhichOneof("item")
+                if which == "options" and not requests and options is None:
+                    options = item.options
+                elif which == "options":
+                    raise invalid(f"item {n}: batch options come first, once")
+                elif which == "request":
+                    if len(requests) >= self.config.max_batch_jobs:
+                        raise invalid(f"a batch holds at most {self.config.max_batch_jobs} requests")
+                    try:
+                        req, rec, _ = self._request(call, item.request, "explain")
+                    except ServiceError as exc:
+                        raise ServiceError(exc.code, f"request {len(requests)}: {exc.message}") from None
+                    requests.append(req)
+                    names.append(Shown(_model_name(rec), rec.id, rec.zoo))
+                else:
+                    raise invalid(f"item {n} is empty (neither options nor a request)")
+            if not requests:
+                raise invalid("the batch has no requests")
+            job_timeout = retries = None
+            if options is not None and options.HasField("job_timeout"):
+                job_timeout = options.job_timeout
+                if not 0 < job_timeout <= self.config.max_timeout:
+                    raise invalid(f"job_timeout must lie in (0, {self.config.max_timeout}] seconds, got {job_timeout}")
+            if options is not None and options.HasField("retries"):
+                retries = options.retries
+                if not 0 <= retries <= MAX_RETRIES:
+                    raise invalid(f"retries must lie in [0, {MAX_RETRIES}], got {retries}")
+            sub = self._batch_runner().submit(requests, names, job_timeout, 2 if retries is None else retries)
+            call.log.update(batch=sub.batch_id, jobs=sub.jobs, pending=sub.pending)
+            return pb.BatchInfo(batch_id=sub.batch_id, jobs=sub.jobs, done=sub.done, pending=sub.pending)
+
+        return self._guard(call, body)
+
+    def WatchBatch(self, request, context):
+        """Each finished job of the batch (from the start), the counts after each; ends when none is pending."""
+        from smug.server.batch import Counts
+
+        call = Call("WatchBatch", context)
+        batches = self._batch_runner()
+
+        def missing():
+            raise ServiceError("NOT_FOUND", f"no batch {shown(request.batch_id)} on this server")
+
+        if not batches.exists(request.batch_id):
+            self._guard(call, missing)
+        call.log["batch"] = request.batch_id
+        try:
+            for ev in batches.watch(request.batch_id, call.ended):
+                if isinstance(ev, Counts):
+                    yield pb.BatchEvent(counts=pb.BatchCounts(jobs=ev.jobs, done=ev.done, failed=ev.failed,
+                                                              pending=ev.pending, running=ev.running))
+                    continue
+                job = pb.BatchJob(job_id=ev.job_id, items=list(ev.items), state=ev.state,
+                                  reason=public(ev.reason or ""), attempts=ev.attempts)
+                if ev.explanation is not None:
+                    job.result.CopyFrom(explanation_to_proto(pb, _named(ev.explanation, ev.shown.name, ev.shown.zoo),
+                                                             call.id, ev.shown.model_id, {}))
+                yield pb.BatchEvent(job=job)
+            call.finish("OK")
+        finally:
+            call.finish("CANCELLED", "the client closed the stream")
+
+
+def _model_name(rec) -> str:
+    """How answers name a registered model: its first alias, else its id."""
+    return rec.aliases[0] if rec.aliases else rec.id
+
+
+def _named(result, name: str, zoo: bool):
+    """``result`` naming its model as the client did, never by the store's path."""
+    return replace(result, request={**result.request, "model": name}, model=result.model if zoo else name)
 
 
 def _decode_text(raw: bytes) -> str:

@@ -1,0 +1,89 @@
+"""SubmitBatch / WatchBatch on a live server: the service is the farm's client (smug.server.batch).
+
+Every job's answer equals the single-request pipeline's on the same input; identical requests
+are one job; resubmitting the same requests returns the same batch and runs nothing again;
+watching again replays every finished job; bad items are refused naming their position."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from smug.proto import load
+from smug.proto.wire import from_tensor, to_tensor
+
+pb, pb_grpc = load()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.SmugStub(channel)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_test_split):
+    x_test, _ = mnist_test_split
+    return [x_test[i].astype(np.float32) for i in range(3)]
+
+
+def _request(x: np.ndarray) -> "pb.ExplainRequest":
+    return pb.ExplainRequest(model="mnist-mlp", tensor=to_tensor(pb, x),
+                             params=pb.ExplainParams(method=pb.WHOLE_NETWORK, timeout=20))
+
+
+def _items(requests, options=None):
+    if options is not None:
+        yield pb.BatchItem(options=options)
+    for r in requests:
+        yield pb.BatchItem(request=r)
+
+
+def _watch(stub, batch_id: str):
+    jobs, counts = [], []
+    for ev in stub.WatchBatch(pb.WatchBatchRequest(batch_id=batch_id), timeout=240):
+        (jobs if ev.WhichOneof("event") == "job" else counts).append(getattr(ev, ev.WhichOneof("event")))
+    return jobs, counts
+
+
+def test_a_batch_runs_on_the_farm_and_matches_single_requests(stub, digits):
+    from smug.pipeline import ExplainRequest, run
+
+    requests = [_request(x) for x in digits] + [_request(digits[0])]  # the last one repeats the first
+    info = stub.SubmitBatch(_items(requests, pb.BatchOptions(job_timeout=60)), timeout=60)
+    assert info.jobs == 3 and info.pending + info.done == 3
+    jobs, counts = _watch(stub, info.batch_id)
+    assert sorted(tuple(j.items) for j in jobs) == [(0, 3), (1,), (2,)]  # each job once, items mapped
+    assert counts[-1].done == 3 and counts[-1].pending == 0 and counts[-1].failed == 0
+    for job in jobs:
+        assert job.state == "done", job.reason
+        mine = run(ExplainRequest.build(digits[job.items[0]], "mnist-mlp", method="whole-network", timeout=20))
+        r = job.result
+        assert (r.status, r.objective, r.target) == (mine.status, mine.objective, mine.target)
+        assert np.array_equal(from_tensor(r.mask), mine.mask)  # the same optimal mask, re-certified by the pipeline
+        assert r.certificate.valid and "mnist-mlp" in r.result_json and "/" not in r.model_id
+    again = stub.SubmitBatch(_items(requests), timeout=60)  # the same requests: the same batch, nothing re-run
+    assert (again.batch_id, again.done, again.pending) == (info.batch_id, 3, 0)
+    replay, _ = _watch(stub, info.batch_id)
+    assert sorted(j.job_id for j in replay) == sorted(j.job_id for j in jobs)
+    assert all(j.attempts == r.attempts for j, r in zip(sorted(jobs, key=lambda j: j.job_id),
+                                                          sorted(replay, key=lambda j: j.job_id)))
+
+
+def test_bad_batches_are_refused_naming_the_item(stub, digits):
+    bad = [_request(digits[0]), pb.ExplainRequest(model="mnist-mlp", tensor=to_tensor(pb, np.zeros((3, 3), np.float32)))]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.SubmitBatch(_items(bad), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "request 1" in err.value.details()
+    for items, words in [((), "no requests"),
+                         (_items([_request(digits[0])], pb.BatchOptions(job_timeout=-1)), "job_timeout"),
+                         (_items([_request(digits[0])], pb.BatchOptions(retries=99)), "retries"),
+                         ([pb.BatchItem(request=_request(digits[0])), pb.BatchItem(options=pb.BatchOptions())],
+                          "options come first")]:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SubmitBatch(iter(items), timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.WatchBatch(pb.WatchBatchRequest(batch_id="0" * 32), timeout=30))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
