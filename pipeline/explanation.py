@@ -109,11 +109,12 @@ class Explanation:
         import base64
         import html
 
+        said = {True: "yes", False: "no", None: "-"}
         facts = {"method": self.method, "model": self.model, "status": self.status,
                  "mask": "-" if self.objective is None else f"{self.objective} of {self.n_vars} (proven >= "
                                                              f"{self.lower_bound})",
-                 "target": f"{self.target} {self.target_name} ({self.confidence:.3f})",
-                 "keeps the decision": self.keeps_class, "certificate valid": self.certificate.get("valid")}
+                 "target": f"{self.target} {self.target_name} (p = {self.confidence:.3f})",
+                 "keeps the decision": said[self.keeps_class], "certificate valid": said[self.certificate.get("valid")]}
         table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                         for k, v in facts.items())
         if self.image is not None:
