@@ -13,7 +13,7 @@ def colorize(values: np.ndarray, name: str = COLORMAP) -> np.ndarray:
     """RGB uint8 (..., 3) of ``values`` in [0, 1] under the colour map ``name``."""
     import matplotlib
 
-    rgba = matplotlib.colormaps[name](np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0))
+    rgba = np.asarray(matplotlib.colormaps[name](np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)))
     return (rgba[..., :3] * 255).round().astype(np.uint8)
 
 

@@ -1,11 +1,14 @@
-"""PNG renderings of masks and saliency maps (paper 003 Sec. 3.4: non-zero scores
-are scaled into [0.5, 1] for display)."""
+"""PNG renderings of masks and saliency maps at the input's size, under the one colour rule of
+:mod:`smug.rendering.colormap` (the magnitude over [0, max], the same for every method)."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+
+from smug.rendering.colormap import colorize
+from smug.rendering.figure import kept_region
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -16,15 +19,11 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def display_scale(saliency: np.ndarray) -> np.ndarray:
-    """Non-zero scores to [0.5, 1] by rank-free min-max; zeros stay 0."""
-    s = np.asarray(saliency, dtype=np.float64)
-    out = np.zeros_like(s)
-    nz = s != 0
-    if nz.any():
-        lo, hi = s[nz].min(), s[nz].max()
-        out[nz] = 0.5 + 0.5 * ((s[nz] - lo) / (hi - lo) if hi > lo else 1.0)
-    return out
+def magnitude(saliency: np.ndarray) -> np.ndarray:
+    """|saliency| / max |saliency| in [0, 1] (all zeros for a zero map)."""
+    s = np.abs(np.asarray(saliency, dtype=np.float64))
+    top = float(s.max()) if s.size else 0.0
+    return s / top if top > 0 else s
 
 
 def mask_png(pixel_mask: np.ndarray) -> bytes:
@@ -32,15 +31,17 @@ def mask_png(pixel_mask: np.ndarray) -> bytes:
 
 
 def saliency_png(saliency: np.ndarray) -> bytes:
-    return _png((display_scale(saliency) * 255).astype(np.uint8))
+    """The map on the colour map (RGB)."""
+    return _png(colorize(magnitude(saliency)))
 
 
-def overlay_png(image: np.ndarray, saliency: np.ndarray) -> bytes:
-    """The input dimmed outside the mask, with saliency in red on top."""
+def overlay_png(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.6) -> bytes:
+    """The input with the map's colour laid over it in proportion to the magnitude (up to
+    ``alpha``), so unimportant pixels stay as they are; where the map is exactly zero on part
+    of the input (a mask's map) that part is faded to light grey, as in the answer figure."""
     img = np.asarray(image, dtype=np.float64)
-    s = display_scale(saliency)[..., None]
-    kept = (s > 0).astype(np.float64)
-    red = np.array([255.0, 0.0, 0.0])
-    out = img * (0.25 + 0.75 * kept)
-    out = out * (1 - 0.5 * s) + red * 0.5 * s
-    return _png(np.clip(out, 0, 255).astype(np.uint8))
+    m = magnitude(saliency)
+    support = m > 0
+    base = kept_region(img, support).astype(np.float64) if support.any() and not support.all() else img
+    weight = alpha * m[..., None]
+    return _png(((1 - weight) * base + weight * colorize(m)).round().clip(0, 255).astype(np.uint8))
