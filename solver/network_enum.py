@@ -14,15 +14,20 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from typing import Callable
 from math import comb
 
 import numpy as np
+import scipy.sparse as sp
 
 from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import LayerBounds
 
 U = 2.0**-53
+
+
+ENUM_MEMORY_MB = 256  # working arrays of one batch of masks
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class EnumResult:
     masks_checked: int
     exact_checks: int
     seconds: float
+    stopped: str | None = None  # why it stopped early: "deadline" or "memory"
+    refuted_by_lines: int = 0  # sizes refuted at once by the margin lines
 
 
 def relevant_variables(problem: NetworkProblem) -> np.ndarray:
@@ -46,73 +53,127 @@ def masks_up_to(n: int, size: int) -> int:
     return sum(comb(n, k) for k in range(size + 1))
 
 
+def mask_cost(problem: NetworkProblem, size: int) -> int:
+    """Floating-point operations to evaluate one mask of ``size`` variables."""
+    first = problem.layers[0].weight.shape[0]
+    return first * (size + 1) + sum(layer.weight.nnz + layer.weight.shape[0] for layer in problem.layers[1:])
+
+
+def batch_size(problem: NetworkProblem, size: int, memory_mb: float) -> int:
+    """Masks per batch so that the batch's working arrays (about three float64 copies of the
+    widest layer per mask) stay within ``memory_mb``."""
+    widest = max(layer.weight.shape[0] for layer in problem.layers)
+    per_mask = 8 * (3 * widest + 2 * size + problem.n_classes * 2)
+    return int(max(1, min(100_000, memory_mb * 2**20 // per_mask)))
+
+
 def _gamma(n: int) -> float:
     return n * U / (1 - n * U)
 
 
-def enumerate_optimum(problem: NetworkProblem, bounds: list[LayerBounds], max_size: int, deadline: float,
-                      lower_bound: int = 0, chunk: int = 100_000) -> EnumResult:
-    """Search sizes ``lower_bound .. max_size`` in order; stop at the first exactly valid mask."""
+def refuted_sizes(lines: tuple[np.ndarray, np.ndarray], columns: np.ndarray, delta: float, max_size: int) -> int:
+    """The smallest size ``k <= max_size + 1`` that the margin lines do not refute for every mask
+    of at most ``k`` variables (``columns``: the variables a mask may use)."""
+    G, d = lines
+    if G.shape[0] == 0:
+        return 0
+    top = -np.sort(-np.maximum(G[:, columns], 0.0), axis=1)
+    best = d[:, None] + np.concatenate([np.zeros((len(d), 1)), np.cumsum(top, axis=1)], axis=1)
+    for k in range(min(max_size, len(columns)) + 1):
+        if not np.any(best[:, k] <= delta):
+            return k
+    return max_size + 1
+
+
+Sized = Callable[[int], tuple[list[LayerBounds], tuple[np.ndarray, np.ndarray] | None]]
+
+
+def enumerate_optimum(problem: NetworkProblem, sized: Sized, max_size: int, deadline: float,
+                      lower_bound: int = 0, memory_mb: float = ENUM_MEMORY_MB) -> EnumResult:
+    """Search sizes ``lower_bound .. max_size`` in order; stop at the first exactly valid mask.
+
+    ``sized(k)`` gives bounds valid for every mask of at most ``k`` variables and, optionally,
+    margin lines (``G, d`` of :func:`~smug.solver.network_bounds.margin_lines`): they refute
+    whole sizes at once and filter each batch before its forward pass.  Batches are sized to
+    ``memory_mb``; running out of memory anyway stops the search with the sizes refuted so
+    far (``stopped == "memory"``)."""
     t0 = time.perf_counter()
-    R = relevant_variables(problem)
+    counts = {"checked": 0, "exact": 0, "lb": lower_bound, "skipped": 0}
+    try:
+        return _search(problem, sized, relevant_variables(problem), max_size, deadline, memory_mb, counts, t0)
+    except MemoryError:
+        return EnumResult(None, counts["lb"], counts["checked"], counts["exact"], time.perf_counter() - t0,
+                          "memory", counts["skipped"])
+
+
+def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0) -> EnumResult:
     first = problem.layers[0]
     W1 = first.weight.tocsr()
     grouped = problem.group >= 0
     fixed = np.where(grouped, problem.baseline, problem.x)
     c = W1 @ fixed + first.bias
-    # column j of A: the change of the first pre-activation when variable R[j] is switched on
-    import scipy.sparse as sp
-
     cols = np.flatnonzero(grouped)
     P = sp.csr_matrix(((problem.x - problem.baseline)[cols], (cols, problem.group[cols])),
                       shape=(W1.shape[1], problem.n_vars))
-    A = (W1 @ P).toarray()[:, R]
+    A = sp.csr_matrix(W1 @ P)[:, R].toarray()  # column j: the change when variable R[j] is switched on
     amax = np.maximum(abs(problem.x), abs(problem.baseline))
     n_in = int(np.diff(W1.indptr).max(initial=0))
     base_err = abs(W1) @ amax + abs(first.bias)
     t = problem.target
-    checked = exact = 0
-    lb = lower_bound
-    for k in range(lower_bound, max_size + 1):
+
+    def result(mask, stopped=None) -> EnumResult:
+        return EnumResult(mask, counts["lb"], counts["checked"], counts["exact"], time.perf_counter() - t0, stopped,
+                          counts["skipped"])
+
+    for k in range(counts["lb"], max_size + 1):
         if time.perf_counter() > deadline:
-            break
+            return result(None, "deadline")
+        bounds, lines = sized(k)
+        if lines is not None and refuted_sizes(lines, R, problem.delta, k) > k:
+            counts["lb"], counts["skipped"] = k + 1, counts["skipped"] + 1  # no mask of size <= k keeps the class
+            continue
+        G = np.ascontiguousarray(lines[0][:, R].T) if lines is not None else None  # (len(R), n_others)
         # rigorous absolute error bounds of the float evaluation, per layer
         E = _gamma(n_in + k + 4) * (k + 2) * base_err
-        H = None
-        errs = [E]
         for layer, b in zip(problem.layers[1:], bounds[:-1]):
-            prev_abs = np.maximum(abs(b.lower), abs(b.upper))
-            H = np.maximum(prev_abs, 0)
+            H = np.maximum(np.maximum(abs(b.lower), abs(b.upper)), 0)
             Wa = abs(layer.weight)
             n = int(np.diff(layer.weight.tocsr().indptr).max(initial=0))
             E = Wa @ E + _gamma(n + 2) * (Wa @ H + abs(layer.bias))
-            errs.append(E)
         out_abs = np.maximum(abs(bounds[-1].lower), abs(bounds[-1].upper))
         margin_err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300
         combos = itertools.combinations(range(len(R)), k)
+        chunk = batch_size(problem, k, memory_mb)
         while True:
+            if time.perf_counter() > deadline:
+                return result(None, "deadline")
             block = list(itertools.islice(combos, chunk))
             if not block:
                 break
             idx = np.array(block, dtype=np.int64).reshape(len(block), k)
-            z = c[None, :] + (A[:, idx].sum(axis=2).T if k else 0.0)
-            h = z
+            counts["checked"] += len(block)
+            if G is not None and k:  # the margin lines refute most masks without a forward pass
+                upper = lines[1][None, :] + G[idx].sum(axis=1)
+                idx = idx[np.all(upper > problem.delta, axis=1)]
+                if not len(idx):
+                    continue
+            h = np.repeat(c[:, None], len(idx), axis=1)  # one column per mask: contiguous sparse products
+            for j in range(k):
+                h += A[:, idx[:, j]]
             for li, layer in enumerate(problem.layers):
                 if li > 0:
-                    h = (layer.weight @ h.T).T + layer.bias
+                    h = layer.weight @ h
+                    h += layer.bias[:, None]
                 if layer.relu:
-                    h = np.maximum(h, 0.0)
-            margins = h[:, [t]] - h  # (n_masks, n_classes)
-            margins[:, t] = np.inf
-            maybe = np.all(margins + margin_err[None, :] > problem.delta, axis=1)
-            checked += len(block)
+                    np.maximum(h, 0.0, out=h)
+            margins = h[t][None, :] - h  # (n_classes, n_masks)
+            margins[t] = np.inf
+            maybe = np.all(margins + margin_err[:, None] > problem.delta, axis=0)
             for row in np.flatnonzero(maybe):
-                exact += 1
+                counts["exact"] += 1
                 mask = np.zeros(problem.n_vars, dtype=bool)
                 mask[R[idx[row]]] = True
                 if certify_network(problem, mask).valid:
-                    return EnumResult(mask, k, checked, exact, time.perf_counter() - t0)
-            if time.perf_counter() > deadline:
-                return EnumResult(None, lb, checked, exact, time.perf_counter() - t0)
-        lb = k + 1
-    return EnumResult(None, lb, checked, exact, time.perf_counter() - t0)
+                    return result(mask)
+        counts["lb"] = k + 1
+    return result(None)

@@ -43,18 +43,23 @@ def _layer(layer: DenseLayer, H: np.ndarray, D: int) -> tuple[np.ndarray, int]:
         Z[rows] = np.add.reduceat(Wn * H[W.indices], starts[rows])
     Bn, Eb = dyadic(layer.bias)
     C = min(Ew + D, Eb)
-    Z = np.left_shift(Z, Ew + D - C) + np.left_shift(Bn, Eb - C)
-    if layer.relu:
-        Z = np.where(Z > 0, Z, 0)
-    return Z, C
+    return np.left_shift(Z, Ew + D - C) + np.left_shift(Bn, Eb - C), C
+
+
+def exact_preactivations(layers: tuple[DenseLayer, ...], v: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Every layer's pre-activations for input ``v`` as ``(N, E)`` with ``z == N * 2**E`` exactly."""
+    H, D = dyadic(v)
+    out = []
+    for layer in layers:
+        Z, D = _layer(layer, H, D)
+        out.append((Z, D))
+        H = np.where(Z > 0, Z, 0) if layer.relu else Z
+    return out
 
 
 def exact_forward(layers: tuple[DenseLayer, ...], v: np.ndarray) -> tuple[np.ndarray, int]:
     """The logits for input ``v`` as integers ``N`` and an exponent ``E``: ``logits == N * 2**E``."""
-    H, D = dyadic(v)
-    for layer in layers:
-        H, D = _layer(layer, H, D)
-    return H, D
+    return exact_preactivations(layers, v)[-1]
 
 
 def exact_logits(layers: tuple[DenseLayer, ...], v: np.ndarray) -> list[Fraction]:

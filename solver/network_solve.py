@@ -24,18 +24,23 @@ import numpy as np
 from smug.ir import NetworkProblem
 from smug.solver.backends import WHOLE_NETWORK
 from smug.solver.certificate import certify_network
-from smug.solver.network_bounds import interval_bounds
-from smug.solver.network_enum import EnumResult, enumerate_optimum, masks_up_to, relevant_variables
+from smug.solver.network_bounds import LayerBounds, crown_bounds, interval_bounds, margin_lines, unstable_counts
+from smug.solver.network_enum import (
+    ENUM_MEMORY_MB, EnumResult, enumerate_optimum, mask_cost, masks_up_to, relevant_variables,
+)
 from smug.solver.solve import Solution, check_request
 
 NETWORK_BACKENDS = WHOLE_NETWORK  # alias: the registry in smug.solver.backends owns the list
-MAX_ENUMERATED_MASKS = 20_000_000
+MAX_ENUMERATED_MASKS = 20_000_000  # on the 784-32-10 MLP; other networks: the same work (masks x mask_cost)
 QUICK_MASKS = 2_000_000
+MLP_MASK_COST = 400  # mask_cost of the MLP the two counts were measured on
 
 EMPTY_KEEPS = "the empty mask keeps the class (checked exactly)"
 EXHAUSTIVE = "exhaustive: every smaller mask refuted exactly"
 EXHAUSTIVE_NO_MASK = "exhaustive: no mask over the relevant variables keeps the class (exact)"
 ENUM_STOPPED = "enumeration stopped at the deadline"
+ENUM_MEMORY = "enumeration ran out of memory (the memory cap)"
+Z3_MEMORY = "z3 ran out of memory (the memory cap)"
 Z3_PROVEN = "z3 exact LRA: unsat below the mask size"
 Z3_STOPPED = "z3 stopped before a proof"
 Z3_NO_MASK = "z3 exact LRA: unsat for every mask"
@@ -47,16 +52,39 @@ class _Run:
     """One :func:`solve_network` call: the problem and its bounds, the clock, and the answers."""
 
     def __init__(self, problem: NetworkProblem, backend: str, timeout: float,
-                 progress: Callable[[dict], None] | None):
-        self.problem, self.backend, self.progress = problem, backend, progress
+                 progress: Callable[[dict], None] | None, memory_mb: float = ENUM_MEMORY_MB):
+        self.problem, self.backend, self.progress, self.memory_mb = problem, backend, progress, memory_mb
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + timeout
         self.timings: dict[str, float] = {}
-        self.bounds = interval_bounds(problem)
-        unstable = sum(int(b.unstable.sum()) for b, layer in zip(self.bounds, problem.layers) if layer.relu)
-        self.stats = {"unstable_relus": unstable, "relus": sum(l.weight.shape[0] for l in problem.layers if l.relu)}
+        box = interval_bounds(problem)
+        self.bounds = crown_bounds(problem, box)
+        before, after = unstable_counts(problem, box), unstable_counts(problem, self.bounds)
+        self.stats = {"unstable_relus": sum(after), "relus": sum(l.weight.shape[0] for l in problem.layers if l.relu),
+                      "unstable_relus_interval": sum(before),
+                      "unstable_per_layer": {"interval": before, "crown": after,
+                                             "relus": [l.weight.shape[0] for l in problem.layers if l.relu]}}
         self.timings["bounds"] = time.perf_counter() - self.t0
         self.relevant = relevant_variables(problem)
+        self.stats["fallbacks"] = []
+        self.stats["sizes_refuted_by_bounds"] = 0
+        self._sized: dict[int, tuple] = {}
+
+    def sized(self, k: int) -> tuple[list[LayerBounds], tuple[np.ndarray, np.ndarray]]:
+        """Bounds and margin lines valid for every mask of at most ``k`` variables (cached)."""
+        if k not in self._sized:
+            t = time.perf_counter()
+            bounds = self.bounds if k >= self.n_relevant else crown_bounds(self.problem, self.bounds, max_size=k)
+            self._sized[k] = (bounds, margin_lines(self.problem, bounds)[:2])
+            self.timings["sized_bounds"] = self.timings.get("sized_bounds", 0.0) + time.perf_counter() - t
+        return self._sized[k]
+
+    def work(self, size: int) -> float:
+        """Enumeration work for every mask up to ``size``, in MLP-mask units (see ``MAX_ENUMERATED_MASKS``)."""
+        return masks_up_to(self.n_relevant, size) * mask_cost(self.problem, size) / MLP_MASK_COST
+
+    def fell_back(self, stage: str, why: str, lower: int) -> None:
+        self.stats["fallbacks"].append({"stage": stage, "reason": why, "lower_bound": int(lower)})
 
     @property
     def n_relevant(self) -> int:
@@ -96,9 +124,14 @@ class _Run:
     def enumerate(self, max_size: int, lower: int, key: str | None = None) -> EnumResult:
         """Exhaustive search over masks of at most ``max_size`` relevant variables (timed as ``key``)."""
         t = time.perf_counter()
-        res = enumerate_optimum(self.problem, self.bounds, max_size, self.deadline, lower_bound=lower)
+        res = enumerate_optimum(self.problem, self.sized, max_size, self.deadline, lower_bound=lower,
+                                memory_mb=self.memory_mb)
+        self.stats["sizes_refuted_by_bounds"] += res.refuted_by_lines
         if key is not None:
             self.timings[key] = time.perf_counter() - t
+        self.stats["enumerated_masks"] = self.stats.get("enumerated_masks", 0) + res.masks_checked
+        if res.stopped == "memory":
+            self.fell_back(key or "enum", "enumeration ran out of memory (the memory cap)", res.lower_bound)
         return res
 
     def exhaust(self, fallback: np.ndarray | None, lower: int, key: str | None = None) -> Solution:
@@ -109,14 +142,18 @@ class _Run:
             return self.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
         if res.lower_bound > self.n_relevant:
             return self.infeasible(EXHAUSTIVE_NO_MASK)
-        return self.done(fallback, res.lower_bound, ENUM_STOPPED, False)
+        return self.done(fallback, res.lower_bound, ENUM_STOPPED if res.stopped != "memory" else ENUM_MEMORY, False)
 
     def z3(self, start: np.ndarray | None, lower: int, key: str | None = None) -> Solution:
         """z3's exact ascending cardinality search from ``start`` (timed as ``key``)."""
         from smug.solver.network_z3 import minimise_network
 
         t = time.perf_counter()
-        res = minimise_network(self.problem, self.bounds, self.deadline, start=start, lower_bound=lower)
+        try:
+            res = minimise_network(self.problem, self.bounds, self.deadline, start=start, lower_bound=lower)
+        except MemoryError:
+            self.fell_back(key or "z3", Z3_MEMORY, lower)
+            return self.done(start, lower, Z3_MEMORY, False)
         if key is not None:
             self.timings[key] = time.perf_counter() - t
         if res.mask is None and res.proven:
@@ -125,30 +162,41 @@ class _Run:
 
 
 def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True,
-                  max_masks: int = MAX_ENUMERATED_MASKS, progress: Callable[[dict], None] | None = None) -> Solution:
+                  max_masks: int = MAX_ENUMERATED_MASKS, progress: Callable[[dict], None] | None = None,
+                  enum_memory_mb: float = ENUM_MEMORY_MB) -> Solution:
     """Smallest mask whose masked input keeps ``problem.target`` (see the module docstring);
-    ``progress`` as in :func:`smug.solver.solve.solve` (verified masks and proven bounds)."""
+    ``progress`` as in :func:`smug.solver.solve.solve` (verified masks and proven bounds).
+    ``enum_memory_mb`` sizes the enumeration's batches; a stage that runs out of memory
+    anyway hands over to the next one with every size it refuted (``stats["fallbacks"]``)."""
     check_request(backend, NETWORK_BACKENDS, timeout)
-    run = _Run(problem, backend, timeout, progress)
+    run = _Run(problem, backend, timeout, progress, enum_memory_mb)
     empty = np.zeros(problem.n_vars, dtype=bool)
     if certify_network(problem, empty).valid:
         return run.done(empty, 0, EMPTY_KEEPS, True)
-    start = run.start_mask()
-    run.report(start, 1)
-    if backend == "enum":
-        return run.exhaust(start, 1, "enum")
-    if backend == "z3":
-        return run.z3(start, 1, "z3")
     lower = 1
+    start = run.start_mask()
+    run.report(start, lower)
+    if backend == "enum":
+        return run.exhaust(start, lower, "enum")
+    if backend == "z3":
+        return run.z3(start, lower, "z3")
     if backend == "auto":
-        res = run.enumerate(_quick_size(run.n_relevant), 1, "enum")
+        res = run.enumerate(_quick_size(run, QUICK_MASKS), lower, "enum")
         if res.mask is not None:
             return run.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
         lower = res.lower_bound
         run.report(start, lower)
-    candidate = _highs_candidate(run, start, lower)
+        if lower > run.n_relevant:
+            return run.infeasible(EXHAUSTIVE_NO_MASK)
+    try:
+        candidate = _highs_candidate(run, start, lower)
+    except MemoryError:
+        run.fell_back("highs", "HiGHS ran out of memory (the memory cap)", lower)
+        candidate = start
+    if candidate is not None and int(candidate.sum()) <= lower:  # meets the sizes refuted exactly
+        return run.done(candidate, lower, EXHAUSTIVE, True)
     if candidate is None:  # no start and HiGHS found nothing: settle it exactly
-        if masks_up_to(run.n_relevant, run.n_relevant) <= max_masks:
+        if run.work(run.n_relevant) <= max_masks:
             return run.exhaust(None, lower)
         return run.z3(None, lower)
     if not prove:
@@ -156,10 +204,10 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     return _prove(run, candidate, lower, max_masks)
 
 
-def _quick_size(n: int) -> int:
-    """The largest mask size whose masks over ``n`` variables number at most ``QUICK_MASKS``."""
+def _quick_size(run: _Run, masks: int) -> int:
+    """The largest mask size whose enumeration is at most the work of ``masks`` MLP masks."""
     quick = 0
-    while quick < n and masks_up_to(n, quick + 1) <= QUICK_MASKS:
+    while quick < run.n_relevant and run.work(quick + 1) <= masks:
         quick += 1
     return quick
 
@@ -186,10 +234,12 @@ def _highs_candidate(run: _Run, start: np.ndarray | None, lower: int) -> np.ndar
 def _prove(run: _Run, candidate: np.ndarray, lower: int, max_masks: int) -> Solution:
     """Refute every smaller mask: by enumeration when they are few enough, else by z3."""
     size = int(candidate.sum())
-    if masks_up_to(run.n_relevant, size - 1) > max_masks:
+    if run.work(size - 1) > max_masks:
         return run.z3(candidate, lower, "prove")
     res = run.enumerate(size - 1, lower, "prove")
     if res.mask is not None:  # the margin made HiGHS miss a smaller mask
         return run.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
+    if res.stopped == "memory":
+        return run.z3(candidate, res.lower_bound, "prove")
     proven = res.lower_bound >= size
     return run.done(candidate, res.lower_bound, EXHAUSTIVE if proven else ENUM_STOPPED, proven)
