@@ -30,6 +30,7 @@ from pathlib import Path
 
 from smug.bench.common import add_doc_args, invocation, parser, photos, publish, table, uptime
 from smug.bench.datasets import mnist_split
+from smug.farm.dispatch import PREFETCH
 
 TITLE = "Batch farm on Dask (issue 12)"
 
@@ -100,25 +101,19 @@ def _noop(i: int) -> int:
     return i
 
 
-def noop_overhead(n: int, workers: int) -> tuple[float, float]:
-    """(wall seconds for n no-op jobs through the farm's submission path, per-job overhead in ms x workers)."""
+def noop_overhead(n: int, workers: int, prefetch: int) -> tuple[float, float]:
+    """(wall seconds for n no-op jobs through the farm's submission loop, per-job overhead in ms x workers)."""
     import distributed
-    from distributed import as_completed
+
+    from smug.farm.dispatch import Task, dispatch
 
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as lc, distributed.Client(lc) as c:
         c.wait_for_workers(workers)
         t0 = time.perf_counter()
-        pending, i, in_flight = as_completed(), 0, 0
-        while i < min(workers, n):  # the farm's flow control: one job per worker thread in flight
-            pending.add(c.submit(_noop, i, key=f"noop-{i}", pure=False))
-            i += 1
-        for f in pending:
-            f.release()
-            if i < n:
-                pending.add(c.submit(_noop, i, key=f"noop-{i}", pure=False))
-                i += 1
+        done = sum(1 for _ in dispatch(c, [Task(f"noop-{i}", _noop, (i,)) for i in range(n)], prefetch=prefetch))
         wall = time.perf_counter() - t0
+    assert done == n
     return wall, 1000 * wall / n * workers
 
 
@@ -158,10 +153,12 @@ def main(argv=None) -> None:
                             ["run", "workers", "total s", "batch s", "jobs/min", "speed-up", "check"], rows)))
     noop_rows = []
     for workers in [int(w) for w in a.noop_workers.split(",")]:
-        wall, per_job = noop_overhead(a.noop, workers)
-        noop_rows.append([workers, a.noop, f"{wall:.2f}", f"{a.noop / wall:.0f}", f"{per_job:.1f}"])
-    sections.append(f"**Scheduling overhead**: {a.noop} no-op jobs, one per worker thread in flight\n\n" + "\n".join(
-        table(["workers", "jobs", "wall s", "jobs/s", "overhead per job x workers (ms)"], noop_rows)))
+        for prefetch in (0, PREFETCH):
+            wall, per_job = noop_overhead(a.noop, workers, prefetch)
+            noop_rows.append([workers, prefetch, a.noop, f"{wall:.2f}", f"{a.noop / wall:.0f}", f"{per_job:.1f}"])
+    sections.append(f"**Scheduling overhead**: {a.noop} no-op jobs through the farm's submission loop "
+                    f"(`smug.farm.dispatch`: one job per worker thread in flight, plus `prefetch`)\n\n" + "\n".join(
+        table(["workers", "prefetch", "jobs", "wall s", "jobs/s", "overhead per job x workers (ms)"], noop_rows)))
     body = "\n\n".join([f"Machine: {os.cpu_count()} cores; before: `{load_before}`; after: `{uptime()}`", *sections])
     publish(a, "farm", TITLE, invocation("farm"), body)
 

@@ -55,6 +55,17 @@ def test_export_jsonl_and_csv(store, tmp_path):
     assert len((tmp_path / "f.csv").read_text().splitlines()) == 2
 
 
+def test_export_parquet_has_the_csv_rows(store, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet export needs pyarrow (the farm extra installs it)")
+    with Store(store) as s:
+        export(s, "parquet", tmp_path / "r.parquet")
+        flat = list(csv.DictReader(io.StringIO(export(s, "csv").decode())))
+    table = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert [r["id"] for r in table] == [r["id"] for r in flat]
+    assert [r["state"] for r in table] == ["done", "failed", "pending"] and table[0]["status"] == "optimal"
+    assert table[1]["attempts"] == 3 and table[0]["objective"] == 3
+
+
 def test_missing_store_and_bad_manifest_are_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_command(_parse("farm", "status", "--db", str(tmp_path / "none.sqlite")))
