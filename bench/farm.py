@@ -30,7 +30,6 @@ from pathlib import Path
 
 from smug.bench.common import add_doc_args, invocation, parser, photos, publish, table, uptime
 from smug.bench.datasets import mnist_split
-from smug.farm.dispatch import PREFETCH
 
 TITLE = "Batch farm on Dask (issue 12)"
 
@@ -153,7 +152,7 @@ def main(argv=None) -> None:
                             ["run", "workers", "total s", "batch s", "jobs/min", "speed-up", "check"], rows)))
     noop_rows = []
     for workers in [int(w) for w in a.noop_workers.split(",")]:
-        for prefetch in (0, PREFETCH):
+        for prefetch in (0, 1):
             wall, per_job = noop_overhead(a.noop, workers, prefetch)
             noop_rows.append([workers, prefetch, a.noop, f"{wall:.2f}", f"{a.noop / wall:.0f}", f"{per_job:.1f}"])
     sections.append(f"**Scheduling overhead**: {a.noop} no-op jobs through the farm's submission loop "

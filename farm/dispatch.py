@@ -5,13 +5,14 @@ The one submission loop under the farm (:func:`smug.farm.run`) and ``smug evalua
 runs ``function(*args)`` on a worker and :func:`dispatch` yields a :class:`Finished`
 per task, in the order they finish.
 
-Flow control: at most one task per worker thread plus ``prefetch`` (default 1) is in
-flight, topped up as results arrive.  The prefetched task waits on a worker, so a worker
-that finishes starts its next task at once instead of after a round trip through this
-process (~15 ms a task on loopback, see ``bench/farm.py``).  It also bounds a dying
-worker's blast radius: Dask counts a worker's death against every task assigned to it,
-so besides the task that killed it at most ``prefetch`` innocent tasks are charged one
-death (a task fails only after ``retries + 1`` of them).
+Flow control: at most one task per worker thread is in flight (plus ``prefetch``,
+default 0), topped up as results arrive, so the scheduler hands a worker its next task
+only when it is free.  This keeps a dying worker's blast radius to the task it was
+running: Dask counts a worker's death against every task assigned to it, queued ones
+included, so a task prefetched behind a poison task could be charged its deaths and end
+as failed although it is innocent.  ``prefetch`` > 0 hides the round trip through the
+submitter (~15 ms a task on loopback, see ``bench/farm.py``) for batches of tiny tasks
+that are known not to kill workers.
 
 Attempts: each task announces its start on the scheduler's event log (topic
 :data:`EVENT_TOPIC`); the submitter counts them per key.  A task that kills its worker
@@ -75,7 +76,7 @@ def _announce(key: str) -> None:
     w.log_event(EVENT_TOPIC, {"job": key, "pid": os.getpid()})
 
 
-PREFETCH = 1  # tasks in flight beyond one per worker thread
+PREFETCH = 0  # tasks in flight beyond one per worker thread (see the module's docstring)
 
 
 def dispatch(client, tasks: Iterable[Task], retries: int = 2, depends: Callable[[Task], tuple] | None = None,
