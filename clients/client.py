@@ -18,7 +18,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 
@@ -74,6 +74,37 @@ class Improvement:
     lower_bound: int
     seconds: float
     mask: np.ndarray | None  # bool, flat over the block grid
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """A submitted batch: its id and how many of its distinct jobs are already done."""
+
+    batch_id: str
+    jobs: int
+    done: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One finished job of a batch; ``items``: positions of its requests in the submission."""
+
+    job_id: str
+    items: tuple[int, ...]
+    state: str  # done | failed
+    reason: str
+    attempts: int
+    explanation: Explanation | None
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    jobs: int
+    done: int
+    failed: int
+    pending: int
+    running: bool  # false with pending jobs: interrupted (submit the same requests again to resume)
 
 
 class Client:
@@ -197,6 +228,45 @@ class Client:
 
     def list_models(self) -> list[ModelInfo]:
         return [model_info_from_proto(m) for m in self._call(self.stub.ListModels, self.pb.ListModelsRequest()).models]
+
+    def submit_batch(self, requests: Iterable[dict], *, job_timeout: float | None = None,
+                     retries: int | None = None, deadline: float | None = None) -> BatchInfo:
+        """Run many requests on the server's farm.  Each request is a dict of :meth:`explain`'s
+        arguments (``source``, ``model``, ``text``, ``method``, ``top_k``, ...).  Submitting the same
+        requests again returns the same batch and runs nothing twice."""
+        pb = self.pb
+
+        def items():
+            options = {k: v for k, v in (("job_timeout", job_timeout), ("retries", retries)) if v is not None}
+            if options:
+                yield pb.BatchItem(options=pb.BatchOptions(**options))
+            for r in requests:
+                params = {k: v for k, v in r.items() if k not in ("source", "model", "text")}
+                params.setdefault("method", "smug")
+                yield pb.BatchItem(request=self._request(r.get("source"), r.get("model", "efficientnet-lite0"),
+                                                         r.get("text"), params))
+
+        r = self._call(self.stub.SubmitBatch, items(), deadline)
+        return BatchInfo(r.batch_id, r.jobs, r.done, r.pending)
+
+    def watch_batch(self, batch_id: str, deadline: float | None = None) -> Iterator[BatchJob | BatchCounts]:
+        """Every finished job of the batch (from the start) and the counts after each, until none
+        is pending; :class:`BatchCounts` comes last."""
+        stream = self.stub.WatchBatch(self.pb.WatchBatchRequest(batch_id=batch_id), timeout=deadline,
+                                      metadata=self._metadata)
+        try:
+            for ev in stream:
+                if ev.WhichOneof("event") == "counts":
+                    c = ev.counts
+                    yield BatchCounts(c.jobs, c.done, c.failed, c.pending, c.running)
+                    continue
+                j = ev.job
+                e = self._explanation(j.result) if j.HasField("result") else None
+                yield BatchJob(j.job_id, tuple(j.items), j.state, j.reason, j.attempts, e)
+        except self._grpc.RpcError as exc:
+            raise RemoteError(exc.code(), exc.details()) from None
+        finally:
+            stream.cancel()
 
     def health(self, service: str = "", deadline: float = 5.0) -> str:
         """The server's health status name (``SERVING``, ``NOT_SERVING``, ...)."""

@@ -87,3 +87,18 @@ def test_bad_batches_are_refused_naming_the_item(stub, digits):
     with pytest.raises(grpc.RpcError) as err:
         list(stub.WatchBatch(pb.WatchBatchRequest(batch_id="0" * 32), timeout=30))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_python_client_submits_and_watches(client, digits):
+    from smug.clients.client import BatchCounts, BatchJob
+
+    info = client.submit_batch([{"source": x, "model": "mnist-mlp", "method": "whole-network", "timeout": 20}
+                                for x in digits[:2]], job_timeout=60)
+    events = list(client.watch_batch(info.batch_id, deadline=240))
+    jobs = [e for e in events if isinstance(e, BatchJob)]
+    assert isinstance(events[-1], BatchCounts) and events[-1].pending == 0
+    assert sorted(j.items for j in jobs) == [(0,), (1,)]
+    for j in jobs:
+        e = j.explanation
+        assert j.state == "done" and e.status == "optimal" and e.certificate["valid"]
+        assert e.keeps_class  # the pipeline's forward pass on the masked input
