@@ -9,6 +9,7 @@ from smug.solver.network_bounds import interval_bounds
 from smug.solver.network_solve import NETWORK_BACKENDS, solve_network
 
 from _reference import random_network, reference_logits, reference_minimum
+from _tiny_cnn import tiny_cnn_problem
 
 
 def test_exact_logits_equal_the_plain_fraction_forward():
@@ -30,6 +31,24 @@ def test_every_backend_finds_the_brute_force_minimum(seed, backend):
     assert sol.objective == k == sol.lower_bound and sol.certificate.valid
     z = reference_logits(p, sol.mask)
     assert all(z[p.target] - z[j] > Fraction(p.delta) for j in range(len(z)) if j != p.target)
+
+
+@pytest.mark.parametrize("seed, second_conv, expected", [(5, False, 2), (10, False, 3), (2, False, 1), (0, True, 2),
+                                                         (4, True, 2), (6, True, 1)])
+def test_every_backend_finds_the_brute_force_minimum_on_tiny_cnns(seed, second_conv, expected):
+    """Conv -> BatchNorm -> Relu -> MaxPool (-> Conv -> Relu) -> Gemm, 9 block variables, delta half the
+    full image's margin: every backend against the plain Fraction brute force."""
+    p = tiny_cnn_problem(seed, window=2, delta=None, second_conv=second_conv, classes=4)
+    k = reference_minimum(p)
+    assert k == expected  # the instance is as hard as intended
+    for backend in NETWORK_BACKENDS if not second_conv else ("auto", "enum", "highs"):  # z3: 10 s on those
+        sol = solve_network(p, backend, timeout=60)
+        if k is None:
+            assert sol.status == "infeasible", backend
+            continue
+        assert sol.status == "optimal" and sol.objective == k == sol.lower_bound, (backend, sol.proof)
+        z = reference_logits(p, sol.mask)
+        assert all(z[p.target] - z[j] > Fraction(p.delta) for j in range(len(z)) if j != p.target)
 
 
 @pytest.mark.parametrize("seed", range(5))
