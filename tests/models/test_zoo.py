@@ -16,6 +16,18 @@ def test_mnist_mlp_reaches_its_recorded_test_accuracy(mnist, mnist_test_split):
     assert acc == pytest.approx(recorded, abs=1e-9) and acc > 0.85
 
 
+def test_mnist_cnn_reaches_its_recorded_accuracy_and_stays_small(mnist_test_split):
+    x, y = mnist_test_split
+    model = load_model("mnist-cnn")[0]
+    acc = float((model.logits(x).argmax(1) == y).mean())
+    path = Path(ZOO["mnist-cnn"].onnx_path())
+    recorded = json.loads(path.with_suffix(".json").read_text())["test_accuracy"]
+    assert acc == pytest.approx(recorded, abs=1e-9) and acc > 0.9
+    assert path.stat().st_size < 100_000
+    ops = [n.op_type for n in model.proto.graph.node]
+    assert ops == ["Conv", "BatchNormalization", "Relu", "MaxPool", "Conv", "Relu", "Flatten", "Gemm"]
+
+
 def test_mnist_demo_digit_is_a_real_test_digit(mnist, mnist_test_split):
     x, _ = ZOO["mnist-mlp"].preprocess.load(ZOO["mnist-mlp"].demo_input)
     np.testing.assert_allclose(x, mnist_test_split[0][0], atol=1 / 255)
