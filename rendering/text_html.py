@@ -41,7 +41,7 @@ def word_color(score: float, scale: float) -> str:
 
 
 def text_color(score: float, scale: float) -> str:
-    """The text colour (near-black or white) with the higher contrast on :func:`word_color` over white."""
+    """The text colour (black or white) with the higher contrast on :func:`word_color` over white."""
     a = 0.0 if scale <= 0 or score == 0 else min(1.0, abs(score) / scale)
     base = GREEN if score > 0 else RED
     background = [a * c + (1 - a) * 255 for c in base]
