@@ -22,8 +22,12 @@ Optionally (``--lite0 N``) N EfficientNet-Lite0 first-layer jobs (ImageNet photo
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,17 +52,33 @@ def lite0_requests(files, timeout: float):
     return [ExplainRequest.build(str(f), "efficientnet-lite0", top_k=3000, timeout=timeout) for f in files]
 
 
-def loop(requests) -> tuple[float, dict]:
-    """Seconds for a plain in-process loop, and each job's (status, objective)."""
+def loop(requests) -> dict:
+    """A plain in-process loop: total seconds, seconds after the first job, each job's (status, objective)."""
     from smug.farm.jobs import job_id
     from smug.pipeline import run
 
     t0 = time.perf_counter()
-    answers = {}
+    answers, first = {}, None
     for r in requests:
         e = run(r)
         answers[job_id(r)] = (e.status, e.objective)
-    return time.perf_counter() - t0, answers
+        first = first or time.perf_counter()
+    end = time.perf_counter()
+    return {"total": end - t0, "batch": end - t0, "steady": end - first, "answers": answers}
+
+
+# Dask's nanny starts each worker with these (distributed.nanny.pre-spawn-environ): one thread per worker
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def loop_one_thread(workload: str, n: int, timeout: float, data: Path | None) -> dict:
+    """:func:`loop` in a fresh process with a worker's thread settings (answers keyed as in this process)."""
+    argv = [sys.executable, "-m", "smug.bench.farm", "--loop-only", workload, "--jobs", str(n), "--lite0", str(n),
+            "--timeout", str(timeout)] + (["--data", str(data)] if data else [])
+    out = subprocess.run(argv, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, check=True)
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    doc["answers"] = {k: tuple(v) for k, v in doc["answers"].items()}
+    return doc
 
 
 def farm(requests, workers: int, kill_after: int | None = None) -> dict:
@@ -73,16 +93,30 @@ def farm(requests, workers: int, kill_after: int | None = None) -> dict:
                                       dashboard_address=":0") as lc, distributed.Client(lc) as c:
             c.wait_for_workers(workers)
             t1 = time.perf_counter()
-            results, killed = [], None
+            results, killed, first = [], None, None
             for r in run(requests, store=Path(tmp) / "farm.sqlite", client=c):
                 results.append(r)
+                first = first or time.perf_counter()
                 if kill_after is not None and killed is None and len(results) >= kill_after:
                     busy = [w for w, keys in c.processing().items() if keys]
                     killed = c.run(os.getpid)[busy[0]] if busy else None
                     if killed:
                         os.kill(killed, signal.SIGKILL)
             t2 = time.perf_counter()
-    return {"total": time.perf_counter() - t0, "batch": t2 - t1, "results": results, "killed": killed}
+    return {"total": time.perf_counter() - t0, "batch": t2 - t1, "steady": t2 - first, "results": results,
+            "killed": killed}
+
+
+def workload(kind: str, a) -> list:
+    """The benchmark's requests: MNIST whole-network (``--jobs``) or Lite0 first-layer (``--lite0``)."""
+    if kind == "mnist":
+        return mnist_requests(a.jobs, a.timeout)
+    return lite0_requests(photos(a.data, a.lite0) if a.data else photos(n=a.lite0), 60.0)
+
+
+def check_loop(doc: dict, answers: dict) -> str:
+    """Answers of another loop that differ from the first loop's."""
+    return f"differ {sum(1 for k, v in doc['answers'].items() if answers.get(k) != v)}"
 
 
 def check(results, answers) -> str:
@@ -124,32 +158,42 @@ def main(argv=None) -> None:
     ap.add_argument("--noop-workers", default="1,2,4,8,16,32", help="worker counts for the no-op overhead")
     ap.add_argument("--lite0", type=int, default=0, help="EfficientNet-Lite0 first-layer jobs (0: none)")
     ap.add_argument("--data", type=Path, default=None, help="ImageNet photos for --lite0")
+    ap.add_argument("--loop-only", choices=("mnist", "lite0"), default=None, help=argparse.SUPPRESS)
     add_doc_args(ap)
     a = ap.parse_args(argv)
     load_before = uptime()
     sections = []
-    workloads = [("MNIST whole-network", mnist_requests(a.jobs, a.timeout))]
+    if a.loop_only:  # the one-thread loop's child process (loop_one_thread)
+        requests = workload(a.loop_only, a)
+        doc = loop(requests)
+        print(json.dumps({**doc, "answers": {k: list(v) for k, v in doc["answers"].items()}}))
+        return
+    workloads = [("mnist", "MNIST whole-network", workload("mnist", a))]
     if a.lite0:
-        files = photos(a.data, a.lite0) if a.data else photos(n=a.lite0)
-        workloads.append(("Lite0 first-layer (k = 3000)", lite0_requests(files, 60.0)))
-    for label, requests in workloads:
-        t_loop, answers = loop(requests)
-        rows = [["in-process loop", 1, f"{t_loop:.1f}", f"{t_loop:.1f}", f"{60 * len(requests) / t_loop:.0f}",
-                 "1.00x", "-"]]
+        workloads.append(("lite0", "Lite0 first-layer (k = 3000)", workload("lite0", a)))
+    for key, label, requests in workloads:
+        plain = loop(requests)
+        answers = plain["answers"]
+        runs = [("in-process loop (default threads)", 1, plain, "-"),
+                ("in-process loop, one thread (a worker's settings)", 1,
+                 single := loop_one_thread(key, len(requests), a.timeout, a.data), check_loop(single, answers))]
         for workers in (1, 2):
             r = farm(requests, workers)
-            rows.append([f"farm, {workers} worker(s)", workers, f"{r['total']:.1f}", f"{r['batch']:.1f}",
-                         f"{60 * len(requests) / r['batch']:.0f}", f"{t_loop / r['batch']:.2f}x",
-                         check(r["results"], answers)])
-        if label.startswith("MNIST"):
+            runs.append((f"farm, {workers} worker(s)", workers, r, check(r["results"], answers)))
+        if key == "mnist":
             r = farm(requests, 2, kill_after=max(1, len(requests) // 3))
             retried = sum(1 for x in r["results"] if x.attempts > 1)
-            rows.append([f"farm, 2 workers, one SIGKILLed after {len(requests) // 3} results", 2, f"{r['total']:.1f}",
-                         f"{r['batch']:.1f}", f"{60 * len(requests) / r['batch']:.0f}",
-                         f"{t_loop / r['batch']:.2f}x", f"{check(r['results'], answers)}, re-run {retried}"])
-        sections.append(f"**{label}, {len(requests)} jobs** (total: with cluster start and stop; batch: first "
-                        f"submission to last result; speed-up on batch time)\n\n" + "\n".join(table(
-                            ["run", "workers", "total s", "batch s", "jobs/min", "speed-up", "check"], rows)))
+            runs.append((f"farm, 2 workers, one SIGKILLed after {len(requests) // 3} results", 2, r,
+                         f"{check(r['results'], answers)}, re-run {retried}"))
+        n = len(requests)
+        rows = [[name, w, f"{r['total']:.1f}", f"{r['batch']:.1f}", f"{1000 * r['steady'] / (n - 1):.0f}",
+                 f"{60 * n / r['batch']:.0f}", f"{single['batch'] / r['batch']:.2f}x",
+                 f"{single['steady'] / r['steady']:.2f}x", why] for name, w, r, why in runs]
+        sections.append(f"**{label}, {n} jobs** (total: with cluster start and stop; batch: first submission to "
+                        f"last result; steady: from the first result to the last, per job; speed-ups against the "
+                        f"one-thread loop)\n\n" + "\n".join(table(
+                            ["run", "workers", "total s", "batch s", "steady ms/job", "jobs/min", "speed-up (batch)",
+                             "speed-up (steady)", "check"], rows)))
     noop_rows = []
     for workers in [int(w) for w in a.noop_workers.split(",")]:
         for prefetch in (0, 1):
