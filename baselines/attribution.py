@@ -96,16 +96,23 @@ def methods() -> list[str]:
 
 
 def attribute(
-    model: OnnxModel, x: np.ndarray, target: int | None = None, method: str = "gradient", **params
+    model: OnnxModel, x: np.ndarray, target: int | None = None, method: str = "gradient", *,
+    deadline: float | None = None, progress: Callable[[dict], None] | None = None, **params
 ) -> Attribution:
     """Attribution of ``model``'s ``target`` logit (default: the predicted class) at the
-    model-space input ``x`` (shape ``model.input_shape``) by ``method``."""
+    model-space input ``x`` (shape ``model.input_shape``) by ``method``.  ``deadline`` (an
+    absolute ``time.time()``) and ``progress`` form the call's :mod:`~smug.baselines.budget`:
+    the long-running methods report progress and stop at the deadline with what they have
+    (``params['stopped_at_deadline']`` then says so)."""
+    from smug.baselines.budget import budget
+
     choices = methods()
     if method not in METHODS:
         raise ValueError(f"unknown attribution method '{method}': choose one of {choices}")
     x, target = model.checked_input(x, target)
     t0 = time.perf_counter()
-    saliency, info = METHODS[method](model, x, target, **params)
+    with budget(deadline, progress):
+        saliency, info = METHODS[method](model, x, target, **params)
     seconds = time.perf_counter() - t0
     return Attribution(method=method, map=np.asarray(saliency), target=target, params=dict(info), seconds=seconds)
 

@@ -67,6 +67,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from smug.baselines.attribution import Attribution, register
+from smug.baselines.budget import Ticker
 from smug.common import softmax
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import torch_module
@@ -288,7 +289,10 @@ def _extremal(model: OnnxModel, x: np.ndarray, target: int, area: float | Sequen
         return s, reg
 
     history = []
+    ticker = Ticker("extremal_perturbation", iterations)
     for _ in range(iterations):
+        if ticker.stopped:
+            break
         m = smooth_mask(mbar, spatial, step, sigma)
         s, reg = objective(m)
         loss = (-sign * s + float(lam) * reg).sum()
@@ -298,6 +302,7 @@ def _extremal(model: OnnxModel, x: np.ndarray, target: int, area: float | Sequen
         with torch.no_grad():
             mbar.clamp_(0.0, 1.0)
         history.append(float(loss.detach()))
+        ticker.tick()
     with torch.no_grad():
         m = smooth_mask(mbar, spatial, step, sigma)
         reg = area_regulariser(m, areas)
@@ -312,7 +317,7 @@ def _extremal(model: OnnxModel, x: np.ndarray, target: int, area: float | Sequen
         sigma=sigma, blur_sigma=blur_sigma, lam=float(lam), lr=float(lr),
         init=None if init is None else float(init), variant=variant, score=score, grid_shape=tuple(mbar.shape[1:]), masks=masks, mask_area=masks.reshape(n_areas, -1).mean(1),
         area_regulariser=reg.double().cpu().numpy(), p_initial=probs[:n_areas], p_final=probs[n_areas:],
-        loss_history=np.asarray(history),
+        loss_history=np.asarray(history), iterations_run=len(history), stopped_at_deadline=ticker.stopped,
     )
     saliency = masks[0] if single else masks.mean(axis=0)
     return saliency, info

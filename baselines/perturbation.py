@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from smug.baselines.attribution import Attribution, register
+from smug.baselines.budget import Ticker
 from smug.baselines.sfl import MEASURES, ZOLTAR_K, mutant_masks, sfl_counts, sfl_measures
 from smug.common import softmax
 from smug.encoders.blocks import BlockGrid
@@ -134,7 +135,10 @@ def _occlusion(model: OnnxModel, x: np.ndarray, target: int, patch: int | None =
     p0 = float(target_probability(model, np.asarray(x, np.float32)[None], target)[0])
     total = np.zeros((h, w))
     count = np.zeros((h, w))
+    ticker = Ticker("occlusion", len(boxes))
     for sl in chunks(len(boxes), batch):
+        if ticker.stopped:
+            break
         part = boxes[sl]
         keep = np.ones((len(part), h, w), dtype=np.float32)
         for i, (r, c) in enumerate(part):
@@ -143,9 +147,11 @@ def _occlusion(model: OnnxModel, x: np.ndarray, target: int, patch: int | None =
         for (r, c), p in zip(part, probs):
             total[r : r + ph, c : c + pw] += p0 - p
             count[r : r + ph, c : c + pw] += 1
+        ticker.tick(len(part))
     drop = np.zeros((h, w))
     np.divide(total, count, out=drop, where=count > 0)  # a stride above the patch leaves gaps: 0 there
-    info = dict(patch=patch, stride=stride, fill=float(fill), batch=batch, n_patches=len(boxes), p_target=p0)
+    info = dict(patch=patch, stride=stride, fill=float(fill), batch=batch, n_patches=len(boxes), p_target=p0,
+                n_patches_run=ticker.done, stopped_at_deadline=ticker.stopped)
     return layout.to_map(drop), info
 
 
@@ -209,12 +215,17 @@ def _rise(model: OnnxModel, x: np.ndarray, target: int, n_masks: int = 2000, cel
     rng = np.random.default_rng(seed)
     grids, dy, dx = rise_masks(rng, n_masks, (h, w), cell, p)
     sal = np.zeros((h, w))
+    ticker = Ticker("rise", n_masks)
     for sl in chunks(n_masks, batch):
+        if ticker.stopped:
+            break
         masks = render_rise_masks(grids[sl], dy[sl], dx[sl], (h, w), cell)
         probs = target_probability(model, layout.masked(x, masks), target, batch)
         sal += np.tensordot(probs, masks, axes=1)
-    sal /= n_masks * p
-    info = dict(n_masks=n_masks, cell=cell, p=float(p), seed=seed, batch=batch)
+        ticker.tick(sl.stop - sl.start)
+    sal /= max(1, ticker.done) * p  # the masks used (all of them unless the deadline came first)
+    info = dict(n_masks=n_masks, cell=cell, p=float(p), seed=seed, batch=batch, n_masks_run=ticker.done,
+                stopped_at_deadline=ticker.stopped)
     return layout.to_map(sal), info
 
 
@@ -265,7 +276,10 @@ def _sfl(model: OnnxModel, x: np.ndarray, target: int, n_mutants: int = 2000,
     rng = np.random.default_rng(seed)
     totals = None
     n_failing = 0
+    ticker = Ticker("sfl", n_mutants)
     for sl in chunks(n_mutants, batch):
+        if ticker.stopped:
+            break
         masked_units = mutant_masks(rng, sl.stop - sl.start, grid.n_vars, sigma)
         keep = ~masked_units[:, group].reshape(-1, h, w)
         pred = model.logits(layout.masked(x, keep), batch_size=batch).argmax(axis=1)
@@ -276,11 +290,13 @@ def _sfl(model: OnnxModel, x: np.ndarray, target: int, n_mutants: int = 2000,
         counts = sfl_counts(executed, failing)
         totals = counts if totals is None else type(counts)(*(a + b for a, b in zip(totals, counts)))
         n_failing += int(failing.sum())
+        ticker.tick(sl.stop - sl.start)
     scores = sfl_measures(totals, zoltar_k=zoltar_k)[measure]
+    used = ticker.done  # every mutant unless the deadline came first
     info = dict(
         n_mutants=n_mutants, sigma=sigma, window=int(window), measure=measure, convention=convention,
-        zoltar_k=float(zoltar_k), seed=seed, batch=batch, n_failing=n_failing, n_passing=n_mutants - n_failing,
-        degenerate=n_failing in (0, n_mutants), counts=totals,
+        zoltar_k=float(zoltar_k), seed=seed, batch=batch, n_failing=n_failing, n_passing=used - n_failing,
+        degenerate=n_failing in (0, used), counts=totals, n_mutants_run=used, stopped_at_deadline=ticker.stopped,
     )
     return layout.to_map(grid.to_pixels(scores).astype(np.float64)), info
 

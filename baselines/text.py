@@ -132,7 +132,7 @@ def text_sis(model: OnnxModel, x: np.ndarray, target: int, threshold: float | No
         threshold, rule = sis_threshold(s_full, s_empty, float(fraction)), \
             f"s(empty) + {float(fraction)} * (s(x) - s(empty))"
     threshold = float(threshold)
-    res = sis_collection(f, n, threshold, None if max_sets is None else int(max_sets), int(batch))
+    res = sis_collection(f, n, threshold, None if max_sets is None else int(max_sets), int(batch), method="text_sis")
     scores = np.zeros(len(ids))
     sets = [words[s] for s in res["sets"]]
     for k, s in enumerate(sets, start=1):
@@ -141,5 +141,6 @@ def text_sis(model: OnnxModel, x: np.ndarray, target: int, threshold: float | No
                 score="rating" if direction == "positive" else "1 - rating", s_full=float(s_full),
                 s_empty=float(s_empty), empty_sufficient=bool(s_empty >= threshold), sets=sets,
                 set_scores=res["scores"], set_sizes=[len(s) for s in sets], n_words=n,
-                n_forward=res["n_forward"] + 2, pad_id=int(pad_id), max_sets=max_sets)
+                n_forward=res["n_forward"] + 2, pad_id=int(pad_id), max_sets=max_sets,
+                stopped_at_deadline=res["stopped_at_deadline"])
     return scores, info

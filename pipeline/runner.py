@@ -30,7 +30,7 @@ def run(request: ExplainRequest, progress: Progress | None = None, deadline: Dea
         return first_layer.explain(request, subject, deadline, stages)
     if request.method == WHOLE_NETWORK:
         return whole_network.explain(request, subject, deadline, stages)
-    return baseline.explain(request, subject, stages)
+    return baseline.explain(request, subject, stages, deadline)
 
 
 @dataclass(frozen=True)
