@@ -99,3 +99,8 @@ def tiny_conv():
 
     proto, params = tiny_conv_net()
     return OnnxModel.from_proto(proto, "tiny"), params
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-long", action="store_true", default=False,
+                     help="tests/server/test_fuzz.py: thousands of fuzzed requests instead of a few hundred")

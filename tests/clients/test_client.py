@@ -164,6 +164,36 @@ def test_cli_reports_an_unreachable_server(tmp_path, capsys):
     assert err.startswith("smug: error: UNAVAILABLE") and not (tmp_path / "o").exists()
 
 
+def test_big_endian_arrays_are_sent_as_their_values(client):
+    """A '>f4' array travels as float32 little-endian bytes of the same values, and the server takes it."""
+    from smug.pipeline import ExplainRequest
+    from smug.pipeline.inputs import load_image
+    from smug.proto.wire import from_tensor
+
+    x = load_image(ExplainRequest.build(None, "mnist-mlp")).x
+    for a in (x.astype(">f4"), x.astype(">f8"), x.astype("<f4")):
+        t = client._request(a, "mnist-mlp", None, {}).tensor
+        assert t.dtype == ("float64" if a.dtype.itemsize == 8 else "float32")
+        assert np.array_equal(from_tensor(t), a)
+    e = client.explain(x.astype(">f4"), model="mnist-mlp", method="whole-network", timeout=30.0)
+    assert e.status == "optimal" and e.certificate["valid"]
+
+
+def test_a_token_without_tls_warns_unless_the_host_is_this_machine():
+    import warnings
+
+    from smug.clients import Client
+    from smug.clients.client import PlaintextTokenWarning
+
+    with pytest.warns(PlaintextTokenWarning, match="without TLS"):
+        Client("smug.example.com:50051", token="t0ken").close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for kwargs in (dict(target="127.0.0.1:50051", token="t"), dict(target="localhost:50051", token="t"),
+                       dict(target="smug.example.com:50051"), dict(target="smug.example.com:50051", token="t", tls=True)):
+            Client(**kwargs).close()
+
+
 def test_dump_of_every_kind_and_format_through_the_service(client):
     from smug.pipeline import ExplainRequest, dump
 

@@ -135,36 +135,46 @@ def test_full_queue_is_refused_at_once(server, client, hard):
     assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
 
 
-def test_cancellation_stops_and_replaces_the_worker(server, client, hard):
+def test_cancellation_stops_and_replaces_the_worker(server, client, hard, procs):
+    """A cancelled portfolio solve: its worker and every solver process it forked are gone at once."""
     model_id, x = hard
     before = server.pool.replaced
-    stream = client.explain_stream(x, model_id, top_k=3000, timeout=60.0)
+    stream = client.explain_stream(x, model_id, top_k=3000, backend="portfolio", timeout=60.0)
     for ev in stream:
         if isinstance(ev, Improvement):
             break
     busy = [p for p in server.pool.pids()]
+    worker = next(s["pid"] for s in _running(server) if s.get("pid"))
+    solvers = procs.descendants(worker)
+    assert len(solvers) >= 2, solvers  # the portfolio's members
     stream.close()  # cancels the RPC
+    assert _wait(lambda: not any(procs.alive(p) for p in solvers | {worker}), 2.0), \
+        [p for p in solvers | {worker} if procs.alive(p)]
     assert _wait(lambda: server.pool.replaced == before + 1)
     assert _wait(lambda: len(server.pool.pids()) == 2 and set(server.pool.pids()) != set(busy))
     assert sum(not _alive(p) for p in busy) == 1  # the cancelled job's worker is gone
     assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
 
 
-def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client, hard):
+def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client, hard, procs):
+    """A worker killed from outside during a portfolio solve: the request fails as INTERNAL, its
+    solver processes die with it (nothing re-parented keeps running), a fresh worker joins."""
     model_id, x = hard
     result: dict = {}
 
     def long_call():
         try:
-            client.explain(x, model_id, top_k=3000, timeout=60.0)
+            client.explain(x, model_id, top_k=3000, backend="portfolio", timeout=60.0)
         except RemoteError as exc:
             result["error"] = exc
 
     t = threading.Thread(target=long_call)
     t.start()
-    assert _wait(lambda: any(s.get("pid") for s in _running(server)), 20)
-    victim = next(s["pid"] for s in _running(server) if s.get("pid"))
-    os.kill(victim, 9)
+    assert _wait(lambda: any(len(procs.descendants(s.get("pid") or 0)) >= 2 for s in _running(server)), 60)
+    victim = next(s["pid"] for s in _running(server) if len(procs.descendants(s.get("pid") or 0)) >= 2)
+    solvers = procs.descendants(victim)
+    os.kill(victim, 9)  # the worker only
+    assert _wait(lambda: not any(procs.alive(p) for p in solvers), 2.0), [p for p in solvers if procs.alive(p)]
     t.join(30)
     assert result["error"].code == grpc.StatusCode.INTERNAL and "died" in result["error"].message
     assert _wait(lambda: victim not in server.pool.pids() and len(server.pool.pids()) == 2)
