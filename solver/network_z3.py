@@ -44,7 +44,12 @@ def first_layer_exact(problem: NetworkProblem) -> list[tuple[dict[int, Fraction]
     return [(coef, -r) for coef, r in collapsed_rows(as_rows, np.arange(first.weight.shape[0]))]
 
 
-def network_constraints(z3, problem: NetworkProblem, bounds: list[LayerBounds], m: dict) -> list:
+class _OutOfTime(Exception):
+    """The deadline passed while the constraints were being built."""
+
+
+def network_constraints(z3, problem: NetworkProblem, bounds: list[LayerBounds], m: dict,
+                        deadline: float = float("inf")) -> list:
     first = first_layer_exact(problem)
     h = []
     for coef, const in first:
@@ -52,10 +57,14 @@ def network_constraints(z3, problem: NetworkProblem, bounds: list[LayerBounds], 
         h.append(z3.Sum(terms) + _q(z3, const) if terms else _q(z3, const))
     cons = []
     for li, (layer, b) in enumerate(zip(problem.layers, bounds)):
+        if time.perf_counter() > deadline:  # big networks take seconds to build: stay within the deadline
+            raise _OutOfTime
         if li > 0:
             W = layer.weight.tocsr()
             z = []
             for i in range(W.shape[0]):
+                if i % 256 == 0 and time.perf_counter() > deadline:
+                    raise _OutOfTime
                 lo, hi = W.indptr[i], W.indptr[i + 1]
                 terms = [_q(z3, Fraction(float(w))) * h[k] for w, k in zip(W.data[lo:hi], W.indices[lo:hi])]
                 z.append(z3.Sum(terms) + _q(z3, Fraction(float(layer.bias[i]))) if terms else
@@ -85,7 +94,11 @@ def minimise_network(problem: NetworkProblem, bounds: list[LayerBounds], deadlin
 
     t0 = time.perf_counter()
     m = {j: z3.Bool(f"m{j}") for j in range(problem.n_vars)}
-    hard = network_constraints(z3, problem, bounds, m)
+    try:
+        hard = network_constraints(z3, problem, bounds, m, deadline)
+    except _OutOfTime:
+        best = None if start is None else np.asarray(start, dtype=bool)
+        return Z3NetworkResult(best, lower_bound, False, time.perf_counter() - t0)
     found = {"best": None if start is None else np.asarray(start, dtype=bool)}
     literals = [m[j] for j in range(problem.n_vars)]
 
