@@ -179,8 +179,14 @@ def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress |
 
 
 def _death(exitcode: int) -> str:
+    """Why a solve child ended without an answer (a kill at the deadline is reported as such by
+    :func:`_collect`; running out of the memory cap inside Python reports itself)."""
+    if exitcode == -6:
+        return "the solve process aborted (signal 6: usually a native allocation refused by the memory cap)"
+    if exitcode == -9:
+        return "the solve process was killed by signal 9 (the system's out-of-memory killer or an operator)"
     if exitcode < 0:
-        return f"the solve process was killed by signal {-exitcode} (memory cap or the system)"
+        return f"the solve process was killed by signal {-exitcode}"
     return f"the solve process died (exit code {exitcode})"
 
 

@@ -51,3 +51,28 @@ def test_enumeration_out_of_memory_falls_back_and_keeps_its_lower_bound():
     # HiGHS takes over; its size-2 mask meets the refuted sizes: proven optimal, the bound kept
     assert sol.status == "optimal" and sol.objective == 2 == sol.lower_bound, sol.proof
     assert certify_network(p, sol.mask).valid and sol.stats["sizes_refuted_by_bounds"] >= 1
+
+
+def _abort(problem, backend, timeout, progress):
+    import os
+
+    import time
+
+    progress({"event": "improved", "size": 60, "lower_bound": 2, "elapsed": 0.0, "mask": np.ones(60, bool)})
+    time.sleep(0.5)  # the queue's feeder thread sends it (a real solver reports long before it dies)
+    os.abort()
+
+
+def _sigkill(problem, backend, timeout, progress):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("solver, words", [(_abort, "signal 6"), (_sigkill, "signal 9")])
+def test_a_dead_solve_says_why_and_keeps_what_it_proved(solver, words):
+    sol = solve_isolated(wide_problem(), "auto", 10.0, grace=0.5, solver=solver)
+    assert words in sol.proof
+    if solver is _abort:  # its reported mask and lower bound survive the crash, re-certified
+        assert sol.status == "feasible" and sol.lower_bound == 2 and sol.objective == 60
