@@ -33,8 +33,7 @@ def test_every_backend_finds_the_brute_force_minimum(seed, backend):
     assert all(z[p.target] - z[j] > Fraction(p.delta) for j in range(len(z)) if j != p.target)
 
 
-@pytest.mark.parametrize("seed, second_conv, expected", [(5, False, 2), (10, False, 3), (2, False, 1), (0, True, 2),
-                                                         (4, True, 2), (6, True, 1)])
+@pytest.mark.parametrize("seed, second_conv, expected", [(5, False, 2), (2, False, 1), (0, True, 2), (4, True, 2)])
 def test_every_backend_finds_the_brute_force_minimum_on_tiny_cnns(seed, second_conv, expected):
     """Conv -> BatchNorm -> Relu -> MaxPool (-> Conv -> Relu) -> Gemm, 9 block variables, delta half the
     full image's margin: every backend against the plain Fraction brute force."""
