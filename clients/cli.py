@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--methods", default="smug,smug_base,gradient,integrated_gradients,gradcam",
                       help="comma-separated: smug, smug_base and any baseline name")
     cmp_.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds (smug)")
-    cmp_.add_argument("--out", default="comparison.png")
+    cmp_.add_argument("--out", default="comparison.png", help="output PNG")
     cmp_.add_argument("--from", dest="reuse", action="append", default=[], metavar="RESULT",
                       help="reuse a saved explanation (smug explain's result.json or its --out folder) for the "
                            "panel of its method instead of computing it; repeatable")
@@ -160,26 +160,53 @@ def summary(e: Explanation, out: str) -> dict:
     return s
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; None elsewhere): the interpreter and imports
+    before any stage runs, so that a CLI run's ``timings`` account for its whole wall time."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            up = float(f.read().split()[0])
+        return max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _explain(a: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
     requests = requests_of(a)
     if a.server:
+        startup = process_seconds()  # interpreter start, imports, arguments: before the first stage
         explanations = [_remote(a, r) for r in requests]
     else:
         from smug.pipeline import run
+        from smug.pipeline.runner import run as _imported  # noqa: F401 (the pipeline's modules, timed in startup)
 
         progress = None if a.quiet or not sys.stderr.isatty() else ProgressLine(sys.stderr)
+        startup = process_seconds()
         explanations = [run(r, progress=progress) for r in requests]
         if progress is not None:
             progress.close()
+    if startup is not None:
+        explanations[0] = dataclasses.replace(explanations[0],
+                                              timings={"startup": round(startup, 4), **explanations[0].timings})
     for i, e in enumerate(explanations, start=1):
         where = "" if len(explanations) == 1 else f"line {i}: "
         for w in (*e.warnings, *lost_decision(e)):
             print(f"smug: warning: {where}{w}", file=sys.stderr)
+    t_write = time.perf_counter()
     if explanations[0].text is not None:
         save_texts(explanations, a.out)
     else:
         explanations[0].save(a.out)
+    write_s = round(time.perf_counter() - t_write, 4)
     shown = [summary(e, a.out) for e in explanations]
+    wall = process_seconds()
+    shown[0]["timings_s"] = {**shown[0]["timings_s"], "write": write_s,
+                             **({} if wall is None else {"process_wall": round(wall, 4)})}
     if a.json_lines or len(shown) > 1:  # one summary per explanation and line: the shape of a single answer
         print("\n".join(json.dumps(s_, separators=(",", ":")) for s_ in shown))
     else:
