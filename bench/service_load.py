@@ -1,4 +1,4 @@
-"""Load on the gRPC service (issue 4): latency, throughput, errors, server memory, CPU.
+"""Load on the gRPC service (issues 4, 18): latency, throughput, errors, server memory, CPU.
 
     python -m smug.bench.service_load                       # writes docs/benchmarks.md
     python -m smug.bench.service_load --mnist-requests 5 --lite0-requests 1 --no-write   # quick look
@@ -6,13 +6,14 @@
 A server runs as a separate process (``python -m smug.server --port 0``, one worker
 per core).  For each workload (MNIST MLP whole-network masks on the demo digit sent as a
 tensor; EfficientNet-Lite0 first-layer masks on the demo photo sent as JPEG bytes) and
-each level of 1, 2, 4, 8 concurrent clients (one channel each), every client sends N
-requests back to back.  Measured: p50/p95 latency, throughput, errors, peak resident
+each level of 1, 4, 8, 16 concurrent clients (one channel each), every client sends N
+requests back to back.  Measured: p50/p95/p99 latency, throughput, errors, peak resident
 memory of the server process tree, CPU busy share of the machine and the cores used by
 the server's processes.  First the same request is timed in rounds of two, one after
 the other: through the library (:func:`smug.pipeline.explain`, what a worker runs too)
 and through the service at one client; overhead = service p50 / in-process p50 - 1.
-Every answer's certificate must be valid and its mask as small as the in-process one.  Raw results go to ``--json`` (default ``smug-out/bench/service_load.json``,
+Every answer's certificate must be valid and its mask as small as the in-process one; a
+whole-network mask is re-checked in onnxruntime (the masked input keeps the decision).  Raw results go to ``--json`` (default ``smug-out/bench/service_load.json``,
 written per workload, so an interrupted run resumes with ``--resume``) and the table to
 docs/benchmarks.md.
 """
@@ -82,11 +83,28 @@ def workloads(lite0_n: int, mnist_n: int) -> list[dict]:
     digit = mnist.preprocess.load(mnist.demo_input)[0]  # sent as a model-space tensor
     photo = ZOO["efficientnet-lite0"].demo_input
     return [
-        {"name": "mnist-mlp whole network", "n": mnist_n, "model": "mnist-mlp", "source": digit,
+        {"name": "mnist-mlp whole network", "n": mnist_n, "model": "mnist-mlp", "source": digit, "whole": True,
          "local_source": digit, "remote": dict(method="whole-network", window=1, timeout=60.0)},
         {"name": "efficientnet-lite0 first layer", "n": lite0_n, "model": "efficientnet-lite0",
          "source": photo.read_bytes(), "local_source": str(photo), "remote": dict(top_k=3000, window=4, timeout=60.0)},
     ]
+
+
+def _ort_check(w: dict):
+    """For whole-network masks: a check, in onnxruntime, that the masked input keeps the decision
+    (blocks outside the mask set to 0, the encoding's baseline); other workloads: always True."""
+    if not w.get("whole"):
+        return lambda e: True
+    from smug.models.zoo import load_model
+
+    model, _ = load_model(w["model"])
+    x = np.asarray(w["source"], np.float32)
+
+    def check(e) -> bool:
+        masked = np.where(e.pixel_mask[None], x, 0.0).astype(np.float32)
+        return int(model.logits(masked[None])[0].argmax()) == e.target
+
+    return check
 
 
 def _local(w: dict):
@@ -133,7 +151,8 @@ def level(address: str, server_pid: int, w: dict, clients: int, expected: dict |
 
     lat: list[float] = []
     errors: list[str] = []
-    wrong = same = 0
+    wrong = same = ort_bad = 0
+    recheck = _ort_check(w)
     lock = threading.Lock()
     peak = [0.0]
     stop = threading.Event()
@@ -144,14 +163,16 @@ def level(address: str, server_pid: int, w: dict, clients: int, expected: dict |
             time.sleep(0.1)
 
     def one_client():
-        nonlocal wrong, same
+        nonlocal wrong, same, ort_bad
         with Client(address) as c:
             for _ in range(w["n"]):
                 t = time.perf_counter()
                 try:
                     e = c.explain(w["source"], w["model"], **w["remote"])
                     ok = e.certificate.get("valid") and (expected is None or e.objective == expected["objective"])
+                    kept = recheck(e)
                     with lock:
+                        ort_bad += not kept
                         lat.append(time.perf_counter() - t)
                         wrong += not ok
                         same += expected is not None and np.argwhere(e.mask).tolist() == expected["mask"]
@@ -179,6 +200,8 @@ def level(address: str, server_pid: int, w: dict, clients: int, expected: dict |
             "error_examples": errors[:3], "wrong_masks": wrong, "same_mask": same,
             "p50": statistics.median(lat) if lat else None,
             "p95": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))] if lat else None,
+            "p99": lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))] if lat else None,
+            "ort_checked": len(lat) if w.get("whole") else 0, "ort_failed": ort_bad,
             "throughput": len(lat) / wall, "wall": wall, "server_rss_mb": peak[0],
             "machine_busy": (busy1 - busy0) / max(1, total1 - total0), "server_cores": (cpu1 - cpu0) / wall}
 
@@ -202,10 +225,12 @@ def markdown(results: dict) -> str:
                   f"{ip['api']['p50']:.3f} s, service {ip['service']['p50']:.3f} s "
                   f"→ overhead {100 * (ip['service']['p50'] / ip['api']['p50'] - 1):+.1f}% vs the API call "
                   f"(median per-round ratio service/api {ip['ratio_p50']:.3f}).", ""]
-        lines += table(["clients", "requests", "p50 s", "p95 s", "req/s", "errors", "wrong", "same", "server RSS MB",
-                        "busy", "server cores"],
-                       [[L["clients"], L["requests"], f"{L['p50']:.3f}", f"{L['p95']:.3f}", f"{L['throughput']:.2f}",
-                         L["errors"], L["wrong_masks"], L["same_mask"], f"{L['server_rss_mb']:.0f}",
+        lines += table(["clients", "requests", "p50 s", "p95 s", "p99 s", "req/s", "errors", "wrong", "same",
+                        "ORT re-checked / failed", "server+workers RSS MB", "busy", "server cores"],
+                       [[L["clients"], L["requests"], f"{L['p50']:.3f}", f"{L['p95']:.3f}",
+                         f"{L['p99']:.3f}" if L.get("p99") is not None else "-", f"{L['throughput']:.2f}",
+                         L["errors"], L["wrong_masks"], L["same_mask"],
+                         f"{L.get('ort_checked', '-')} / {L.get('ort_failed', '-')}", f"{L['server_rss_mb']:.0f}",
                          f"{100 * L['machine_busy']:.0f}%", f"{L['server_cores']:.2f}"] for L in r["levels"]])
         top = max(r["levels"], key=lambda L: L["server_cores"])
         lines += ["", f"Peak server CPU: {top['server_cores']:.2f} cores at {top['clients']} clients while the "
@@ -219,7 +244,7 @@ def main() -> None:
     ap = parser(__doc__, first_line=True)
     ap.add_argument("--mnist-requests", type=int, default=20, help="requests per client, MNIST")
     ap.add_argument("--lite0-requests", type=int, default=2, help="requests per client, Lite0 (~3 s each)")
-    ap.add_argument("--levels", default="1,2,4,8")
+    ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--pairs", type=int, default=0,
                     help="interleaved in-process / service rounds for the overhead (default: min(N, 10), >= 3)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -236,7 +261,7 @@ def main() -> None:
     proc, address = start_server(a.workers)
     try:
         for w in workloads(a.lite0_requests, a.mnist_requests):
-            if w["name"] in results["workloads"]:
+            if w["name"] in results["workloads"] or w["n"] == 0:
                 continue
             warm = level(address, proc.pid, {**w, "n": 1}, a.workers, None)  # every worker loads the model
             print(w["name"], "warm-up", warm["errors"], warm["error_examples"], flush=True)

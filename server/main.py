@@ -169,8 +169,9 @@ def serve_from_args(a: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     logging.getLogger("smug.server").info(
-        '{"event": "serving", "address": "%s:%d", "workers": %d, "tls": %s, "auth": %s}', config.host, srv.port,
-        config.workers, "true" if config.tls_cert else "false", "true" if config.token else "false")
+        '{"event": "serving", "address": "%s:%d", "workers": %d, "tls": %s, "mtls": %s, "auth": %s}', config.host,
+        srv.port, config.workers, "true" if config.tls_cert else "false", "true" if config.tls_client_ca else "false",
+        "true" if config.token else "false")
     stop.wait()
     logging.getLogger("smug.server").info('{"event": "draining", "grace_s": %s}', config.shutdown_grace)
     srv.stop()
