@@ -258,3 +258,54 @@ def test_reflection_describes_the_service(server):
         method = DescriptorPool(db).FindServiceByName("smug.v1.Smug").methods_by_name["ExplainStream"]
         assert method.input_type.full_name == "smug.v1.ExplainRequest"
         assert method.output_type.full_name == "smug.v1.ProgressEvent" and method.server_streaming
+
+
+class _EndedContext:
+    """A servicer context whose RPC has ended, ``remaining`` seconds before (or after) its deadline."""
+
+    def __init__(self, remaining: float | None):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+    def invocation_metadata(self):
+        return ()
+
+    def add_callback(self, fn):
+        fn()  # the RPC is already over
+        return True
+
+    def peer(self):
+        return "ipv4:127.0.0.1:1"
+
+    def set_trailing_metadata(self, md):
+        pass
+
+
+def test_an_expired_deadline_is_logged_as_a_deadline_not_a_cancel(caplog):
+    import json
+
+    from smug.server.service import Call
+
+    with caplog.at_level("INFO", logger="smug.server"):
+        expired = _EndedContext(0.0)
+        call = Call("Explain", expired, "m")
+        expired.remaining = -0.01  # the callback fired as the deadline passed
+        assert not call.cancelled()
+        call.finish("OK")
+        cancelled = Call("Explain", _EndedContext(30.0), "m")  # ended with 30 s left: the client cancelled
+        assert cancelled.cancelled()
+        cancelled.finish("CANCELLED", "the client closed the stream")
+    codes = [json.loads(r.message)["code"] for r in caplog.records if r.name == "smug.server"]
+    assert codes == ["DEADLINE_EXCEEDED", "CANCELLED"]
+
+
+def test_the_default_memory_cap_fits_the_machine():
+    from smug.server.config import ServerConfig, default_memory_mb
+
+    total_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    for workers in (1, 2, 16, 64):
+        cap = default_memory_mb(workers)
+        assert 1024 <= cap <= 8192 and (cap == 1024 or cap * workers <= 0.8 * total_mb)
+    assert ServerConfig().memory_mb == default_memory_mb()
