@@ -95,8 +95,8 @@ class OnnxModel:
 
         Keys in use: ``("tensors", names)``, ``("tail", start)`` and ``("disk", name)`` here;
         ``"full_torch"``, ``"fast_torch"``, ``"guided_torch"``, ``"node_outputs"``,
-        ``"rectgrad_torch"``, ``"lrp_torch"``, ``"text_layers"`` (smug.baselines) and
-        ``"activation_torch"`` (smug.metrics.cascade)."""
+        ``"rectgrad_torch"``, ``"lrp_torch"``, ``"text_layers"`` (smug.baselines),
+        ``"activation_torch"`` (smug.metrics.cascade) and ``"first_layer"`` (smug.pipeline)."""
         with self._derived_lock:
             if key not in self._derived:
                 self._derived[key] = build()
