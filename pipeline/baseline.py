@@ -11,10 +11,10 @@ from smug.pipeline.stages import Stages
 
 
 def explain(request: ExplainRequest, subject: ImageSubject, stages: Stages, deadline: Deadline | None = None) -> Explanation:
-    """The baseline's map; its long loops report progress and stop at ``deadline`` or after the
-    request's ``timeout`` seconds, whichever is sooner, with what they have (the answer says so)."""
+    """The baseline's map; its long loops report progress and stop at ``deadline`` (the server's
+    gRPC deadline, a farm job's timeout) with what they have (the answer says so)."""
     target = subject.target(request.target)
-    deadline = (deadline or Deadline()).earlier(Deadline.after(request.timeout))
+    deadline = deadline or Deadline()
     deadline.check("attribute")
     with stages.stage("attribute"):
         a = attribute(subject.model, subject.x, target=target, method=request.method, deadline=deadline.at,
