@@ -215,9 +215,13 @@ def markdown(results: dict) -> str:
              "in the bench process — `api` is the library call `smug.pipeline.explain` (its solve in an isolated "
              "child process, as in a worker) — interleaved with the service call at "
              "one client; overhead = service p50 / in-process p50 − 1. `busy` is the whole machine's CPU share (all cores, other jobs included); "
-             "`server cores` the CPU seconds of the server's processes per second. Every answer was checked: "
+             "`server cores` the CPU seconds of the server's processes per second (the server and its workers; the "
+             "short-lived solver children are not counted, so solve-bound work such as the MNIST whole-network masks "
+             "shows almost none). Every answer was checked: "
              "certificate valid and mask size equal to the in-process optimum (else counted in `wrong`); "
-             "`same` counts masks identical to the in-process one (optima can tie).", ""]
+             "`same` counts masks identical to the in-process one (optima can tie); whole-network masks are "
+             "re-checked in onnxruntime (the masked input keeps the decision). `errors` beyond "
+             "workers + queue (10) concurrent clients are the admission control's RESOURCE_EXHAUSTED.", ""]
     for name, r in results["workloads"].items():
         ip = r["in_process"]
         lines += [f"**{name}** (N = {r['n']} per client)", "",
