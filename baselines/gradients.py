@@ -60,7 +60,8 @@ def fast_torch(model: OnnxModel):
     cheaper (docs/benchmarks.md, section baselines).  Kept as
     ``model.derived("fast_torch", ...)``.  Checked once against ``full_torch`` on a
     random input; on any failure or disagreement ``full_torch`` itself is used."""
-    return model.derived("fast_torch", lambda: model.torch_module_cached("fast_torch", lambda: _build_fast_torch(model)))
+    return model.derived("fast_torch",
+                         lambda: model.torch_module_cached("fast_torch", lambda: _build_fast_torch(model)))
 
 
 def _build_fast_torch(model: OnnxModel):

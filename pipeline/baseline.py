@@ -10,7 +10,8 @@ from smug.pipeline.request import ExplainRequest
 from smug.pipeline.stages import Stages
 
 
-def explain(request: ExplainRequest, subject: ImageSubject, stages: Stages, deadline: Deadline | None = None) -> Explanation:
+def explain(request: ExplainRequest, subject: ImageSubject, stages: Stages,
+            deadline: Deadline | None = None) -> Explanation:
     """The baseline's map; its long loops report progress and stop at ``deadline`` (the server's
     gRPC deadline, a farm job's timeout) with what they have (the answer says so)."""
     target = subject.target(request.target)

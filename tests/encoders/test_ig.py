@@ -60,7 +60,8 @@ def bias_free_conv_net():
              helper.make_node("Relu", ["z"], ["a"]),
              helper.make_node("Flatten", ["a"], ["f"], axis=1),
              helper.make_node("Gemm", ["f", "G"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "bias_free", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 6, 6])],
+    graph = helper.make_graph(nodes, "bias_free",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 6, 6])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
