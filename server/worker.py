@@ -117,8 +117,8 @@ def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = (), server: i
         try:
             out = ("result", JOBS[kind](job, emit))
         except BaseException as exc:  # everything goes back to the parent, which decides
-            if not isinstance(exc, (ValueError, MemoryError)):
-                log.exception("worker job %s failed", kind)
             out = _error(exc)
+            if out[1] == "INTERNAL":  # a bug: the traceback goes to the server log, never to the client
+                log.exception("worker job %s failed", kind)
         with lock:
             conn.send(out)

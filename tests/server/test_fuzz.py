@@ -167,7 +167,10 @@ class Fuzzer:
                else _text(self.rng, self.r(40)).encode("utf-8") if kind == 2
                else " ".join(words[self.r(len(words))] for _ in range(1 + self.r(12))).encode())
         req = self.pb.ExplainRequest(model=["text-cnn", "mnist-mlp"][self.r(2)], text=raw)
-        req.params.method, req.params.baseline_method = self.pb.BASELINE, "gradient"
+        if kind == 3:  # words: a real text solve, cut short
+            req.params.method, req.params.timeout, req.params.top_k = self.pb.FIRST_LAYER, 2.0, 1 + self.r(20)
+        else:
+            req.params.method, req.params.baseline_method = self.pb.BASELINE, "gradient"
         return "text", *self.send("Explain", req)
 
     def onnx(self):
