@@ -24,7 +24,9 @@ import numpy as np
 from smug.ir import NetworkProblem
 from smug.solver.backends import WHOLE_NETWORK
 from smug.solver.certificate import certify_network
-from smug.solver.network_bounds import LayerBounds, crown_bounds, interval_bounds, margin_lines, unstable_counts
+from smug.solver.network_bounds import (
+    LayerBounds, crown_bounds, first_layer_on_mask, interval_bounds, margin_lines, unstable_counts,
+)
 from smug.solver.network_enum import (
     ENUM_MEMORY_MB, EnumResult, enumerate_optimum, mask_cost, masks_up_to, relevant_variables,
 )
@@ -97,6 +99,23 @@ class _Run:
         full[self.relevant] = True
         return full if certify_network(self.problem, full).valid else None
 
+    def shrink(self, mask: np.ndarray | None) -> np.ndarray | None:
+        """One greedy pass over ``mask``: drop each variable (weakest first-layer effect first) while
+        the float margins stay clearly above delta; the result is kept only if it passes exactly."""
+        if mask is None:
+            return None
+        p, t = self.problem, self.problem.target
+        effect = np.asarray(abs(first_layer_on_mask(p)[0]).sum(axis=0)).ravel()
+        keep = mask.copy()
+        for j in sorted(np.flatnonzero(mask), key=lambda j: effect[j]):
+            if time.perf_counter() > self.deadline:
+                break
+            keep[j] = False
+            z = p.forward(p.masked_input(keep))
+            if np.delete(z[t] - z, t).min(initial=np.inf) <= p.delta + 1e-6 * (1 + abs(z).max()):
+                keep[j] = True
+        return keep if keep.sum() < mask.sum() and certify_network(p, keep).valid else mask
+
     def report(self, mask: np.ndarray | None, lower: int) -> None:
         if self.progress is not None and mask is not None:
             self.progress({"event": "improved", "size": int(mask.sum()), "lower_bound": int(lower),
@@ -149,6 +168,8 @@ class _Run:
         from smug.solver.network_z3 import minimise_network
 
         t = time.perf_counter()
+        if t >= self.deadline:  # nothing left to prove with: building the z3 model alone takes seconds
+            return self.done(start, lower, Z3_STOPPED, False)
         try:
             res = minimise_network(self.problem, self.bounds, self.deadline, start=start, lower_bound=lower)
         except MemoryError:
@@ -174,7 +195,9 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     if certify_network(problem, empty).valid:
         return run.done(empty, 0, EMPTY_KEEPS, True)
     lower = 1
-    start = run.start_mask()
+    t = time.perf_counter()
+    start = run.shrink(run.start_mask())
+    run.timings["start"] = time.perf_counter() - t
     run.report(start, lower)
     if backend == "enum":
         return run.exhaust(start, lower, "enum")
