@@ -13,7 +13,7 @@ import pytest
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 PLACEHOLDERS = ("photo.jpg", "img.png", "IMAGES", "reviews.txt", "../shared", "HOST", "localhost", "$SECRET",
                 "path/to", "my.onnx", "eval.sqlite")
-BUNDLED = ("--model mnist-mlp", "--model text-cnn")
+BUNDLED = ("--model mnist-mlp", "--model mnist-cnn", "--model text-cnn")
 
 
 def _blocks(lang: str) -> list[str]:

@@ -40,7 +40,7 @@ def test_bench_scripts_are_all_listed_and_leave_sys_path_alone():
         assert not relative, path.name
 
 
-@pytest.mark.parametrize("script,required", [("train_mnist_mlp.py", ["--out"]),
+@pytest.mark.parametrize("script,required", [("train_mnist_mlp.py", ["--out"]), ("train_mnist_cnn.py", ["--out"]),
                                              ("train_text_cnn.py", ["--data", "--out"])])
 def test_training_scripts_take_their_paths_as_arguments(script, required):
     out = _help([str(TRAINING / script)])
