@@ -6,6 +6,15 @@
 parsed with pysmt (SMT-LIB2), python-sat (WCNF) and HiGHS (LP/MPS), never with smug's writer.
 """
 
-from smug.debugging.reader import DumpError, ParsedDump, read_dump
+_EXPORTS = ("DumpError", "ParsedDump", "read_dump")  # from smug.debugging.reader, imported on first use
 
-__all__ = ["DumpError", "ParsedDump", "read_dump"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        from smug.debugging import reader
+
+        return getattr(reader, name)
+    raise AttributeError(f"module 'smug.debugging' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

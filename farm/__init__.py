@@ -13,10 +13,19 @@ submitting process alone writes them into a SQLite store (:class:`Store`), so a 
 skips what is done and never duplicates a row.
 """
 
-from smug.farm.engine import FarmError, JobResult, run
-from smug.farm.jobs import Job, job_id, job_of
-from smug.farm.manifest import LineError, Manifest, ManifestError, grid_manifest, read_manifest
-from smug.farm.store import Store
+import importlib
 
-__all__ = ["FarmError", "Job", "JobResult", "LineError", "Manifest", "ManifestError", "Store", "grid_manifest",
-           "job_id", "job_of", "read_manifest", "run"]
+# name -> module; imported on first use, so ``smug --help`` (which builds the farm's subcommands
+# from smug.farm.commands) does not load Dask, SQLite or numpy
+_EXPORTS = {"FarmError": "engine", "JobResult": "engine", "run": "engine", "Job": "jobs", "job_id": "jobs",
+            "job_of": "jobs", "LineError": "manifest", "Manifest": "manifest", "ManifestError": "manifest",
+            "grid_manifest": "manifest", "read_manifest": "manifest", "Store": "store"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"smug.farm.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'smug.farm' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)
