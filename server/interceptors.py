@@ -34,7 +34,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
             return handler
         given = dict(details.invocation_metadata).get("authorization")
         if given is None:
-            return _deny(details.method, "missing", "missing bearer token: send metadata 'authorization: Bearer <token>'")
+            return _deny(details.method, "missing",
+                         "missing bearer token: send metadata 'authorization: Bearer <token>'")
         if not hmac.compare_digest(str(given).encode("utf-8", "replace"), self._expected):
             return _deny(details.method, "wrong", "wrong bearer token")
         return handler
@@ -82,5 +83,6 @@ class WireGuard(grpc.ServerInterceptor):
                               f"the {rpc} request is not a valid protobuf message of its type")
             return behave(request, context)
 
-        make = grpc.unary_stream_rpc_method_handler if handler.response_streaming else grpc.unary_unary_rpc_method_handler
+        make = (grpc.unary_stream_rpc_method_handler if handler.response_streaming
+                else grpc.unary_unary_rpc_method_handler)
         return make(guarded, request_deserializer=tolerant, response_serializer=handler.response_serializer)

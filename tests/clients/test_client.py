@@ -190,7 +190,8 @@ def test_a_token_without_tls_warns_unless_the_host_is_this_machine():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for kwargs in (dict(target="127.0.0.1:50051", token="t"), dict(target="localhost:50051", token="t"),
-                       dict(target="smug.example.com:50051"), dict(target="smug.example.com:50051", token="t", tls=True)):
+                       dict(target="smug.example.com:50051"),
+                       dict(target="smug.example.com:50051", token="t", tls=True)):
             Client(**kwargs).close()
 
 

@@ -41,7 +41,8 @@ def slow_net(layers: int = 250, channels: int = 16, size: int = 512) -> bytes:
     nodes += [helper.make_node("GlobalAveragePool", [f"h{layers}"], ["p"]),
               helper.make_node("Flatten", ["p"], ["f"], axis=1),
               helper.make_node("Gemm", ["f", "G", "gb"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])],
+    graph = helper.make_graph(nodes, "slow",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, size, size])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -153,7 +153,7 @@ class Fuzzer:
         elif kind == 3:
             data = _flip(real_png(28, self.rng), self.rng, 1 + self.r(8))
         elif kind == 4:
-            data = real_png([28, int(self.rng.integers(1, 64))][self.r(2)], self.rng)  # a real image, maybe the wrong size
+            data = real_png([28, int(self.rng.integers(1, 64))][self.r(2)], self.rng)  # real, maybe the wrong size
         else:
             data = self.rng.bytes(self.r(300) + 1)
         req = self.pb.ExplainRequest(model="mnist-mlp", image=data)
@@ -183,7 +183,8 @@ class Fuzzer:
         elif kind == 2:
             data = _flip(tiny, self.rng, 1 + self.r(16))
         elif kind == 3:
-            data = _external(tiny, [f"{self.tiny_id}.onnx", "../x.onnx", "/etc/passwd", self.store + "/x.onnx"][self.r(4)])
+            where = [f"{self.tiny_id}.onnx", "../x.onnx", "/etc/passwd", self.store + "/x.onnx"][self.r(4)]
+            data = _external(tiny, where)
         elif kind == 4:
             data = _nested_if(int(self.rng.integers(1, 400)))
         elif kind == 5:

@@ -77,7 +77,8 @@ def test_control_flow_and_custom_operators_are_refused_at_registration(client):
                                  [x], [y], [cond])
     custom = helper.make_graph([helper.make_node("Magic", ["x"], ["y"], domain="com.evil")], "custom", [x], [y])
     for graph, words in ((graph_if, "subgraph"), (custom, "custom operators")):
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.evil", 1)])
+        opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.evil", 1)]
+        model = helper.make_model(graph, opset_imports=opsets)
         _fails(lambda: client.register_model(model.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT, words)
 
 
