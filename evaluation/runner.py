@@ -224,10 +224,10 @@ class Progress:
 
 
 def method_groups(methods: list[str]) -> list[tuple[str, ...]]:
-    """The units of work of one image: SMUG and SMUG_base come from one run (both, if either is asked),
-    every other method alone."""
+    """The units of work of one image: SMUG and SMUG_base (those of them asked) from one run, every
+    other method alone."""
     pair = tuple(m for m in ("smug", "smug_base") if m in methods)
-    groups = [("smug", "smug_base")] if pair else []
+    groups = [pair] if pair else []
     return groups + [(m,) for m in methods if m not in ("smug", "smug_base")]
 
 
