@@ -148,6 +148,13 @@ class Store:
                 d["result"] = None if d["result"] is None else json.loads(d["result"])
             yield d
 
+    def finished_since(self, t: float) -> list[dict]:
+        """Jobs finished at or after time ``t`` (id, state, reason, attempts, finished), oldest first."""
+        cur = self.db.execute("SELECT id, state, reason, attempts, finished FROM jobs WHERE state IN ('done', 'failed') "
+                              "AND finished >= ? ORDER BY finished", (t,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur]
+
     def explanation(self, job_id: str) -> Explanation:
         """The stored answer of a done job, arrays included (nothing is recomputed)."""
         row = self.db.execute("SELECT state, result, arrays FROM jobs WHERE id=?", (job_id,)).fetchone()

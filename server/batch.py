@@ -125,10 +125,12 @@ class Batches:
         meta = json.loads(self._meta_path(batch_id).read_bytes())
         items, shown = meta["items"], {k: Shown(**v) for k, v in meta["shown"].items()}
         sent: set[str] = set()
+        since = 0.0  # only jobs finished since the last look are read again
         with Store(self._store_path(batch_id), create=False) as store:
             while not ended():
                 running = batch_id in self._active
-                new = [r for r in store.rows(states=("done", "failed"), results=False) if r["id"] not in sent]
+                new = [r for r in store.finished_since(since) if r["id"] not in sent]
+                since = max([since, *(r["finished"] for r in new)])
                 for row in new:
                     sent.add(row["id"])
                     e = store.explanation(row["id"]) if row["state"] == "done" else None
