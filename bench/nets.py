@@ -17,6 +17,28 @@ def mnist_mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
 
 
+def fit_classifier(make_model, x, y, epochs: int, batch: int, lr: float, seed: int):
+    """Build ``make_model()`` and train it deterministically (Adam, cross-entropy, shuffled mini-batches)
+    on one CPU thread; returns the model in eval mode (the zoo's MNIST nets)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(batch):
+            opt.zero_grad()
+            loss_fn(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
 def text_cnn(vocab: int, dropout: float = 0.5, embed: int = EMBED, kernels: int = KERNELS, width: int = WIDTH):
     """The (untrained) text CNN of ``text-cnn``: Embedding(vocab, embed, padding_idx=0) -> Conv1d(kernels,
     width, zero padding width // 2) -> ReLU -> global max-pool -> dropout -> Linear(kernels, 1) -> sigmoid;

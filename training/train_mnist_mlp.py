@@ -20,28 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from smug.bench.datasets import SEED, mnist_split
-from smug.bench.nets import export_onnx, mnist_mlp
+from smug.bench.nets import export_onnx, fit_classifier, mnist_mlp
 
 
 def train(x: np.ndarray, y: np.ndarray, epochs: int, batch: int = 64, lr: float = 1e-3):
     """Train the MLP deterministically on one CPU thread; returns the model in eval mode."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(SEED)
-    torch.set_num_threads(1)
-    model = mnist_mlp()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(SEED)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(batch):
-            opt.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return model.eval()
+    return fit_classifier(mnist_mlp, x, y, epochs, batch, lr, SEED)
 
 
 def main(argv: list[str] | None = None) -> None:
