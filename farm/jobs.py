@@ -48,8 +48,9 @@ class Job:
         return self.request.name
 
 
+@lru_cache(maxsize=1)
 def smug_version() -> str:
-    """The installed smug version (part of every job id)."""
+    """The installed smug version (part of every job id; read once per process)."""
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
