@@ -87,3 +87,16 @@ def test_a_chunk_that_kills_its_worker_is_split_and_only_the_killer_fails(client
     by_key = {f.key: f for f in done}
     assert "killed its worker 2 times" in by_key.pop("killer").failure
     assert all(f.failure is None and f.value[0] == int(f.key[2:]) ** 2 for f in by_key.values())
+
+
+def _worker_setup() -> tuple:
+    import dask
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"), \
+        dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_embedded_cluster_workers_keep_glibc_adaptive_and_one_thread(client):
+    """Dask's nanny would set MALLOC_TRIM_THRESHOLD_ (3x the page faults in a solve); the farm's settings drop it
+    and keep the one-thread settings."""
+    assert set(client.run(_worker_setup).values()) == {(None, "1", False)}
