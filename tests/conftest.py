@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "solver"))  # plain references: _reference.py
+sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))  # the service tests' checks: _service_checks.py
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGENET = SHARED_DATA / "imagenet-sample"

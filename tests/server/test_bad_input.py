@@ -6,18 +6,10 @@ import grpc
 import numpy as np
 import pytest
 
-from smug.clients.client import RemoteError
+
+from _service_checks import refused  # tests/server/_service_checks.py
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-
-
-def _fails(call, code, *words):
-    with pytest.raises(RemoteError) as err:
-        call()
-    assert err.value.code == code, err.value
-    for w in words:
-        assert w in err.value.message, err.value.message
-    return err.value
 
 
 def _softmax_net() -> bytes:
@@ -41,13 +33,13 @@ def digit():
 
 
 def test_bad_models_are_refused(client):
-    _fails(lambda: client.register_model(b"certainly not onnx"), INVALID, "not a valid ONNX model")
-    _fails(lambda: client.register_model(b""), INVALID, "empty")
-    _fails(lambda: client.register_model(_softmax_net()), INVALID, "unsupported first layer")
-    _fails(lambda: client.register_model(b"\0" * (1024 * 1024 + 10)), grpc.StatusCode.RESOURCE_EXHAUSTED,
+    refused(lambda: client.register_model(b"certainly not onnx"), INVALID, "not a valid ONNX model")
+    refused(lambda: client.register_model(b""), INVALID, "empty")
+    refused(lambda: client.register_model(_softmax_net()), INVALID, "unsupported first layer")
+    refused(lambda: client.register_model(b"\0" * (1024 * 1024 + 10)), grpc.StatusCode.RESOURCE_EXHAUSTED,
            "upload cap")
-    _fails(lambda: client.register_model(b"x", name="mnist-mlp"), grpc.StatusCode.ALREADY_EXISTS, "zoo")
-    _fails(lambda: client.explain(model="0" * 64), grpc.StatusCode.NOT_FOUND, "unknown model")
+    refused(lambda: client.register_model(b"x", name="mnist-mlp"), grpc.StatusCode.ALREADY_EXISTS, "zoo")
+    refused(lambda: client.explain(model="0" * 64), grpc.StatusCode.NOT_FOUND, "unknown model")
     assert client.health() == "SERVING"
 
 
@@ -56,23 +48,23 @@ def test_bad_tensors_are_refused(client, digit):
 
     pb, _ = load()
     ex = lambda x: client.explain(x, model="mnist-mlp", method="whole-network")  # noqa: E731
-    _fails(lambda: ex(np.zeros((1, 27, 28), np.float32)), INVALID, "shape (1, 27, 28)", "(1, 28, 28)")
-    _fails(lambda: ex(digit.astype(np.int32)), INVALID, "dtype")
-    _fails(lambda: ex(digit.astype(np.uint8)), INVALID, "not float32")
+    refused(lambda: ex(np.zeros((1, 27, 28), np.float32)), INVALID, "shape (1, 27, 28)", "(1, 28, 28)")
+    refused(lambda: ex(digit.astype(np.int32)), INVALID, "dtype")
+    refused(lambda: ex(digit.astype(np.uint8)), INVALID, "not float32")
     nan = digit.copy()
     nan[0, 3, 3] = np.nan
-    _fails(lambda: ex(nan), INVALID, "NaN or Inf")
+    refused(lambda: ex(nan), INVALID, "NaN or Inf")
     inf = digit.copy()
     inf[0, 0, 0] = np.inf
-    _fails(lambda: ex(inf), INVALID, "NaN or Inf")
-    _fails(lambda: ex(np.zeros((0, 28, 28), np.float32)), INVALID, "empty")
-    _fails(lambda: ex(np.zeros((1, 1024, 1024), np.float32)), grpc.StatusCode.RESOURCE_EXHAUSTED)  # > 2 MB
+    refused(lambda: ex(inf), INVALID, "NaN or Inf")
+    refused(lambda: ex(np.zeros((0, 28, 28), np.float32)), INVALID, "empty")
+    refused(lambda: ex(np.zeros((1, 1024, 1024), np.float32)), grpc.StatusCode.RESOURCE_EXHAUSTED)  # > 2 MB
     # bytes that do not match the declared shape
     req = pb.ExplainRequest(model="mnist-mlp", tensor=pb.Tensor(shape=[1, 28, 28], dtype="float32", data=b"\0" * 12))
-    _fails(lambda: client._call(client.stub.Explain, req), INVALID, "12 bytes do not match")
+    refused(lambda: client._call(client.stub.Explain, req), INVALID, "12 bytes do not match")
     # an image that is not an image, and images for a model without preprocessing
-    _fails(lambda: client.explain(b"GIF89a-broken", model="mnist-mlp"), INVALID, "not a readable image")
-    _fails(lambda: client.explain(model="mnist-mlp", text="a fine film"), INVALID, "text input needs a text model")
+    refused(lambda: client.explain(b"GIF89a-broken", model="mnist-mlp"), INVALID, "not a readable image")
+    refused(lambda: client.explain(model="mnist-mlp", text="a fine film"), INVALID, "text input needs a text model")
     assert client.explain(digit, model="mnist-mlp", method="whole-network").status == "optimal"
 
 
@@ -86,21 +78,21 @@ def test_bad_tensors_are_refused(client, digit):
     (dict(method="whole-network", backend="magic"), "backend"),
 ])
 def test_out_of_range_parameters(client, params, words):
-    _fails(lambda: client.explain(model="mnist-mlp", **params), INVALID, words)
+    refused(lambda: client.explain(model="mnist-mlp", **params), INVALID, words)
 
 
 def test_text_that_is_not_utf8_is_refused(client):
     """bytes on the wire: invalid UTF-8 is INVALID_ARGUMENT naming the byte, not INTERNAL."""
-    _fails(lambda: client.explain(model="text-cnn", text=b"a fine \xff film"), INVALID,
+    refused(lambda: client.explain(model="text-cnn", text=b"a fine \xff film"), INVALID,
            "not valid UTF-8", "0xff", "offset 7")
-    _fails(lambda: client.explain(model="text-cnn", text=b"   "), INVALID, "empty")
+    refused(lambda: client.explain(model="text-cnn", text=b"   "), INVALID, "empty")
     # an undecodable command-line byte (a lone surrogate) travels as that byte and is refused the same way
-    _fails(lambda: client.explain(model="text-cnn", text="bad \udcfe byte"), INVALID, "not valid UTF-8", "0xfe")
+    refused(lambda: client.explain(model="text-cnn", text="bad \udcfe byte"), INVALID, "not valid UTF-8", "0xfe")
     assert client.health() == "SERVING"
 
 
 def test_text_of_only_unknown_words_is_refused(client):
-    _fails(lambda: client.explain(model="text-cnn", text="qzxv wubbalubba xyzzyq"), INVALID,
+    refused(lambda: client.explain(model="text-cnn", text="qzxv wubbalubba xyzzyq"), INVALID,
            "none of the 3 words", "vocabulary")
 
 
@@ -119,7 +111,7 @@ def test_too_long_text_is_truncated_and_says_so(client):
 def test_expired_deadline_is_refused_before_any_work(server, client):
     before = server.pool.replaced
     # 1.2 s: below the server's 1.5 s margin, yet long enough that the client's own expiry does not answer
-    err = _fails(lambda: client.explain(model="mnist-mlp", deadline=1.2), grpc.StatusCode.DEADLINE_EXCEEDED)
+    err = refused(lambda: client.explain(model="mnist-mlp", deadline=1.2), grpc.StatusCode.DEADLINE_EXCEEDED)
     assert "the server keeps to answer; nothing was started" in err.message, err.message
     assert server.pool.replaced == before and not server.service.running
 
@@ -144,12 +136,12 @@ def test_token_and_tls(tmp_path):
         target = f"localhost:{srv.port}"
         with Client(target, root_certificates=cert.read_bytes()) as anon:
             assert anon.health() == "SERVING"  # health checks need no token
-            _fails(anon.list_models, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+            refused(anon.list_models, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
         with Client(target, token="guess", root_certificates=cert.read_bytes()) as wrong:
-            _fails(lambda: wrong.explain(model="mnist-mlp"), grpc.StatusCode.UNAUTHENTICATED, "wrong bearer token")
+            refused(lambda: wrong.explain(model="mnist-mlp"), grpc.StatusCode.UNAUTHENTICATED, "wrong bearer token")
         with Client(target, token="s3cret", root_certificates=cert.read_bytes()) as ok:
             assert ok.explain(model="mnist-mlp", method="whole-network").status == "optimal"
         with Client(target, token="s3cret") as plain:  # no TLS against a TLS port
-            _fails(plain.list_models, grpc.StatusCode.UNAVAILABLE)
+            refused(plain.list_models, grpc.StatusCode.UNAVAILABLE)
     finally:
         srv.stop(grace=1)

@@ -15,14 +15,7 @@ from smug.clients import Client
 from smug.clients.client import Improvement, RemoteError
 from smug.pipeline import Explanation
 
-
-def _wait(cond, seconds: float = 10.0) -> bool:
-    end = time.time() + seconds
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+from _service_checks import wait_until  # tests/server/_service_checks.py
 
 
 def slow_net(layers: int = 250, channels: int = 16, size: int = 512) -> bytes:
@@ -55,7 +48,7 @@ def test_abandoned_and_excess_uploads_are_bounded(server, client):
     import hashlib
 
     models = [slow_net(layers=250 + i) for i in range(4)]  # ~300 GFLOP each: far beyond the 3 s deadline
-    assert _wait(lambda: not server.service.running, 30)
+    assert wait_until(lambda: not server.service.running, 30)
     outcomes: list = [None] * 3
 
     def upload(i: int) -> None:
@@ -68,7 +61,7 @@ def test_abandoned_and_excess_uploads_are_bounded(server, client):
     threads = [threading.Thread(target=upload, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
-    assert _wait(lambda: len(server.service.running) >= 2, 5)  # two inspections on the two workers
+    assert wait_until(lambda: len(server.service.running) >= 2, 5)  # two inspections on the two workers
     time.sleep(0.3)
     t0 = time.time()
     with pytest.raises(RemoteError) as err:
@@ -79,12 +72,12 @@ def test_abandoned_and_excess_uploads_are_bounded(server, client):
     for t in threads:
         t.join(10)
     assert outcomes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 3, outcomes
-    assert _wait(lambda: not server.service.running, 3.0)  # the inspections were stopped, not left running
+    assert wait_until(lambda: not server.service.running, 3.0)  # the inspections were stopped, not left running
     time.sleep(1.0)
     ids = {hashlib.sha256(m).hexdigest() for m in models}
     assert not ids & {m.id for m in client.list_models()}
     assert not ids & {p.stem for p in server.service.registry.store.glob("*.onnx")}
-    assert _wait(lambda: len(server.pool.pids()) == 2, 30)
+    assert wait_until(lambda: len(server.pool.pids()) == 2, 30)
 
 
 def test_server_sigkill_leaves_no_process(spawn_server, nets, procs):
@@ -100,11 +93,11 @@ def test_server_sigkill_leaves_no_process(spawn_server, nets, procs):
                 pass
 
         threading.Thread(target=call, daemon=True).start()
-        assert _wait(lambda: len(procs.descendants(proc.pid)) >= 3, 60), procs.descendants(proc.pid)  # worker + solvers
+        assert wait_until(lambda: len(procs.descendants(proc.pid)) >= 3, 60), procs.descendants(proc.pid)  # worker + solvers
         family = procs.descendants(proc.pid)
         proc.kill()
         proc.wait(5)
-        assert _wait(lambda: not any(procs.alive(p) for p in family), 2.0), \
+        assert wait_until(lambda: not any(procs.alive(p) for p in family), 2.0), \
             [(p, open(f"/proc/{p}/cmdline").read()[:80]) for p in family if procs.alive(p)]
 
 
@@ -133,5 +126,5 @@ def test_sigterm_drains_with_best_so_far_answers(spawn_server, nets, procs):
         assert final.lower_bound < final.objective
         assert time.time() - t0 < 6.0 + 1.0
         assert proc.wait(10) == 0
-    assert _wait(lambda: not any(procs.alive(p) for p in family), 2.0)
+    assert wait_until(lambda: not any(procs.alive(p) for p in family), 2.0)
     assert any('"draining"' in line for line in lines)

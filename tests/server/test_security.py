@@ -14,27 +14,19 @@ import numpy as np
 import pytest
 
 from smug.clients import Client
-from smug.clients.client import RemoteError
 from smug.server.config import ServerConfig
 from smug.server.main import start
 
-
-def _fails(call, code, *words):
-    with pytest.raises(RemoteError) as err:
-        call()
-    assert err.value.code == code, err.value
-    for w in words:
-        assert w in err.value.message, err.value.message
-    return err.value
+from _service_checks import refused  # tests/server/_service_checks.py
 
 
 def test_a_name_never_takes_over_an_id_or_a_zoo_name(client, nets):
     a = client.register_model(nets.tiny(seed=11), name="victim-a")
     b_bytes = nets.tiny(seed=12)
     for name in (a.id, a.id.upper(), "0" * 64):
-        _fails(lambda: client.register_model(b_bytes, name=name), grpc.StatusCode.INVALID_ARGUMENT, "model id")
-    _fails(lambda: client.register_model(b_bytes, name="mnist-mlp"), grpc.StatusCode.ALREADY_EXISTS, "zoo")
-    _fails(lambda: client.register_model(b_bytes, name="victim-a"), grpc.StatusCode.ALREADY_EXISTS, a.id)
+        refused(lambda: client.register_model(b_bytes, name=name), grpc.StatusCode.INVALID_ARGUMENT, "model id")
+    refused(lambda: client.register_model(b_bytes, name="mnist-mlp"), grpc.StatusCode.ALREADY_EXISTS, "zoo")
+    refused(lambda: client.register_model(b_bytes, name="victim-a"), grpc.StatusCode.ALREADY_EXISTS, a.id)
     b = client.register_model(b_bytes, name="other-b")
     assert b.id != a.id
     x = np.random.default_rng(0).normal(size=(1, 8, 8)).astype(np.float32)
@@ -60,7 +52,7 @@ def test_an_upload_cannot_read_another_model(client, nets, server):
         for key, value in (("location", location), ("offset", "0"), ("length", "72")):
             t.external_data.add(key=key, value=value)
         w.CopyFrom(t)
-        err = _fails(lambda: client.register_model(stolen.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT,
+        err = refused(lambda: client.register_model(stolen.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT,
                      "external file", "self-contained")
         assert "/" not in err.message.replace("n/a", "")  # no server path in the refusal
     assert client.health() == "SERVING"
@@ -79,7 +71,7 @@ def test_control_flow_and_custom_operators_are_refused_at_registration(client):
     for graph, words in ((graph_if, "subgraph"), (custom, "custom operators")):
         opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.evil", 1)]
         model = helper.make_model(graph, opset_imports=opsets)
-        _fails(lambda: client.register_model(model.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT, words)
+        refused(lambda: client.register_model(model.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT, words)
 
 
 def test_an_empty_token_is_refused_at_start_up(tmp_path):
@@ -110,16 +102,16 @@ def test_failed_logins_are_logged_and_refused_before_the_message_is_read(tmp_pat
         with caplog.at_level("INFO", logger="smug.server"):
             with Client(target) as anon:
                 assert anon.health() == "SERVING"
-                _fails(anon.list_models, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+                refused(anon.list_models, grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
             proxy = _CountingProxy(srv.port)  # counts the bytes that reach the server
             with Client(f"127.0.0.1:{proxy.port}") as anon:
-                _fails(lambda: anon.register_model(b"\0" * (60 * 2**20)), grpc.StatusCode.UNAUTHENTICATED)
+                refused(lambda: anon.register_model(b"\0" * (60 * 2**20)), grpc.StatusCode.UNAUTHENTICATED)
             time.sleep(0.5)
             assert proxy.to_server < 16 * 2**20, proxy.to_server  # the flow-control window, not the 60 MB
             with Client(target, token="guess-1234") as wrong:
-                _fails(lambda: wrong.explain(model="mnist-mlp"), grpc.StatusCode.UNAUTHENTICATED, "wrong bearer")
+                refused(lambda: wrong.explain(model="mnist-mlp"), grpc.StatusCode.UNAUTHENTICATED, "wrong bearer")
             with Client(target, token="s3cret") as ok:  # past the token check: the registry answers
-                _fails(lambda: ok.explain(model="0" * 64), grpc.StatusCode.NOT_FOUND, "unknown model")
+                refused(lambda: ok.explain(model="0" * 64), grpc.StatusCode.NOT_FOUND, "unknown model")
         failed = [json.loads(r.message) for r in caplog.records if '"auth_failed"' in r.message]
         assert [(f["rpc"], f["reason"]) for f in failed] == [("ListModels", "missing"), ("RegisterModel", "missing"),
                                                              ("Explain", "wrong")]
@@ -205,12 +197,12 @@ def test_mutual_tls(pki, tmp_path):
         with Client(target, root_certificates=ca, client_cert=(pki / "client.pem").read_bytes(),
                     client_key=(pki / "client.key").read_bytes()) as alice:
             assert alice.health() == "SERVING"
-            _fails(lambda: alice.explain(model="0" * 64), grpc.StatusCode.NOT_FOUND, "unknown model")
+            refused(lambda: alice.explain(model="0" * 64), grpc.StatusCode.NOT_FOUND, "unknown model")
         with Client(target, root_certificates=ca) as nobody:  # no client certificate: the handshake fails
-            _fails(nobody.list_models, grpc.StatusCode.UNAVAILABLE)
+            refused(nobody.list_models, grpc.StatusCode.UNAVAILABLE)
         with Client(target, root_certificates=ca, client_cert=(pki / "mallory.pem").read_bytes(),
                     client_key=(pki / "mallory.key").read_bytes()) as mallory:  # not signed by the CA
-            _fails(mallory.list_models, grpc.StatusCode.UNAVAILABLE)
+            refused(mallory.list_models, grpc.StatusCode.UNAVAILABLE)
     finally:
         srv.stop(grace=1)
 

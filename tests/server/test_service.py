@@ -16,6 +16,8 @@ from smug.pipeline import ExplainRequest, Explanation, explain
 from smug.pipeline import encode
 from smug.pipeline.inputs import load_image
 
+from _service_checks import wait_until  # tests/server/_service_checks.py
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -23,15 +25,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _wait(cond, seconds: float = 10.0) -> bool:
-    end = time.time() + seconds
-    while time.time() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def test_health_reports_serving(client):
@@ -119,11 +112,11 @@ def test_deadline_returns_feasible_best_so_far(client, hard):
 
 def test_full_queue_is_refused_at_once(server, client, hard):
     model_id, x = hard
-    assert _wait(lambda: not _running(server), 20)  # nothing left over from earlier tests
+    assert wait_until(lambda: not _running(server), 20)  # nothing left over from earlier tests
     # jobs long enough that none can finish before the 4th request arrives, even on a loaded machine
     req = client._request(x, model_id, None, dict(method="first-layer", top_k=3000, timeout=5.0))
     futures = [client.stub.Explain.future(req) for _ in range(3)]  # two workers + a queue of one
-    assert _wait(lambda: len(_running(server)) == 3, 10)
+    assert wait_until(lambda: len(_running(server)) == 3, 10)
     t0 = time.time()
     with pytest.raises(RemoteError) as err:
         client.explain(x, model_id, top_k=10, timeout=30.0)
@@ -148,10 +141,10 @@ def test_cancellation_stops_and_replaces_the_worker(server, client, hard, procs)
     solvers = procs.descendants(worker)
     assert len(solvers) >= 2, solvers  # the portfolio's members
     stream.close()  # cancels the RPC
-    assert _wait(lambda: not any(procs.alive(p) for p in solvers | {worker}), 2.0), \
+    assert wait_until(lambda: not any(procs.alive(p) for p in solvers | {worker}), 2.0), \
         [p for p in solvers | {worker} if procs.alive(p)]
-    assert _wait(lambda: server.pool.replaced == before + 1)
-    assert _wait(lambda: len(server.pool.pids()) == 2 and set(server.pool.pids()) != set(busy))
+    assert wait_until(lambda: server.pool.replaced == before + 1)
+    assert wait_until(lambda: len(server.pool.pids()) == 2 and set(server.pool.pids()) != set(busy))
     assert sum(not _alive(p) for p in busy) == 1  # the cancelled job's worker is gone
     assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
 
@@ -170,14 +163,14 @@ def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client,
 
     t = threading.Thread(target=long_call)
     t.start()
-    assert _wait(lambda: any(len(procs.descendants(s.get("pid") or 0)) >= 2 for s in _running(server)), 60)
+    assert wait_until(lambda: any(len(procs.descendants(s.get("pid") or 0)) >= 2 for s in _running(server)), 60)
     victim = next(s["pid"] for s in _running(server) if len(procs.descendants(s.get("pid") or 0)) >= 2)
     solvers = procs.descendants(victim)
     os.kill(victim, 9)  # the worker only
-    assert _wait(lambda: not any(procs.alive(p) for p in solvers), 2.0), [p for p in solvers if procs.alive(p)]
+    assert wait_until(lambda: not any(procs.alive(p) for p in solvers), 2.0), [p for p in solvers if procs.alive(p)]
     t.join(30)
     assert result["error"].code == grpc.StatusCode.INTERNAL and "died" in result["error"].message
-    assert _wait(lambda: victim not in server.pool.pids() and len(server.pool.pids()) == 2)
+    assert wait_until(lambda: victim not in server.pool.pids() and len(server.pool.pids()) == 2)
     assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
     # an idle worker killed from outside is replaced when it is next picked
     idle_victim, before = server.pool.pids()[0], server.pool.replaced
@@ -185,7 +178,7 @@ def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client,
     for _ in range(2):  # the idle queue is FIFO: two requests pick both workers
         assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).certificate["valid"]
     assert server.pool.replaced > before
-    assert _wait(lambda: idle_victim not in server.pool.pids() and len(server.pool.pids()) == 2)
+    assert wait_until(lambda: idle_victim not in server.pool.pids() and len(server.pool.pids()) == 2)
 
 
 def _running(server):
@@ -204,7 +197,7 @@ def test_graceful_shutdown_drains_in_flight_requests(tmp_path):
         t = threading.Thread(target=lambda: out.update(e=c.explain(model="mnist-mlp", method="whole-network",
                                                                    backend="highs", timeout=2.0)))
         t.start()
-        assert _wait(lambda: srv.service.running, 10)  # a ~2 s solve in flight
+        assert wait_until(lambda: srv.service.running, 10)  # a ~2 s solve in flight
         srv.stop(grace=20)  # returns once the in-flight request has finished
         t.join(5)
         assert out["e"].status in ("optimal", "feasible") and out["e"].certificate["valid"]
