@@ -96,7 +96,12 @@ def _worker_setup() -> tuple:
         dask.config.get("distributed.worker.profile.enabled")
 
 
-def test_embedded_cluster_workers_keep_glibc_adaptive_and_one_thread(client):
-    """Dask's nanny would set MALLOC_TRIM_THRESHOLD_ (3x the page faults in a solve); the farm's settings drop it
-    and keep the one-thread settings."""
-    assert set(client.run(_worker_setup).values()) == {(None, "1", False)}
+def test_embedded_cluster_workers_keep_glibc_adaptive_and_one_thread(monkeypatch):
+    """Dask's nanny would set MALLOC_TRIM_THRESHOLD_ in its workers (3x the page faults in a solve); the farm's
+    settings drop it and keep the one-thread settings.  (A nanny also writes the variable into its own process's
+    environment, from which later workers inherit it: an earlier cluster in this process must not decide.)"""
+    from smug.farm import cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with cluster.connect(workers=1) as c:
+        assert set(c.run(_worker_setup).values()) == {(None, "1", False)}
