@@ -50,15 +50,23 @@ def resume() -> None:
     _STOP.clear()
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this process when its parent dies; elsewhere nothing changes."""
+def _libc():
+    """The C library of this Linux process (``None`` elsewhere, or when it cannot be loaded)."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     import ctypes
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent dies; elsewhere nothing changes."""
+    try:
+        _libc().prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except AttributeError:  # no C library, or no prctl
         return
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
@@ -69,15 +77,11 @@ def _keep_freed_memory() -> None:
     32 MiB from the heap) instead of mapping fresh zeroed pages for each numpy temporary.  A
     parent run with ``MALLOC_TRIM_THRESHOLD_`` set (Dask's nanny sets it on every worker)
     otherwise pays about 3x the page faults and 1.25x the solve time (``bench/farm.py``)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
     try:
-        libc = ctypes.CDLL(None)
+        libc = _libc()
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
         libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's largest dynamic value)
-    except (OSError, AttributeError):  # not glibc
+    except AttributeError:  # no C library, or not glibc
         return
 
 
