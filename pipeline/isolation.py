@@ -1,6 +1,7 @@
 """The one child-process runner: every solve runs here, whatever the front end.
 
-A solve runs in a forked child with a cap on its memory growth (``RLIMIT_AS``); its
+A solve runs in a forked child with a cap on its memory growth (``RLIMIT_AS``, less the
+parent's free heap the child may reuse without growing: see :func:`memory_limit`); its
 progress events (each improved, exactly checked mask with its proven lower bound) come
 back through a queue as they happen, and the child is killed when the deadline (plus
 ``GRACE_S``) has passed.  A solver crash, a memory blow-up or a z3 check that overruns
@@ -15,6 +16,7 @@ running solve at once with its best verified mask.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing as mp
 import os
@@ -54,8 +56,6 @@ def _libc():
     """The C library of this Linux process (``None`` elsewhere, or when it cannot be loaded)."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     try:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:
@@ -85,6 +85,31 @@ def _keep_freed_memory() -> None:
         return
 
 
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (all ``size_t``)."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def free_heap_bytes() -> int:
+    """Bytes free inside this process's malloc arenas (glibc >= 2.33; 0 elsewhere).  A forked child
+    reuses them without mapping anything, so ``RLIMIT_AS`` alone would not count them."""
+    try:
+        mallinfo2 = _libc().mallinfo2
+    except AttributeError:
+        return 0
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().fordblks)
+
+
+def memory_limit(mapped: int, cap: int, free_heap: int) -> int:
+    """The ``RLIMIT_AS`` that bounds what a child touches by ``max(cap, free_heap)`` bytes: the
+    inherited free heap counts against the cap as if the child used all of it."""
+    return mapped + max(0, cap - free_heap)
+
+
 def _virtual_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -103,10 +128,11 @@ def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: i
         _die_with_parent(parent)
     sys.stdout.flush()
     os.dup2(2, 1)
+    out.put((backend, "started", None))  # the queue's feeder thread and its stack exist before the cap
     if memory_mb:
         import resource
 
-        limit = _virtual_bytes() + memory_mb * 2**20  # a forked child already maps the parent's libraries
+        limit = memory_limit(_virtual_bytes(), memory_mb * 2**20, free_heap_bytes())  # libraries are mapped already
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     def progress(ev: dict) -> None:
@@ -190,6 +216,8 @@ def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress |
         elif kind == "event":
             if progress is not None:
                 progress(payload)
+        elif kind == "started":
+            continue
         elif kind == "result":
             m.solution = payload
             if payload.status in ("optimal", "infeasible"):
