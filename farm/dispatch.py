@@ -40,7 +40,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 EVENT_TOPIC = "smug-farm"  # a task announces each start here (the submitter counts attempts)
 SATURATION_KEY = "distributed.scheduler.worker-saturation"
@@ -66,7 +66,6 @@ class Finished:
     value: Any = None  # the function's return value when ``failure`` is None
     failure: str | None = None
     attempts: int = 1
-    worker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,10 +123,47 @@ def chunk_size(median_s: float | None, waiting: int, threads: int) -> int:
     return max(1, min(MAX_CHUNK, by_time, waiting // (4 * threads)))
 
 
+class Pending:
+    """Tasks made on demand: ``make(item)`` for each of ``items`` as it is about to be sent, so
+    that a batch holds only its tasks in flight (an image's bytes, say), not all of them."""
+
+    def __init__(self, items: Sequence, make: Callable[[Any], Task]):
+        self.items, self.make = items, make
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Task]:
+        return map(self.make, self.items)
+
+
+class _Waiting:
+    """Tasks not sent yet: drawn from the caller's iterable when needed, plus those put back."""
+
+    def __init__(self, tasks: Iterable[Task]):
+        if not hasattr(tasks, "__len__"):
+            tasks = list(tasks)
+        self.left, self.source, self.back = len(tasks), iter(tasks), collections.deque()
+
+    def __len__(self) -> int:
+        return self.left
+
+    def popleft(self) -> Task:
+        task = self.back.popleft() if self.back else next(self.source)
+        self.left -= 1
+        return task
+
+    def extendleft(self, tasks: Iterable[Task]) -> None:
+        before = len(self.back)
+        self.back.extendleft(tasks)
+        self.left += len(self.back) - before
+
+
 def dispatch(client, tasks: Iterable[Task], retries: int = 2, depends: Callable[[Task], tuple] | None = None,
              on_change: Callable[[int], None] | None = None, queue: bool | None = None,
              chunks: bool = True) -> Iterator[Finished]:
-    """Run ``tasks`` on ``client``'s cluster and yield each as it finishes.
+    """Run ``tasks`` on ``client``'s cluster and yield each as it finishes.  A sized iterable
+    (:class:`Pending`) is drawn from as tasks are sent; anything else is read at once.
 
     ``depends(task)``: extra arguments (Dask futures, e.g. a model shipped once) appended to
     the task's own.  ``on_change(running)`` is called whenever the number of tasks running
@@ -145,7 +181,7 @@ class _Dispatch:
         from distributed import as_completed
 
         self.client, self.retries, self.depends, self.on_change = client, retries, depends, on_change
-        self.waiting: collections.deque[Task] = collections.deque(tasks)
+        self.waiting = _Waiting(tasks)
         self.alone: collections.deque[Task] = collections.deque()  # tasks of a split chunk: never chunked again
         self.in_flight: dict[str, list[Task]] = {}
         self.starts: collections.Counter = collections.Counter()

@@ -102,8 +102,7 @@ class _Batch:
 
     def results(self) -> Iterator[JobResult]:
         self._check_workers()
-        tasks = (dispatch.Task(key, execute, (Task.of(j.id, j.request, self.job_timeout),))
-                 for key, j in self.jobs.items())
+        tasks = dispatch.Pending(list(self.jobs.items()), self._task)  # an image's bytes are read as it goes out
         for finished in dispatch.dispatch(self.client, tasks, self.retries, depends=self._bundle,
                                           on_change=self._running):
             job = self.jobs[finished.key]
@@ -112,6 +111,10 @@ class _Batch:
             self.counts[record.state] += 1
             self._report()
             yield _result(job, record)
+
+    def _task(self, keyed: tuple[str, Job]) -> dispatch.Task:
+        key, job = keyed
+        return dispatch.Task(key, execute, (Task.of(job.id, job.request, self.job_timeout),))
 
     def _running(self, n: int) -> None:
         self.running = n

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from smug.farm.dispatch import MAX_CHUNK, Task, chunk_size, dispatch, queued_window, scheduler_queues
+from smug.farm.dispatch import MAX_CHUNK, Pending, Task, chunk_size, dispatch, queued_window, scheduler_queues
 
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
@@ -71,6 +71,23 @@ def test_short_tasks_travel_in_chunks_and_each_ends_once(client):
     assert len(dask_tasks) >= 4 * 2  # yet the end of the batch stays split over both workers
 
 
+def test_pending_tasks_are_made_as_they_are_sent(client):
+    made: list[int] = []
+
+    def make(i: int) -> Task:
+        made.append(i)
+        return Task(f"lazy-{i}", _square_after, (i, 0.02))
+
+    n = 60
+    made_at_first_result = None
+    done = []
+    for f in dispatch(client, Pending(range(n), make), chunks=False):
+        made_at_first_result = made_at_first_result or len(made)
+        done.append(f)
+    assert made_at_first_result <= queued_window(2) + 2  # the window in flight, not the batch
+    assert sorted(made) == list(range(n)) and sorted(f.value[0] for f in done) == [i * i for i in range(n)]
+
+
 def test_an_exception_fails_its_task_only(client):
     tasks = [Task(f"ex-{i}", _square_after, (i, 0.0)) for i in range(30)] + [Task("bad", _square_after, ("x", 0.0))]
     done = {f.key: f for f in dispatch(client, tasks)}
@@ -89,11 +106,15 @@ def test_a_chunk_that_kills_its_worker_is_split_and_only_the_killer_fails(client
     assert all(f.failure is None and f.value[0] == int(f.key[2:]) ** 2 for f in by_key.values())
 
 
-def _worker_setup() -> tuple:
+def _worker_setup(dask_worker=None) -> tuple:
     import dask
 
     return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"), \
-        dask.config.get("distributed.worker.profile.enabled")
+        dask.config.get("distributed.worker.profile.enabled"), dask_worker._tick_interval
+
+
+def _scheduler_housekeeping(dask_scheduler=None) -> tuple:
+    return "stealing" in dask_scheduler.extensions, dask_scheduler._tick_interval
 
 
 def test_embedded_cluster_workers_keep_glibc_adaptive_and_one_thread(monkeypatch):
@@ -104,4 +125,5 @@ def test_embedded_cluster_workers_keep_glibc_adaptive_and_one_thread(monkeypatch
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with cluster.connect(workers=1) as c:
-        assert set(c.run(_worker_setup).values()) == {(None, "1", False)}
+        assert set(c.run(_worker_setup).values()) == {(None, "1", False, 0.5)}
+        assert c.run_on_scheduler(_scheduler_housekeeping) == (False, 0.5)  # no stealing, a quiet event-loop probe
