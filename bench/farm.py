@@ -190,6 +190,27 @@ def noop_overhead(n: int, workers: int, queue: bool, chunks: bool) -> tuple[floa
     return wall, 1000 * wall / n * workers
 
 
+def idle_cpu(workers: int, quiet: bool, seconds: float = 20.0) -> tuple[float, float]:
+    """Percent of one core used by an idle embedded cluster: (the client's process, which holds the
+    scheduler and the nannies; all the workers together), with the farm's housekeeping or Dask's own."""
+    import distributed
+    import psutil
+
+    from smug.farm import cluster
+
+    with cluster.settings(retries=2, quiet=quiet), distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+            distributed.Client(lc) as c:
+        c.wait_for_workers(workers)
+        time.sleep(2.0)  # past the start-up
+        me, pids = psutil.Process(), list(c.run(os.getpid).values())
+        procs = [me] + [psutil.Process(p) for p in pids]
+        before = [sum(p.cpu_times()[:2]) for p in procs]
+        time.sleep(seconds)
+        used = [100 * (sum(p.cpu_times()[:2]) - b) / seconds for p, b in zip(procs, before)]
+    return used[0], sum(used[1:])
+
+
 def main(argv=None) -> None:
     ap = parser(__doc__)
     ap.add_argument("--jobs", type=int, default=200, help="MNIST whole-network jobs")
@@ -249,6 +270,14 @@ def main(argv=None) -> None:
                     f"(`smug.farm.dispatch`: the submitter keeping one job per worker thread in flight, or the "
                     f"scheduler's queue handing them out)\n\n" + "\n".join(
         table(["workers", "flow control", "jobs", "wall s", "jobs/s", "overhead per job x workers (ms)"], noop_rows)))
+    idle_rows = []
+    for quiet in (False, True):
+        client, workers = idle_cpu(2, quiet)
+        idle_rows.append(["the farm's (`smug.farm.cluster.QUIET`)" if quiet else "Dask's defaults",
+                          f"{client:.1f}", f"{workers:.1f}", f"{client + workers:.1f}"])
+    sections.append("**Idle housekeeping** of an embedded cluster with 2 workers, over 20 s (percent of one core)"
+                    "\n\n" + "\n".join(table(["housekeeping", "client, scheduler and nannies", "2 workers",
+                                                 "all"], idle_rows)))
     body = "\n\n".join([f"Machine: {os.cpu_count()} cores; before: `{load_before}`; after: `{uptime()}`", *sections])
     publish(a, "farm", TITLE, invocation("farm"), body)
 

@@ -48,15 +48,16 @@ QUIET = {"distributed.admin.tick.interval": "500ms", "distributed.admin.system-m
 
 
 @contextlib.contextmanager
-def settings(retries: int) -> Iterator[None]:
-    """The Dask configuration of an embedded cluster, for its whole life (nannies read it on restarts)."""
+def settings(retries: int, quiet: bool = True) -> Iterator[None]:
+    """The Dask configuration of an embedded cluster, for its whole life (nannies read it on restarts);
+    ``quiet=False`` keeps Dask's own housekeeping intervals (:data:`QUIET`), for comparison."""
     import dask
 
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
     with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": int(retries),
                           SATURATION_KEY: 1.0, "distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.worker.profile.enabled": False, **QUIET}):
+                          "distributed.worker.profile.enabled": False, **(QUIET if quiet else {})}):
         yield
 
 
