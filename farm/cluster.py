@@ -27,8 +27,8 @@ where the scheduler and the workers start, see the README):
   worker) measures its event loop every 20 ms by default, a diagnostic only; the system
   monitor samples every 0.5 s for the dashboard; work stealing rebalances every 0.1 s
   although the farm never gives a worker a second task to steal.  Measured on an idle
-  embedded cluster of 2 workers: 15% of a core in all by default, 4.8% with these
-  (``bench/farm.py``, the ``idle`` rows).
+  embedded cluster of 2 workers: 17% of a core in all by default, 6% with these
+  (``bench/farm.py``, the "Idle housekeeping" rows).
 """
 
 from __future__ import annotations
