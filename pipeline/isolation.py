@@ -17,6 +17,7 @@ running solve at once with its best verified mask.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import multiprocessing as mp
 import os
@@ -52,8 +53,9 @@ def resume() -> None:
     _STOP.clear()
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
-    """The C library of this Linux process (``None`` elsewhere, or when it cannot be loaded)."""
+    """The C library of this Linux process (``None`` elsewhere, or when it cannot be loaded); loaded once."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -128,9 +130,10 @@ def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: i
         _die_with_parent(parent)
     sys.stdout.flush()
     os.dup2(2, 1)
-    out.put((backend, "started", None))  # the queue's feeder thread and its stack exist before the cap
     if memory_mb:
         import resource
+
+        out.put((backend, "started", None))  # the queue's feeder thread and its stack exist before the cap
 
         limit = memory_limit(_virtual_bytes(), memory_mb * 2**20, free_heap_bytes())  # libraries are mapped already
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
