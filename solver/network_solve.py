@@ -7,8 +7,9 @@ Backends (one interface, each returns a :class:`~smug.solver.solve.Solution`):
   and exact checks (:mod:`smug.solver.network_enum`);
 * ``z3``: exact LRA with an ascending cardinality search;
 * ``auto``: enumeration of the sizes whose masks number at most ``QUICK_MASKS``
-  (about a second), then a HiGHS candidate proven by enumeration when the masks
-  smaller than it are few enough, else by z3.
+  (about a second), then of every further size below the greedy start that the
+  enumeration's measured speed fits into the time left; then a HiGHS candidate, the
+  sizes below it enumerated while they fit and the rest proven by z3.
 
 ``status`` is ``optimal`` only with an exact proof; on a timeout the best verified
 mask comes back as ``feasible`` with the best proven lower bound.
@@ -17,6 +18,7 @@ mask comes back as ``feasible`` with the best proven lower bound.
 from __future__ import annotations
 
 import time
+from math import comb
 from typing import Callable
 
 import numpy as np
@@ -36,6 +38,10 @@ NETWORK_BACKENDS = WHOLE_NETWORK  # alias: the registry in smug.solver.backends 
 MAX_ENUMERATED_MASKS = 20_000_000  # on the 784-32-10 MLP; other networks: the same work (masks x mask_cost)
 QUICK_MASKS = 2_000_000
 MLP_MASK_COST = 400  # mask_cost of the MLP the two counts were measured on
+FIT_SHARE = 0.7  # of the time left, what a further enumeration may be predicted to take
+MIN_MEASURED_MASKS = 1000  # masks enumerated before their speed predicts the next sizes
+HIGHS_SHARE = 0.5  # of the time left, HiGHS's when a start mask exists already
+MARGIN_BATCH = 64  # masks per float forward pass of the greedy start
 
 EMPTY_KEEPS = "the empty mask keeps the class (checked exactly)"
 EXHAUSTIVE = "exhaustive: every smaller mask refuted exactly"
@@ -71,6 +77,8 @@ class _Run:
         self.stats["fallbacks"] = []
         self.stats["sizes_refuted_by_bounds"] = 0
         self._sized: dict[int, tuple] = {}
+        self.enum_seconds, self.enum_masks = 0.0, 0  # the enumeration's measured speed
+        self.order = self.relevant  # the enumeration's variable order: best single margin first, once known
 
     def sized(self, k: int) -> tuple[list[LayerBounds], tuple[np.ndarray, np.ndarray]]:
         """Bounds and margin lines valid for every mask of at most ``k`` variables (cached)."""
@@ -84,6 +92,24 @@ class _Run:
     def work(self, size: int) -> float:
         """Enumeration work for every mask up to ``size``, in MLP-mask units (see ``MAX_ENUMERATED_MASKS``)."""
         return masks_up_to(self.n_relevant, size) * mask_cost(self.problem, size) / MLP_MASK_COST
+
+    def reachable(self, lower: int, limit: int, max_masks: int) -> int:
+        """The largest size ``s <= limit`` such that enumerating sizes ``lower .. s`` is predicted to
+        take at most ``FIT_SHARE`` of the time left (from the speed measured so far; before any
+        measurement, at most ``max_masks`` MLP-mask units of work); ``lower - 1`` when none fits."""
+        left = FIT_SHARE * (self.deadline - time.perf_counter())
+        per_mask = self.enum_seconds / self.enum_masks if self.enum_masks >= MIN_MEASURED_MASKS else None
+        size, spent = lower - 1, 0.0
+        while size < limit:
+            if per_mask is None:
+                if self.work(size + 1) > max_masks:
+                    break
+            else:
+                spent += comb(self.n_relevant, size + 1) * per_mask
+                if spent > left:
+                    break
+            size += 1
+        return size
 
     def fell_back(self, stage: str, why: str, lower: int) -> None:
         self.stats["fallbacks"].append({"stage": stage, "reason": why, "lower_bound": int(lower)})
@@ -99,20 +125,54 @@ class _Run:
         full[self.relevant] = True
         return full if certify_network(self.problem, full).valid else None
 
+    def margins(self, masks: list[np.ndarray]) -> np.ndarray:
+        """The smallest float margin (target logit minus another) of each mask, minus the rounding
+        allowance used to call a float pass clear of delta."""
+        p, t = self.problem, self.problem.target
+        out = []
+        for at in range(0, len(masks), MARGIN_BATCH):
+            h = np.stack([p.masked_input(m) for m in masks[at:at + MARGIN_BATCH]], axis=1)
+            for layer in p.layers:
+                h = layer.weight @ h + layer.bias[:, None]
+                if layer.relu:
+                    np.maximum(h, 0.0, out=h)
+            out.append(np.delete(h[t][None, :] - h, t, axis=0).min(axis=0, initial=np.inf)
+                       - 1e-6 * (1 + abs(h).max(axis=0)))
+        return np.concatenate(out)
+
+    def grow(self) -> np.ndarray | None:
+        """Greedy forward selection: from the empty mask, switch on the relevant variable that raises
+        the smallest float margin most, until it clears delta (often far smaller than shrinking
+        the full mask).  Kept only if it passes exactly."""
+        mask = np.zeros(self.problem.n_vars, dtype=bool)
+        for _ in range(self.n_relevant):
+            if time.perf_counter() > self.deadline:
+                return None
+            free = self.relevant[~mask[self.relevant]]
+            trial = np.repeat(mask[None, :], len(free), axis=0)
+            trial[np.arange(len(free)), free] = True
+            margins = self.margins(list(trial))
+            if not mask.any():
+                self.order = free[np.argsort(-margins, kind="stable")]
+            best = int(np.argmax(margins))
+            mask[free[best]] = True
+            if margins[best] > self.problem.delta:
+                return mask if certify_network(self.problem, mask).valid else None
+        return None
+
     def shrink(self, mask: np.ndarray | None) -> np.ndarray | None:
         """One greedy pass over ``mask``: drop each variable (weakest first-layer effect first) while
         the float margins stay clearly above delta; the result is kept only if it passes exactly."""
         if mask is None:
             return None
-        p, t = self.problem, self.problem.target
+        p = self.problem
         effect = np.asarray(abs(first_layer_on_mask(p)[0]).sum(axis=0)).ravel()
         keep = mask.copy()
         for j in sorted(np.flatnonzero(mask), key=lambda j: effect[j]):
             if time.perf_counter() > self.deadline:
                 break
             keep[j] = False
-            z = p.forward(p.masked_input(keep))
-            if np.delete(z[t] - z, t).min(initial=np.inf) <= p.delta + 1e-6 * (1 + abs(z).max()):
+            if self.margins([keep])[0] <= p.delta:
                 keep[j] = True
         return keep if keep.sum() < mask.sum() and certify_network(p, keep).valid else mask
 
@@ -143,9 +203,12 @@ class _Run:
     def enumerate(self, max_size: int, lower: int, key: str | None = None) -> EnumResult:
         """Exhaustive search over masks of at most ``max_size`` relevant variables (timed as ``key``)."""
         t = time.perf_counter()
+        bounding = self.timings.get("sized_bounds", 0.0)
         res = enumerate_optimum(self.problem, self.sized, max_size, self.deadline, lower_bound=lower,
-                                memory_mb=self.memory_mb)
+                                memory_mb=self.memory_mb, order=self.order)
         self.stats["sizes_refuted_by_bounds"] += res.refuted_by_lines
+        self.enum_seconds += res.seconds - (self.timings.get("sized_bounds", 0.0) - bounding)
+        self.enum_masks += res.masks_checked
         if key is not None:
             self.timings[key] = time.perf_counter() - t
         self.stats["enumerated_masks"] = self.stats.get("enumerated_masks", 0) + res.masks_checked
@@ -196,7 +259,8 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
         return run.done(empty, 0, EMPTY_KEEPS, True)
     lower = 1
     t = time.perf_counter()
-    start = run.shrink(run.start_mask())
+    starts = [m for m in (run.shrink(run.start_mask()), run.shrink(run.grow())) if m is not None]
+    start = min(starts, key=lambda m: int(m.sum())) if starts else None
     run.timings["start"] = time.perf_counter() - t
     run.report(start, lower)
     if backend == "enum":
@@ -211,6 +275,14 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
         run.report(start, lower)
         if lower > run.n_relevant:
             return run.infeasible(EXHAUSTIVE_NO_MASK)
+        if start is not None and int(start.sum()) > lower:
+            res = run.enumerate(run.reachable(lower, int(start.sum()) - 1, max_masks), lower, "enum_more")
+            if res.mask is not None:
+                return run.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
+            lower = res.lower_bound
+            run.report(start, lower)
+        if start is not None and int(start.sum()) <= lower:
+            return run.done(start, lower, EXHAUSTIVE, True)
     try:
         candidate = _highs_candidate(run, start, lower)
     except MemoryError:
@@ -236,13 +308,17 @@ def _quick_size(run: _Run, masks: int) -> int:
 
 
 def _highs_candidate(run: _Run, start: np.ndarray | None, lower: int) -> np.ndarray | None:
-    """The smaller of ``start`` and a certified big-M MILP mask (margin 1e-4, 1e-3, 1e-2 until one passes)."""
+    """The smaller of ``start`` and a certified big-M MILP mask (margin 1e-4, 1e-3, 1e-2 until one passes);
+    with a start, HiGHS has ``HIGHS_SHARE`` of the time left, the rest is the proof's."""
     from smug.solver.network_milp import solve_network_milp
 
     t = time.perf_counter()
+    until = run.deadline if start is None else t + HIGHS_SHARE * (run.deadline - t)
     candidate = start
     for attempt in range(3):
-        milp = solve_network_milp(run.problem, run.bounds, max(0.01, run.deadline - time.perf_counter()),
+        if attempt and time.perf_counter() >= until:
+            break
+        milp = solve_network_milp(run.problem, run.bounds, max(0.01, until - time.perf_counter()),
                                   1e-4 * 10**attempt)
         if milp.mask is not None and certify_network(run.problem, milp.mask).valid:
             if candidate is None or milp.mask.sum() < candidate.sum():
@@ -257,12 +333,12 @@ def _highs_candidate(run: _Run, start: np.ndarray | None, lower: int) -> np.ndar
 def _prove(run: _Run, candidate: np.ndarray, lower: int, max_masks: int) -> Solution:
     """Refute every smaller mask: by enumeration when they are few enough, else by z3."""
     size = int(candidate.sum())
-    if run.work(size - 1) > max_masks:
-        return run.z3(candidate, lower, "prove")
-    res = run.enumerate(size - 1, lower, "prove")
+    reach = run.reachable(lower, size - 1, max_masks)
+    res = run.enumerate(reach, lower, "prove")
     if res.mask is not None:  # the margin made HiGHS miss a smaller mask
         return run.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
-    if res.stopped == "memory":
+    if res.lower_bound >= size:
+        return run.done(candidate, res.lower_bound, EXHAUSTIVE, True)
+    if reach < size - 1 or res.stopped == "memory":  # the rest is beyond the enumeration: z3
         return run.z3(candidate, res.lower_bound, "prove")
-    proven = res.lower_bound >= size
-    return run.done(candidate, res.lower_bound, EXHAUSTIVE if proven else ENUM_STOPPED, proven)
+    return run.done(candidate, res.lower_bound, ENUM_STOPPED, False)

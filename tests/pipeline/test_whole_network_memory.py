@@ -23,12 +23,13 @@ WIDE = 8000  # first-layer units: a batch of the 1,770 two-variable masks needs 
 
 def wide_problem(n_vars: int = 60) -> NetworkProblem:
     """The class is kept iff at least two variables are on (unit 0 = relu(sum v - 1.5), logit 4 * unit0
-    against 1); the other units are always off but read the input, so every mask pays for them."""
+    against 1); each other unit switches on with its variable but has no weight to the logits: the
+    enumeration cannot drop it (it is neither constant nor always off), so every mask pays for it."""
     rows = np.r_[np.zeros(n_vars, np.int64), 1 + np.arange(WIDE - 1)]
     cols = np.r_[np.arange(n_vars), np.arange(WIDE - 1) % n_vars]
     vals = np.r_[np.ones(n_vars), np.full(WIDE - 1, 1e-3)]
     W1 = sp.csr_matrix((vals, (rows, cols)), shape=(WIDE, n_vars))
-    b1 = np.r_[-1.5, np.full(WIDE - 1, -1.0)]
+    b1 = np.r_[-1.5, np.full(WIDE - 1, -1e-4)]
     W2 = sp.csr_matrix(np.vstack([np.r_[4.0, np.zeros(WIDE - 1)], np.zeros(WIDE)]))
     layers = (DenseLayer(W1, b1, True), DenseLayer(W2, np.array([0.0, 1.0]), False))
     return NetworkProblem(layers, np.ones(n_vars), np.zeros(n_vars), np.arange(n_vars),

@@ -70,6 +70,7 @@ def test_lp_and_mps_optimum_equals_brute_force(tmp_path, fmt, case):
     assert path.read_text().splitlines()[-1].endswith("smug-dump end")
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)  # HiGHS keeps one thread pool per process: smug's solves use one thread
     assert h.readModel(str(path)) == highspy.HighsStatus.kOk
     h.run()
     assert round(h.getInfo().objective_function_value) == k
@@ -137,6 +138,7 @@ def test_network_milp_optimum_equals_brute_force(tmp_path, fmt):
     k = ref.reference_minimum(problem)
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)  # HiGHS keeps one thread pool per process: smug's solves use one thread
     h.readModel(str(_write(tmp_path, problem, fmt)))
     h.run()
     assert round(h.getInfo().objective_function_value) == k
