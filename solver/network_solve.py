@@ -259,8 +259,8 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
         return run.done(empty, 0, EMPTY_KEEPS, True)
     lower = 1
     t = time.perf_counter()
-    starts = [m for m in (run.shrink(run.start_mask()), run.shrink(run.grow())) if m is not None]
-    start = min(starts, key=lambda m: int(m.sum())) if starts else None
+    grown = run.grow()
+    start = run.shrink(grown if grown is not None else run.start_mask())
     run.timings["start"] = time.perf_counter() - t
     run.report(start, lower)
     if backend == "enum":
