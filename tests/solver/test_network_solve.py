@@ -1,4 +1,5 @@
 import itertools
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from smug.solver.certificate import certify_network, exact_logits
 from smug.solver.network_bounds import interval_bounds
-from smug.solver.network_solve import NETWORK_BACKENDS, solve_network
+from smug.solver.network_solve import FIT_SHARE, NETWORK_BACKENDS, _Run, solve_network
 
 from _reference import random_network, reference_logits, reference_minimum
 from _tiny_cnn import tiny_cnn_problem
@@ -86,6 +87,40 @@ def test_mnist_backends_agree_and_masks_keep_the_class(mnist, mnist_test_split):
             assert len(sizes) == 1
             masked = p.masked_input(sols["auto"].mask).reshape(mnist.input_shape).astype(np.float32)
             assert int(mnist.logits(masked[None])[0].argmax()) == p.target
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_greedy_start_is_a_valid_mask_no_smaller_than_the_optimum(seed):
+    p = tiny_cnn_problem(seed, window=2, delta=None, second_conv=seed % 2 == 1, classes=4)
+    k = reference_minimum(p)
+    run = _Run(p, "auto", 60.0, None)
+    grown = run.grow()
+    if k is None:
+        assert grown is None
+        return
+    if grown is not None:  # None only when no single greedy path reaches a valid mask
+        assert certify_network(p, grown).valid and grown.sum() >= k
+        z = reference_logits(p, grown)
+        assert all(z[p.target] - z[j] > Fraction(p.delta) for j in range(len(z)) if j != p.target)
+    assert sorted(run.order) == sorted(run.relevant)  # a reordering of the relevant variables, once grown
+
+
+def test_reachable_sizes_follow_the_measured_speed():
+    p = random_network(0, n_vars=7)
+    run = _Run(p, "auto", 1000.0, None)
+    n = run.n_relevant
+    assert n == 7
+    per_mask = FIT_SHARE * 1000.0 / 50  # the share of the time left holds 50 masks
+    run.enum_seconds, run.enum_masks = per_mask * 1000, 1000
+    # sizes 1, 2 (7 + 21 masks) fit, size 3 (35 more) does not
+    assert run.reachable(1, n, max_masks=0) == 2
+    assert run.reachable(2, n, max_masks=0) == 2  # 21 + 35 > 50
+    assert run.reachable(3, n, max_masks=0) == 3  # 35 alone fits
+    assert run.reachable(1, 1, max_masks=0) == 1
+    run.deadline = time.perf_counter()  # no time left: nothing fits
+    assert run.reachable(3, n, max_masks=0) == 2
+    run.enum_masks = 0  # nothing measured yet: the work rule (MLP-mask units) decides
+    assert run.reachable(1, n, max_masks=10**9) == n and run.reachable(1, n, max_masks=0) == 0
 
 
 def test_bad_arguments():
