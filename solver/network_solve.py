@@ -11,8 +11,11 @@ Backends (one interface, each returns a :class:`~smug.solver.solve.Solution`):
   enumeration's measured speed fits into the time left; then a HiGHS candidate, the
   sizes below it enumerated while they fit and the rest proven by z3.
 
-``status`` is ``optimal`` only with an exact proof; on a timeout the best verified
-mask comes back as ``feasible`` with the best proven lower bound.
+Every backend starts from a greedy mask (variables switched on one at a time, the one
+that raises the smallest float margin most first, then a shrinking pass); it also orders
+the enumeration, most promising variable first.  ``status`` is ``optimal`` only with an
+exact proof; on a timeout the best verified mask comes back as ``feasible`` with the best
+proven lower bound.
 """
 
 from __future__ import annotations
