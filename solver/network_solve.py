@@ -213,10 +213,22 @@ class _Run:
         self.enum_seconds += res.seconds - (self.timings.get("sized_bounds", 0.0) - bounding)
         self.enum_masks += res.masks_checked
         if key is not None:
-            self.timings[key] = time.perf_counter() - t
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t
         self.stats["enumerated_masks"] = self.stats.get("enumerated_masks", 0) + res.masks_checked
         if res.stopped == "memory":
             self.fell_back(key or "enum", "enumeration ran out of memory (the memory cap)", res.lower_bound)
+        return res
+
+    def enumerate_fitting(self, lower: int, limit: int, max_masks: int, key: str) -> EnumResult:
+        """Sizes ``lower .. limit`` one at a time while the next one is predicted to fit (see
+        :meth:`reachable`; the speed is measured again after each): the first exactly valid
+        mask, or the sizes refuted (``lower_bound``) and why it stopped."""
+        res = EnumResult(None, lower, 0, 0, 0.0)
+        while lower <= limit and self.reachable(lower, lower, max_masks) >= lower:
+            res = self.enumerate(lower, lower, key)
+            if res.mask is not None or res.stopped is not None:
+                return res
+            lower = res.lower_bound
         return res
 
     def exhaust(self, fallback: np.ndarray | None, lower: int, key: str | None = None) -> Solution:
@@ -279,7 +291,7 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
         if lower > run.n_relevant:
             return run.infeasible(EXHAUSTIVE_NO_MASK)
         if start is not None and int(start.sum()) > lower:
-            res = run.enumerate(run.reachable(lower, int(start.sum()) - 1, max_masks), lower, "enum_more")
+            res = run.enumerate_fitting(lower, int(start.sum()) - 1, max_masks, "enum_more")
             if res.mask is not None:
                 return run.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
             lower = res.lower_bound
@@ -336,12 +348,11 @@ def _highs_candidate(run: _Run, start: np.ndarray | None, lower: int) -> np.ndar
 def _prove(run: _Run, candidate: np.ndarray, lower: int, max_masks: int) -> Solution:
     """Refute every smaller mask: by enumeration when they are few enough, else by z3."""
     size = int(candidate.sum())
-    reach = run.reachable(lower, size - 1, max_masks)
-    res = run.enumerate(reach, lower, "prove")
+    res = run.enumerate_fitting(lower, size - 1, max_masks, "prove")
     if res.mask is not None:  # the margin made HiGHS miss a smaller mask
         return run.done(res.mask, res.lower_bound, EXHAUSTIVE, True)
     if res.lower_bound >= size:
         return run.done(candidate, res.lower_bound, EXHAUSTIVE, True)
-    if reach < size - 1 or res.stopped == "memory":  # the rest is beyond the enumeration: z3
-        return run.z3(candidate, res.lower_bound, "prove")
-    return run.done(candidate, res.lower_bound, ENUM_STOPPED, False)
+    if res.stopped == "deadline":
+        return run.done(candidate, res.lower_bound, ENUM_STOPPED, False)
+    return run.z3(candidate, res.lower_bound, "prove")  # the rest is beyond the enumeration (or its memory)
