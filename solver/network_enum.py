@@ -185,7 +185,7 @@ def _varying_units(problem: NetworkProblem, c: np.ndarray, AT: np.ndarray, bound
     h = problem.masked_input(np.zeros(problem.n_vars, bool))
     last = len(problem.layers) - 1
     layers: list[tuple[sp.csr_matrix | None, np.ndarray, bool]] = []
-    prev = np.zeros(0, bool)
+    prev = first = np.zeros(0, bool)
     for li, (layer, b) in enumerate(zip(problem.layers, bounds)):
         W = layer.weight.tocsr()
         z = W @ h + layer.bias
@@ -195,17 +195,14 @@ def _varying_units(problem: NetworkProblem, c: np.ndarray, AT: np.ndarray, bound
         if li == last:
             vary[:] = True
         if li == 0:
+            first = vary
             layers.append((None, c[vary], layer.relu))
         else:
             rows = W[vary]
             layers.append((sp.csr_matrix(rows[:, prev]), layer.bias[vary] + rows[:, ~prev] @ h[~prev], layer.relu))
         h = np.where(b.upper > 0, np.maximum(z, 0.0), 0.0) if layer.relu else z
         prev = vary
-    first = layers[0]
-    kept = np.abs(AT).sum(axis=0) > 0
-    if problem.layers[0].relu:
-        kept &= bounds[0].upper > 0
-    return first[1], np.ascontiguousarray(AT[:, kept]), layers
+    return c[first], np.ascontiguousarray(AT[:, first]), layers
 
 
 def _batches(c: np.ndarray, AT: np.ndarray, k: int, chunk: int, lines: tuple[np.ndarray, np.ndarray] | None,

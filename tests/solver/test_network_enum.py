@@ -7,7 +7,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
+from smug.ir import DenseLayer, NetworkProblem
 from smug.solver.network_bounds import crown_bounds, first_layer_on_mask, margin_lines
 from smug.solver.network_enum import _batches, _varying_units, enumerate_optimum, relevant_variables
 
@@ -93,5 +95,18 @@ def test_the_optimum_on_tiny_cnns_with_their_margin_lines(seed, second_conv):
     p = tiny_cnn_problem(seed, window=2, delta=None, second_conv=second_conv, classes=4)
     k = reference_minimum(p)
     sized = lambda size: (lambda b: (b, margin_lines(p, b)[:2]))(crown_bounds(p, None, max_size=size))
+    res = enumerate_optimum(p, sized, p.n_vars, deadline=float("inf"))
+    assert res.mask is not None and res.mask.sum() == k == res.lower_bound
+
+
+def test_a_single_linear_layer_network():
+    r = np.random.default_rng(7)
+    W, b = r.normal(size=(3, 8)), r.normal(size=3)
+    x = r.uniform(0, 1, 8)
+    target = int(np.argmax(W @ x + b))
+    p = NetworkProblem((DenseLayer(sp.csr_matrix(W), b, False),), x, np.zeros(8), np.arange(8),
+                       tuple(f"m{j}" for j in range(8)), target, 0.0)
+    k = reference_minimum(p)
+    sized = lambda size: (lambda bb: (bb, margin_lines(p, bb)[:2]))(crown_bounds(p, None, max_size=size))
     res = enumerate_optimum(p, sized, p.n_vars, deadline=float("inf"))
     assert res.mask is not None and res.mask.sum() == k == res.lower_bound
