@@ -40,6 +40,7 @@ class EnumResult:
     seconds: float
     stopped: str | None = None  # why it stopped early: "deadline" or "memory"
     refuted_by_lines: int = 0  # sizes refuted at once by the margin lines
+    search_seconds: float = 0.0  # of ``seconds``, those spent on masks (each size's set-up left out)
 
 
 def relevant_variables(problem: NetworkProblem) -> np.ndarray:
@@ -102,13 +103,18 @@ def enumerate_optimum(problem: NetworkProblem, sized: Sized, max_size: int, dead
     ``memory_mb``; running out of memory anyway stops the search with the sizes refuted so
     far (``stopped == "memory"``)."""
     t0 = time.perf_counter()
-    counts = {"checked": 0, "exact": 0, "lb": lower_bound, "skipped": 0}
+    counts = {"checked": 0, "exact": 0, "lb": lower_bound, "skipped": 0, "searched": 0.0, "since": None}
     try:
         R = relevant_variables(problem) if order is None else np.asarray(order)
         return _search(problem, sized, R, max_size, deadline, memory_mb, counts, t0)
     except MemoryError:
         return EnumResult(None, counts["lb"], counts["checked"], counts["exact"], time.perf_counter() - t0,
-                          "memory", counts["skipped"])
+                          "memory", counts["skipped"], _searched(counts))
+
+
+def _searched(counts: dict) -> float:
+    """Seconds spent on masks so far, the running size's included."""
+    return counts["searched"] + (time.perf_counter() - counts["since"] if counts["since"] is not None else 0.0)
 
 
 def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0) -> EnumResult:
@@ -128,7 +134,7 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
 
     def result(mask, stopped=None) -> EnumResult:
         return EnumResult(mask, counts["lb"], counts["checked"], counts["exact"], time.perf_counter() - t0, stopped,
-                          counts["skipped"])
+                          counts["skipped"], _searched(counts))
 
     for k in range(counts["lb"], max_size + 1):
         if time.perf_counter() > deadline:
@@ -149,6 +155,7 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
         margin_err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300
         upper_lines = None if lines is None or not k else (lines[1], G)
         c_k, AT_k, layers_k = _varying_units(problem, c, AT, bounds)
+        counts["since"] = time.perf_counter()
         for idx, h in _batches(c_k, AT_k, k, batch_size(problem, k, memory_mb), upper_lines, problem.delta, counts):
             if time.perf_counter() > deadline:
                 return result(None, "deadline")
@@ -169,6 +176,7 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
                 mask[R[idx[row]]] = True
                 if certify_network(problem, mask).valid:
                     return result(mask)
+        counts["searched"], counts["since"] = _searched(counts), None
         counts["lb"] = k + 1
     return result(None)
 
