@@ -20,9 +20,11 @@ there:
   keeps one task per worker thread in flight and tops up as results arrive.
 
 Chunks: each Dask task costs ~10 ms of CPU in the scheduler, the worker and this
-process (``bench/farm.py``), a lot beside tasks of 0.1 s.  Once the first results show
-tasks that short, consecutive tasks travel together as one Dask task of about
-:data:`CHUNK_SECONDS` (their results come back together); the last tasks of a batch stay
+process (``bench/farm.py``), a lot beside tasks of 30-100 ms (whole-network MNIST).  Once
+the first results show tasks that short, consecutive tasks travel together as one Dask
+task of about :data:`CHUNK_SECONDS` (their results come back together: a progress display
+moves in steps of about that, and a worker's death costs about that much work again;
+chunks of 0.5 s left 2 workers at 1.72x a one-thread loop, 2 s at ...); the last tasks of a batch stay
 small so that the workers finish together.  A chunk that does not come back (it killed
 its worker ``allowed-failures + 1`` times) is split: each of its tasks runs again alone,
 so only the task that kills workers ends as failed.
@@ -44,7 +46,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 EVENT_TOPIC = "smug-farm"  # a task announces each start here (the submitter counts attempts)
 SATURATION_KEY = "distributed.scheduler.worker-saturation"
-CHUNK_SECONDS = 0.5  # a chunk of short tasks lasts about this long
+CHUNK_SECONDS = 2.0  # a chunk of short tasks lasts about this long
 MAX_CHUNK = 32
 KEY_PREFIX = "smug-task"  # every Dask task of a dispatch: one task group, so that the scheduler can queue it
 

@@ -168,13 +168,19 @@ class Store:
         return [r[0] for r in self.db.execute("SELECT id FROM jobs ORDER BY line, id")]
 
 
+COMPRESS_ABOVE = 64 << 10  # raw bytes: smaller arrays (an MNIST digit's) are stored as they are
+
+
 def pack_arrays(arrays: dict[str, np.ndarray | None]) -> bytes | None:
-    """The non-missing arrays as one compressed ``.npz`` blob (None when there is none)."""
+    """The non-missing arrays as one ``.npz`` blob (None when there is none), compressed when
+    they hold more than :data:`COMPRESS_ABOVE` bytes (compressing a digit's maps took longer
+    than everything else the farm adds to a job)."""
     present = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
     if not present:
         return None
     buf = io.BytesIO()
-    np.savez_compressed(buf, **present)
+    save = np.savez_compressed if sum(a.nbytes for a in present.values()) > COMPRESS_ABOVE else np.savez
+    save(buf, **present)
     return buf.getvalue()
 
 

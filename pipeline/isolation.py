@@ -1,36 +1,32 @@
 """The one child-process runner: every solve runs here, whatever the front end.
 
-A solve runs in a forked child with a cap on its memory growth (``RLIMIT_AS``, less the
-parent's free heap the child may reuse without growing: see :func:`memory_limit`); its
-progress events (each improved, exactly checked mask with its proven lower bound) come
-back through a queue as they happen, and the child is killed when the deadline (plus
-``GRACE_S``) has passed.  A solver crash, a memory blow-up or a z3 check that overruns
-its timeout therefore never takes the caller down, and a killed solve still answers:
-its best reported mask, certified again here, comes back as ``feasible`` with its
-proven lower bound.  ``backend="portfolio"`` races every backend of the problem's kind
-(the solver's registry) in sibling children; the first proven optimum wins.  On Linux a
-child is killed by the kernel when the process that forked it dies (``PR_SET_PDEATHSIG``),
-so no solver outlives its caller, and :func:`stop_early` (the server's drain) ends every
+A solve runs in a child process (a solve host, :mod:`smug.pipeline.solve_host`: forked
+once, then kept for the next solve) with a cap on its memory growth (``RLIMIT_AS``, less
+the free heap it may reuse without growing: see
+:func:`~smug.pipeline.solve_host.memory_limit`); its progress events (each improved,
+exactly checked mask with its proven lower bound) come back through a pipe as they
+happen, and the child is killed when the deadline (plus ``GRACE_S``) has passed.  A
+solver crash, a memory blow-up or a z3 check that overruns its timeout therefore never
+takes the caller down, and a killed solve still answers: its best reported mask,
+certified again here, comes back as ``feasible`` with its proven lower bound.
+``backend="portfolio"`` races every backend of the problem's kind (the solver's
+registry) in sibling children; the first proven optimum wins.  On Linux a child is
+killed by the kernel when the process that forked it dies (``PR_SET_PDEATHSIG``), so no
+solver outlives its caller, and :func:`stop_early` (the server's drain) ends every
 running solve at once with its best verified mask.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import gc
-import multiprocessing as mp
-import os
-import queue as queue_mod
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import wait
 from typing import Callable
 
 import numpy as np
 
+from smug.pipeline import solve_host
 from smug.solver.backends import PORTFOLIO, PROBLEM_KINDS, kind_of, solver_for
 from smug.solver.certificate import certify, certify_network
 from smug.solver.solve import Solution
@@ -53,108 +49,12 @@ def resume() -> None:
     _STOP.clear()
 
 
-@functools.lru_cache(maxsize=1)
-def _libc():
-    """The C library of this Linux process (``None`` elsewhere, or when it cannot be loaded); loaded once."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this process when its parent dies; elsewhere nothing changes."""
-    try:
-        _libc().prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except AttributeError:  # no C library, or no prctl
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _keep_freed_memory() -> None:
-    """glibc: a short-lived solve child keeps what it frees for reuse (no trimming, blocks up to
-    32 MiB from the heap) instead of mapping fresh zeroed pages for each numpy temporary.  A
-    parent run with ``MALLOC_TRIM_THRESHOLD_`` set (Dask's nanny sets it on every worker)
-    otherwise pays about 3x the page faults and 1.25x the solve time (``bench/farm.py``)."""
-    try:
-        libc = _libc()
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's largest dynamic value)
-    except AttributeError:  # no C library, or not glibc
-        return
-
-
-class _MallInfo2(ctypes.Structure):
-    """glibc's ``struct mallinfo2`` (all ``size_t``)."""
-
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-def free_heap_bytes() -> int:
-    """Bytes free inside this process's malloc arenas (glibc >= 2.33; 0 elsewhere).  A forked child
-    reuses them without mapping anything, so ``RLIMIT_AS`` alone would not count them."""
-    try:
-        mallinfo2 = _libc().mallinfo2
-    except AttributeError:
-        return 0
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().fordblks)
-
-
-def memory_limit(mapped: int, cap: int, free_heap: int) -> int:
-    """The ``RLIMIT_AS`` that bounds what a child touches by ``max(cap, free_heap)`` bytes: the
-    inherited free heap counts against the cap as if the child used all of it."""
-    return mapped + max(0, cap - free_heap)
-
-
-def _virtual_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _child(solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None, out,
-           parent: int = 0) -> None:
-    """Entry point of a solve child: events and the result (or the exception) into ``out``.
-    Solver banners (HiGHS prints one) go to stderr: the caller's stdout carries only its own output."""
-    gc.freeze()  # the parent's objects: never traversed (nor copied on write) by this child's collections
-    _keep_freed_memory()
-    if parent:
-        _die_with_parent(parent)
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    if memory_mb:
-        import resource
-
-        out.put((backend, "started", None))  # the queue's feeder thread and its stack exist before the cap
-
-        limit = memory_limit(_virtual_bytes(), memory_mb * 2**20, free_heap_bytes())  # libraries are mapped already
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    def progress(ev: dict) -> None:
-        out.put((backend, "event", ev))
-
-    try:
-        out.put((backend, "result", solver(problem, backend=backend, timeout=timeout, progress=progress)))
-    except MemoryError:
-        out.put((backend, "error", "ran out of memory (the per-solve memory cap)"))
-    except BaseException as exc:  # report and end quietly: the parent decides
-        out.put((backend, "error", f"crashed: {type(exc).__name__}"))
-
-
 @dataclass
 class _Member:
-    """One backend's child and what it reported."""
+    """One backend's host and what it reported."""
 
     backend: str
-    process: mp.Process
+    host: solve_host.Host
     solution: Solution | None = None
     error: str | None = None
     best: dict = field(default_factory=dict)  # its last "improved" event
@@ -170,23 +70,16 @@ def solve_isolated(problem, backend: str, timeout: float, progress: Progress | N
     kind = kind_of(problem)
     solver = solver or solver_for(problem)
     members = [b for b in PROBLEM_KINDS[kind] if b != "auto"] if backend == PORTFOLIO else [backend]
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
     t0 = time.perf_counter()
-    race = {b: _Member(b, ctx.Process(target=_child, args=(solver, problem, b, timeout, memory_mb, out, os.getpid()),
-                                      daemon=True))
-            for b in members}
-    for m in race.values():
-        m.process.start()
+    race: dict[str, _Member] = {}
     winner = None
     try:
-        winner = _collect(race, out, t0 + timeout + grace, progress)
+        for b in members:
+            race[b] = _Member(b, solve_host.start(solver, problem, b, timeout, memory_mb))
+        winner = _collect(race, t0 + timeout + grace, progress)
     finally:
-        for m in race.values():
-            if m.process.is_alive():
-                m.process.kill()
-        for m in race.values():
-            m.process.join(timeout=1)
+        for m in race.values():  # a host that answered takes the next solve; the others end now
+            solve_host.finish(m.host, reusable=m.solution is not None)
     elapsed = time.perf_counter() - t0
     sol = winner or _best_of(problem, race, backend)
     if backend == PORTFOLIO:
@@ -194,48 +87,46 @@ def solve_isolated(problem, backend: str, timeout: float, progress: Progress | N
     return replace(sol, timings={**sol.timings, "isolated_total": elapsed})
 
 
-def _collect(race: dict[str, _Member], out, kill_at: float, progress: Progress | None) -> Solution | None:
-    """Read the children's messages until one proves its answer, all settled, or ``kill_at``.
-    A child seen dead is declared so only after one more empty read: its last message may
-    still be in the pipe."""
+def _collect(race: dict[str, _Member], kill_at: float, progress: Progress | None) -> Solution | None:
+    """Read the hosts' messages until one proves its answer, all settled, or ``kill_at``.
+    A host that ends without an answer is seen as its pipe's end, after its last message."""
     lower = 0
-    dead: set[str] = set()
-    while time.perf_counter() < kill_at and not all(m.settled() for m in race.values()) and not _STOP.is_set():
-        try:
-            backend, kind, payload = out.get(timeout=POLL_S)
-        except queue_mod.Empty:
-            for m in race.values():
-                if m.backend in dead and not m.settled():
-                    m.error = _death(m.process.exitcode)
-                elif not m.settled() and not m.process.is_alive():
-                    dead.add(m.backend)
-            continue
-        m = race[backend]
-        if kind == "event" and payload.get("event") == "improved":
-            m.best = payload
-            lower = max(lower, int(payload.get("lower_bound", 0)))
-            if progress is not None:  # a racing member may know a better bound
-                progress({**payload, "lower_bound": lower, "backend": backend})
-        elif kind == "event":
-            if progress is not None:
-                progress(payload)
-        elif kind == "started":
-            continue
-        elif kind == "result":
-            m.solution = payload
-            if payload.status in ("optimal", "infeasible"):
-                return payload
-        else:
-            m.error = payload
+    while (now := time.perf_counter()) < kill_at and not all(m.settled() for m in race.values()) \
+            and not _STOP.is_set():
+        open_ = {m.host.conn: m for m in race.values() if not m.settled()}
+        for conn in wait(list(open_), timeout=min(POLL_S, kill_at - now)):
+            m = open_[conn]
+            try:
+                kind, payload = conn.recv()
+            except (EOFError, OSError):
+                m.host.process.join(timeout=1)
+                m.error = _death(m.host.process.exitcode)
+                continue
+            if kind == "event" and payload.get("event") == "improved":
+                m.best = payload
+                lower = max(lower, int(payload.get("lower_bound", 0)))
+                if progress is not None:  # a racing member may know a better bound
+                    progress({**payload, "lower_bound": lower, "backend": m.backend})
+            elif kind == "event":
+                if progress is not None:
+                    progress(payload)
+            elif kind == "result":
+                m.solution = payload
+                if payload.status in ("optimal", "infeasible"):
+                    return payload
+            else:
+                m.error = payload
     for m in race.values():
         if not m.settled():
             m.error = "stopped early (the server is shutting down)" if _STOP.is_set() else "killed at the deadline"
     return None
 
 
-def _death(exitcode: int) -> str:
+def _death(exitcode: int | None) -> str:
     """Why a solve child ended without an answer (a kill at the deadline is reported as such by
     :func:`_collect`; running out of the memory cap inside Python reports itself)."""
+    if exitcode is None:
+        return "the solve process closed its pipe without an answer"
     if exitcode == -6:
         return "the solve process aborted (signal 6: usually a native allocation refused by the memory cap)"
     if exitcode == -9:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from smug.farm.dispatch import MAX_CHUNK, Pending, Task, chunk_size, dispatch, queued_window, scheduler_queues
+from smug.farm.dispatch import CHUNK_SECONDS, MAX_CHUNK, Pending, Task, chunk_size, dispatch, queued_window, scheduler_queues
 
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
@@ -29,8 +29,8 @@ def _kill_my_worker() -> None:
 
 def test_chunk_size_follows_task_length_and_keeps_the_end_small():
     assert chunk_size(None, 1000, 2) == 1  # nothing measured yet
-    assert chunk_size(2.0, 1000, 2) == 1  # long tasks travel alone
-    assert chunk_size(0.1, 1000, 2) == 5  # about half a second of work
+    assert chunk_size(2.0 * CHUNK_SECONDS, 1000, 2) == 1  # long tasks travel alone
+    assert chunk_size(CHUNK_SECONDS / 5, 1000, 2) == 5  # about CHUNK_SECONDS of work
     assert chunk_size(0.0001, 10_000, 2) == MAX_CHUNK
     assert chunk_size(0.01, 16, 2) == 2  # at least 4 Dask tasks per thread left for the end
     assert chunk_size(0.01, 7, 2) == 1

@@ -109,6 +109,9 @@ def test_store_keeps_one_row_per_job(tmp_path):
     arrays = {"mask": np.eye(3, dtype=bool), "saliency": np.arange(4.0), "base_mask": None}
     back = unpack_arrays(pack_arrays(arrays))
     assert set(back) == {"mask", "saliency"} and back["mask"].dtype == bool and np.array_equal(back["mask"], np.eye(3))
+    big = {"saliency": np.zeros((300, 300))}  # past COMPRESS_ABOVE: compressed, and read back the same
+    blob = pack_arrays(big)
+    assert len(blob) < big["saliency"].nbytes // 10 and np.array_equal(unpack_arrays(blob)["saliency"], big["saliency"])
 
 
 def test_line_fields(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 import scipy.sparse as sp
 
 from smug.ir import DenseLayer, NetworkProblem
-from smug.pipeline.isolation import free_heap_bytes, memory_limit, solve_isolated
+from smug.pipeline.isolation import solve_isolated
+from smug.pipeline.solve_host import free_heap_bytes, memory_limit
 from smug.solver.certificate import certify_network
 from smug.solver.network_solve import solve_network
 from smug.solver.solve import Solution
