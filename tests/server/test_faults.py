@@ -18,8 +18,10 @@ from smug.pipeline import Explanation
 from _service_checks import wait_until  # tests/server/_service_checks.py
 
 
-def slow_net(layers: int = 250, channels: int = 16, size: int = 512) -> bytes:
-    """A 13 kB classifier whose single forward pass (the inspection of an upload) takes seconds."""
+def slow_net(layers: int = 750, channels: int = 16, size: int = 1024) -> bytes:
+    """A 70 kB classifier whose single forward pass (the inspection of an upload) takes seconds:
+    about 11 s with onnxruntime 1.32 on 2 cores (a 3x3 conv layer at 1024x1024x16 is 4.8 GFLOP;
+    250 layers at 512x512 took under 1 s there, though far longer with older releases)."""
     from onnx import TensorProto, helper, numpy_helper
 
     r = np.random.default_rng(0)
@@ -47,7 +49,7 @@ def test_abandoned_and_excess_uploads_are_bounded(server, client):
     health checks are answered meanwhile; when the clients' deadlines pass nothing is registered."""
     import hashlib
 
-    models = [slow_net(layers=250 + i) for i in range(4)]  # ~300 GFLOP each: far beyond the 3 s deadline
+    models = [slow_net(layers=750 + i) for i in range(4)]  # ~3.6 TFLOP each: far beyond the 3 s deadline
     assert wait_until(lambda: not server.service.running, 30)
     outcomes: list = [None] * 3
 
