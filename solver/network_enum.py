@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 from math import comb
 
 import numpy as np
@@ -67,6 +67,28 @@ def batch_size(problem: NetworkProblem, size: int, memory_mb: float) -> int:
     widest = max(layer.weight.shape[0] for layer in problem.layers)
     per_mask = 8 * (3 * widest + 2 * size + problem.n_classes * 2)
     return int(max(1, min(100_000, memory_mb * 2**20 // per_mask)))
+
+
+Layer = tuple[sp.csr_matrix | None, np.ndarray, bool]  # (weight, bias, relu)
+
+
+def forward_columns(layers: Iterable[Layer], h: np.ndarray) -> np.ndarray:
+    """Columns ``h`` (one per mask) through ``layers`` in float64, in place where it can; a layer
+    whose weight is None takes ``h`` as its pre-activations already (the enumeration's first)."""
+    for weight, bias, relu in layers:
+        if weight is not None:
+            h = weight @ h
+            h += bias[:, None]
+        if relu:
+            np.maximum(h, 0.0, out=h)
+    return h
+
+
+def class_margins(logits: np.ndarray, target: int) -> np.ndarray:
+    """Target logit minus each class's, one column per mask (``inf`` on the target's row)."""
+    margins = logits[target][None, :] - logits
+    margins[target] = np.inf
+    return margins
 
 
 def _gamma(n: int) -> float:
@@ -154,21 +176,14 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
         out_abs = np.maximum(abs(bounds[-1].lower), abs(bounds[-1].upper))
         margin_err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300
         upper_lines = None if lines is None or not k else (lines[1], G)
-        c_k, AT_k, layers_k = _varying_units(problem, c, AT, bounds)
+        AT_k, layers_k = _varying_units(problem, c, AT, bounds)
         counts["since"] = time.perf_counter()
-        for idx, h in _batches(c_k, AT_k, k, batch_size(problem, k, memory_mb), upper_lines, problem.delta, counts):
+        for idx, h in _batches(layers_k[0][1], AT_k, k, batch_size(problem, k, memory_mb), upper_lines, problem.delta, counts):
             if time.perf_counter() > deadline:
                 return result(None, "deadline")
             if h is None:
                 continue
-            for li, (weight, bias, relu) in enumerate(layers_k):
-                if li > 0:
-                    h = weight @ h
-                    h += bias[:, None]
-                if relu:
-                    np.maximum(h, 0.0, out=h)
-            margins = h[t][None, :] - h  # (n_classes, n_masks)
-            margins[t] = np.inf
+            margins = class_margins(forward_columns(layers_k, h), t)
             maybe = np.all(margins + margin_err[:, None] > problem.delta, axis=0)
             for row in np.flatnonzero(maybe):
                 counts["exact"] += 1
@@ -182,17 +197,18 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
 
 
 def _varying_units(problem: NetworkProblem, c: np.ndarray, AT: np.ndarray, bounds: list[LayerBounds]
-                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[sp.csr_matrix | None, np.ndarray, bool]]]:
+                   ) -> tuple[np.ndarray, list[Layer]]:
     """The network restricted to the units that can change between the masks ``bounds`` hold for.
 
     A unit no relevant variable reaches keeps its empty-mask value, folded into the next layer's
     bias; a ReLU whose input is never positive is 0 and dropped; every logit is kept.  Returns the
-    first layer's constant and per-variable rows over its kept units, and the layers as
-    ``(weight, bias, relu)`` (the first one's weight None).  The arithmetic is the full network's
-    less exact zeros and with constants summed first, which the caller's error bound covers."""
+    first layer's per-variable rows over its kept units, and the layers as ``(weight, bias,
+    relu)``: the first one's weight is None and its bias the first layer's constant.  The
+    arithmetic is the full network's less exact zeros and with constants summed first, which
+    the caller's error bound covers."""
     h = problem.masked_input(np.zeros(problem.n_vars, bool))
     last = len(problem.layers) - 1
-    layers: list[tuple[sp.csr_matrix | None, np.ndarray, bool]] = []
+    layers: list[Layer] = []
     prev = first = np.zeros(0, bool)
     for li, (layer, b) in enumerate(zip(problem.layers, bounds)):
         W = layer.weight.tocsr()
@@ -210,7 +226,7 @@ def _varying_units(problem: NetworkProblem, c: np.ndarray, AT: np.ndarray, bound
             layers.append((sp.csr_matrix(rows[:, prev]), layer.bias[vary] + rows[:, ~prev] @ h[~prev], layer.relu))
         h = np.where(b.upper > 0, np.maximum(z, 0.0), 0.0) if layer.relu else z
         prev = vary
-    return c[first], np.ascontiguousarray(AT[:, first]), layers
+    return np.ascontiguousarray(AT[:, first]), layers
 
 
 def _batches(c: np.ndarray, AT: np.ndarray, k: int, chunk: int, lines: tuple[np.ndarray, np.ndarray] | None,

@@ -33,7 +33,8 @@ from smug.solver.network_bounds import (
     LayerBounds, crown_bounds, first_layer_on_mask, interval_bounds, margin_lines, unstable_counts,
 )
 from smug.solver.network_enum import (
-    ENUM_MEMORY_MB, EnumResult, enumerate_optimum, mask_cost, masks_up_to, relevant_variables,
+    ENUM_MEMORY_MB, EnumResult, class_margins, enumerate_optimum, forward_columns, mask_cost, masks_up_to,
+    relevant_variables,
 )
 from smug.solver.solve import Solution, check_request
 
@@ -131,16 +132,12 @@ class _Run:
     def margins(self, masks: list[np.ndarray]) -> np.ndarray:
         """The smallest float margin (target logit minus another) of each mask, minus the rounding
         allowance used to call a float pass clear of delta."""
-        p, t = self.problem, self.problem.target
+        p = self.problem
+        layers = [(layer.weight, layer.bias, layer.relu) for layer in p.layers]
         out = []
         for at in range(0, len(masks), MARGIN_BATCH):
-            h = np.stack([p.masked_input(m) for m in masks[at:at + MARGIN_BATCH]], axis=1)
-            for layer in p.layers:
-                h = layer.weight @ h + layer.bias[:, None]
-                if layer.relu:
-                    np.maximum(h, 0.0, out=h)
-            out.append(np.delete(h[t][None, :] - h, t, axis=0).min(axis=0, initial=np.inf)
-                       - 1e-6 * (1 + abs(h).max(axis=0)))
+            h = forward_columns(layers, np.stack([p.masked_input(m) for m in masks[at:at + MARGIN_BATCH]], axis=1))
+            out.append(class_margins(h, p.target).min(axis=0) - 1e-6 * (1 + abs(h).max(axis=0)))
         return np.concatenate(out)
 
     def grow(self) -> np.ndarray | None:

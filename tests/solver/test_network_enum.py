@@ -59,7 +59,8 @@ def test_the_varying_units_give_the_full_networks_logits(seed):
     bounds = crown_bounds(p, None, max_size=k)
     A, c, _, _ = first_layer_on_mask(p)
     AT = A[:, R].T.toarray()
-    c_k, AT_k, layers = _varying_units(p, c, AT, bounds)
+    AT_k, layers = _varying_units(p, c, AT, bounds)
+    c_k = layers[0][1]  # the first layer's constant
     assert AT_k.shape[1] < AT.shape[1] or sum(w.shape[0] for w, _, _ in layers[1:]) < \
         sum(l.weight.shape[0] for l in p.layers[1:])  # something was dropped on these networks
     for size in range(k + 1):
