@@ -20,7 +20,8 @@ default solver timeout 10 s).  Measured on one machine:
   loopback; overhead per job = wall time / jobs x workers.
 
 Optionally (``--lite0 N``) N EfficientNet-Lite0 first-layer jobs (ImageNet photos from
-``--data``) the same way (loop, 1 and 2 workers).
+``--data``) the same way, in ``--lite0-rounds`` rounds (default 1: a round of 20 jobs of
+about 12 s takes about 20 minutes).
 """
 
 from __future__ import annotations
@@ -220,14 +221,14 @@ def _ratio(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.2f}x"
 
 
-def throughput(key: str, label: str, requests: list, a) -> str:
+def throughput(key: str, label: str, requests: list, a, rounds: int) -> str:
     """Interleaved rounds (one-thread loop, farm at 1 and 2 workers, the 2-process pool, the loop again):
     each round's speed-ups are against the mean of its two loops; the table gives medians over rounds."""
     n = len(requests)
     plain = loop(requests)
     answers = plain["answers"]
     runs: dict[str, list[tuple[dict, float, float, str]]] = {}  # name -> per round (run, batch ratio, steady ratio, check)
-    for _ in range(a.rounds):
+    for _ in range(rounds):
         before = loop_one_thread(key, n, a.timeout, a.data)
         got = {"farm, 1 worker": farm(requests, 1), "farm, 2 workers": farm(requests, 2),
                "2 processes on a shared queue (the ceiling, no Dask)": process_pool(requests, 2)}
@@ -253,8 +254,9 @@ def throughput(key: str, label: str, requests: list, a) -> str:
                      f"{med(60 * n / x[0]['batch'] for x in per):.0f}", _ratio(med(x[1] for x in per)), _ratio(med(steady)), f"{min(steady):.2f}-{max(steady):.2f}" if len(per) > 1 else "-"]
                     + ["; ".join(sorted(set(x[3] for x in per)))])
     rows[0].append("-")
-    return (f"**{label}, {n} jobs, {a.rounds} interleaved rounds** (batch: first submission to last result; steady: "
-            f"from the first result to the last; medians over the rounds; each round's speed-ups are against the mean "
+    return (f"**{label}, {n} jobs, {rounds} interleaved round{'s' if rounds > 1 else ''}** (batch: first "
+            f"submission to last result; steady: from the first result to the last; medians over the rounds; each "
+            f"round's speed-ups are against the mean "
             f"of its two one-thread loops, run before and after its farm and pool runs)\n\n" + "\n".join(table(
                 ["run", "batch s", "steady ms/job", "jobs/min", "speed-up (batch)", "speed-up (steady)",
                  "steady range", "check"], rows)))
@@ -266,7 +268,8 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, default=10.0, help="solver seconds per job")
     ap.add_argument("--noop", type=int, default=500, help="no-op jobs per worker count")
     ap.add_argument("--noop-workers", default="1,2,4,8,16,32", help="worker counts for the no-op overhead")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of loop / farm / pool runs")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of loop / farm / pool runs (MNIST)")
+    ap.add_argument("--lite0-rounds", type=int, default=1, help="the same for the Lite0 jobs (about 20 min a round)")
     ap.add_argument("--lite0", type=int, default=0, help="EfficientNet-Lite0 first-layer jobs (0: none)")
     ap.add_argument("--data", type=Path, default=None, help="ImageNet photos for --lite0")
     ap.add_argument("--loop-only", choices=("mnist", "lite0"), default=None, help=argparse.SUPPRESS)
@@ -283,7 +286,7 @@ def main(argv=None) -> None:
     if a.lite0:
         workloads.append(("lite0", "Lite0 first-layer (k = 3000)", workload("lite0", a)))
     for key, label, requests in workloads:
-        sections.append(throughput(key, label, requests, a))
+        sections.append(throughput(key, label, requests, a, a.rounds if key == "mnist" else a.lite0_rounds))
     noop_rows = []
     for workers in [int(w) for w in a.noop_workers.split(",")]:
         for flow, queue, chunks in FLOWS:
