@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from smug.bench.common import add_doc_args, invocation, parser, photos, publish, table, uptime
@@ -217,8 +218,29 @@ def idle_cpu(workers: int, quiet: bool, seconds: float = 20.0) -> tuple[float, f
     return used[0], sum(used[1:])
 
 
+@dataclass(frozen=True)
+class Round:
+    """One run in one round: its times, its speed-ups against the round's loops (nan: none), its check."""
+
+    batch: float
+    steady: float
+    batch_speedup: float
+    steady_speedup: float
+    check: str
+
+
 def _ratio(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:.2f}x"
+
+
+def _row(name: str, per: list[Round], n: int) -> list[str]:
+    """A table row: medians over the rounds, the range of the steady speed-up, the checks seen."""
+    med = statistics.median
+    steady = [r.steady_speedup for r in per]
+    spread = f"{min(steady):.2f}-{max(steady):.2f}" if len(per) > 1 and not math.isnan(steady[0]) else "-"
+    return [name, f"{med(r.batch for r in per):.1f}", f"{1000 * med(r.steady for r in per) / (n - 1):.0f}",
+            f"{med(60 * n / r.batch for r in per):.0f}", _ratio(med(r.batch_speedup for r in per)),
+            _ratio(med(steady)), spread, "; ".join(sorted({r.check for r in per}))]
 
 
 def throughput(key: str, label: str, requests: list, a, rounds: int) -> str:
@@ -227,7 +249,9 @@ def throughput(key: str, label: str, requests: list, a, rounds: int) -> str:
     n = len(requests)
     plain = loop(requests)
     answers = plain["answers"]
-    runs: dict[str, list[tuple[dict, float, float, str]]] = {}  # name -> per round (run, batch ratio, steady ratio, check)
+    nan = float("nan")
+    runs: dict[str, list[Round]] = {"in-process loop (default threads, once)": [
+        Round(plain["batch"], plain["steady"], nan, nan, "-")]}
     for _ in range(rounds):
         before = loop_one_thread(key, n, a.timeout, a.data)
         got = {"farm, 1 worker": farm(requests, 1), "farm, 2 workers": farm(requests, 2),
@@ -238,26 +262,18 @@ def throughput(key: str, label: str, requests: list, a, rounds: int) -> str:
                "in-process loop, one thread, again": after}
         for name, r in got.items():
             why = check(r["results"], answers) if "results" in r else check_loop(r, answers)
-            runs.setdefault(name, []).append((r, base["batch"] / r["batch"], base["steady"] / r["steady"], why))
+            runs.setdefault(name, []).append(Round(r["batch"], r["steady"], base["batch"] / r["batch"],
+                                                   base["steady"] / r["steady"], why))
     if key == "mnist":
         r = farm(requests, 2, kill_after=max(1, n // 3))
         retried = sum(1 for x in r["results"] if x.attempts > 1)
         runs[f"farm, 2 workers, one SIGKILLed after {n // 3} results (once)"] = [
-            (r, float("nan"), float("nan"), f"{check(r['results'], answers)}, re-run {retried}")]
-    med = statistics.median
-    rows = [["in-process loop (default threads, once)", f"{plain['batch']:.1f}", f"{1000 * plain['steady'] / (n - 1):.0f}",
-             f"{60 * n / plain['batch']:.0f}", "-", "-", "-"]]
-    for name, per in runs.items():
-        steady = [x[2] for x in per]
-        rows.append([name, f"{med(x[0]['batch'] for x in per):.1f}",
-                     f"{1000 * med(x[0]['steady'] for x in per) / (n - 1):.0f}",
-                     f"{med(60 * n / x[0]['batch'] for x in per):.0f}", _ratio(med(x[1] for x in per)), _ratio(med(steady)), f"{min(steady):.2f}-{max(steady):.2f}" if len(per) > 1 else "-"]
-                    + ["; ".join(sorted(set(x[3] for x in per)))])
-    rows[0].append("-")
+            Round(r["batch"], r["steady"], nan, nan, f"{check(r['results'], answers)}, re-run {retried}")]
+    rows = [_row(name, per, n) for name, per in runs.items()]
     return (f"**{label}, {n} jobs, {rounds} interleaved round{'s' if rounds > 1 else ''}** (batch: first "
             f"submission to last result; steady: from the first result to the last; medians over the rounds; each "
-            f"round's speed-ups are against the mean "
-            f"of its two one-thread loops, run before and after its farm and pool runs)\n\n" + "\n".join(table(
+            f"round's speed-ups are against the mean of its two one-thread loops, run before and after its farm "
+            f"and pool runs)\n\n" + "\n".join(table(
                 ["run", "batch s", "steady ms/job", "jobs/min", "speed-up (batch)", "speed-up (steady)",
                  "steady range", "check"], rows)))
 

@@ -6,7 +6,8 @@ page it writes, and its exit tears everything down again (measured in ``bench/fa
 about 20 ms of kernel time a job of 65 ms).  A host is forked once and then receives
 each job through a pipe: ``(solver, problem, backend, timeout, memory_mb)``, pickled.
 
-Protocol, parent -> host: a job, or ``None`` (exit).  Host -> parent, per job:
+Protocol, parent -> host: a job (an idle host past :data:`MAX_IDLE_HOSTS` is killed, as at a
+deadline).  Host -> parent, per job:
 ``("started", None)`` once the job is unpickled (or ``("unusable", why)``: a host forked
 before the solver's module was imported cannot load it; the parent retries on a fresh
 host), then any number of ``("event", dict)``, then ``("result", Solution)`` or
@@ -119,7 +120,7 @@ def _trim_heap() -> None:
 
 # ---- the host's side ----------------------------------------------------------------------------------
 def _host_main(conn: Connection, parent: int) -> None:
-    """Entry point of a host: jobs from ``conn`` until ``None``, an error, or its end.
+    """Entry point of a host: jobs from ``conn`` until an error or its pipe's end.
     Solver banners (HiGHS prints one) go to stderr: the caller's stdout carries only its own output."""
     gc.freeze()  # the parent's objects: never traversed (nor copied on write) by this host's collections
     _keep_freed_memory()
@@ -136,8 +137,6 @@ def _host_main(conn: Connection, parent: int) -> None:
             job = pickle.loads(data)
         except Exception as exc:  # a solver from a module imported after this host was forked
             conn.send(("unusable", type(exc).__name__))
-            return
-        if job is None:
             return
         conn.send(("started", None))
         if not _serve(conn, *job):
@@ -272,6 +271,7 @@ def _fork_host() -> Host:
 def start(solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None) -> Host:
     """A host running this job (it has loaded it); read its messages from ``host.conn``."""
     data = pickle.dumps((solver, problem, backend, timeout, memory_mb), protocol=pickle.HIGHEST_PROTOCOL)
+    kind, why = "no answer", f"within {START_S:.0f} s"
     for fresh in (False, True):
         host = _HOSTS.take(fresh)
         try:

@@ -177,8 +177,9 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
         margin_err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300
         upper_lines = None if lines is None or not k else (lines[1], G)
         AT_k, layers_k = _varying_units(problem, c, AT, bounds)
+        constant = layers_k[0][1]  # the first layer's, over its varying units
         counts["since"] = time.perf_counter()
-        for idx, h in _batches(layers_k[0][1], AT_k, k, batch_size(problem, k, memory_mb), upper_lines, problem.delta, counts):
+        for idx, h in _batches(constant, AT_k, k, batch_size(problem, k, memory_mb), upper_lines, problem.delta, counts):
             if time.perf_counter() > deadline:
                 return result(None, "deadline")
             if h is None:
