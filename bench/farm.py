@@ -291,6 +291,8 @@ def main(argv=None) -> None:
     ap.add_argument("--loop-only", choices=("mnist", "lite0"), default=None, help=argparse.SUPPRESS)
     add_doc_args(ap)
     a = ap.parse_args(argv)
+    if a.rounds < 1 or a.lite0_rounds < 1:
+        ap.error("--rounds and --lite0-rounds must be at least 1")
     load_before = uptime()
     sections = []
     if a.loop_only:  # the one-thread loop's child process (loop_one_thread)
