@@ -30,9 +30,14 @@ batch stay small so that the workers finish together.  A chunk that does not com
 its worker ``allowed-failures + 1`` times) is split: each of its tasks runs again alone,
 so only the task that kills workers ends as failed.
 
-Attempts: each task announces each start on the scheduler's event log (topic
-:data:`EVENT_TOPIC`); the submitter counts them per key.  A task that kills its worker
-is re-run by Dask up to ``retries`` times, then ends as failed with that reason.
+Attempts: each Dask task announces each of its starts on the scheduler's event log (topic
+:data:`EVENT_TOPIC`, one message naming every task it carries); the submitter counts them
+per task, so a task's attempts are the starts of the Dask tasks that carried it (a chunk
+killed with its worker counts for each of its tasks, run or not).  One message per Dask
+task, not per task: a message per task cost about 2 ms of CPU a task in the workers and
+the client together (4 rounds of 200 MNIST jobs on 2 workers, ``psutil``).  A task that
+kills its worker is re-run by Dask up to ``retries`` times, then ends as failed with that
+reason.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-EVENT_TOPIC = "smug-farm"  # a task announces each start here (the submitter counts attempts)
+EVENT_TOPIC = "smug-farm"  # a Dask task announces each start here: {"jobs": [keys], "pid"} (attempts)
 SATURATION_KEY = "distributed.scheduler.worker-saturation"
 CHUNK_SECONDS = 2.0  # a chunk of short tasks lasts about this long
 MAX_CHUNK = 32
@@ -81,12 +86,12 @@ class Ran:
 
 
 def run_tasks(members: list[tuple[str, Callable, tuple]]) -> list[Ran]:
-    """What Dask runs: each ``(key, function, args)`` in turn, announcing its start first.
-    An exception ends that task only; ``MemoryError`` (the worker is short of memory) goes
-    to Dask, which retries the whole Dask task."""
+    """What Dask runs: each ``(key, function, args)`` in turn, after announcing the start of
+    all of them.  An exception ends that task only; ``MemoryError`` (the worker is short of
+    memory) goes to Dask, which retries the whole Dask task."""
+    _announce([key for key, _, _ in members])
     out = []
-    for key, function, args in members:
-        _announce(key)
+    for _, function, args in members:
         t0 = time.perf_counter()
         try:
             out.append(Ran(function(*args), seconds=time.perf_counter() - t0))
@@ -107,14 +112,15 @@ def worker_address() -> str:
         return f"pid {os.getpid()}"
 
 
-def _announce(key: str) -> None:
+def _announce(keys: list[str]) -> None:
+    """Tell the submitter (and anyone reading the event log) that ``keys`` start on this worker."""
     try:
         from distributed import get_worker
 
         w = get_worker()
     except (ImportError, ValueError):
         return
-    w.log_event(EVENT_TOPIC, {"job": key, "pid": os.getpid()})
+    w.log_event(EVENT_TOPIC, {"jobs": keys, "pid": os.getpid()})
 
 
 def chunk_size(median_s: float | None, waiting: int, threads: int) -> int:
@@ -214,8 +220,8 @@ class _Dispatch:
 
     def _on_event(self, event) -> None:
         _, msg = event
-        if isinstance(msg, dict) and "job" in msg:
-            self.starts[msg["job"]] += 1
+        if isinstance(msg, dict) and isinstance(msg.get("jobs"), (list, tuple)):
+            self.starts.update(msg["jobs"])
 
     def _top_up(self) -> None:
         threads = self.threads()

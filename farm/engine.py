@@ -33,7 +33,7 @@ class JobResult:
     status: str | None  # the explanation's status (optimal, feasible, ...) when done
     objective: int | None
     reason: str | None
-    attempts: int
+    attempts: int  # starts of the Dask tasks that carried it (smug.farm.dispatch)
     seconds: float | None
     worker: str | None
     result: dict | None  # Explanation.to_json() when done

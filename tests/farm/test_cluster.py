@@ -105,11 +105,12 @@ def test_worker_killed_mid_batch_every_job_ends_once(client, tmp_path, digits):
     killed: list[int] = []
 
     def kill_a_worker_running_a_slow_job() -> None:
-        """Each job announces its start (job id, worker pid) on the farm's event topic: kill the
-        worker of the first slow job that has started, while it runs (a slow job takes >= 3 s)."""
+        """Each Dask task announces its start (its jobs' keys, the worker's pid) on the farm's event
+        topic: kill the worker of the first slow job that has started, while it runs (a slow job
+        takes >= 3 s)."""
         end = time.time() + 120
         while time.time() < end:
-            started = [msg for _, msg in client.get_events(EVENT_TOPIC) if msg.get("job") in slow_ids]
+            started = [msg for _, msg in client.get_events(EVENT_TOPIC) if slow_ids & set(msg.get("jobs", ()))]
             if started:
                 time.sleep(0.5)
                 os.kill(started[0]["pid"], signal.SIGKILL)
