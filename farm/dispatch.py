@@ -19,16 +19,17 @@ there:
 * **one per thread** (otherwise, and for batches too small to be queued): the submitter
   keeps one task per worker thread in flight and tops up as results arrive.
 
-Chunks: each Dask task costs ~10 ms of CPU in the scheduler, the worker and this
-process (``bench/farm.py``), a lot beside tasks of 30-100 ms (whole-network MNIST).  Once
-the first results show tasks that short, consecutive tasks travel together as one Dask
-task of about :data:`CHUNK_SECONDS` (their results come back together: a progress display
+Chunks: each Dask task costs ~10 ms of CPU in the scheduler, the worker and this process
+(``bench/farm.py``), a lot beside tasks of 30-100 ms (whole-network MNIST). Once the
+first results show tasks that short, consecutive tasks travel together as one Dask task
+of about :data:`CHUNK_SECONDS` (their results come back together: a progress display
 moves in steps of about that, and a worker's death costs about that much work again; on
 2 workers, medians of 5 rounds: 1.74x a one-thread loop with chunks of 0.5 s, 1.65-1.83x
-with 2 s, within the machine's noise, see ``docs/benchmarks.md``); the last tasks of a
-batch stay small so that the workers finish together.  A chunk that does not come back (it killed
-its worker ``allowed-failures + 1`` times) is split: each of its tasks runs again alone,
-so only the task that kills workers ends as failed.
+with 2 s (1.69x over 9 rounds, against 1.84x for a pool without Dask), within the
+machine's noise, see ``docs/benchmarks.md``); the last tasks of a batch stay small so
+that the workers finish together. A chunk that does not come back (it killed its worker
+``allowed-failures + 1`` times) is split: each of its tasks runs again alone, so only
+the task that kills workers ends as failed.
 
 Attempts: each Dask task announces each of its starts on the scheduler's event log (topic
 :data:`EVENT_TOPIC`, one message naming every task it carries); the submitter counts them
