@@ -26,6 +26,19 @@ def cache_dir() -> Path:
     return path
 
 
+def proc_status_bytes(field: str, pid: int | str = "self") -> int:
+    """A size from ``/proc/<pid>/status`` in bytes (``VmRSS``, ``VmSize``, ...); 0 when the process
+    or the field is not there (it ended, or this is not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
     path = Path(path)

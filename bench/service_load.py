@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from smug.bench.common import ROOT, add_doc_args, invocation, parser, publish, table, uptime
+from smug.common import proc_status_bytes
 
 TITLE = "gRPC service under load (issue 4)"
 RESULTS = ROOT / "smug-out" / "bench" / "service_load.json"  # git-ignored
@@ -43,11 +44,10 @@ def _tree_rss_mb(pid: int) -> float:
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+            total += proc_status_bytes("VmRSS", p) / 2**20
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo += [int(c) for c in f.read().split()]
-        except (OSError, StopIteration):
+        except OSError:
             pass
     return total
 

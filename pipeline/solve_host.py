@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Callable
 
+from smug.common import proc_status_bytes
+
 MAX_IDLE_HOSTS = 4  # kept between solves (a portfolio races up to this many backends)
 TRIM_ABOVE = 64 << 20  # a host gives its free heap back to the system past this after a job
 START_S = 30.0  # longest wait for a host to load a job
@@ -101,14 +103,6 @@ def memory_limit(mapped: int, cap: int, free_heap: int) -> int:
     return mapped + max(0, cap - free_heap)
 
 
-def _virtual_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _trim_heap() -> None:
     """Give a big free heap back to the system between jobs (an idle host keeps little)."""
     if free_heap_bytes() > TRIM_ABOVE:
@@ -156,7 +150,7 @@ def _serve(conn: Connection, solver: Callable, problem, backend: str, timeout: f
 
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if memory_mb:
-        limit = memory_limit(_virtual_bytes(), memory_mb * 2**20, free_heap_bytes())  # libraries are mapped already
+        limit = memory_limit(proc_status_bytes("VmSize"), memory_mb * 2**20, free_heap_bytes())  # libraries are mapped already
         resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
     try:
         result = solver(problem, backend=backend, timeout=timeout, progress=lambda ev: send(("event", ev)))

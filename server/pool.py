@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from smug.common import proc_status_bytes
 from smug.server.errors import ServiceError
 from smug.server.worker import worker_main
 
@@ -34,14 +35,7 @@ MEMORY_CHECK_S = 0.2
 
 
 def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return proc_status_bytes("VmRSS", pid) / 2**20
 
 
 @dataclass
