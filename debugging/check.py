@@ -66,7 +66,7 @@ def mask_of(dump: ParsedDump, result: dict) -> set[str]:
                                ("number of mask variables", result.get("n_vars"), meta.get("n_vars"))):
         if theirs != ours:
             raise differ(what, theirs, ours)
-    config = result.get("config", {})
+    config = result.get("constraints", result.get("config", {}))  # keep-class: the returned step's (top_k, gamma)
     for p in PARAMS:
         if p in config and p in meta.get("params", {}) and config[p] != meta["params"][p]:
             raise differ(p, config[p], meta["params"][p])

@@ -141,6 +141,17 @@ class Explanation:
         return {**config, "backend": self.request.get("backend"), "timeout": self.request.get("timeout")}
 
     @property
+    def constraints(self) -> dict:
+        """The parameters of the constraint set the mask answers (what ``smug dump`` needs to write
+        it): the request's, except that a keep-class answer's ``top_k`` and ``gamma`` are those of
+        the step it returned (``encoding.keep_class.constraints``)."""
+        out = {k: v for k, v in self.config.items() if k not in ("backend", "timeout")}
+        final = (self.encoding.get("keep_class") or {}).get("constraints")
+        if final:
+            out.update(top_k=final["top_k"], gamma=final["gamma"])
+        return out
+
+    @property
     def n_blocks(self) -> int:
         return self.n_vars
 
@@ -200,6 +211,7 @@ class Explanation:
                 out[name] = getattr(self, name)
         out["warnings"] = list(self.warnings)
         out["config"] = self.config
+        out["constraints"] = self.constraints
         out["keeps_class"] = self.keeps_class
         out["masked_confidence"] = self.masked_confidence
         out["modality"] = self.modality

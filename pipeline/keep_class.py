@@ -144,10 +144,12 @@ def refine(top_k: int, gamma: float, n_positive: int, rebuild: Callable[[int, fl
     return best or closest or first[0], steps
 
 
-def report(steps: list[Step], chosen: Step, options: KeepClass) -> dict:
-    """The keep-class part of an answer: the final constraint set and every step."""
-    return {"kept": chosen.keeps_class, "constraints": {"top_k": chosen.top_k, "gamma": chosen.gamma,
-                                                         "layers": "first layer"},
+def report(steps: list[Step], chosen: Step, options: KeepClass, top_k: int) -> dict:
+    """The keep-class part of an answer: the final constraint set (the ``top_k`` and ``gamma`` that
+    rebuild the chosen step's encoding: ``top_k`` is the request's own where the step kept its
+    number of neurons, :func:`ladder` clips it to the positive ones) and every step."""
+    return {"kept": chosen.keeps_class, "constraints": {"top_k": top_k,
+                                                         "gamma": chosen.gamma, "layers": "first layer"},
             "min_confidence": options.min_confidence, "steps": [s.__dict__ for s in steps],
             "note": None if chosen.keeps_class else
             "no constraint set tried before the deadline kept the decision; this is the closest step"}
@@ -172,4 +174,5 @@ def keep_decision(enc, layer, x: np.ndarray, config, baseline: float, check: Cal
                        constrained=constrained)
 
     chosen, steps = refine(config.top_k, config.gamma, n_positive, rebuild, solve, check, deadline)
-    return chosen.encoding, chosen.solution, report(steps, chosen.step, options)
+    top_k = config.top_k if chosen.step.top_k == min(config.top_k, n_positive) else chosen.step.top_k
+    return chosen.encoding, chosen.solution, report(steps, chosen.step, options, top_k)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 
 from smug.debugging import DumpError, read_dump
@@ -133,3 +134,35 @@ def test_accepts_the_bundled_photo(tmp_path, fmt):
     report = check(path, result)
     assert report.ok and report.optimum == e.objective, report.message
     assert report.seconds < 30
+
+
+def test_a_keep_class_answer_passes_the_check_of_its_final_constraints(tmp_path, capsys):
+    """Issue 31 item 4, end to end through the CLI: explain --keep-class, dump the constraint set the
+    answer names (the returned step's top_k and gamma, not the request's), check."""
+    from smug.clients.cli import run_command as cli
+    from smug.pipeline import ExplainRequest
+    from smug.pipeline.inputs import load_image
+
+    out = tmp_path / "out"
+    assert cli(["explain", "--model", "mnist-mlp", "--keep-class", "--timeout", "30", "--quiet",
+                "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    final = result["encoding"]["keep_class"]["constraints"]
+    assert result["keeps_class"] is True and result["status"] == "optimal"
+    assert result["config"]["gamma"] == 0.0 and final["gamma"] > 0.0  # the request's set is not the returned one
+    assert (result["constraints"]["top_k"], result["constraints"]["gamma"]) == (final["top_k"], final["gamma"])
+    subject = load_image(ExplainRequest.build(None, "mnist-mlp"))  # the mask keeps the digit: a real forward pass
+    pixels = np.zeros(subject.x.shape[1:], dtype=bool)
+    for r, c in result["mask_blocks"]:
+        pixels[r * 4:(r + 1) * 4, c * 4:(c + 1) * 4] = True
+    assert int(subject.model.logits(np.where(pixels, subject.x, 0.0)[None].astype(np.float32))[0].argmax()) \
+        == result["target"]
+    capsys.readouterr()
+    final_dump, request_dump = tmp_path / "final.smt2", tmp_path / "request.smt2"
+    assert cli(["dump", "--model", "mnist-mlp", "--top-k", str(final["top_k"]), "--gamma", str(final["gamma"]),
+                "--out", str(final_dump)]) == 0
+    assert cli(["dump", "--model", "mnist-mlp", "--out", str(request_dump)]) == 0
+    report = check(final_dump, out / "result.json")
+    assert report.ok and report.optimum == result["objective"], report.message
+    with pytest.raises(DumpError, match="its gamma is"):  # the request's own constraints are not the answer's
+        check(request_dump, out / "result.json")
