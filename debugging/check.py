@@ -66,6 +66,13 @@ def mask_of(dump: ParsedDump, result: dict) -> set[str]:
                                ("number of mask variables", result.get("n_vars"), meta.get("n_vars"))):
         if theirs != ours:
             raise differ(what, theirs, ours)
+    for key, what in (("input_sha256", "input"), ("model_sha256", "model file")):
+        if meta.get(key) and not result.get(key):
+            raise DumpError(f"the result does not say which {what} it answers (no {key}: an older smug wrote it); "
+                            "explain again")
+        if meta.get(key) and result[key] != meta[key]:
+            raise DumpError(f"the result does not belong to this dump: it answers another {what} "
+                            f"({key} {result[key][:12]}..., the dump's {meta[key][:12]}...)")
     config = result.get("constraints", result.get("config", {}))  # keep-class: the returned step's (top_k, gamma)
     for p in PARAMS:
         if p in config and p in meta.get("params", {}) and config[p] != meta["params"][p]:

@@ -7,6 +7,7 @@ line that says what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -104,9 +105,7 @@ def read_dump(path: str | Path) -> ParsedDump:
     fmt = meta.get("format")
     if fmt not in COMMENTS:
         raise DumpError(f"{path}: unknown dump format {fmt!r} in its header")
-    last = next((l for l in reversed(lines) if l.strip()), "")
-    if last.strip() != f"{COMMENTS[fmt]} {MARK} end":
-        raise DumpError(f"{path} is truncated: it ends at line {len(lines)} without the 'smug-dump end' line")
+    _check_end(path, text, fmt, meta)
     dump = ParsedDump(str(path), fmt, meta, text)
     parse = {"smt2": _parse_smt2, "wcnf": _parse_wcnf, "lp": _parse_milp, "mps": _parse_milp}[fmt]
     try:
@@ -117,6 +116,23 @@ def read_dump(path: str | Path) -> ParsedDump:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DumpError(f"{path}: the {fmt} body does not parse: {msg}") from None
     return dump
+
+
+def _check_end(path: Path, text: str, fmt: str, meta: dict) -> None:
+    """The end line is there and (header version 2 on) its sha256 is that of everything before it."""
+    lines = text.splitlines()
+    last = next((l for l in reversed(lines) if l.strip()), "").strip()
+    marker = f"{COMMENTS[fmt]} {MARK} end"
+    if last != marker and not last.startswith(marker + " sha256:"):
+        raise DumpError(f"{path} is truncated: it ends at line {len(lines)} without the 'smug-dump end' line")
+    version = meta.get("dump_version", 1)
+    if not isinstance(version, int) or version < 2:
+        return  # an older smug's dump: nothing covers its header
+    digest = last[len(marker + " sha256:"):] if last != marker else ""
+    body = text[: text.rstrip().rfind("\n") + 1]
+    if digest != hashlib.sha256(body.encode("utf-8")).hexdigest():
+        raise DumpError(f"{path} was edited after smug wrote it: its end line's sha256 does not match its header "
+                        "and constraints")
 
 
 # ---- SMT-LIB2 (pysmt) --------------------------------------------------------------

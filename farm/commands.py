@@ -14,6 +14,7 @@ import json
 import sys
 
 COMMANDS = ("farm",)
+SHOWN = 20  # superseded rows named one by one before a count
 
 
 def add_commands(sub) -> None:
@@ -29,6 +30,9 @@ def add_commands(sub) -> None:
     run.add_argument("--job-timeout", type=float, default=None, help="wall seconds per job from its start")
     run.add_argument("--retries", type=int, default=2, help="re-runs of a job that kills its worker (default 2)")
     run.add_argument("--memory-limit", default="auto", help="per local worker, e.g. 4GiB (default: RAM / workers)")
+    run.add_argument("--dashboard", nargs="?", const=":8787", default=None, metavar="[HOST]:PORT",
+                     help="serve Dask's dashboard of the local cluster (unauthenticated; default off; "
+                          "bare --dashboard: 127.0.0.1:8787)")
     run.add_argument("--skip-invalid", action="store_true", help="run the valid lines of a manifest with bad ones")
     run.add_argument("--retry-failed", action="store_true", help="also re-run jobs the store has as failed")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,11 +85,13 @@ def _run(a) -> int:
     for line, first in manifest.duplicates:
         print(f"smug farm: manifest line {line} is the same job as line {first}; it runs once", file=sys.stderr)
     manifest.checked(a.skip_invalid)
+    _say_superseded(a.db, manifest.jobs)
     bar = None if a.quiet else ProgressBar()
     counts = {"done": 0, "failed": 0}
     try:
         for r in run(manifest.jobs, a.db, workers=a.workers, scheduler=a.scheduler, job_timeout=a.job_timeout,
-                     retries=a.retries, memory_limit=a.memory_limit, retry_failed=a.retry_failed, progress=bar):
+                     retries=a.retries, memory_limit=a.memory_limit, retry_failed=a.retry_failed, progress=bar,
+                     dashboard=a.dashboard):
             counts[r.state] += 1
     finally:
         if bar is not None:
@@ -93,6 +99,27 @@ def _run(a) -> int:
     print(json.dumps({"db": a.db, "jobs": len(manifest.jobs), "invalid": len(manifest.errors), **counts,
                       "skipped": len(manifest.jobs) - counts["done"] - counts["failed"]}))
     return 0
+
+
+def _say_superseded(db: str, jobs) -> None:
+    """Name the store's rows of an older id scheme that this run recomputes (they are kept)."""
+    from pathlib import Path
+
+    from smug.farm.store import Store
+
+    if not Path(db).is_file():
+        return
+    with Store(db) as s:
+        old = s.superseded(jobs)
+    if old:
+        print(f"smug farm: {len(old)} job(s) of this run were stored under an older id scheme (an older smug); "
+              "this run recomputes them (the old rows stay readable and exportable):", file=sys.stderr)
+    for row in old[:SHOWN]:
+        where = f"line {row['line']}" if row["line"] is not None else "a job"
+        print(f"smug farm:   {where}: {row['input']}, {row['model']}, {row['method']} (id scheme {row['id_scheme']}, "
+              f"{row['state']})", file=sys.stderr)
+    if len(old) > SHOWN:
+        print(f"smug farm:   ... and {len(old) - SHOWN} more", file=sys.stderr)
 
 
 def _status(a) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from smug.farm.jobs import Job
+from smug.farm.jobs import SCHEME, Job
+from smug.farm.storefile import StoreError, connect, reading, writing
 from smug.pipeline import Explanation
 
 SCHEMA_VERSION = 1
@@ -60,19 +60,16 @@ class Store:
     """The SQLite file of a batch (or of several: it is a set of jobs keyed by id)."""
 
     def __init__(self, path: str | Path, create: bool = True):
+        """Open (``create``: as the writer, making a new store if there is none; else read-only) after
+        the checks of :func:`smug.farm.storefile.connect`: any fault is one :class:`StoreError`."""
         self.path = Path(path)
-        if not create and not self.path.is_file():
-            raise FileNotFoundError(f"no farm store at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60.0)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        with self.db:
-            self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        version = int(self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"{self.path} is a farm store of schema {version}; this smug reads {SCHEMA_VERSION}")
+        self.db = connect(self.path, create, f"{SCHEMA}INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');")
+        with reading(self.path):
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or str(row[0]) != str(SCHEMA_VERSION):
+            self.db.close()
+            raise StoreError(f"{self.path} is a farm store of schema {None if row is None else row[0]}; "
+                             f"this smug reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
@@ -88,8 +85,8 @@ class Store:
         """Record ``jobs`` as pending unless the store has them already; the number added."""
         now = time.time()
         rows = [(j.id, j.line, j.name, j.request.model, j.request.input_label(), j.request.method,
-                 json.dumps(j.request.to_json()), now) for j in jobs]
-        with self.db:
+                 json.dumps({**j.request.to_json(), "id_scheme": SCHEME}), now) for j in jobs]
+        with writing(self.path), self.db:
             before = self.db.total_changes
             self.db.executemany("INSERT OR IGNORE INTO jobs (id, line, name, model, input, method, request, state, "
                                 "submitted) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)", rows)
@@ -113,7 +110,7 @@ class Store:
         r = rec.result or {}
         cert = r.get("certificate") or {}
         valid = cert.get("valid")
-        with self.db:
+        with writing(self.path), self.db:
             self.db.execute(
                 "UPDATE jobs SET state=?, status=?, objective=?, lower_bound=?, certified=?, reason=?, "
                 "attempts=attempts+?, seconds=?, worker=?, result=?, arrays=?, finished=? WHERE id=?",
@@ -124,7 +121,8 @@ class Store:
     # ---- reading ------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         """Jobs per state (every state present, zero included) and the total."""
-        got = dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+        with reading(self.path):
+            got = dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
         counts = {s: int(got.get(s, 0)) for s in STATES}
         return {**counts, "total": sum(counts.values())}
 
@@ -141,12 +139,13 @@ class Store:
         cols = [*SCALARS, "request", *(["result"] if results else [])]
         cur = self.db.execute(f"SELECT {', '.join(cols)} FROM jobs WHERE state IN ({','.join('?' * len(states))}) "
                               f"ORDER BY line, id", states)
-        for row in cur:
-            d = dict(zip(cols, row))
-            d["request"] = json.loads(d["request"])
-            if results:
-                d["result"] = None if d["result"] is None else json.loads(d["result"])
-            yield d
+        with reading(self.path):
+            for row in cur:
+                d = dict(zip(cols, row))
+                d["request"] = json.loads(d["request"])
+                if results:
+                    d["result"] = None if d["result"] is None else json.loads(d["result"])
+                yield d
 
     def finished_since(self, t: float) -> list[dict]:
         """Jobs finished at or after time ``t`` (id, state, reason, attempts, finished), oldest first."""
@@ -163,6 +162,22 @@ class Store:
         if row[0] != "done":
             raise KeyError(f"job {job_id} is {row[0]}, it has no explanation")
         return Explanation.from_json(json.loads(row[1]), unpack_arrays(row[2]))
+
+    def superseded(self, jobs: Iterable[Job]) -> list[dict]:
+        """Rows written under an older id scheme (:data:`~smug.farm.jobs.SCHEME`; rows without
+        ``id_scheme`` are scheme 1) that ``jobs`` ask again (the same line, name, input, model and
+        method) under another id: they stay readable and exportable, and are not reused, so a run
+        of ``jobs`` recomputes them.  Each: id, line, name, input, model, method, state, id_scheme."""
+        ours = {(j.line, j.name, j.request.input_label(), j.request.model, j.request.method) for j in jobs}
+        have = {j.id for j in jobs}
+        out = []
+        for row in self.rows():
+            scheme = row["request"].get("id_scheme", 1)
+            key = (row["line"], row["name"], row["input"], row["model"], row["method"])
+            if scheme != SCHEME and key in ours and row["id"] not in have:
+                out.append({**{k: row[k] for k in ("id", "line", "name", "input", "model", "method", "state")},
+                            "id_scheme": scheme})
+        return out
 
     def ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM jobs ORDER BY line, id")]

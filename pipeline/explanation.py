@@ -98,6 +98,11 @@ class Explanation:
     image: ImageParts | None = None
     text: TextParts | None = None
     origin: dict = field(default_factory=dict)  # where it was computed (server, request id, model id)
+    # the request it answers (pipeline/identity.py; empty in answers of an older smug)
+    identity: str = ""  # the request's identity digest
+    id_scheme: int | None = None
+    input_sha256: str = ""  # of the input's content
+    model_sha256: str = ""  # of the model's ONNX file
 
     def __repr__(self) -> str:
         size = "no mask" if self.objective is None else f"{self.objective} of {self.n_vars}"

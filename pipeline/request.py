@@ -40,6 +40,9 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 BACKENDS = all_backends()  # every backend name a request may give (the solver's registry)
 
 
+LABEL = {"identity": "label"}  # field metadata: the field names a request and changes no answer (pipeline/identity.py)
+
+
 class RequestError(ValueError):
     """A request that cannot be run: the message names the parameter or input at fault."""
 
@@ -57,7 +60,7 @@ class ImageBytes:
     """An encoded image (PNG, JPEG, ...) held in memory, e.g. an upload."""
 
     data: bytes = field(repr=False)
-    label: str = "uploaded image"
+    label: str = field(default="uploaded image", metadata=LABEL)
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class ArrayInput:
     """A model-space array (the model's input shape, a batch of one allowed)."""
 
     array: np.ndarray = field(repr=False)
-    label: str = "array"
+    label: str = field(default="array", metadata=LABEL)
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ class ExplainRequest:
     backend: str = "auto"
     target: int | None = None
     timeout: float = 60.0  # solver seconds (the deadline, if sooner, caps it)
-    name: str | None = None  # a job name (batch manifests)
+    name: str | None = field(default=None, metadata=LABEL)  # a job name (batch manifests)
     keep: KeepClass | None = None  # keep-class mode (smug.pipeline.keep_class); None: plain SMUG
     preprocess: ImagePreprocess | None = None  # image files for a model outside the zoo (or overriding its own)
 

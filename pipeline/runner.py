@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smug.ir import MaskProblem, NetworkProblem
 from smug.pipeline import baseline, first_layer, text, whole_network
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation
+from smug.pipeline.identity import bound_to
 from smug.pipeline.inputs import load_image, load_text
 from smug.pipeline.request import SMUG, WHOLE_NETWORK, ExplainRequest
 from smug.pipeline.stages import Progress, Stages
@@ -19,7 +20,10 @@ def run(request: ExplainRequest, progress: Progress | None = None, deadline: Dea
     the solve gets what is left of it, and a stage that cannot start raises
     :class:`~smug.pipeline.deadline.DeadlineExceeded`."""
     deadline = deadline or Deadline()
-    stages = Stages(progress)
+    return replace(_explain(request, Stages(progress), deadline), **bound_to(request))
+
+
+def _explain(request: ExplainRequest, stages: Stages, deadline: Deadline) -> Explanation:
     if request.modality == "text":
         with stages.stage("load"):
             subject = load_text(request)
@@ -83,31 +87,6 @@ class Dump:
         return self.text
 
 
-def _input_sha256(request: ExplainRequest, text_input: str | None) -> str:
-    import hashlib
-
-    import numpy as np
-
-    from smug.models.zoo import ZOO
-    from smug.pipeline.request import ArrayInput, DemoInput, ImageBytes, ImageFile
-
-    src = request.input
-    if text_input is not None:
-        data = text_input.encode("utf-8")
-    elif isinstance(src, ImageFile):
-        with open(src.path, "rb") as f:
-            data = f.read()
-    elif isinstance(src, ImageBytes):
-        data = src.data
-    elif isinstance(src, ArrayInput):
-        data = np.ascontiguousarray(src.array, dtype=np.float64).tobytes()
-    elif isinstance(src, DemoInput) and request.model in ZOO:
-        data = ZOO[request.model].demo_input.read_bytes()
-    else:
-        data = b""
-    return hashlib.sha256(data).hexdigest()
-
-
 def _variables(problem, request: ExplainRequest, words: tuple[str, ...] | None) -> dict:
     """Each variable name's block and top-left pixel (images) or word (text)."""
     import re
@@ -134,7 +113,6 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
 
     import numpy as np
 
-    from smug.models.zoo import load_model
     from smug.solver.dump_formats import FORMATS, header_lines, write_dump
 
     if request.problem_kind is None:
@@ -147,17 +125,16 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
         raise ValueError("wcnf is written for first-layer and text problems; use smt2, lp or mps for a whole network")
     enc = encode(request, progress)
     problem = enc.problem
-    words = text_input = None
+    words = None
     if request.modality == "text":
         tokens = load_text(request).tokens
-        words, text_input = tuple(tokens.words), tokens.text
+        words = tuple(tokens.words)
     kind = "text" if words is not None else request.problem_kind
     config = request.to_json()
     params = dict(config["config"])
     params.update(params.pop("smug", None) or {})
     meta = {
-        "kind": kind, "model": enc.model, "model_sha256": load_model(request.model)[0].sha256,
-        "input": request.input_label(), "input_sha256": _input_sha256(request, text_input),
+        "kind": kind, "model": enc.model, **bound_to(request), "input": request.input_label(),
         "x_sha256": hashlib.sha256(np.ascontiguousarray(problem.x, dtype=np.float64).tobytes()).hexdigest(),
         "target": int(enc.target), "params": params, "request": config,
         "smug_version": sys.modules["smug"].__version__,  # the parent package is loaded before any submodule

@@ -8,11 +8,16 @@ embedded ``LocalCluster`` of ``farm_workers``, or ``farm_scheduler``'s cluster).
 ``WatchBatch`` reads the store: every finished job (from the start, on every call, so a
 watcher may reconnect) and the counts, until no job is pending.
 
-A batch's id is a hash of its job ids: the same requests make the same batch, so
-resubmitting them after a server restart resumes it (finished jobs are kept, never run
-twice) and resubmitting a batch that is queued or running only returns its id.  The
-names the client used for its models are kept beside the store (``<id>.json``) so that
-answers name them, never the server's paths.
+Jobs are requests by identity (:func:`smug.pipeline.identity.identity`, the farm's job id):
+repeated requests in a batch are one job, answered at each of their positions.  A batch's
+results live in a store named by the *set* of its job ids, so the same requests (in any
+order) share one store: resubmitting them after a server restart resumes it (finished jobs
+are kept, never run twice) and resubmitting a batch that is queued or running runs nothing
+again.  A batch's id hashes its job ids *in order*, and ``<id>.json`` beside the stores
+keeps that submission's positions of each job, so a watcher's ``items`` always point at
+the inputs of the submission that returned the id, whatever order an earlier one used.
+It also keeps the names the client used for its models, so that answers name them, never
+the server's paths.
 """
 
 from __future__ import annotations
@@ -97,7 +102,8 @@ class Batches:
     def submit(self, requests: list[ExplainRequest], shown: list[Shown], job_timeout: float | None = None,
                retries: int = 2) -> Submitted:
         jobs = [job_of(r) for r in requests]
-        batch_id = hashlib.sha256("\n".join(sorted({j.id for j in jobs})).encode()).hexdigest()[:32]
+        batch_id = _digest([j.id for j in jobs])  # this submission, positions included
+        results = _digest(sorted({j.id for j in jobs}))  # its jobs as a set: the store every order shares
         items: dict[str, list[int]] = {}
         names: dict[str, dict] = {}
         for i, (job, name) in enumerate(zip(jobs, shown)):
@@ -105,14 +111,15 @@ class Batches:
             names[job.id] = {"name": name.name, "model_id": name.model_id, "zoo": name.zoo}
         with self._lock:
             if not self._meta_path(batch_id).is_file():
-                write_atomic(self._meta_path(batch_id), json.dumps({"items": items, "shown": names}).encode())
-            with Store(self._store_path(batch_id)) as store:
+                meta = {"items": items, "shown": names, "store": results}
+                write_atomic(self._meta_path(batch_id), json.dumps(meta).encode())
+            with Store(self._store_path(results)) as store:
                 store.add(jobs)
                 done = len(set(items)) - len(store.todo(items, retry_failed=True))
             unique = {j.id: j for j in jobs}
-            if batch_id not in self._active and done < len(unique):
-                self._active.add(batch_id)
-                self._queue.put((batch_id, list(unique.values()), job_timeout, retries))
+            if results not in self._active and done < len(unique):
+                self._active.add(results)
+                self._queue.put((results, list(unique.values()), job_timeout, retries))
         return Submitted(batch_id, len(unique), done, len(unique) - done)
 
     # ---- watching ----------------------------------------------------------------------------
@@ -124,11 +131,12 @@ class Batches:
         ends when none is pending, when the batch is not running any more, or when ``ended()``."""
         meta = json.loads(self._meta_path(batch_id).read_bytes())
         items, shown = meta["items"], {k: Shown(**v) for k, v in meta["shown"].items()}
+        results = meta.get("store", batch_id)  # batches of an older server: the store has the batch's id
         sent: set[str] = set()
         since = 0.0  # only jobs finished since the last look are read again
-        with Store(self._store_path(batch_id), create=False) as store:
+        with Store(self._store_path(results), create=False) as store:
             while not ended():
-                running = batch_id in self._active
+                running = results in self._active
                 new = [r for r in store.finished_since(since) if r["id"] not in sent]
                 since = max([since, *(r["finished"] for r in new)])
                 for row in new:
@@ -150,24 +158,24 @@ class Batches:
     def _runner(self) -> None:
         while not self._stopped.is_set():
             try:
-                batch_id, jobs, job_timeout, retries = self._queue.get(timeout=0.5)
+                results, jobs, job_timeout, retries = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
                 timeout = job_timeout if self.cap is None else min(job_timeout or self.cap, self.cap)
-                for _ in run(jobs, store=self._store_path(batch_id), client=self._dask(), job_timeout=timeout,
+                for _ in run(jobs, store=self._store_path(results), client=self._dask(), job_timeout=timeout,
                              retries=retries):
                     if self._stopped.is_set():
                         break
             except Exception:  # a broken cluster: the batch stays resumable (its pending rows)
-                log.exception("batch %s stopped", batch_id)
+                log.exception("batch store %s stopped", results)
             finally:
                 with self._lock:
-                    self._active.discard(batch_id)
+                    self._active.discard(results)
 
     def _dask(self):
         if self._client is None:
-            from distributed import Client, LocalCluster
+            from distributed import Client
 
             from smug.farm import cluster
 
@@ -175,8 +183,7 @@ class Batches:
                 self._client = Client(self.scheduler)
             else:
                 self._settings.enter_context(cluster.settings(2))
-                self._cluster = LocalCluster(n_workers=self.workers or 1, threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
+                self._cluster = cluster.embedded(self.workers or 1)  # loopback only, no dashboard
                 self._client = Client(self._cluster)
         return self._client
 
@@ -191,8 +198,13 @@ class Batches:
                     pass
         self._settings.close()
 
-    def _store_path(self, batch_id: str) -> Path:
-        return self.folder / f"{batch_id}.sqlite"
+    def _store_path(self, results: str) -> Path:
+        return self.folder / f"{results}.sqlite"
 
     def _meta_path(self, batch_id: str) -> Path:
         return self.folder / f"{batch_id}.json"
+
+
+def _digest(ids: list[str]) -> str:
+    """32 hex digits naming a list of job ids (a batch's id, or its store's)."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]

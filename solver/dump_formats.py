@@ -2,8 +2,11 @@
 
 A dump is the format's own text between two comment lines that :mod:`smug.debugging`
 reads back: ``smug-dump {json}`` first (the header: kind, format, parameters, hashes,
-the variable map; see :func:`smug.pipeline.dump`) and ``smug-dump end`` last, so a
-truncated file is recognised.  Formats:
+the variable map; see :func:`smug.pipeline.dump`) and ``smug-dump end sha256:<hex>`` last,
+so a truncated file is recognised.  The end line's sha256 covers every byte before it
+(the readable header lines, the JSON header and the constraints), so a header edited to
+name another input or model no longer matches (header version 2; version 1 dumps end
+with ``smug-dump end`` alone).  Formats:
 
 * ``smt2``: exact rationals (:mod:`smug.solver.smtlib`); z3's ``minimize`` or, with a
   bound, pure SMT-LIB2;
@@ -13,6 +16,7 @@ truncated file is recognised.  Formats:
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from smug.ir import MaskProblem, NetworkProblem
@@ -21,13 +25,13 @@ FORMATS = ("smt2", "wcnf", "lp", "mps")
 COMMENT = {"smt2": ";", "wcnf": "c", "lp": "\\", "mps": "*"}
 MARK = "smug-dump"
 END = "smug-dump end"
-VERSION = 1  # of the header's layout
+VERSION = 2  # of the header's layout (2: the end line carries the sha256 of everything before it)
 
 
 def header_lines(meta: dict) -> list[str]:
     """Readable lines and the JSON line of a header (``meta``: the facts of :func:`smug.pipeline.dump`)."""
     lines = [f"{k}: {meta[k]}" for k in ("kind", "format", "model", "model_sha256", "input", "input_sha256",
-                                          "target", "smug_version") if k in meta]
+                                          "identity", "target", "smug_version") if k in meta]
     if "params" in meta:
         lines.append("parameters: " + ", ".join(f"{k} {v}" for k, v in meta["params"].items()))
     return lines + [f"{MARK} " + json.dumps({"dump_version": VERSION, **meta}, separators=(",", ":"))]
@@ -63,4 +67,9 @@ def write_dump(problem: MaskProblem | NetworkProblem, fmt: str, meta: dict, boun
         from smug.solver.milp_dump import to_milp
 
         body = to_milp(problem, fmt, head)
-    return body + f"{COMMENT[fmt]} {END}\n"
+    return body + end_line(fmt, body)
+
+
+def end_line(fmt: str, body: str) -> str:
+    """The last line of a dump whose text before it is ``body``: the end marker and ``body``'s sha256."""
+    return f"{COMMENT[fmt]} {END} sha256:{hashlib.sha256(body.encode('utf-8')).hexdigest()}\n"

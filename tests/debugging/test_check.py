@@ -13,6 +13,7 @@ from smug.debugging import DumpError, read_dump
 from smug.debugging.check import check, load_result, mask_of
 from smug.debugging.commands import add_commands, dump_arguments, run_command
 from smug.debugging.solve import network_run
+from smug.solver.dump_formats import end_line
 
 CASES = [("first-layer", "smt2"), ("first-layer", "lp"), ("first-layer", "mps"), ("whole-network", "smt2"),
          pytest.param("whole-network", "lp", marks=pytest.mark.slow),  # HiGHS on the big-M model: ~15 s
@@ -83,12 +84,90 @@ def test_a_truncated_dump_is_one_clear_error(artefacts, tmp_path):
     assert "\n" not in str(e.value)
 
 
+def _resealed(text: str, fmt: str) -> str:
+    """``text`` with its end line's sha256 made to match its (edited) contents again."""
+    body = text[: text.rstrip().rfind("\n") + 1]
+    return body + end_line(fmt, body)
+
+
 def test_a_damaged_body_is_one_clear_error(artefacts, tmp_path):
     text = artefacts["text"]["smt2"].read_text()
     broken = tmp_path / "broken.smt2"
     broken.write_text(text.replace("(assert (>", "(assert (> (", 1))
+    with pytest.raises(DumpError, match="was edited after smug wrote it"):
+        read_dump(broken)
+    broken.write_text(_resealed(broken.read_text(), "smt2"))  # its digest made to fit: the parser finds it
     with pytest.raises(DumpError, match="the smt2 body does not parse"):
         read_dump(broken)
+
+
+@pytest.mark.parametrize("edit", ["readable line", "json header", "constraints"])
+def test_an_edited_dump_is_refused(artefacts, tmp_path, edit):
+    """Issue 31.3: the end line's sha256 covers the header's readable lines, its JSON and the rows."""
+    text = artefacts["first-layer"]["smt2"].read_text()
+    meta = read_dump(artefacts["first-layer"]["smt2"]).meta
+    other = "0" * 64
+    edited = {"readable line": text.replace(f"input_sha256: {meta['input_sha256']}", f"input_sha256: {other}", 1),
+              "json header": text.replace(f'"input_sha256":"{meta["input_sha256"]}"', f'"input_sha256":"{other}"', 1),
+              "constraints": text.replace("(assert", "(assert ", 1)}[edit]
+    assert edited != text
+    path = tmp_path / "edited.smt2"
+    path.write_text(edited)
+    with pytest.raises(DumpError) as err:
+        check(path, artefacts["first-layer"]["result"])
+    assert "was edited after smug wrote it" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_result_of_another_input_is_refused(artefacts, tmp_path):
+    """Issue 31.3: a result of another digit with the same target and size of grid is not this dump's."""
+    from smug.pipeline import ExplainRequest, run
+    from smug.pipeline.inputs import load_image
+
+    mine = load_result(artefacts["first-layer"]["result"])
+    x = load_image(ExplainRequest.build(None, "mnist-mlp")).x
+    other = run(ExplainRequest.build(np.roll(x, 1, axis=-1), "mnist-mlp", timeout=30))
+    assert other.target == mine["target"] and other.n_vars == mine["n_vars"] and other.status == "optimal"
+    assert other.input_sha256 != mine["input_sha256"]
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(other.to_json()))
+    with pytest.raises(DumpError, match=r"^the result does not belong to this dump: it answers another input "
+                                        r"\(input_sha256 [0-9a-f]{12}\.\.\., the dump's [0-9a-f]{12}\.\.\.\)$"):
+        check(artefacts["first-layer"]["smt2"], path)
+    older = {k: v for k, v in mine.items() if k != "input_sha256"}  # a result of an older smug: no hash to compare
+    path.write_text(json.dumps(older))
+    with pytest.raises(DumpError, match="does not say which input it answers"):
+        check(artefacts["first-layer"]["smt2"], path)
+
+
+def test_a_result_of_another_model_file_is_refused(tmp_path):
+    """Issue 31.3: two model files of one name (the same stem, grid and class): the result of one is refused
+    against the other's dump."""
+    import onnx
+    from onnx import numpy_helper
+
+    from smug.models.zoo import ZOO
+    from smug.pipeline import ExplainRequest, dump, run
+    from smug.pipeline.inputs import load_image
+
+    x = load_image(ExplainRequest.build(None, "mnist-mlp")).x
+    proto = onnx.load(str(ZOO["mnist-mlp"].onnx_path()))
+    paths = []
+    for i, shift in enumerate((0.0, 1e-3)):
+        init = proto.graph.initializer[-1]  # the last bias: shifted a little, the decision kept
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + np.float32(shift), init.name))
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        onnx.save(proto, str(folder / "mlp.onnx"))
+        paths.append(str(folder / "mlp.onnx"))
+    reqs = [ExplainRequest.build(x, p, timeout=30) for p in paths]
+    (tmp_path / "0.smt2").write_text(dump(reqs[0]).text)
+    other = run(reqs[1])
+    (tmp_path / "1.json").write_text(json.dumps(other.to_json()))
+    with pytest.raises(DumpError, match="^the result does not belong to this dump: it answers another model file"):
+        check(tmp_path / "0.smt2", tmp_path / "1.json")
+    mine = run(reqs[0])
+    (tmp_path / "0.json").write_text(json.dumps(mine.to_json()))
+    assert check(tmp_path / "0.smt2", tmp_path / "0.json").ok
 
 
 def test_a_foreign_smtlib_file_is_one_clear_error(tmp_path):

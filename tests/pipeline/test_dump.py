@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import smug
 from smug.debugging import read_dump
 from smug.pipeline import ExplainRequest, dump, encode
+from smug.pipeline.identity import SCHEME, identity
 from smug.solver.exact import collapsed_rows
 
 TEXT = "a gorgeous, funny film let down by a dull ending"
@@ -26,14 +28,15 @@ def encoded():
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_header_describes_the_dump(encoded, kind, tmp_path):
-    from smug.models.zoo import ZOO, load_model
+    from smug.models.zoo import ZOO
 
     req, enc = encoded[kind]
     d = dump(req)
     meta = read_dump(_save(tmp_path, d)).meta
-    assert meta == {**d.meta, "dump_version": 1}
+    assert meta == {**d.meta, "dump_version": 2}
     assert meta["kind"] == kind and meta["format"] == "smt2" and meta["smug_version"] == smug.__version__
-    assert meta["model_sha256"] == load_model(req.model)[0].sha256
+    assert meta["model_sha256"] == hashlib.sha256(Path(ZOO[req.model].onnx_path()).read_bytes()).hexdigest()
+    assert meta["identity"] == identity(req) and meta["id_scheme"] == SCHEME
     data = TEXT.encode() if kind == "text" else ZOO[req.model].demo_input.read_bytes()
     assert meta["input_sha256"] == hashlib.sha256(data).hexdigest()
     assert meta["target"] == enc.target and meta["n_vars"] == enc.problem.n_vars
