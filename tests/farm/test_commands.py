@@ -13,6 +13,7 @@ from smug.farm import ManifestError, Store, job_of
 from smug.farm.commands import add_commands, run_command
 from smug.farm.export import export
 from smug.farm.store import Record
+from smug.farm.storefile import StoreError
 from smug.pipeline import ExplainRequest
 
 
@@ -67,7 +68,7 @@ def test_export_parquet_has_the_csv_rows(store, tmp_path):
 
 
 def test_missing_store_and_bad_manifest_are_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(StoreError, match="no farm store"):
         run_command(_parse("farm", "status", "--db", str(tmp_path / "none.sqlite")))
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"model": "mnist-mlp", "method": "whole-network"}\n{"model": "mnist-mlp", "top_k": 0}\n')
