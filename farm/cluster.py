@@ -40,32 +40,40 @@ from typing import Iterator
 
 from smug.farm.dispatch import SATURATION_KEY
 
-DASHBOARD = importlib.util.find_spec("bokeh") is not None  # Dask serves its dashboard only with bokeh
+DASHBOARD = importlib.util.find_spec("bokeh") is not None  # Dask can serve its dashboard only with bokeh
 
 
+LOOPBACK = "127.0.0.1"  # where an embedded cluster listens
 QUIET = {"distributed.admin.tick.interval": "500ms", "distributed.admin.system-monitor.interval": "2s",
          "distributed.scheduler.work-stealing": False}
 
 
+NO_HTTP = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+
+
 @contextlib.contextmanager
-def settings(retries: int, quiet: bool = True) -> Iterator[None]:
+def settings(retries: int, quiet: bool = True, dashboard: bool = False) -> Iterator[None]:
     """The Dask configuration of an embedded cluster, for its whole life (nannies read it on restarts);
-    ``quiet=False`` keeps Dask's own housekeeping intervals (:data:`QUIET`), for comparison."""
+    ``quiet=False`` keeps Dask's own housekeeping intervals (:data:`QUIET`), for comparison.  Without
+    ``dashboard`` the HTTP servers Dask starts anyway (the scheduler's ``/metrics``, ``/info`` pages,
+    JSON API and a proxy to the workers; each worker's ``/metrics``) serve no page (:data:`NO_HTTP`)."""
     import dask
 
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
     with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": int(retries),
                           SATURATION_KEY: 1.0, "distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.worker.profile.enabled": False, **(QUIET if quiet else {})}):
+                          "distributed.worker.profile.enabled": False, **(QUIET if quiet else {}),
+                          **({} if dashboard else NO_HTTP)}):
         yield
 
 
 @contextlib.contextmanager
 def connect(client=None, workers: int | None = None, scheduler: str | None = None, retries: int = 2,
-            memory_limit: str | int | None = "auto") -> Iterator[object]:
-    """A ``distributed.Client``: ``client`` itself, one connected to ``scheduler``, or one of a new LocalCluster."""
-    from distributed import Client, LocalCluster
+            memory_limit: str | int | None = "auto", dashboard: str | None = None) -> Iterator[object]:
+    """A ``distributed.Client``: ``client`` itself, one connected to ``scheduler``, or one of a new
+    LocalCluster (:func:`embedded`; ``dashboard``: where it serves Dask's dashboard, none by default)."""
+    from distributed import Client
 
     if client is not None:
         yield client
@@ -79,15 +87,37 @@ def connect(client=None, workers: int | None = None, scheduler: str | None = Non
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n < 1:
         raise ValueError(f"need at least one worker, got {n}")
-    with settings(retries):
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                          dashboard_address=":0") as cluster, Client(cluster) as c:
+    with settings(retries, dashboard=dashboard is not None):
+        with embedded(n, memory_limit, dashboard) as cluster, Client(cluster) as c:
             yield c
 
 
+def embedded(workers: int, memory_limit: str | int | None = "auto", dashboard: str | None = None):
+    """A LocalCluster of ``workers`` process workers (one thread each) reachable from this machine only: the
+    scheduler, nannies and workers listen on :data:`LOOPBACK`, and Dask's dashboard (scheduler logs,
+    worker addresses, exceptions, ``/metrics``, unauthenticated) is off unless ``dashboard`` names
+    an address (a bare ``:PORT`` binds loopback too).  Dask's own warnings as workers stop (a task
+    cancelled at shutdown) are kept out of the user's terminal; errors still show."""
+    import logging
+
+    from distributed import LocalCluster
+
+    if dashboard is not None and dashboard.startswith(":"):
+        dashboard = f"{LOOPBACK}{dashboard}"
+    # without a dashboard, the scheduler's HTTP server (started anyway) takes any free loopback port, not 8787
+    http = {} if dashboard else {"scheduler_kwargs": {"dashboard": False, "dashboard_address": f"{LOOPBACK}:0"}}
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                        host=LOOPBACK, dashboard_address=dashboard, silence_logs=logging.ERROR, **http)
+
+
 def dashboard(client) -> str | None:
-    """The Dask dashboard's address, when bokeh is installed."""
-    return client.dashboard_link if DASHBOARD else None
+    """The Dask dashboard's address, when the cluster serves one (bokeh installed, and asked for)."""
+    if not DASHBOARD:
+        return None
+    try:
+        return client.dashboard_link or None
+    except KeyError:  # a scheduler without a dashboard
+        return None
 
 
 def total_threads(client) -> int:

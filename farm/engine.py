@@ -54,7 +54,7 @@ class BatchState:
 def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, client=None, workers: int | None = None,
         scheduler: str | None = None, job_timeout: float | None = None, retries: int = 2,
         memory_limit: str | int | None = "auto", retry_failed: bool = False,
-        progress: Callable[[BatchState], None] | None = None) -> Iterator[JobResult]:
+        progress: Callable[[BatchState], None] | None = None, dashboard: str | None = None) -> Iterator[JobResult]:
     """Run ``requests`` on Dask and yield each result as it finishes (also written into ``store``).
 
     ``client``: a ``distributed.Client`` of your own; else ``scheduler`` (``tcp://HOST:8786``);
@@ -64,6 +64,8 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
     wall time from its start (the pipeline's :class:`~smug.pipeline.Deadline`); ``retries``
     is how often a job that kills its worker is re-run before it is recorded as failed
     (the embedded cluster's ``allowed-failures``; a real cluster's scheduler has its own).
+    The embedded cluster listens on loopback only and serves Dask's dashboard only at
+    ``dashboard`` (an address such as ``127.0.0.1:8787``; none by default).
     """
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
@@ -81,7 +83,7 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
             if progress:
                 progress(BatchState(0, 0, 0, 0, skipped))
             return
-        with cluster.connect(client, workers, scheduler, retries, memory_limit) as c:
+        with cluster.connect(client, workers, scheduler, retries, memory_limit, dashboard) as c:
             yield from _Batch(c, db, batch, job_timeout, retries, skipped, progress).results()
     finally:
         if own:

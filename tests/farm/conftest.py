@@ -82,8 +82,7 @@ def client():
     from smug.farm import cluster
 
     with cluster.settings(retries=1):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="2GiB",
-                                      dashboard_address=":0") as lc, distributed.Client(lc) as c:
+        with cluster.embedded(2, "2GiB") as lc, distributed.Client(lc) as c:
             yield c
 
 

@@ -143,3 +143,39 @@ def test_poison_job_fails_and_the_batch_completes(client, tmp_path, digits, bomb
     with Store(db) as store:
         assert [f["name"] for f in store.failures()] == ["poison"]
         assert store.counts() == {"pending": 0, "done": 3, "failed": 1, "total": 4}
+
+
+
+def _listening() -> list[str]:
+    """The (ip, port) of TCP sockets in LISTEN state held by this process and every process below it."""
+    import psutil
+
+    found = []
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            found += [(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_an_embedded_cluster_listens_on_loopback_only_and_serves_no_dashboard():
+    from smug.farm import cluster
+
+    import urllib.error
+    import urllib.request
+
+    with cluster.connect(workers=1) as c:
+        assert c.submit(sum, [1, 2], pure=False).result(timeout=60) == 3  # the worker is up and serving
+        listening = _listening()
+        assert len(listening) >= 3  # the scheduler, a nanny, a worker at least
+        assert {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, listening
+        assert cluster.dashboard(c) is None
+        info = c.scheduler_info()
+        http = [info["services"]["dashboard"], *(w["services"]["dashboard"] for w in info["workers"].values())]
+        assert set(http) <= {port for _, port in listening}
+        for port in http:  # the HTTP servers Dask starts anyway (the scheduler's, each worker's) answer no page
+            for page in ("/metrics", "/health", "/info/main/workers.html", "/json/identity.json", "/status", "/"):
+                with pytest.raises(urllib.error.HTTPError) as err:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5)
+                assert err.value.code == 404, (port, page)
