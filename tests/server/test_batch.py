@@ -102,3 +102,55 @@ def test_the_python_client_submits_and_watches(client, digits):
         e = j.explanation
         assert j.state == "done" and e.status == "optimal" and e.certificate["valid"]
         assert e.keeps_class  # the pipeline's forward pass on the masked input
+
+
+def _sent(job) -> str:
+    """The sha256 of the input a job's answer explains (result.json's input_sha256)."""
+    import json
+
+    return json.loads(job.result.result_json)["input_sha256"]
+
+
+def _sha(x: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()
+
+
+def test_positions_follow_each_submissions_order(stub, digits):
+    """Issue 28.4: the same requests resubmitted in another order get positions of their own order
+    (every answer at position i explains input i), and nothing runs again."""
+    first = [_request(digits[1]), _request(digits[2])]
+    info = stub.SubmitBatch(_items(first, pb.BatchOptions(job_timeout=60)), timeout=60)
+    jobs, _ = _watch(stub, info.batch_id)
+    assert sorted(tuple(j.items) for j in jobs) == [(0,), (1,)]
+    order = [digits[2], digits[1], digits[2]]
+    again = stub.SubmitBatch(_items([_request(x) for x in order]), timeout=60)
+    assert again.batch_id != info.batch_id and (again.jobs, again.done, again.pending) == (2, 2, 0)
+    replay, _ = _watch(stub, again.batch_id)
+    assert sorted(tuple(j.items) for j in replay) == [(0, 2), (1,)]
+    for job in replay:
+        assert job.state == "done" and all(_sent(job) == _sha(order[i]) for i in job.items)
+    attempts = {j.job_id: j.attempts for j in jobs}
+    assert {j.job_id: j.attempts for j in replay} == attempts  # the same jobs, not run again
+    jobs, _ = _watch(stub, info.batch_id)  # the first submission's id still maps its own order
+    assert all(_sent(job) == _sha(digits[1 + job.items[0]]) for job in jobs)
+
+
+def test_a_plain_and_a_keep_class_request_are_two_jobs(stub, digits):
+    """Issue 27: one input, a plain and a keep-class first-layer request: two jobs, each its own answer."""
+    import json
+
+    def request(**kw):
+        return pb.ExplainRequest(model="mnist-mlp", tensor=to_tensor(pb, digits[0]),
+                                 params=pb.ExplainParams(method=pb.FIRST_LAYER, top_k=30, timeout=20, **kw))
+
+    info = stub.SubmitBatch(_items([request(), request(keep_class=True)], pb.BatchOptions(job_timeout=60)),
+                            timeout=60)
+    assert info.jobs == 2
+    jobs, _ = _watch(stub, info.batch_id)
+    by_item = {j.items[0]: json.loads(j.result.result_json) for j in jobs}
+    assert sorted(by_item) == [0, 1] and all(len(j.items) == 1 and j.state == "done" for j in jobs)
+    assert by_item[0]["request"]["keep_class"] is None and "keep_class" not in by_item[0]["encoding"]
+    assert by_item[1]["request"]["keep_class"] == {"min_confidence": None} and by_item[1]["encoding"]["keep_class"]
+    assert by_item[0]["identity"] != by_item[1]["identity"]
