@@ -35,7 +35,7 @@ from smug.models.torch_backend import torch_module
 
 
 # ---- shared helpers ----------------------------------------------------------
-# module_device, simplified_proto and onednn_convs live in smug.models.torch_fast (the IG tail
+# module_device and onednn_convs live in smug.models.torch_fast (the IG tail
 # uses them too); imported here lazily by the functions that need torch.
 
 
@@ -54,7 +54,7 @@ def onednn_convs(module) -> int:
 
 
 def fast_torch(model: OnnxModel):
-    """The function of :func:`full_torch` converted from :func:`simplified_proto`, its
+    """The function of :func:`full_torch` (converted from the normalised graph), its
     convolutions run by oneDNN on CPU (:func:`onednn_convs`).  On Lite0 the ~200
     modules of run-time pad arithmetic disappear and a forward + backward pass is
     cheaper (docs/benchmarks.md, section baselines).  Kept as

@@ -1,6 +1,6 @@
 """An ONNX classifier behind one small interface: onnxruntime forward passes
 (CUDA provider when present), intermediate tensors on demand, and a torch copy
-(onnx2torch) for gradients.  The user's model is never modified in place: every
+(checked against onnxruntime: :func:`smug.models.torch_backend.convert`) for gradients.  The user's model is never modified in place: every
 derived graph is built on a copy."""
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import onnx
 from smug.models.errors import ModelError  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
+
+#: names the way torch copies are built (smug.models.torch_backend.convert) in their disk-cache key
+CONVERSION_SCHEME = "checked2"
 
 
 def onnxruntime():
@@ -48,6 +51,16 @@ def _session(model: onnx.ModelProto):
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), opts, providers=_providers())
+
+
+def fixed_batch(proto: onnx.ModelProto) -> int | None:
+    """The first graph input's batch size when the graph fixes it, None when it is dynamic."""
+    inits = {i.name for i in proto.graph.initializer}
+    first = next((i for i in proto.graph.input if i.name not in inits), None)
+    dims = first.type.tensor_type.shape.dim if first is not None else []
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        return int(dims[0].dim_value)
+    return None
 
 
 @dataclass
@@ -174,16 +187,30 @@ class OnnxModel:
     def session(self):
         return _session(self.proto)
 
+    @cached_property
+    def fixed_batch(self) -> int | None:
+        """The batch size the graph declares (None: a dynamic batch dimension)."""
+        return fixed_batch(self.proto)
+
+    def _runs(self, session, names: list[str], x: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """``session``'s ``names`` for the inputs ``x``, ``batch_size`` inputs a run -- or, for a graph
+        with a fixed batch size, exactly that many a run (the last run padded with zeros and cut)."""
+        size = batch_size if self.fixed_batch is None else self.fixed_batch
+        outs = []
+        for i in range(0, len(x), size):
+            chunk = x[i : i + size]
+            if self.fixed_batch is not None and len(chunk) < size:
+                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outs.append([v[: min(size, len(x) - i)] for v in session.run(names, {self.input_name: chunk})])
+        return [np.concatenate([o[k] for o in outs], axis=0) for k in range(len(names))]
+
     def logits(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Logits for a batch of inputs shaped (N, *input_shape)."""
+        """Logits for a batch of inputs shaped (N, *input_shape), ``batch_size`` a run when the
+        model's batch dimension is dynamic (its fixed batch size a run otherwise)."""
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.input_shape:
             raise ModelError(f"input shape {x.shape[1:]} does not match the model's {self.input_shape}")
-        outs = [
-            self.session.run([self.output_name], {self.input_name: x[i : i + batch_size]})[0]
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(outs, axis=0)
+        return self._runs(self.session, [self.output_name], x, batch_size)[0]
 
     def checked_input(self, x: np.ndarray, target: int | None = None) -> tuple[np.ndarray, int]:
         """One model-space input (checked: shape, finite) and the class to explain
@@ -210,16 +237,17 @@ class OnnxModel:
             return _session(proto)
 
         sess = self.derived(("tensors", tuple(names)), build)
-        values = sess.run(names, {self.input_name: np.asarray(x, dtype=np.float32)})
-        return dict(zip(names, values))
+        x = np.asarray(x, dtype=np.float32)
+        return dict(zip(names, self._runs(sess, list(names), x, max(1, len(x)))))
 
     # ---- torch (gradients) -------------------------------------------------
     def torch_tail(self, start: str):
         """The sub-network from tensor ``start`` to the logits, as a torch module
         called ``tail(activation, model_input)`` (the model input is passed along for
-        graphs that read only its shape, such as a dynamic-batch Reshape).  It is the fast
-        copy of :func:`~smug.models.torch_fast.fast_convert` when that agrees with the plain
-        onnx2torch conversion, and it is cached on disk (:meth:`torch_module_cached`)."""
+        graphs that read only its shape, such as a dynamic-batch Reshape).  It is the checked
+        conversion of :func:`~smug.models.torch_backend.convert` (made fast by
+        :func:`~smug.models.torch_fast.fast_convert` when that agrees), cached on disk
+        (:meth:`torch_module_cached`)."""
 
         def build():
             from onnx.utils import Extractor
@@ -229,17 +257,43 @@ class OnnxModel:
 
             inferred = onnx.shape_inference.infer_shapes(self.proto)  # returns a new proto
             sub = Extractor(inferred).extract_model([start, self.input_name], [self.output_name])
-            reference = convert(sub)
-            dims = sub.graph.input[0].type.tensor_type.shape.dim
-            shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 0 for d in dims[1:]]
-            if not shape or 0 in shape:
-                return reference  # no static shape to probe with: keep the plain conversion
-            rng = np.random.default_rng(0)
-            probe = [np.abs(rng.normal(size=(2, *shape))).astype(np.float32),
-                     rng.normal(size=(2, *self.input_shape)).astype(np.float32)]
+            batch = self.fixed_batch
+            x = np.random.default_rng(0).normal(size=(batch or 2, *self.input_shape)).astype(np.float32)
+            probe = [np.asarray(self.tensors(x, [start])[start], dtype=np.float32), x]
+            reference = convert(sub, probe, batch)
             return fast_convert(sub, reference, probe)
 
         return self.derived(("tail", start), lambda: self.torch_module_cached(f"tail-{start}", build))
+
+    def gradient_paths(self, x: np.ndarray) -> dict[str, dict]:
+        """How each torch copy this wrapper has built so far computes gradients, checked on the
+        model input ``x``: ``{"whole model" | "from <tensor>": {"path": ..., "max_abs_logit_error": ...}}``,
+        the path as :func:`~smug.models.torch_backend.convert` chose it and the error against
+        onnxruntime's logits on ``x`` (empty when no torch copy was built)."""
+        with self._derived_lock:
+            built = {k: v for k, v in self._derived.items()
+                     if k in ("fast_torch", "full_torch") or (isinstance(k, tuple) and k[0] == "tail")}
+        if not built:
+            return {}
+        from smug.models.torch_backend import conversion_of, torch_module
+        from smug.models.torch_fast import module_device
+
+        torch = torch_module()
+        xb = np.asarray(x, dtype=np.float32)[None]
+        expected = self.logits(xb).astype(np.float64)
+        out = {}
+        for key, module in built.items():
+            dev = module_device(module)
+            with torch.no_grad():
+                if isinstance(key, tuple):
+                    act = self.tensors(xb, [key[1]])[key[1]]
+                    got = module(torch.as_tensor(act, device=dev), torch.as_tensor(xb, device=dev))
+                else:
+                    got = module(torch.as_tensor(xb, device=dev))
+            err = float(np.abs(got.double().cpu().numpy() - expected).max())
+            name = f"from {key[1]}" if isinstance(key, tuple) else "whole model"
+            out[name] = {**conversion_of(module), "max_abs_logit_error": err}
+        return out
 
     def torch_module_cached(self, name: str, build: Callable[[], T]) -> T:
         """A torch module converted from this model (``build``), cached on disk by the model's
@@ -251,7 +305,7 @@ class OnnxModel:
 
         torch = torch_module()
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        key = f"{safe}-torch{torch.__version__}-onnx2torch{version('onnx2torch')}.pt"
+        key = f"{safe}-torch{torch.__version__}-onnx2torch{version('onnx2torch')}-{CONVERSION_SCHEME}.pt"
 
         def load(path: Path):
             module = torch.load(path, map_location=device(), weights_only=False).eval()

@@ -1,10 +1,14 @@
-"""torch settings and the onnx2torch conversion in one place."""
+"""torch settings and the ONNX -> torch conversion (the gradient path) in one place."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import onnx
+
+from smug.models.errors import ModelError
+from smug.models.runtime import fixed_batch
 
 
 def torch_module():
@@ -29,9 +33,16 @@ def device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def convert(proto: onnx.ModelProto):
-    """ONNX graph -> torch module in eval mode on the best device (onnx2torch's conversion
-    warnings are silenced: they describe its internals, not the user's model)."""
+#: the gradient paths of :func:`convert`, in the order they are tried
+PATHS = ("onnx2torch", "onnx2torch (raw graph)", "onnx graph evaluator")
+#: a conversion is accepted when its logits on the probe are within this share of the largest logit
+#: magnitude (at least 1) of onnxruntime's
+TOLERANCE = 1e-3
+
+
+def onnx2torch_module(proto: onnx.ModelProto):
+    """onnx2torch's conversion of ``proto`` (its conversion warnings silenced: they describe its
+    internals, not the user's model)."""
     import warnings
 
     torch_module()
@@ -41,7 +52,88 @@ def convert(proto: onnx.ModelProto):
     warnings.filterwarnings("ignore", category=UserWarning, module="onnx2torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        module = _convert(proto).eval().to(device())
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+        return _convert(proto)
+
+
+def graph_module(proto: onnx.ModelProto):
+    """smug's own evaluator of the ONNX graph (:class:`~smug.models.onnx_torch.GraphModule`)."""
+    from smug.models.onnx_torch import GraphModule
+
+    return GraphModule(proto)
+
+
+def probe_inputs(proto: onnx.ModelProto) -> list[np.ndarray]:
+    """Random inputs of the graph's declared shapes (a dynamic batch: 2), for checking a conversion."""
+    inits = {i.name for i in proto.graph.initializer}
+    rng = np.random.default_rng(0)
+    out = []
+    for i in proto.graph.input:
+        if i.name in inits:
+            continue
+        dims = i.type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (2 if k == 0 else 0)
+                 for k, d in enumerate(dims)]
+        if not shape or 0 in shape:
+            raise ModelError(f"input '{i.name}' has no declared size for a non-batch dimension")
+        out.append(np.abs(rng.normal(size=shape)).astype(np.float32))
+    return out
+
+
+def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None):
+    """ONNX graph -> torch module (eval mode, frozen weights, on :func:`device`) that computes the
+    same logits as onnxruntime.  Tried in the order of :data:`PATHS`: onnx2torch on the graph
+    normalised by onnxruntime's basic optimisation (:func:`smug.models.normalise.normalised`), onnx2torch
+    on the graph as given, then smug's own evaluator of the graph (no converter).  Each candidate is
+    checked against onnxruntime on ``probe`` (one array per graph input; default
+    :func:`probe_inputs`), max abs logit error within :data:`TOLERANCE`; the first that agrees is
+    returned, its path and error kept as the module's ``smug_conversion`` dict.  A graph with a
+    fixed batch size (``batch``, default :func:`fixed_batch`) is run in chunks of that size
+    (:class:`~smug.models.onnx_torch.BatchChunks`).  Nothing agrees: :class:`ModelError` naming each path's reason."""
+    from smug.models.normalise import normalised
+    from smug.models.runtime import onnxruntime
+
+    torch = torch_module()
+    probe = probe_inputs(proto) if probe is None else probe
+    batch = fixed_batch(proto) if batch is None else batch
+    if batch is not None:
+        probe = [p[:batch] for p in probe]
+    ort = onnxruntime()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    expected = session.run(None, dict(zip(names, probe)))[0].astype(np.float64)
+    try:
+        simple = normalised(proto)
+    except Exception:  # onnxruntime could not optimise it: the other paths read the graph as given
+        simple = proto
+    builders = {PATHS[0]: lambda: onnx2torch_module(simple), PATHS[1]: lambda: onnx2torch_module(proto),
+                PATHS[2]: lambda: graph_module(simple)}
+    reasons = []
+    for path, build in builders.items():
+        try:
+            module = build().eval().to(device())
+            for p in module.parameters():
+                p.requires_grad_(False)
+            with torch.no_grad():
+                got = module(*[torch.as_tensor(p, device=device()) for p in probe])
+            got = got.double().cpu().numpy()
+        except Exception as exc:  # a converter's failure is a reason to try the next path, not an answer
+            reasons.append(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+            continue
+        error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+        if error <= TOLERANCE * max(1.0, float(np.abs(expected).max())):
+            if batch is not None:
+                from smug.models.onnx_torch import BatchChunks
+
+                module = BatchChunks(module, batch)
+            module.smug_conversion = {"path": path, "probe_error": error}
+            return module
+        reasons.append(f"{path}: logits differ from onnxruntime's by {error:.3g}")
+    raise ModelError("no torch copy of the model computes its logits, so gradients cannot be taken ("
+                     + "; ".join(reasons) + ")")
+
+
+def conversion_of(module) -> dict:
+    """The ``smug_conversion`` record of a module from :func:`convert` (path and probe error)."""
+    return dict(getattr(module, "smug_conversion", {"path": "unknown"}))

@@ -1,27 +1,23 @@
-"""A faster torch copy of an ONNX graph for gradients: constant shape arithmetic folded by
-onnxruntime's basic optimiser, convolutions (and their stride-1 adjoints) run by oneDNN on CPU.
+"""A faster torch copy of an ONNX graph for gradients: convolutions (and their stride-1 adjoints)
+run by oneDNN on CPU (the constant shape arithmetic is already folded by the normalisation of
+:func:`~smug.models.torch_backend.convert`).
 
 :func:`fast_convert` is what the IG tail (:meth:`~smug.models.runtime.OnnxModel.torch_tail`)
-and the gradient baselines use; it falls back to the plain onnx2torch conversion whenever the
+and the gradient baselines use; it falls back to the checked conversion whenever the
 fast copy cannot be built or disagrees with it on a random probe.  The modules here are
 picklable, so a converted copy can be cached on disk.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import copy
 
 import numpy as np
 import onnx
 
-from smug.models.torch_backend import convert, device, torch_module
+from smug.models.torch_backend import device, torch_module
 
 torch = torch_module()  # this module is imported only where gradients are needed (torch on purpose)
-
-# onnxruntime's basic optimisers that would change weights (folding BatchNorm, Add or
-# Mul into a Conv) are left off: the simplified graph keeps every weight as it is.
-_WEIGHT_CHANGING = ["ConvBNFusion", "ConvAddFusion", "ConvMulFusion"]
 
 
 def module_device(module):
@@ -31,23 +27,6 @@ def module_device(module):
     for t in module.buffers():
         return t.device
     return device()
-
-
-def simplified_proto(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of ``proto`` after onnxruntime's *basic* graph optimisations (standard
-    ONNX only: constant folding -- e.g. the per-layer Shape/Slice/Concat arithmetic
-    that computes ``Pad`` amounts at run time -- and ``Pad`` merged into the next
-    ``Conv``'s pads), the weight-changing fusions left off."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.log_severity_level = 3
-    with tempfile.TemporaryDirectory() as tmp:
-        opts.optimized_model_filepath = os.path.join(tmp, "basic.onnx")
-        ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=_WEIGHT_CHANGING)
-        return onnx.load(opts.optimized_model_filepath)
 
 
 class Stride1Conv(torch.autograd.Function):
@@ -115,21 +94,20 @@ def onednn_convs(module) -> int:
 
 
 def fast_convert(proto: onnx.ModelProto, reference, probe: list[np.ndarray]):
-    """``proto`` converted from :func:`simplified_proto` with :func:`onednn_convs`, if it
-    agrees with the plain conversion ``reference`` (a module) on the ``probe`` inputs
-    (rtol 1e-4); else ``reference`` itself (so the answer never depends on the speed-up)."""
+    """A copy of ``reference`` (``proto`` converted by :func:`~smug.models.torch_backend.convert`,
+    which already reads the normalised graph) with :func:`onednn_convs`, if it agrees with
+    ``reference`` on the ``probe`` inputs (rtol 1e-4); else ``reference`` itself (so the answer
+    never depends on the speed-up).  ``proto`` is kept in the signature for callers."""
     try:
-        simple = simplified_proto(proto)
-        if not all(n.domain in ("", "ai.onnx") for n in simple.graph.node):
+        candidate = copy.deepcopy(reference)
+        if not onednn_convs(candidate):
             return reference
-        candidate = convert(simple)
-        onednn_convs(candidate)
         with torch.no_grad():
             ins = [torch.as_tensor(p, device=module_device(reference)) for p in probe]
             a = candidate(*ins).double().cpu().numpy()
             b = reference(*ins).double().cpu().numpy()
         if a.shape == b.shape and np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(b).max())):
             return candidate
-    except Exception:  # any optimiser or conversion trouble: the plain conversion is always right
+    except Exception:  # any trouble with the speed-up: the checked conversion is always right
         pass
     return reference

@@ -29,5 +29,6 @@ def explain(request: ExplainRequest, subject: ImageSubject, stages: Stages,
               + ("; the method stopped at the deadline with the work done so far (see encoding.params)"
                  if stopped else ""),
         certificate={"valid": None, "checked": "nothing: a baseline map carries no mask"},
-        masked_prediction={}, ig={}, encoding={"params": a.params},
+        masked_prediction={}, ig={},
+        encoding={"params": a.params, "gradients": subject.model.gradient_paths(subject.x)},
         timings=stages.finish(), image=ImageParts(picture=subject.picture, saliency=a.map))

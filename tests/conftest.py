@@ -105,3 +105,22 @@ def tiny_conv():
 def pytest_addoption(parser):
     parser.addoption("--fuzz-long", action="store_true", default=False,
                      help="tests/server/test_fuzz.py: thousands of fuzzed requests instead of a few hundred")
+
+
+@pytest.fixture(scope="session")
+def torchvision_onnx(tmp_path_factory):
+    """``get(arch, exporter, batch, size)``: a torchvision classifier (random weights, nothing
+    downloaded) exported to ONNX by :func:`smug.bench.compat.export`, once per session."""
+    pytest.importorskip("torchvision")
+    from smug.bench.compat import export
+
+    folder = tmp_path_factory.mktemp("torchvision")
+    made: dict[tuple, Path] = {}
+
+    def get(arch: str, exporter: str = "ts17", batch: str = "1", size: int = 64) -> Path:
+        key = (arch, exporter, batch, size)
+        if key not in made:
+            made[key] = export(arch, exporter, batch, size, folder / f"{arch}-{exporter}-{batch}-{size}.onnx")
+        return made[key]
+
+    return get

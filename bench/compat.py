@@ -1,0 +1,153 @@
+"""Compatibility matrix (issue 26): torchvision classifiers (``weights=None``, nothing downloaded)
+x exporters (TorchScript at opsets 13 and 17, dynamo at its default opset) x batch (fixed 1,
+dynamic), each explained by ``smug explain`` with SMUG and the baselines, as a new user would.
+
+Every cell runs the ``smug`` command line in a child process (its own timeout) and records
+``ok`` with its seconds, the one ``smug: error:`` line of a refusal, or ``FAIL`` with the last
+line of anything else (a traceback is a failure).  The table goes to docs/compat.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from smug.bench.common import ROOT, add_doc_args, invocation, load_average, parser, publish, table
+
+ARCHS = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "vgg11_bn", "densenet121",
+         "squeezenet1_1", "shufflenet_v2_x0_5", "regnet_y_400mf", "mnasnet0_5", "googlenet", "inception_v3",
+         "convnext_tiny", "vit_b_16")
+EXPORTERS = ("ts13", "ts17", "dynamo")  # TorchScript exporter at opset 13 / 17; the dynamo exporter's default
+BATCHES = ("1", "dynamic")
+METHODS = ("smug", "gradient", "integrated_gradients", "gradcam", "occlusion", "rise")
+DOC = ROOT / "docs" / "compat.md"
+PREPROCESS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # torchvision's ImageNet statistics
+IMAGE = ROOT / "models" / "assets" / "siamese-cat.jpg"
+
+
+@dataclass(frozen=True)
+class Cell:
+    status: str  # "ok", "refused" (one smug: error: line) or "FAIL"
+    seconds: float
+    line: str  # the refusal or failure line ("" when ok)
+
+    def markdown(self) -> str:
+        if self.status == "ok":
+            return f"ok {self.seconds:.1f} s"
+        return f"{self.status}: {self.line.replace('|', '/')}"
+
+
+def network(arch: str, size: int):
+    """``torchvision.models.<arch>(weights=None)`` in eval mode, seeded (random weights)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    extra = {"image_size": size} if arch.startswith("vit_") else {}
+    extra.update({"aux_logits": False, "init_weights": True} if arch in ("googlenet", "inception_v3") else {})
+    return getattr(torchvision.models, arch)(weights=None, **extra).eval()
+
+
+def export(arch: str, exporter: str, batch: str, size: int, path: Path) -> Path:
+    """Export ``network(arch, size)`` to ``path`` with ``exporter`` (``ts13``, ``ts17``, ``ts``: the
+    TorchScript exporter at that opset or its default; ``dynamo``) and a fixed batch of 1 or a dynamic one."""
+    import torch
+
+    net = network(arch, size)
+    x = torch.zeros(1, 3, size, size)
+    names = {"input_names": ["input"], "output_names": ["logits"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            dyn = {"dynamic_shapes": ({0: torch.export.Dim("batch", min=1, max=1024)},)} if batch == "dynamic" else {}
+            torch.onnx.export(net, (x,), str(path), dynamo=True, verbose=False, **names, **dyn)
+        else:
+            opset = {} if exporter == "ts" else {"opset_version": int(exporter[2:])}
+            dyn = {"dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}} if batch == "dynamic" else {}
+            torch.onnx.export(net, x, str(path), dynamo=False, **names, **opset, **dyn)
+    return path
+
+
+def preprocess(size: int) -> str:
+    """The ``--preprocess`` of a torchvision classifier at input size ``size``."""
+    return json.dumps({"crop": size, "resize": round(size * 256 / 224), **PREPROCESS})
+
+
+def run_cell(model: Path, method: str, size: int, timeout: float, out: Path) -> Cell:
+    """``smug explain`` of the demo photo on ``model`` with ``method`` in a child process."""
+    cmd = [sys.executable, "-m", "smug", "explain", str(IMAGE), "--model", str(model), "--method", method,
+           "--preprocess", preprocess(size), "--timeout", str(timeout), "--out", str(out), "--quiet"]
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 4 + 120)
+    except subprocess.TimeoutExpired:
+        return Cell("FAIL", time.perf_counter() - t0, "no answer in time")
+    seconds = time.perf_counter() - t0
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    if r.returncode in (0, 1) and "Traceback" not in r.stderr:
+        status = json.loads(r.stdout).get("status")
+        return Cell("ok", seconds, "") if status in ("optimal", "feasible", "map") else Cell("FAIL", seconds, status)
+    if r.returncode == 2 and len(lines) == 1 and lines[0].startswith("smug: error:"):
+        return Cell("refused", seconds, lines[0][len("smug: error: "):])
+    return Cell("FAIL", seconds, lines[-1] if lines else f"exit {r.returncode}")
+
+
+def run_matrix(archs, exporters, batches, methods, size: int, timeout: float, work: Path) -> list[tuple]:
+    """One row per (arch, exporter, batch): its cells by method (an export failure fills the row)."""
+    rows = []
+    for arch in archs:
+        for exporter in exporters:
+            for batch in batches:
+                path = work / f"{arch}-{exporter}-{batch}-{size}.onnx"
+                try:
+                    export(arch, exporter, batch, size, path)
+                except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
+                    cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
+                else:
+                    cells = {m: run_cell(path, m, size, timeout, work / f"out-{m}") for m in methods}
+                rows.append((arch, exporter, batch, cells))
+                print(arch, exporter, batch, {m: c.markdown() for m, c in cells.items()}, file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown(rows, methods) -> str:
+    body = table(["architecture", "exporter", "batch", *methods],
+                 [[a, e, b, *(cells[m].markdown() for m in methods)] for a, e, b, cells in rows])
+    medians = []
+    for m in methods:
+        secs = [cells[m].seconds for *_, cells in rows if cells[m].status == "ok"]
+        medians.append(f"{statistics.median(secs):.1f} s" if secs else "-")
+    fails = sum(c.status == "FAIL" for *_, cells in rows for c in cells.values())
+    return "\n".join([*body, "", *table(["median (ok cells)", *methods], [["", *medians]]), "",
+                      f"Failures (tracebacks or wrong answers): {fails}. Load average after the run: {load_average()}."])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__)
+    ap.add_argument("--archs", default=",".join(ARCHS), help="comma-separated torchvision architectures")
+    ap.add_argument("--exporters", default=",".join(EXPORTERS), help="comma-separated: ts13, ts17, ts, dynamo")
+    ap.add_argument("--batches", default=",".join(BATCHES), help="comma-separated: 1, dynamic")
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated smug methods")
+    ap.add_argument("--size", type=int, default=224, help="input size in pixels")
+    ap.add_argument("--timeout", type=float, default=20.0, help="smug's --timeout per cell")
+    add_doc_args(ap)
+    ap.set_defaults(doc=DOC)
+    a = ap.parse_args(argv)
+    split = lambda s: [v for v in s.split(",") if v]  # noqa: E731
+    methods = split(a.methods)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_matrix(split(a.archs), split(a.exporters), split(a.batches), methods, a.size, a.timeout, Path(tmp))
+    publish(a, "compat", "Compatibility matrix", invocation("compat"), markdown(rows, methods))
+    return int(any(c.status == "FAIL" for *_, cells in rows for c in cells.values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
