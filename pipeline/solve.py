@@ -37,5 +37,6 @@ def image_answer(request: ExplainRequest, subject: ImageSubject, sol: Solution, 
         target=target, target_name=subject.class_names[target], confidence=float(subject.probabilities[target]),
         status=sol.status, objective=sol.objective, lower_bound=sol.lower_bound, n_vars=n_vars, proof=sol.proof,
         certificate=sol.certificate.summary() if sol.certificate else {"valid": False},
-        masked_prediction=prediction, ig=ig, encoding={**encoding, "backend": sol.backend},
+        masked_prediction=prediction, ig=ig,
+        encoding={**encoding, "backend": sol.backend, "tie_break": sol.stats.get("tie_break")},
         timings=stages.finish(sol.timings), image=image)

@@ -15,6 +15,14 @@ host), then any number of ``("event", dict)``, then ``("result", Solution)`` or
 the next job.  A host is used by one solve at a time; the caller kills it at the
 deadline or when it stops early, and a killed host is never reused.
 
+A host carries nothing from one job to the next that could change an answer (issue 31: one
+answer per request): after each job :func:`_forget_job` collects the job's garbage (z3 keeps
+model callbacks in a module-level table, freed only when their ``Optimize`` is), drops z3's
+main context (``network_z3`` builds its terms there; first-layer searches make their own) and
+puts Python's and numpy's global random generators back to their state at the host's start.
+The answers do not rest on it: an optimal mask is the canonical one whatever state a solver
+was in (:func:`smug.solver.z3_backend.canonical`).
+
 Each job runs under ``RLIMIT_AS`` (the soft limit, lifted again after the job): what the
 host has mapped plus ``memory_mb``, less its free heap (:func:`memory_limit`).  Hosts are
 forked by one long-lived thread, so that ``PR_SET_PDEATHSIG`` (which fires when the
@@ -30,12 +38,15 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import random
 import signal
 import sys
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Callable
+
+import numpy as np
 
 from smug.common import proc_status_bytes
 
@@ -113,6 +124,29 @@ def _trim_heap() -> None:
 
 
 # ---- the host's side ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Start:
+    """What a job may change in a host and :func:`_forget_job` puts back: the global random states."""
+
+    python: object
+    numpy: dict
+
+    @classmethod
+    def now(cls) -> "_Start":
+        return cls(random.getstate(), np.random.get_state(legacy=False))
+
+
+def _forget_job(start: _Start) -> None:
+    """After a job: nothing of it may steer the next (see the module docstring)."""
+    gc.collect()
+    z3 = sys.modules.get("z3.z3")
+    if z3 is not None and getattr(z3, "_main_ctx", None) is not None:
+        z3._main_ctx = None  # z3 has no public reset: the next main_ctx() call makes a fresh context
+        gc.collect()
+    random.setstate(start.python)
+    np.random.set_state(start.numpy)
+
+
 def _host_main(conn: Connection, parent: int) -> None:
     """Entry point of a host: jobs from ``conn`` until an error or its pipe's end.
     Solver banners (HiGHS prints one) go to stderr: the caller's stdout carries only its own output."""
@@ -122,6 +156,7 @@ def _host_main(conn: Connection, parent: int) -> None:
         _die_with_parent(parent)
     sys.stdout.flush()
     os.dup2(2, 1)
+    start = _Start.now()
     while True:
         try:
             data = conn.recv_bytes()
@@ -135,6 +170,7 @@ def _host_main(conn: Connection, parent: int) -> None:
         conn.send(("started", None))
         if not _serve(conn, *job):
             return
+        _forget_job(start)
         _trim_heap()
 
 

@@ -94,6 +94,7 @@ def explain(request: ExplainRequest, subject: TextSubject, deadline: Deadline, s
         encoding={"layer": "conv1d over embeddings", "kept_neurons": int(len(enc.neurons)),
                   "constraints": enc.problem.n_constraints, "mask_variables": enc.problem.n_vars,
                   "components": sol.components, "form": opts.smug.form, "backend": sol.backend,
+                  "tie_break": sol.stats.get("tie_break"),
                   "masked_word": MASKED_WORD, "config": asdict(opts.smug),
                   **({} if keep_report is None else {"top_k": keep_report["constraints"]["top_k"],
                                                      "gamma": keep_report["constraints"]["gamma"],

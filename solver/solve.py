@@ -12,7 +12,14 @@
    optimality proof is in floating point and never used, only its incumbent.
 5. Prove each remaining component optimal with z3 (``prove``), which also repairs
    any candidate that the float margin made sub-optimal.
-6. Certify the combined mask exactly.  ``status`` is ``optimal`` only when every
+6. Canonical tie-break (one answer per request, issue 31): once every component is
+   proven, its mask is replaced by the canonical minimum mask
+   (:func:`~smug.solver.z3_backend.canonical`: the least bit string over the
+   component's variables in index order, i.e. the one leaving out the lowest-numbered
+   variables it can), so every backend, process and run returns the same mask.  The
+   pass runs until the same deadline; the answer's ``stats["tie_break"]`` says whether
+   it completed (a minimum mask either way).
+7. Certify the combined mask exactly.  ``status`` is ``optimal`` only when every
    component was proven by the exact solver; on a timeout the best verified mask
    comes back as ``feasible`` with the best proven lower bound.
 
@@ -31,13 +38,15 @@ import numpy as np
 from smug.ir import LinearForm, MaskProblem, linear_form
 from smug.solver.backends import FIRST_LAYER
 from smug.solver.certificate import Certificate, certify
+from smug.solver import rc2_backend
 from smug.solver.components import Component, split
 from smug.solver.exact import collapsed_rows
-from smug.solver.z3_backend import Row, Z3Options, minimise, satisfies
+from smug.solver.z3_backend import Row, Z3Options, canonical, minimise, satisfies
 
 BACKENDS = FIRST_LAYER  # alias: the registry in smug.solver.backends owns the list
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
 EXACT_SHARE = 0.5  # "auto": share of the time left for z3 before HiGHS is asked
+Z3_SHARE = 0.5  # of a clause-only component's time, z3's before RC2 gets the rest (issue 31)
 HIGHS_SHARE = 0.25  # share of the time left for the HiGHS candidate when a proof follows
 CERTIFY_RESERVE = 0.5  # time kept for certify(), relative to the exact encoding's time
 
@@ -48,6 +57,9 @@ CERTIFY_FAILED = "combined mask failed the exact check"
 PROVEN = ("exact: in every component the lower bound (z3 MaxSAT or cardinality search over exactly computed "
           "constraints, or the empty mask failing exactly) equals the mask size; mask certified exactly")
 NOT_PROVEN = "not proven optimal: best verified mask and best proven lower bound"
+CANONICAL = "canonical: the least minimum mask in variable order (lowest-numbered variables left out first)"
+NOT_CANONICAL = ("not completed before the deadline: a minimum mask, maybe not the canonical one (another run "
+                 "may return another minimum mask of the same size)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class SolveOptions:
     exact_share: float = EXACT_SHARE
     highs_share: float = HIGHS_SHARE
     certify_reserve: float = CERTIFY_RESERVE
+    z3_share: float = Z3_SHARE  # of a clause-only component's time, z3's before RC2 (when installed)
     z3: Z3Options = Z3Options()  # row encoding and MaxSAT engine
 
 
@@ -165,10 +178,19 @@ class _Search:
         return ok
 
     def exact(self, n: int, until: float) -> None:
-        """z3 on component n until ``until``; raises :class:`_Unsatisfiable` when it proves no mask exists."""
+        """z3 on component n until ``until`` (a clause-only component: z3 for ``options.z3_share`` of the time,
+        then, if it did not prove it, python-sat's RC2 on the same clauses, when installed); raises
+        :class:`_Unsatisfiable` when either proves no mask exists."""
         c = self.comps[n]
         start = self.best[c.vars] if self.have[n] else None
-        found = minimise(self.rows_of[n], c.vars, start, until, self.lbs[n], self.options.z3)
+        second = self.is_narrow(n) and rc2_backend.available()
+        t = time.perf_counter()
+        found = minimise(self.rows_of[n], c.vars, start, t + self.options.z3_share * (until - t) if second else until,
+                         self.lbs[n], self.options.z3)
+        if second and not found.proven:
+            self.lbs[n] = max(self.lbs[n], found.lower_bound)
+            other = rc2_backend.minimise_rc2(self.rows_of[n], c.vars, until, self.lbs[n])
+            found = other if other.proven else found
         if found.mask is None:
             if found.proven:
                 raise _Unsatisfiable
@@ -217,7 +239,19 @@ def solve(
         return Solution.infeasible(backend, UNSATISFIABLE, components=len(comps), timings=timings)
     if not have_all:
         return Solution.unknown(backend, NO_MASK, components=len(comps), timings=timings)
-    return _certified(problem, search, backend, timings, t0)
+    tie_break = _tie_break(search, deadline, timings) if search.all_closed() else None
+    return _certified(problem, search, backend, timings, t0, tie_break)
+
+
+def _tie_break(search: _Search, deadline: float, timings: dict[str, float]) -> str:
+    """Step 6: every (proven) component's mask made the canonical one, until ``deadline``."""
+    t, completed = time.perf_counter(), True
+    for n, c in enumerate(search.comps):
+        mask, done = canonical(search.rows_of[n], c.vars, search.best[c.vars], deadline, search.options.z3)
+        search.best[c.vars] = mask
+        completed = completed and done
+    timings["tie_break"] = time.perf_counter() - t
+    return CANONICAL if completed else NOT_CANONICAL
 
 
 def _run_phases(problem: MaskProblem, search: _Search, backend: str, prove: bool, margin: float, deadline: float,
@@ -285,8 +319,9 @@ def _prove(search: _Search, open_: list[int], deadline: float, keep_candidates: 
 
 
 def _certified(problem: MaskProblem, search: _Search, backend: str, timings: dict[str, float],
-               t0: float) -> Solution:
-    """The combined mask, certified exactly: ``optimal`` when every component is closed."""
+               t0: float, tie_break: str | None = None) -> Solution:
+    """The combined mask, certified exactly: ``optimal`` when every component is closed (with
+    ``stats["tie_break"]``: whether it is the canonical minimum mask)."""
     proven_all, lower = search.all_closed(), search.lower_bound
     t = time.perf_counter()
     cert = certify(problem, search.best)
@@ -296,5 +331,6 @@ def _certified(problem: MaskProblem, search: _Search, backend: str, timings: dic
     if not cert.valid:  # cannot happen unless a component check above is wrong
         return Solution.unknown(backend, CERTIFY_FAILED, lower, cert, **common)
     if proven_all:
-        return Solution.optimal(search.best, backend, PROVEN, cert, **common)
+        return Solution.optimal(search.best, backend, PROVEN if tie_break == CANONICAL else f"{PROVEN}; tie-break "
+                                f"{tie_break}", cert, stats={"tie_break": tie_break}, **common)
     return Solution.feasible(search.best, lower, backend, NOT_PROVEN, cert, **common)

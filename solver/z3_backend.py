@@ -61,8 +61,8 @@ class SearchResult:
     seconds: float
 
 
-def _real(z3, q: Fraction):
-    return z3.RealVal(f"{q.numerator}/{q.denominator}")
+def _real(z3, q: Fraction, ctx=None):
+    return z3.RealVal(f"{q.numerator}/{q.denominator}", ctx)
 
 
 def row_holds(coef: dict[int, Fraction], r: Fraction, on) -> bool:
@@ -148,20 +148,21 @@ def _z3_clause(z3, clause: Clause, m: dict, bare_unit: bool = True):
     False (the ablation's terms, exactly as before issue 3)."""
     lits = [m[j] if value else z3.Not(m[j]) for j, value in clause]
     if not lits:
-        return z3.BoolVal(False)
+        return z3.BoolVal(False, next(iter(m.values())).ctx)
     return lits[0] if bare_unit and len(lits) == 1 else z3.Or(lits)
 
 
 def hard_constraints(z3, rows: list[Row], m: dict, options: Z3Options = Z3Options()) -> list:
     """The rows as exact z3 constraints (clauses where narrow, LRA where wide)."""
     clauses = threshold_clauses if options.minimal_cnf else blocking_clauses
+    ctx = next(iter(m.values())).ctx if m else None  # the variables' context (each search has its own)
     out = []
     for coef, r in rows:
         if len(coef) <= options.table_arity:
             out += [_z3_clause(z3, clause, m, options.minimal_cnf) for clause in clauses(coef, r)]
         else:
-            terms = [z3.If(m[j], _real(z3, a), z3.RealVal(0)) for j, a in coef.items()]
-            out.append(z3.Sum(terms) > _real(z3, r))
+            terms = [z3.If(m[j], _real(z3, a, ctx), z3.RealVal(0, ctx)) for j, a in coef.items()]
+            out.append(z3.Sum(terms) > _real(z3, r, ctx))
     return out
 
 
@@ -190,7 +191,8 @@ def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, d
 
     t0 = time.perf_counter()
     variables = [int(v) for v in variables]
-    m = {j: z3.Bool(f"m{j}") for j in variables}
+    ctx = z3.Context()  # a context per search: nothing of an earlier search (or job) steers this one
+    m = {j: z3.Bool(f"m{j}", ctx) for j in variables}
     best = _Best(rows, variables, start)
 
     def read(model) -> np.ndarray:
@@ -208,16 +210,87 @@ def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, d
     return SearchResult(best.mask, lb, proven, time.perf_counter() - t0)
 
 
-def _check(solver, deadline: float):
-    """``solver.check()`` held to ``deadline``: z3's own timeout is soft (a MaxSAT check was
-    seen running 49 s past a 3 s timeout), so a timer also interrupts the context."""
+def canonical(rows: list[Row], variables: np.ndarray, mask: np.ndarray, deadline: float,
+              options: Z3Options = Z3Options()) -> tuple[np.ndarray, bool]:
+    """The canonical minimum mask of ``rows``, given ``mask``, a minimum one (proven): among every
+    mask of its size that satisfies the rows, the least read as a bit string over ``variables`` in
+    increasing order (the first variable most significant; off before on), i.e. the one that
+    leaves out the lowest-numbered variables it can.  Greedy and exact: each variable still on
+    in the current mask is asked off under the decisions already made (z3, the rows exactly and
+    at most ``mask.sum()`` on); a model is the new current mask, unsat fixes the variable on.
+    Every answer is a fact about the rows, not about a solver's state, so any engine, process or
+    earlier optimum gives the same mask.  Returns ``(mask, completed)``: ``completed`` is False
+    when ``deadline`` came first (``mask`` is then a minimum mask, maybe not the canonical one)."""
+    import z3
+
+    order = np.argsort(np.asarray(variables), kind="stable")
+    variables = [int(v) for v in np.asarray(variables)[order]]
+    current = np.asarray(mask, dtype=bool)[order].copy()
+    k = int(current.sum())
+    ctx = z3.Context()
+    m = {j: z3.Bool(f"m{j}", ctx) for j in variables}
+    narrow = all(len(coef) <= options.table_arity for coef, _ in rows)
+    solver = z3.SolverFor("QF_FD", ctx=ctx) if narrow else z3.Solver(ctx=ctx)  # clauses: z3's SAT core
+    solver.add(*hard_constraints(z3, rows, m, options))
+    solver.add(z3.AtMost(*m.values(), k))
+    decided: list = []
+    kept = 0
+    done = True
+    for t, j in enumerate(variables):
+        if kept == k:  # every kept variable is decided: the rest are off in the current mask
+            break
+        if current[t]:
+            if time.perf_counter() >= deadline:
+                done = False
+                break
+            answer = _check(solver, deadline, *decided, z3.Not(m[j]))
+            if answer == z3.sat:
+                model = solver.model()
+                cand = np.array([z3.is_true(model.eval(m[v], model_completion=True)) for v in variables])
+                if cand.sum() > k or not satisfies(rows, {v for v, b in zip(variables, cand) if b}):
+                    done = False  # never adopt a model the exact check rejects
+                    break
+                current = cand
+            elif answer != z3.unsat:
+                done = False
+                break
+        decided.append(m[j] if current[t] else z3.Not(m[j]))
+        kept += int(current[t])
+    out = np.empty_like(current)
+    out[order] = current
+    return out, done
+
+
+def _check(solver, deadline: float, *assumptions):
+    """``solver.check(*assumptions)`` held to ``deadline``: z3's own timeout is soft (a MaxSAT check
+    was seen running 49 s past a 3 s timeout), so a timer also interrupts the context.  An
+    interrupted check answers ``unknown``: z3 reports the cancellation as a ``Z3Exception``
+    ("canceled"), also when it struck inside a model callback (issue 31), and nothing was proven."""
+    import z3
+
     timer = threading.Timer(max(0.0, deadline - time.perf_counter()) + INTERRUPT_SLACK, solver.ctx.interrupt)
     timer.daemon = True
     timer.start()
     try:
-        return solver.check()
+        return solver.check(*assumptions)
+    except z3.Z3Exception:
+        return z3.unknown
     finally:
         timer.cancel()
+
+
+def _guarded(offer: Callable[[object], object]) -> Callable[[object], None]:
+    """A model callback that skips a model z3 cancelled while it was being read (the check then
+    answers ``unknown``, :func:`_check`) instead of raising inside z3."""
+    import z3
+
+    def on_model(model) -> None:
+        try:
+            offer(model)
+        except z3.Z3Exception:
+            pass
+
+    return on_model
 
 
 def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int,
@@ -226,14 +299,14 @@ def _maxsat(z3, hard, m, variables, best: _Best, read, deadline: float, lb: int,
     remaining = deadline - time.perf_counter()
     if remaining <= 0:
         return lb
-    opt = z3.Optimize()
+    opt = z3.Optimize(ctx=next(iter(m.values())).ctx if m else None)
     opt.set("timeout", max(1, int(remaining * 1000)))
     opt.set("maxsat_engine", engine)
     opt.add(*hard)
     handle = None
     for j in variables:
         handle = opt.add_soft(z3.Not(m[j]), 1, "size")
-    opt.set_on_model(lambda model: best.offer(read(model)))
+    opt.set_on_model(_guarded(lambda model: best.offer(read(model))))
     answer = _check(opt, deadline)
     if answer == z3.sat:
         best.offer(read(opt.model()))
@@ -257,7 +330,7 @@ def ascend(z3, hard, literals: list, lb: int, size: Callable[[], float], offer: 
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             break
-        s = z3.Solver()
+        s = z3.Solver(ctx=literals[0].ctx if literals else None)
         s.set("timeout", max(1, int(remaining * 1000)))
         s.add(*hard)
         s.add(z3.AtMost(*literals, lb))

@@ -109,3 +109,49 @@ def test_answers_from_a_reused_host_equal_a_direct_solve():
     for _ in range(2):
         sol = solve_isolated(p, "auto", 30.0)
         assert sol.status == "optimal" and sol.objective == reference_minimum(p) and sol.certificate.valid
+
+
+def _state(problem, backend, timeout, progress):
+    """What a job sees of the host's global state, then changes it (the next job must not see that)."""
+    import random
+
+    import z3
+
+    seen = {"random": random.random(), "numpy": float(np.random.random()),
+            "z3_ids": z3.Bool("probe").get_id(), "models": len(z3.z3._on_models)}
+    opt = z3.Optimize()  # a model callback left in z3's module-level table, and terms in its main context
+    opt.set_on_model(lambda model: None)
+    opt.add(z3.Or(z3.Bool("a"), z3.Bool("b")))
+    opt.add_soft(z3.Not(z3.Bool("a")))
+    opt.check()
+    random.random(), np.random.random(10)
+    opt.cycle = (opt, [z3.Int(f"x{i}") for i in range(100)])  # a reference cycle: freed only by a collection
+    return seen
+
+
+def test_a_reused_host_carries_no_state_from_the_job_before():
+    """Issue 31 (one answer per request): a warm host starts each job as a fresh one does."""
+    fresh = solve_host.start(_state, np.ones(1), "auto", 5.0, None)
+    first = _messages(fresh)[-1][1]
+    solve_host.finish(fresh, reusable=True)
+    for _ in range(2):
+        warm = solve_host.start(_state, np.ones(1), "auto", 5.0, None)
+        assert warm.process.pid == fresh.process.pid  # the same process, a later job
+        assert _messages(warm)[-1][1] == first
+        solve_host.finish(warm, reusable=True)
+
+
+def test_the_same_request_gives_the_same_mask_bits_in_a_warm_process():
+    """Issue 31: the same problem 4 times through the (reused) solve hosts, each backend and the
+    portfolio: the same mask bits every time, the canonical one, whichever backend answers."""
+    from smug.bench.hard_instances import hard_first_layer
+    from smug.solver.solve import CANONICAL
+
+    problem = hard_first_layer(size=40, k=200)
+    masks = set()
+    for backend in ("auto", "highs", "z3", "portfolio"):
+        for _ in range(4):
+            sol = solve_isolated(problem, backend, 60.0)
+            assert sol.status == "optimal" and sol.stats["tie_break"] == CANONICAL and sol.certificate.valid
+            masks.add(np.packbits(sol.mask).tobytes())
+    assert len(masks) == 1

@@ -1,0 +1,61 @@
+"""A second exact MaxSAT engine for components whose rows all compile to clauses: python-sat's RC2.
+
+The clauses are the same minimal CNF z3 gets (:func:`~smug.solver.z3_backend.threshold_clauses`),
+one soft ``not m_j`` per variable; RC2's answer is a minimum mask (its cost is the optimum), checked
+exactly before it is used.  :mod:`smug.solver.solve` hands a component here when z3 did not prove
+it in its share of the time (issue 31: z3 cancelled at the deadline where RC2 on the same clauses
+proved the optimum in 0.8 s).  python-sat is optional (the ``smtlib`` extra): without it
+:func:`available` is False and nothing changes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+
+import numpy as np
+
+from smug.solver.z3_backend import Row, SearchResult, satisfies, threshold_clauses
+
+
+def available() -> bool:
+    """Whether python-sat is installed."""
+    return importlib.util.find_spec("pysat") is not None
+
+
+def minimise_rc2(rows: list[Row], variables: np.ndarray, deadline: float, lower_bound: int = 0) -> SearchResult:
+    """Smallest mask over ``variables`` satisfying ``rows`` (every row narrow enough for clauses) by
+    RC2, interrupted at ``deadline``: proven when RC2 finished; ``mask`` None and ``proven`` when the
+    clauses are unsatisfiable; ``mask`` None and not proven when the deadline came first."""
+    from pysat.examples.rc2 import RC2
+    from pysat.formula import WCNF
+
+    t0 = time.perf_counter()
+    variables = [int(v) for v in variables]
+    number = {j: t + 1 for t, j in enumerate(variables)}
+    wcnf = WCNF()
+    for coef, r in rows:
+        for clause in threshold_clauses(coef, r):
+            wcnf.append([number[j] if value else -number[j] for j, value in clause])
+    for j in variables:
+        wcnf.append([-number[j]], weight=1)
+    if time.perf_counter() >= deadline:
+        return SearchResult(None, lower_bound, False, time.perf_counter() - t0)
+    with RC2(wcnf) as rc2:
+        timer = threading.Timer(max(0.0, deadline - time.perf_counter()), rc2.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            model = rc2.compute(expect_interrupt=True)
+        finally:
+            timer.cancel()
+        interrupted = rc2.interrupted
+    if model is None:
+        return SearchResult(None, lower_bound, not interrupted, time.perf_counter() - t0)
+    on = {abs(lit) for lit in model if lit > 0}
+    mask = np.array([number[j] in on for j in variables])
+    if interrupted or not satisfies(rows, {j for j, b in zip(variables, mask) if b}):
+        return SearchResult(None, lower_bound, False, time.perf_counter() - t0)  # never trust an unchecked mask
+    size = int(mask.sum())
+    return SearchResult(mask, max(lower_bound, size), True, time.perf_counter() - t0)

@@ -1,0 +1,55 @@
+"""RC2 (python-sat) as the second exact engine of clause-only components, against brute force; and the
+solver's hand-over when z3 does not prove a component in its share (issue 31)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from smug.solver import rc2_backend
+from smug.solver.components import split
+from smug.solver.exact import collapsed_rows
+from smug.solver.solve import SolveOptions, solve
+from smug.solver.z3_backend import TABLE_ARITY
+import _reference as ref  # tests/solver/_reference.py, on sys.path via tests/conftest.py
+
+from test_solve import CASES
+
+pytestmark = pytest.mark.skipif(not rc2_backend.available(), reason="python-sat is not installed")
+NARROW = [i for i, c in enumerate(CASES) if c["wide_rows"] == 0]
+
+
+@pytest.mark.parametrize("index", NARROW)
+def test_rc2_finds_each_component_minimum(index):
+    problem = ref.random_problem(**CASES[index])
+    rows = collapsed_rows(problem, np.arange(problem.n_constraints))
+    total = 0
+    for comp in split(problem)[0]:
+        comp_rows = [rows[i] for i in comp.rows]
+        assert all(len(coef) <= TABLE_ARITY for coef, _ in comp_rows)
+        res = rc2_backend.minimise_rc2(comp_rows, comp.vars, time.perf_counter() + 30)
+        assert res.proven and res.mask is not None and res.lower_bound == int(res.mask.sum())
+        want, _ = ref.ref_minimum(problem, comp.rows)
+        assert int(res.mask.sum()) == want
+        total += want
+    assert total == ref.ref_minimum(problem)[0]
+
+
+def test_rc2_stops_at_its_deadline_without_a_claim():
+    problem = ref.random_problem(**CASES[NARROW[0]])
+    rows = collapsed_rows(problem, np.arange(problem.n_constraints))
+    comp = split(problem)[0][0]
+    res = rc2_backend.minimise_rc2([rows[i] for i in comp.rows], comp.vars, time.perf_counter() - 1)
+    assert not res.proven and res.mask is None
+
+
+@pytest.mark.parametrize("backend", ["auto", "z3"])
+def test_rc2_proves_what_z3_left_open(backend):
+    """z3 given no time at all proves nothing; RC2 on the same clauses proves every component."""
+    for index in NARROW[:6]:
+        problem = ref.random_problem(**CASES[index])
+        k, _ = ref.ref_minimum(problem)
+        sol = solve(problem, backend=backend, timeout=30, options=SolveOptions(z3_share=0.0))
+        assert sol.status == "optimal" and sol.objective == k and ref.ref_valid(problem, sol.mask), sol.proof
