@@ -41,6 +41,66 @@ DATA_OPS = {"Conv", "Gemm", "MatMul", "BatchNormalization", "AveragePool", "Glob
 SUPPORTED_OPS = frozenset(DATA_OPS | SHAPE_ONLY | CONSTANT_OPS)
 
 
+#: the largest lowering the whole-network encoding attempts: ReLU units (MaxPool's comparisons
+#: included) and multiply-adds of its linear maps per input.  mnist-cnn has 4,232 and 66,800;
+#: torchvision's ResNet-18 at 224 px has 3.9 million and 1.8 billion (its lowering grew past 13 GB).
+MAX_RELU_UNITS = 50_000
+MAX_MULTIPLY_ADDS = 20_000_000
+
+
+@dataclass(frozen=True)
+class NetworkSize:
+    """What the lowering of a model would hold, from the graph's shapes alone (nothing built)."""
+
+    relu_units: int
+    multiply_adds: int
+
+    def within_budget(self) -> bool:
+        return self.relu_units <= MAX_RELU_UNITS and self.multiply_adds <= MAX_MULTIPLY_ADDS
+
+
+def network_size(model: OnnxModel) -> NetworkSize:
+    """:class:`NetworkSize` of ``model`` by ONNX shape inference on a light copy of its graph (large
+    weights replaced by their declared shapes): each Relu's units, each MaxPool's ``k - 1``
+    comparisons per output, each Conv / Gemm / MatMul's multiply-adds."""
+    import onnx
+
+    g = model.proto.graph
+    small = [i for i in g.initializer if int(np.prod(i.dims)) <= 4096]  # shapes, axes: inference reads them
+    large = [onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in g.initializer
+             if int(np.prod(i.dims)) > 4096]
+    light = onnx.helper.make_model(onnx.helper.make_graph(list(g.node), "size", list(g.input) + large, list(g.output),
+                                                          small), opset_imports=list(model.proto.opset_import))
+    light.ir_version = model.proto.ir_version
+    inferred = onnx.shape_inference.infer_shapes(light)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    shapes.update({i.name: list(i.dims) for i in g.initializer})
+    units = macs = 0
+    for node in g.node:
+        out = shapes.get(node.output[0], [])
+        numel = int(np.prod([d for d in out[1:] if d > 0])) if len(out) > 1 else 0
+        if node.op_type == "Relu":
+            units += numel
+        elif node.op_type == "MaxPool":
+            units += numel * (int(np.prod(node_attributes(node).get("kernel_shape", [1]))) - 1)
+        elif node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
+            w = [d for d in shapes.get(node.input[1], []) if d > 0]
+            macs += numel * int(np.prod(w[1:])) if node.op_type == "Conv" else int(np.prod(w))
+    return NetworkSize(int(units), int(macs))
+
+
+def check_budget(model: OnnxModel) -> None:
+    """Refuse (:class:`UnsupportedModel`, one line naming the model and its size) a model whose
+    lowering would exceed :data:`MAX_RELU_UNITS` or :data:`MAX_MULTIPLY_ADDS`."""
+    size = network_size(model)
+    if not size.within_budget():
+        raise UnsupportedModel(
+            f"'{model.name}' is beyond the whole-network encoding's budget: {size.relu_units:,} ReLU units and "
+            f"{size.multiply_adds:,} multiply-adds (at most {MAX_RELU_UNITS:,} and {MAX_MULTIPLY_ADDS:,}); "
+            "explain it with the first-layer method (smug explain without --whole-network)")
+
+
 def unsupported_ops(model: OnnxModel) -> list[str]:
     """The op types of ``model`` the whole-network encoding cannot read (empty: it may encode it)."""
     return sorted({n.op_type for n in model.proto.graph.node} - SUPPORTED_OPS)
@@ -265,8 +325,14 @@ class _Lowering:
 
 
 def network_layers(model: OnnxModel) -> tuple[DenseLayer, ...]:
-    """The model as an exact chain of dense ReLU layers (see the module docstring); cached per model."""
-    return model.derived("network_layers", lambda: _Lowering(model).run(model.output_name))
+    """The model as an exact chain of dense ReLU layers (see the module docstring); cached per model.
+    A model beyond the budget (:func:`check_budget`) is refused before anything is built."""
+
+    def build() -> tuple[DenseLayer, ...]:
+        check_budget(model)
+        return _Lowering(model).run(model.output_name)
+
+    return model.derived("network_layers", build)
 
 
 def encode_network(

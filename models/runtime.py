@@ -194,14 +194,19 @@ class OnnxModel:
 
     def _runs(self, session, names: list[str], x: np.ndarray, batch_size: int) -> list[np.ndarray]:
         """``session``'s ``names`` for the inputs ``x``, ``batch_size`` inputs a run -- or, for a graph
-        with a fixed batch size, exactly that many a run (the last run padded with zeros and cut)."""
+        with a fixed batch size, exactly that many a run (a short last run padded with zeros, its
+        outputs cut back).  Outputs are joined along their first axis (a batch of one: as they are,
+        so a tensor without a batch axis, such as a shape, comes back whole)."""
         size = batch_size if self.fixed_batch is None else self.fixed_batch
         outs = []
         for i in range(0, len(x), size):
-            chunk = x[i : i + size]
-            if self.fixed_batch is not None and len(chunk) < size:
-                chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outs.append([v[: min(size, len(x) - i)] for v in session.run(names, {self.input_name: chunk})])
+            chunk, n = x[i : i + size], len(x[i : i + size])
+            if n < size and self.fixed_batch is not None:
+                chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)])
+            values = session.run(names, {self.input_name: chunk})
+            outs.append([v[:n] for v in values] if len(chunk) > n else values)
+        if len(outs) == 1:
+            return outs[0]
         return [np.concatenate([o[k] for o in outs], axis=0) for k in range(len(names))]
 
     def logits(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -235,3 +235,36 @@ def test_other_operators_are_refused_by_node_name(op, extra):
     assert unsupported_ops(model) == [op]
     with pytest.raises(UnsupportedModel, match=f"'{op}' \\(the_odd_one\\)"):
         network_layers(model)
+
+
+def test_whole_network_refuses_a_model_beyond_its_budget_before_building_anything(torchvision_onnx):
+    """Issue 26: ResNet-18 (only supported ops) once grew past 13 GB while being lowered; it is now
+    refused up front, by name and size, from the graph's shapes alone."""
+    from smug.encoders.network import MAX_RELU_UNITS, network_layers, network_size
+
+    model = OnnxModel.load(torchvision_onnx("resnet18", "ts17", "1", 64), name="resnet18")
+    size = network_size(model)
+    assert size.relu_units > MAX_RELU_UNITS and not size.within_budget()
+    assert size.relu_units >= 64 * 32 * 32  # the stem's ReLU alone
+    with pytest.raises(UnsupportedModel, match=r"'resnet18' is beyond the whole-network encoding's budget: "
+                                               rf"{size.relu_units:,} ReLU units"):
+        network_layers(model)
+    assert "network_layers" not in model._derived  # nothing was built or kept
+
+
+def test_network_size_counts_the_units_the_runtime_computes():
+    """The size estimate's ReLU units are the Relu outputs onnxruntime computes plus k - 1
+    comparisons per MaxPool output; the zoo's networks are within the budget."""
+    from smug.encoders.first_layer import node_attributes
+    from smug.encoders.network import check_budget, network_size
+    from smug.models.zoo import load_model
+
+    for name in ("mnist-mlp", "mnist-cnn"):
+        model = load_model(name)[0]
+        nodes = [n for n in model.proto.graph.node if n.op_type in ("Relu", "MaxPool")]
+        values = model.tensors(np.zeros((1, *model.input_shape), np.float32), [n.output[0] for n in nodes])
+        want = sum(values[n.output[0]][0].size * (1 if n.op_type == "Relu" else
+                                                  int(np.prod(node_attributes(n)["kernel_shape"])) - 1)
+                   for n in nodes)
+        assert network_size(model).relu_units == want
+        check_budget(model)
