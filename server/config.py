@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+CHEAP_THREADS = 8  # gRPC handler threads beyond the admitted requests and streams (ServerConfig.handler_threads)
+
 
 def default_memory_mb(workers: int | None = None) -> int:
     """Per-worker resident memory cap: an equal share of 80% of the machine's memory (the server
@@ -43,6 +45,7 @@ class ServerConfig:
     farm_workers: int | None = None  # SubmitBatch: an embedded Dask cluster of this many workers (default 1) ...
     farm_scheduler: str | None = None  # ... or this Dask scheduler's cluster (tcp://HOST:8786)
     max_batch_jobs: int = 10000  # requests one SubmitBatch may carry
+    max_streams: int = 4  # batch streams (SubmitBatch, WatchBatch) at once; beyond: RESOURCE_EXHAUSTED at once
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -62,10 +65,19 @@ class ServerConfig:
             raise ValueError("give either --farm-workers (an embedded Dask cluster) or --farm-scheduler, not both")
         if (self.farm_workers is not None and self.farm_workers < 1) or self.max_batch_jobs < 1:
             raise ValueError("farm workers and the batch size cap must be >= 1")
+        if self.max_streams < 1:
+            raise ValueError("max-streams must be >= 1")
         if self.upload_timeout <= 0 or self.shutdown_grace < 0:
             raise ValueError("upload timeout must be > 0 and shutdown grace >= 0")
         if self.deadline_margin < 0 or self.grace < 0:
             raise ValueError("deadline margin and grace must be >= 0")
+
+    @property
+    def handler_threads(self) -> int:
+        """gRPC handler threads: one per admitted request (running or queued) and batch stream, plus
+        :data:`CHEAP_THREADS` that only unadmitted RPCs use (health, ListModels, refusals), so a
+        server at its admission limits still answers those at once."""
+        return self.workers + self.max_queue + self.max_streams + CHEAP_THREADS
 
     @property
     def max_message_bytes(self) -> int:

@@ -67,8 +67,7 @@ def start(config: ServerConfig) -> SmugServer:
     import grpc
 
     from smug.server.interceptors import AuthInterceptor, WireGuard
-    # handler threads: every admitted request (running or queued) plus room for cheap RPCs
-    threads = config.workers + config.max_queue + 8
+    threads = config.handler_threads
     options = [("grpc.max_send_message_length", config.max_message_bytes),
                ("grpc.max_receive_message_length", config.max_message_bytes),
                ("grpc.so_reuseport", 0)]
@@ -118,6 +117,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="solver worker processes (default: CPU count)")
     p.add_argument("--max-queue", type=int, default=d.max_queue,
                    help=f"requests that may wait for a worker; beyond: RESOURCE_EXHAUSTED (default {d.max_queue})")
+    p.add_argument("--max-streams", type=int, default=d.max_streams,
+                   help=f"batch streams (SubmitBatch, WatchBatch) at once; beyond: RESOURCE_EXHAUSTED "
+                        f"(default {d.max_streams})")
     p.add_argument("--max-message-mb", type=float, default=d.max_message_mb, help="gRPC message size limit")
     p.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb, help="ONNX upload cap")
     p.add_argument("--max-timeout", type=float, default=d.max_timeout, help="largest solver timeout allowed")
@@ -148,7 +150,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(a: argparse.Namespace) -> ServerConfig:
-    return ServerConfig(host=a.host, port=a.port, workers=a.workers, max_queue=a.max_queue,
+    return ServerConfig(host=a.host, port=a.port, workers=a.workers, max_queue=a.max_queue, max_streams=a.max_streams,
                         max_message_mb=a.max_message_mb, max_upload_mb=a.max_upload_mb, max_timeout=a.max_timeout,
                         deadline_margin=a.deadline_margin, grace=a.grace,
                         memory_mb=a.memory_mb if a.memory_mb is not None else default_memory_mb(a.workers),

@@ -79,6 +79,7 @@ class SmugService(pb_grpc.SmugServicer):
         self.config = config
         self.pool = pool
         self._slots = threading.BoundedSemaphore(config.workers + config.max_queue)
+        self._streams = threading.BoundedSemaphore(config.max_streams)  # open SubmitBatch / WatchBatch streams
         self.registry = ModelRegistry(config.store_dir(), self._inspect)
         self.running: dict[str, dict] = {}  # request id -> job stats (queue_s, work_s, worker pid)
         self.draining = False  # set on shutdown: new work is refused, health says NOT_SERVING
@@ -102,8 +103,8 @@ class SmugService(pb_grpc.SmugServicer):
         finally:
             self.running.pop(call.id, None)
 
-    def _guard(self, call: Call, fn):
-        """Run ``fn()``; map failures to a gRPC status; log the request."""
+    def _guard(self, call: Call, fn, done: bool = True):
+        """Run ``fn()``; map failures to a gRPC status; log the request (on success only when ``done``)."""
         try:
             out = fn()
         except ServiceError as exc:
@@ -115,7 +116,8 @@ class SmugService(pb_grpc.SmugServicer):
             call.finish("INTERNAL", f"{type(exc).__name__}: {exc}")
             call.context.abort(grpc.StatusCode.INTERNAL,
                                f"internal error (request {call.id}); the server log has the details")
-        call.finish("OK")
+        if done:
+            call.finish("OK")
         return out
 
     def _admit(self, call: Call) -> None:
@@ -126,6 +128,14 @@ class SmugService(pb_grpc.SmugServicer):
             n = self.config.workers + self.config.max_queue
             raise ServiceError("RESOURCE_EXHAUSTED",
                                f"server busy: {n} requests already running or queued; retry later")
+
+    def _admit_stream(self) -> None:
+        """A slot for a batch stream (SubmitBatch, WatchBatch), which holds a handler thread for as long
+        as its client keeps it open: at most ``max_streams`` at once, others get RESOURCE_EXHAUSTED at once
+        (and never take the threads that admitted requests, health checks and ListModels use)."""
+        if not self._streams.acquire(blocking=False):
+            raise ServiceError("RESOURCE_EXHAUSTED", f"server busy: {self.config.max_streams} batch streams "
+                                                     "(SubmitBatch, WatchBatch) already open; retry later")
 
     def _check_deadline(self, call: Call) -> None:
         if call.deadline is not None and call.deadline - time.time() <= self.config.deadline_margin:
@@ -297,11 +307,18 @@ class SmugService(pb_grpc.SmugServicer):
         call = Call("SubmitBatch", context)
 
         def body():
-            from smug.server.batch import Shown
-
             self._check_deadline(call)
             if self.draining:
                 raise ServiceError("UNAVAILABLE", "the server is shutting down; retry on another server")
+            self._admit_stream()
+            try:
+                return submit()
+            finally:
+                self._streams.release()
+
+        def submit():
+            from smug.server.batch import Shown
+
             options, requests, names = None, [], []
             for n, item in enumerate(request_iterator):
                 which = item.WhichOneof("item")
@@ -322,6 +339,8 @@ class SmugService(pb_grpc.SmugServicer):
                     raise invalid(f"item {n} is empty (neither options nor a request)")
             if not requests:
                 raise invalid("the batch has no requests")
+            if call.ended():  # the client went after its last item: it hears of no batch, so none runs
+                raise ServiceError("CANCELLED", "the client ended the SubmitBatch call before its answer")
             job_timeout = retries = None
             if options is not None and options.HasField("job_timeout"):
                 job_timeout = options.job_timeout
@@ -350,6 +369,7 @@ class SmugService(pb_grpc.SmugServicer):
         if not batches.exists(request.batch_id):
             self._guard(call, missing)
         call.log["batch"] = request.batch_id
+        self._guard(call, self._admit_stream, done=False)
         try:
             for ev in batches.watch(request.batch_id, call.ended):
                 if isinstance(ev, Counts):
@@ -364,6 +384,7 @@ class SmugService(pb_grpc.SmugServicer):
                 yield pb.BatchEvent(job=job)
             call.finish("OK")
         finally:
+            self._streams.release()
             call.finish("CANCELLED", "the client closed the stream")
 
 

@@ -302,3 +302,71 @@ def test_the_default_memory_cap_fits_the_machine():
         cap = default_memory_mb(workers)
         assert 1024 <= cap <= 8192 and (cap == 1024 or cap * workers <= 0.8 * total_mb)
     assert ServerConfig().memory_mb == default_memory_mb()
+
+
+def test_batch_streams_cannot_freeze_the_server(tmp_path, nets):
+    """Issue 28.1: 14 SubmitBatch streams that never end, then 14 watchers of a running batch: at most
+    ``max_streams`` are admitted (the rest get RESOURCE_EXHAUSTED at once), and health checks,
+    ListModels and Explain still answer within 2 s."""
+    from smug.clients import Client
+    from smug.proto import load
+    from smug.proto.wire import to_tensor
+    from smug.server.config import ServerConfig
+    from smug.server.main import start
+
+    pb, pb_grpc = load()
+    srv = start(ServerConfig(port=0, workers=1, max_queue=1, store=tmp_path, inspect_zoo=False, farm_workers=1))
+    release = threading.Event()
+    try:
+        with Client(f"127.0.0.1:{srv.port}") as c, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            stub = pb_grpc.SmugStub(channel)
+            probe = dict(model="mnist-mlp", top_k=20, window=1, timeout=1.0)
+            c.explain(**probe)  # a warm worker
+
+            def answers_at_once() -> None:
+                for call in (c.health, lambda: c.list_models(), lambda: c.explain(**probe, deadline=10.0)):
+                    t0 = time.time()
+                    call()
+                    assert time.time() - t0 < 2.0
+
+            data, x = nets.hard(seed=5)
+            model = c.register_model(data, name="hard-5").id
+
+            def item(k: int):
+                params = pb.ExplainParams(method=pb.FIRST_LAYER, top_k=3000, timeout=20 + k)
+                return pb.BatchItem(request=pb.ExplainRequest(model=model, tensor=to_tensor(pb, x), params=params))
+
+            def stalled(k: int):
+                yield item(k)
+                release.wait(120)  # the client does not end its stream while the test runs ...
+                yield pb.BatchItem()  # ... and then ends it with an empty item: refused, nothing runs
+
+            streams = [stub.SubmitBatch.future(stalled(k), timeout=120) for k in range(14)]
+            assert wait_until(lambda: sum(f.done() for f in streams) == 10, 10)
+            done = [f for f in streams if f.done()]
+            assert all(f.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED for f in done)
+            answers_at_once()
+            release.set()
+            admitted = [f for f in streams if f not in done]
+            assert all(f.exception(30).code() == grpc.StatusCode.INVALID_ARGUMENT for f in admitted)
+
+            info = stub.SubmitBatch(iter([item(k) for k in range(40, 43)]), timeout=60)  # a batch of about a minute
+            refused, open_watchers = [], []
+
+            def watch() -> None:
+                try:
+                    for _ in stub.WatchBatch(pb.WatchBatchRequest(batch_id=info.batch_id), timeout=120):
+                        pass
+                except grpc.RpcError as exc:
+                    refused.append(exc.code())
+
+            watchers = [threading.Thread(target=watch, daemon=True) for _ in range(14)]
+            for w in watchers:
+                w.start()
+            assert wait_until(lambda: len(refused) == 10, 10), refused
+            assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert sum(w.is_alive() for w in watchers) == 4  # the batch is still running: four watch it
+            answers_at_once()
+    finally:
+        release.set()
+        srv.stop(grace=1)
