@@ -76,6 +76,23 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def smug_request(path: Path, config: EvalConfig, target: int | None = None, keep_class: bool = False):
+    """The SMUG request of an image file under ``config`` (the only place evaluate builds one)."""
+    from smug.pipeline.request import ExplainRequest
+
+    c = config
+    return ExplainRequest.build(str(path), model=c.model, method="smug", top_k=c.top_k, gamma=c.gamma,
+                                window=c.window, timeout=c.timeout, target=target, keep_class=keep_class)
+
+
+def image_key(path: Path, config: EvalConfig) -> str:
+    """An image's key in the store: the identity of its SMUG request (its content, not its path: the
+    same photo under two names is one image, a photo replaced at the same path is a new one)."""
+    from smug.pipeline.identity import identity
+
+    return identity(smug_request(path, config))
+
+
 def _smug_explanation(path: Path, config: EvalConfig, target: int | None = None, keep_class: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, float, dict]:
     """One SMUG run on the image file: (SMUG map, SMUG_base map, seconds, info for the rows' ``extra``;
@@ -84,9 +101,7 @@ def _smug_explanation(path: Path, config: EvalConfig, target: int | None = None,
     from smug.pipeline.request import ExplainRequest
     from smug.pipeline import run
 
-    c = config
-    e = run(ExplainRequest.build(str(path), model=c.model, method="smug", top_k=c.top_k, gamma=c.gamma,
-                                 window=c.window, timeout=c.timeout, target=target, keep_class=keep_class))
+    e = run(smug_request(path, config, target, keep_class))
     info = {"status": e.status, "blocks": e.objective, "base_blocks": int(e.base_mask.sum()),
             "certificate_valid": bool(e.certificate.get("valid")), "timings": e.timings,
             "keeps_class": e.keeps_class, "masked_confidence": e.masked_confidence}
@@ -337,7 +352,7 @@ class _LocalRun:
     def go(self, **_) -> dict:
         ev = None
         for p in self.paths:
-            key = str(p.resolve())
+            key = image_key(p, self.config)
             got = self.claim(key)
             for group in method_groups(got):
                 ev = ev or _evaluator(self.config)
@@ -355,7 +370,7 @@ class _FarmRun(_LocalRun):
 
         units, images = [], {}
         for p in self.paths:
-            key = str(p.resolve())
+            key = image_key(p, self.config)
             got = self.claim(key)
             if not got:
                 self.counts["skipped"] += 1

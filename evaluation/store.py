@@ -15,6 +15,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from smug.pipeline.identity import SCHEME
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -103,7 +105,9 @@ class Store:
         return None if row is None else json.loads(row[0])
 
     def bind(self, config: EvalConfig) -> None:
-        """Record the config, or check that it is the one the store was made with."""
+        """Record the config, or check that it is the one the store was made with; and that its
+        images are keyed by request identity of this id scheme (:func:`smug.evaluation.runner.image_key`)."""
+        self._check_keys()
         mine = asdict(config)
         have = self.config()
         if have is None:
@@ -115,6 +119,26 @@ class Store:
         if have != mine:
             diff = {k: (have.get(k), v) for k, v in mine.items() if have.get(k) != v}
             raise ValueError(f"{self.path} was made with other settings {diff} (stored, given): use another --db")
+
+    def _check_keys(self) -> None:
+        """Refuse to add rows to a store whose images are keyed another way (an older smug: by path);
+        it stays readable (``smug evaluate report``), and a new store recomputes its images."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='id_scheme'").fetchone()
+        scheme = 1 if row is None else int(row[0])
+        if scheme == SCHEME:
+            return
+        named = {im["image"]: im["name"] for im in self.images()}
+        keys = [r[0] for r in self.db.execute("SELECT DISTINCT image FROM results ORDER BY image")]
+        names = sorted({named.get(k) or k for k in [*named, *keys]})
+        if not names:
+            with self.db:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('id_scheme', ?)", (str(SCHEME),))
+            return
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise ValueError(f"{self.path} was written by an older smug (images keyed by id scheme {scheme}, this smug "
+                         f"keys them by request identity, scheme {SCHEME}); it stays readable (smug evaluate "
+                         f"report) but is not reused: give another --db, where this run recomputes its "
+                         f"{len(names)} images ({shown})")
 
     def done(self, image: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT method FROM results WHERE image=?", (image,))}

@@ -10,7 +10,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from smug.evaluation.runner import Progress, check_methods, evaluate
+from smug.evaluation.runner import Progress, check_methods, evaluate, image_key
 from smug.evaluation.store import EvalConfig, Store
 
 CONFIG = EvalConfig(model="mnist-mlp", top_k=3000, window=4, n_thresholds=50, insertion_deletion=True,
@@ -38,7 +38,7 @@ def test_rows_match_direct_computations(store_path, digits):
     s.close()
     assert len(rows) == 2 * 5 and len(images) == 2
     for p in digits:
-        key = str(p.resolve())
+        key = image_key(p, CONFIG)
         x, _ = entry.preprocess.load(p)
         target = int(model.logits(x[None])[0].argmax())
         assert images[key]["target"] == target
@@ -80,8 +80,24 @@ def test_rerun_skips_finished_images_and_adds_new_methods(store_path, digits):
     r = evaluate(digits[:1], ["gradient"], store_path, CONFIG, progress=False)
     assert r["computed"] == 1
     after = {(a, b): c for a, b, c in sqlite3.connect(store_path).execute("SELECT image, method, lsc FROM results")}
-    assert set(after) - set(before) == {(str(digits[0].resolve()), "gradient")}
+    assert set(after) - set(before) == {(image_key(digits[0], CONFIG), "gradient")}
     assert all(after[k] == v for k, v in before.items())  # nothing recomputed
+
+
+def test_images_are_keyed_by_content_not_path(tmp_path, digits):
+    """Issue 27: the key is the image's request identity: one photo under two names is one image, and
+    another photo written at a path already evaluated is a new one."""
+    db = tmp_path / "k.sqlite"
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(digits[0].read_bytes())
+    r = evaluate([digits[0], copy], ["centerbox"], db, CONFIG, progress=False)
+    assert (r["computed"], r["skipped"]) == (1, 1)
+    copy.write_bytes(digits[1].read_bytes())
+    r = evaluate([copy], ["centerbox"], db, CONFIG, progress=False)
+    assert (r["computed"], r["skipped"]) == (1, 0)
+    s = Store(db)
+    assert {row["image"] for row in s.results()} == {image_key(p, CONFIG) for p in digits}
+    s.close()
 
 
 def test_other_settings_are_refused(store_path, digits):
@@ -168,11 +184,11 @@ def test_a_claimed_image_is_left_to_the_other_run(tmp_path, digits):
     other = Store(db)
     try:
         other.bind(CONFIG)
-        assert other.claim(str(digits[0].resolve()), ["gradient"]) == ["gradient"]
+        assert other.claim(image_key(digits[0], CONFIG), ["gradient"]) == ["gradient"]
         r = evaluate(digits, ["gradient"], db, CONFIG, progress=False)
         assert r["claimed_elsewhere"] == 1 and r["computed"] == 1
         rows = Store(db).results()
-        assert [row["image"] for row in rows] == [str(digits[1].resolve())]
+        assert [row["image"] for row in rows] == [image_key(digits[1], CONFIG)]
     finally:
         other.close()
 
