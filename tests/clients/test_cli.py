@@ -201,3 +201,20 @@ def test_progress_line_shows_stages_and_masks():
     frames = out.getvalue().split("\r")
     assert "load" in frames[1] and "solve" in frames[2] and "mask 12, proven >= 3" in frames[3]
     assert out.getvalue().endswith("\r\x1b[K")  # the line is cleared: stdout's JSON stays alone
+
+
+def test_the_lost_decision_warning_calls_a_mask_minimal_only_when_proven():
+    """Issue 31: a feasible (unproven) mask was still called "minimal for SMUG's constraints"."""
+    import dataclasses
+
+    from smug.clients.cli import lost_decision
+    from smug.pipeline import explain
+
+    e = explain(None, "mnist-mlp", timeout=30)
+    assert e.status == "optimal" and e.keeps_class is False
+    (said,) = lost_decision(e)
+    assert "it is minimal for SMUG's constraints" in said
+    unproven = dataclasses.replace(e, status="feasible", lower_bound=e.objective - 1)
+    (said,) = lost_decision(unproven)
+    assert "minimal for" not in said and "not proven minimal (status feasible" in said
+    assert f"at least {e.objective - 1}" in said
