@@ -4,8 +4,10 @@ in the server process before any worker opens the file.
 * A model id is the sha256 of the model's bytes and names nothing else: a name that looks
   like an id (64 hex digits), a zoo name, or a name with control characters is refused.
 * An upload must be self-contained: no tensor may keep its data in an external file
-  (``onnx.save(..., save_as_external_data=False)`` inlines them), so an upload can never
-  read another model in the store or any other file of the server.
+  (``onnx.save(..., save_as_external_data=False)`` inlines them), wherever the tensor hides
+  (initializers, node attributes of one or several dense or sparse tensors, the graphs of
+  ``training_info``, subgraphs), so an upload can never read another model in the store or
+  any other file of the server, nor learn through a checker's error whether a file exists.
 * Control flow (subgraph attributes: ``Loop``, ``If``, ``Scan``), model-local functions and
   operators outside the standard ONNX domains are refused: no method of smug reads them.
 """
@@ -65,17 +67,32 @@ def check_onnx(data: bytes) -> None:
 
 
 def _tensors(model: ModelProto):
-    """Every tensor of the main graph: initializers (dense and sparse) and tensor-valued attributes."""
-    g = model.graph
-    yield from g.initializer
-    for sparse in g.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in g.node:
-        for a in node.attribute:
-            if a.HasField("t"):
-                yield a.t
-            yield from a.tensors
-            if a.HasField("sparse_tensor"):
-                yield a.sparse_tensor.values
-                yield a.sparse_tensor.indices
+    """Every tensor of every graph the file holds (:func:`_graphs`): initializers (dense and sparse)
+    and tensor-valued node attributes (one tensor or several, dense or sparse)."""
+    for g in _graphs(model):
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                for sparse in ([a.sparse_tensor] if a.HasField("sparse_tensor") else []) + list(a.sparse_tensors):
+                    yield sparse.values
+                    yield sparse.indices
+
+
+def _graphs(model: ModelProto):
+    """The main graph, the graphs of its ``training_info`` (initialization and algorithm; smug never
+    runs them, but ONNX tools read them) and every subgraph inside any of these."""
+    todo = [model.graph]
+    for info in model.training_info:
+        todo += [info.initialization, info.algorithm]
+    while todo:
+        g = todo.pop()
+        yield g
+        for node in g.node:
+            for a in node.attribute:
+                todo += ([a.g] if a.HasField("g") else []) + list(a.graphs)

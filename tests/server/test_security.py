@@ -236,3 +236,34 @@ def test_start_up_failures_exit_non_zero_within_2_s(case, pki, tmp_path):
     assert r.returncode != 0 and "smug: error:" in r.stderr, (r.returncode, r.stderr)
     assert took < 2.0, (case, took, r.stderr)
     assert "Traceback" not in r.stderr
+
+
+def test_external_data_is_refused_in_training_info_and_sparse_attributes(client, nets):
+    """Issue 28.8: the two places the first check missed: a graph of ``training_info`` and a node
+    attribute holding several sparse tensors; refused in the server (the words are its own), nothing stored."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def external(name: str) -> onnx.TensorProto:
+        t = helper.make_tensor(name, TensorProto.FLOAT, [4], [0.0] * 4)
+        t.ClearField("float_data")
+        t.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "/etc/passwd"), ("offset", "0"), ("length", "16")):
+            t.external_data.add(key=key, value=value)
+        return t
+
+    in_training = onnx.load_from_string(nets.tiny(seed=23))
+    info = in_training.training_info.add()
+    info.initialization.CopyFrom(helper.make_graph([], "init", [], [], [external("hidden")]))
+    in_sparse = onnx.load_from_string(nets.tiny(seed=24))
+    values = external("values")
+    indices = helper.make_tensor("indices", TensorProto.INT64, [4], [0, 1, 2, 3])
+    attr = in_sparse.graph.node[0].attribute.add()
+    attr.name, attr.type = "hidden", onnx.AttributeProto.SPARSE_TENSORS
+    attr.sparse_tensors.add().CopyFrom(helper.make_sparse_tensor(values, indices, [4]))
+    before = {m.id for m in client.list_models()}
+    for model, name in ((in_training, "hidden"), (in_sparse, "values")):
+        err = refused(lambda: client.register_model(model.SerializeToString()), grpc.StatusCode.INVALID_ARGUMENT,
+                      f"tensor '{name}' keeps its data in an external file", "self-contained")
+        assert "/etc" not in err.message
+    assert {m.id for m in client.list_models()} == before
