@@ -166,15 +166,7 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
             counts["lb"], counts["skipped"] = k + 1, counts["skipped"] + 1  # no mask of size <= k keeps the class
             continue
         G = np.ascontiguousarray(lines[0][:, R].T) if lines is not None else None  # (len(R), n_others)
-        # rigorous absolute error bounds of the float evaluation, per layer
-        E = _gamma(n_in + k + 4) * (k + 2) * base_err
-        for layer, b in zip(problem.layers[1:], bounds[:-1]):
-            H = np.maximum(np.maximum(abs(b.lower), abs(b.upper)), 0)
-            Wa = abs(layer.weight)
-            n = int(np.diff(layer.weight.tocsr().indptr).max(initial=0))
-            E = Wa @ E + _gamma(n + 2) * (Wa @ H + abs(layer.bias))
-        out_abs = np.maximum(abs(bounds[-1].lower), abs(bounds[-1].upper))
-        margin_err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300
+        margin_err = _margin_error(problem, bounds, base_err, n_in, k)
         upper_lines = None if lines is None or not k else (lines[1], G)
         AT_k, layers_k = _varying_units(problem, c, AT, bounds)
         constant = layers_k[0][1]  # the first layer's, over its varying units
@@ -195,6 +187,26 @@ def _search(problem, sized: Sized, R, max_size, deadline, memory_mb, counts, t0)
         counts["searched"], counts["since"] = _searched(counts), None
         counts["lb"] = k + 1
     return result(None)
+
+
+def _margin_error(problem: NetworkProblem, bounds: list[LayerBounds], base_err: np.ndarray, n_in: int,
+                  k: int) -> np.ndarray:
+    """A rigorous bound of how far a float margin of a mask of ``k`` variables (as the batches
+    compute it) can lie from the exact one, per class (Higham's forward error analysis, layer by
+    layer: ``|fl(h_l) - h_l| <= |W| E_{l-1} + gamma_{n+2} (|W| (H_{l-1} + E_{l-1}) + |b|)``, with
+    ``H`` the rigorous bounds of the exact values, so ``H + E`` bounds the float ones).  Unknown
+    (NaN) entries become infinite: such a margin is always checked exactly."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        E = _gamma(n_in + k + 4) * (2 * k + 3) * base_err + (n_in + k + 4) * 2.0**-1070
+        for layer, b in zip(problem.layers[1:], bounds[:-1]):
+            H = np.maximum(np.maximum(abs(b.lower), abs(b.upper)), 0)
+            Wa = abs(layer.weight)
+            n = int(np.diff(layer.weight.tocsr().indptr).max(initial=0))
+            E = Wa @ E + _gamma(n + 2) * (Wa @ (H + E) + abs(layer.bias)) + (n + 2) * 2.0**-1070
+        out_abs = np.maximum(abs(bounds[-1].lower), abs(bounds[-1].upper)) + E
+        t = problem.target
+        err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300
+    return np.where(np.isnan(err), np.inf, err)
 
 
 def _varying_units(problem: NetworkProblem, c: np.ndarray, AT: np.ndarray, bounds: list[LayerBounds]

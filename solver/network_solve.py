@@ -58,6 +58,8 @@ Z3_STOPPED = "z3 stopped before a proof"
 Z3_NO_MASK = "z3 exact LRA: unsat for every mask"
 NOT_PROVEN = "HiGHS candidate, not proven (prove=False)"
 CERTIFY_FAILED = "mask failed the exact check"
+NUMERICALLY_UNSAFE = ("numerically unsafe in float64: masks the float filter could not decide within its proven "
+                      "error bound were decided in exact arithmetic (stats['exact_fallbacks'])")
 
 
 class _Run:
@@ -211,6 +213,10 @@ class _Run:
         if key is not None:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t
         self.stats["enumerated_masks"] = self.stats.get("enumerated_masks", 0) + res.masks_checked
+        undecided = res.exact_checks - (res.mask is not None)
+        if undecided:  # the float filter's rigorous error bound could not decide these masks
+            self.stats["exact_fallbacks"] = self.stats.get("exact_fallbacks", 0) + int(undecided)
+            self.stats["numerics"] = NUMERICALLY_UNSAFE
         if res.stopped == "memory":
             self.fell_back(key or "enum", "enumeration ran out of memory (the memory cap)", res.lower_bound)
         return res

@@ -1,7 +1,8 @@
 """The whole-network mask problem in z3 (exact LRA): Bool mask, ``If`` for ReLU.
 
 The first pre-activation is ``sum_j If(m_j, a_j, 0) + c`` with exact rational
-coefficients; units that the interval bounds prove stable get no ``If``.  Minimal
+coefficients; units that the bounds handed in (interval or CROWN, both rigorous: see
+:mod:`smug.solver.network_bounds`) prove stable get no ``If``, so the encoding is exact.  Minimal
 masks come from an ascending cardinality search (``AtMost(k)`` for k = lb, lb+1, ...,
 a fresh solver each step): the first *sat* is optimal, each *unsat* raises the
 proven lower bound.  MNIST optima are 0-4 pixels, so few steps are needed.
