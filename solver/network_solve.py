@@ -124,13 +124,6 @@ class _Run:
     def n_relevant(self) -> int:
         return len(self.relevant)
 
-    def start_mask(self) -> np.ndarray | None:
-        """Every relevant variable on, when that passes exactly.  With delta > 0 it may fail
-        while a smaller mask passes (masking can widen the margin): then there is no start."""
-        full = np.zeros(self.problem.n_vars, dtype=bool)
-        full[self.relevant] = True
-        return full if certify_network(self.problem, full).valid else None
-
     def margins(self, masks: list[np.ndarray]) -> np.ndarray:
         """The smallest float margin (target logit minus another) of each mask, minus the rounding
         allowance used to call a float pass clear of delta."""
@@ -270,14 +263,20 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     ``enum_memory_mb`` sizes the enumeration's batches; a stage that runs out of memory
     anyway hands over to the next one with every size it refuted (``stats["fallbacks"]``)."""
     check_request(backend, NETWORK_BACKENDS, timeout)
-    run = _Run(problem, backend, timeout, progress, enum_memory_mb)
+    t0 = time.perf_counter()
     empty = np.zeros(problem.n_vars, dtype=bool)
-    if certify_network(problem, empty).valid:
+    empty_keeps = certify_network(problem, empty).valid
+    whole = None if empty_keeps else whole_input_mask(problem)
+    if whole is not None and progress is not None:  # an answer before any bound or proof work
+        progress({"event": "improved", "size": int(whole.sum()), "lower_bound": 1,
+                  "elapsed": time.perf_counter() - t0, "mask": whole.copy()})
+    run = _Run(problem, backend, timeout, progress, enum_memory_mb)
+    if empty_keeps:
         return run.done(empty, 0, EMPTY_KEEPS, True)
     lower = 1
     t = time.perf_counter()
     grown = run.grow()
-    start = run.shrink(grown if grown is not None else run.start_mask())
+    start = run.shrink(grown if grown is not None else whole)
     run.timings["start"] = time.perf_counter() - t
     run.report(start, lower)
     if backend == "enum":
@@ -314,6 +313,15 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     if not prove:
         return run.done(candidate, lower, NOT_PROVEN, False)
     return _prove(run, candidate, lower, max_masks)
+
+
+def whole_input_mask(problem: NetworkProblem) -> np.ndarray | None:
+    """Every relevant variable on (the input itself where it matters), when that keeps the class
+    exactly: the first answer of every solve, found in one exact forward pass.  With delta > 0 it
+    may fail while a smaller mask passes (masking can widen the margin): then there is none."""
+    full = np.zeros(problem.n_vars, dtype=bool)
+    full[relevant_variables(problem)] = True
+    return full if certify_network(problem, full).valid else None
 
 
 def _quick_size(run: _Run, masks: int) -> int:

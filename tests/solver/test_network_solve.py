@@ -129,3 +129,23 @@ def test_bad_arguments():
         solve_network(p, "cplex")
     with pytest.raises(ValueError, match="timeout"):
         solve_network(p, "auto", timeout=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_first_answer_comes_before_any_bound_is_computed(seed, monkeypatch):
+    """Issue 28 item 10: the whole input (every relevant variable on) is reported, verified, before
+    the bounds and the proof start, so that a deadline that ends them still leaves a mask."""
+    import smug.solver.network_solve as ns
+
+    calls = []
+    crown = ns.crown_bounds
+    monkeypatch.setattr(ns, "crown_bounds", lambda *a, **k: calls.append(1) or crown(*a, **k))
+    p = tiny_cnn_problem(seed, window=2, second_conv=seed % 2 == 1)
+    events = []
+    sol = solve_network(p, "auto", timeout=30, progress=lambda e: events.append((len(calls), e)))
+    improved = [(bounds_done, e) for bounds_done, e in events if e["event"] == "improved"]
+    if sol.objective == 0:
+        return  # the empty mask keeps the class: nothing to report
+    bounds_done, first = improved[0]
+    assert bounds_done == 0
+    assert certify_network(p, first["mask"]).valid and first["size"] == int(first["mask"].sum())
