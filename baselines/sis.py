@@ -63,7 +63,7 @@ from collections.abc import Callable
 import numpy as np
 
 from smug.baselines.attribution import Attribution, register
-from smug.baselines.budget import Ticker
+from smug.baselines.budget import Ticker, current
 from smug.baselines.perturbation import Layout, chunks, target_probability
 from smug.encoders.blocks import BlockGrid
 from smug.models.runtime import OnnxModel
@@ -135,7 +135,7 @@ def gradient_backward_selection(grad: GradFn, active: np.ndarray, per_step: int,
 
 
 def find_sis(f: ScoreFn, order: np.ndarray, n: int, threshold: float, batch: int = DEFAULT_BATCH,
-             stride: int = 1):
+             stride: int = 1, expired: Callable[[], bool] | None = None):
     """Carter et al.'s FindSIS: the shortest non-empty suffix of the masking ``order``
     (features of an ``n``-feature input) with ``f >= threshold``, as
     ``(features, score)``, last-masked first; ``(None, None)`` when none reaches it.
@@ -143,12 +143,18 @@ def find_sis(f: ScoreFn, order: np.ndarray, n: int, threshold: float, batch: int
     to fine -- sizes ``stride, 2 stride, ...`` (and the full order) first, then every
     size of the bracket below the first that reaches ``threshold``; the answer is the
     shortest among the sizes checked.  ``stride == 0`` (the deadline has passed): bisection over
-    the sizes, a sufficient suffix in about ``log2 n`` passes."""
+    the sizes, a sufficient suffix in about ``log2 n`` passes.  ``expired()`` (the call's
+    deadline) is asked before each batch of a scan; once it says so the scan ends and the
+    sizes it left are bisected (the answer is sufficient, maybe not the shortest)."""
     rev = np.asarray(order)[::-1]
+    late: list[int] = []  # the first size a scan left unchecked at the deadline
 
-    def first_hit(sizes: np.ndarray):
+    def first_hit(sizes: np.ndarray, watch: bool = True):
         for sl in chunks(len(sizes), batch):
             part = sizes[sl]
+            if watch and expired is not None and expired():
+                late.append(int(part[0]))
+                return None, None
             keep = np.zeros((len(part), n), dtype=bool)
             for row, k in enumerate(part):
                 keep[row, rev[:k]] = True
@@ -158,24 +164,32 @@ def find_sis(f: ScoreFn, order: np.ndarray, n: int, threshold: float, batch: int
                 return int(part[hit[0]]), float(scores[hit[0]])
         return None, None
 
-    if stride == 0:  # out of time: bisection, a sufficient suffix in log2(n) passes (shortest if f is monotone)
-        lo, hi, best = 1, len(rev), None
+    def bisected(lo: int):
+        """Sizes ``lo ..`` by bisection, a sufficient suffix in log2(n) passes (shortest if f is monotone)."""
+        hi, best = len(rev), None
         while lo <= hi:
             mid = (lo + hi) // 2
-            k, score = first_hit(np.array([mid]))
+            k, score = first_hit(np.array([mid]), watch=False)
             if k is not None:
                 best, hi = (k, score), mid - 1
             else:
                 lo = mid + 1
-        k, score = best if best is not None else first_hit(np.array([len(rev)]))
+        return best if best is not None else first_hit(np.array([len(rev)]), watch=False)
+
+    if stride == 0:  # out of time already
+        k, score = bisected(1)
     elif stride <= 1:
         k, score = first_hit(np.arange(1, len(rev) + 1))
+        if late:  # every size below late[0] failed
+            k, score = bisected(late[0])
     else:
         coarse = np.unique(np.append(np.arange(stride, len(rev) + 1, stride), len(rev)))
         k, score = first_hit(coarse)
-        if k is not None:
+        if late:
+            k, score = bisected(1)
+        elif k is not None:
             lo = int(coarse[np.searchsorted(coarse, k) - 1]) + 1 if k > coarse[0] else 1
-            fine, fine_score = first_hit(np.arange(lo, k))
+            fine, fine_score = first_hit(np.arange(lo, k))  # cut at the deadline: the coarse size stands
             if fine is not None:
                 k, score = fine, fine_score
     if k is None:
@@ -199,10 +213,19 @@ def sis_collection(f: ScoreFn, n: int, threshold: float, max_sets: int | None = 
         grads[0] += 1
         return grad(keep)
 
+    budget = current()
+
+    def expired() -> bool:  # the suffix search's deadline check; once true, the answer says so
+        nonlocal stopped
+        stopped = stopped or budget.expired()
+        return stopped
+
     remaining = np.ones(n, dtype=bool)
     sets, scores, orders = [], [], []
     stopped = False
     while remaining.any() and (max_sets is None or len(sets) < max_sets) and not stopped:
+        if sets and expired():  # no further set after the deadline
+            break
         if fc(remaining[None])[0] < threshold:
             break
         ticker = Ticker(method, int(remaining.sum()))
@@ -212,7 +235,7 @@ def sis_collection(f: ScoreFn, n: int, threshold: float, max_sets: int | None = 
             order = gradient_backward_selection(counted_grad, remaining, per_step, ticker)
         stopped = ticker.stopped
         stride = 0 if stopped else (per_step if grad is not None else 1)
-        found, score = find_sis(fc, order, n, threshold, batch, stride=stride)
+        found, score = find_sis(fc, order, n, threshold, batch, stride=stride, expired=expired)
         if found is None:  # not reached: the full remaining set did (checked above) -- numerical safety
             break
         sets.append(found)

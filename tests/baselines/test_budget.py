@@ -12,7 +12,7 @@ from scipy.special import softmax
 from smug.baselines.attribution import attribute
 from smug.baselines.budget import Budget, Ticker, budget, current
 from smug.baselines.perturbation import Layout
-from smug.baselines.sis import _mask_gradient, find_sis, gradient_backward_selection, sis
+from smug.baselines.sis import _mask_gradient, find_sis, gradient_backward_selection, sis, sis_collection
 from smug.encoders.blocks import BlockGrid
 
 
@@ -126,3 +126,34 @@ def test_baselines_stop_at_a_past_deadline_with_what_they_have(tiny_conv, rng, m
         assert prob(model, x * p["masks"][0], att.target) >= p["threshold"]
     full = attribute(model, x, method=method, **params)
     assert full.params["stopped_at_deadline"] is False
+
+
+def _suffix_batch(keep: np.ndarray) -> bool:
+    """A batch of the suffix search (sizes 1, 2, ... kept), not one of backward selection (equal sizes)."""
+    sizes = keep.sum(axis=1).tolist()
+    return len(sizes) > 1 and sizes == list(range(sizes[0], sizes[0] + len(sizes)))
+
+
+def test_sis_stops_its_suffix_search_at_the_deadline_and_says_so():
+    """Issue 31: the deadline passing after backward selection, during the suffix search, must end the
+    scan (the rest bisected: still a sufficient set) and set stopped_at_deadline."""
+    w = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    calls = {"suffix": 0}
+
+    def f(keep):
+        if _suffix_batch(keep):
+            calls["suffix"] += 1
+            if calls["suffix"] == 1:  # the deadline passes while the first suffix batch runs
+                time.sleep(max(0.0, deadline - time.time()) + 0.01)
+        return keep.astype(np.float64) @ w
+
+    deadline = time.time() + 5
+    with budget(deadline):
+        res = sis_collection(f, 8, 30.0, max_sets=None, batch=2)
+    assert res["stopped_at_deadline"] is True and len(res["sets"]) == 1
+    (found,) = res["sets"]
+    assert f(np.isin(np.arange(8), found)[None])[0] >= 30.0  # sufficient
+    assert calls["suffix"] == 1  # the linear scan ended at the deadline (bisection runs one size a call)
+    with budget(time.time() + 3600):
+        full = sis_collection(f, 8, 30.0, max_sets=None, batch=2)
+    assert full["stopped_at_deadline"] is False and sorted(full["sets"][0].tolist()) == [3, 4, 5, 6, 7]
