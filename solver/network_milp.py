@@ -16,18 +16,7 @@ import scipy.sparse as sp
 
 from smug.ir import NetworkProblem
 from smug.solver.highs_backend import MilpResult
-from smug.solver.network_bounds import LayerBounds
-
-
-def _collapse(problem: NetworkProblem) -> tuple[sp.csr_matrix, np.ndarray]:
-    """First pre-activation as ``A m + c``."""
-    W = problem.layers[0].weight.tocsr()
-    grouped = problem.group >= 0
-    cols = np.flatnonzero(grouped)
-    P = sp.csr_matrix(((problem.x - problem.baseline)[cols], (cols, problem.group[cols])),
-                      shape=(W.shape[1], problem.n_vars))
-    fixed = np.where(grouped, problem.baseline, problem.x)
-    return (W @ P).tocsr(), W @ fixed + problem.layers[0].bias
+from smug.solver.network_bounds import LayerBounds, first_layer_on_mask
 
 
 def network_milp_model(problem: NetworkProblem, bounds: list[LayerBounds], margin: float = 1e-4):
@@ -48,7 +37,7 @@ def network_milp_model(problem: NetworkProblem, bounds: list[LayerBounds], margi
         row_lo.append(lo)
         row_hi.append(hi)
 
-    A1, c1 = _collapse(problem)
+    A1, c1 = first_layer_on_mask(problem)[:2]  # the first pre-activation as A m + c
     prev = None  # (column offset, width) of the previous layer's output
     for li, (layer, b) in enumerate(zip(problem.layers, bounds)):
         n = layer.weight.shape[0]
