@@ -36,6 +36,9 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", default=None, metavar="JSON|FILE",
                    help='image files on your own model: {"crop": 224, "resize": 256, "mean": [...], "std": [...]} '
                         '(or offset/scale on 0-255 pixels, grayscale); an input may also be a .npy array')
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="class names: one a line, or a JSON list (default: the zoo's; ImageNet's for any "
+                        "1000-class model; else the class indices)")
     p.add_argument("--text", default=None, help="text models: the text to explain")
     p.add_argument("--text-file", default=None, help="text models: a UTF-8 file, one text per line")
 
@@ -141,6 +144,28 @@ def requests_of(a: argparse.Namespace, method: str | None = None) -> list[Explai
     return out
 
 
+def labels_of(a: argparse.Namespace) -> list[str] | None:
+    """The class names of ``--labels`` (read and checked against the model's class count before
+    anything runs), or None."""
+    if getattr(a, "labels", None) is None:
+        return None
+    from smug.models.labels import class_names, read_labels
+    from smug.models.zoo import load_model
+
+    names = read_labels(a.labels)
+    return class_names(load_model(a.model)[0].n_classes, names)
+
+
+def relabeled(e: Explanation, names: list[str]) -> Explanation:
+    """``e`` with its classes named by ``names`` (the target and the masked input's prediction)."""
+    import dataclasses
+
+    masked = dict(e.masked_prediction)
+    if "class" in masked:
+        masked["name"] = names[masked["class"]]
+    return dataclasses.replace(e, target_name=names[e.target], masked_prediction=masked)
+
+
 def summary(e: Explanation, out: str) -> dict:
     """The one JSON object the command prints for an explanation (local or remote)."""
     s = {"method": e.method, "status": e.status, "keeps_class": e.keeps_class,
@@ -178,6 +203,7 @@ def _explain(a: argparse.Namespace) -> int:
     import time
 
     requests = requests_of(a)
+    names = labels_of(a)
     if a.server:
         startup = process_seconds()  # interpreter start, imports, arguments: before the first stage
         explanations = [_remote(a, r) for r in requests]
@@ -190,6 +216,8 @@ def _explain(a: argparse.Namespace) -> int:
         explanations = [run(r, progress=progress) for r in requests]
         if progress is not None:
             progress.close()
+    if names is not None:
+        explanations = [relabeled(e, names) for e in explanations]
     if startup is not None:
         explanations[0] = dataclasses.replace(explanations[0],
                                               timings={"startup": round(startup, 4), **explanations[0].timings})
@@ -274,6 +302,7 @@ def _compare(a: argparse.Namespace) -> int:
     if not methods:
         raise RequestError("--methods names no method")
     requests = {m: requests_of(a, "smug" if m == "smug_base" else m)[0] for m in methods}
+    names = labels_of(a)
     saved = reused(a.reuse, requests)
     from smug.pipeline import run
 
@@ -282,7 +311,7 @@ def _compare(a: argparse.Namespace) -> int:
         key = requests[m].method
         if key not in done:
             done[key] = run(requests[m])
-        e = done[key]
+        e = done[key] if names is None else relabeled(done[key], names)
         panels.append((m, e))
         seconds[m] = e.timings["total"]
     write_atomic(a.out, comparison_sheet(panels))

@@ -182,6 +182,14 @@ class OnnxModel:
             shape.append(int(d.dim_value))
         return tuple(shape)
 
+    @cached_property
+    def n_classes(self) -> int:
+        """The number of logits (the output's declared last dimension, else one forward pass)."""
+        dims = self.proto.graph.output[0].type.tensor_type.shape.dim
+        if dims and dims[-1].HasField("dim_value") and dims[-1].dim_value > 0:
+            return int(dims[-1].dim_value)
+        return int(self.logits(np.zeros((1, *self.input_shape), np.float32)).shape[-1])
+
     # ---- onnxruntime -------------------------------------------------------
     @cached_property
     def session(self):

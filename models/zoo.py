@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 from smug.common import cache_dir
 from smug.models.preprocess import ImagePreprocess
 from smug.models.errors import ModelError
+from smug.models.labels import imagenet_names
 from smug.models.text_cnn import TextInput
 
 if TYPE_CHECKING:
@@ -43,11 +44,6 @@ class ZooEntry:
     description: str
     kind: str = "image"  # "text": preprocess is a TextInput, the tokenizer ships as <name>.json
 
-
-
-def _imagenet_names() -> list[str]:
-    rows = (HERE / "imagenet_classes.tsv").read_text().splitlines()
-    return [r.split("\t")[2] for r in rows if r.strip()]
 
 
 def export_lite0(path: Path) -> Path:
@@ -85,7 +81,7 @@ ZOO: dict[str, ZooEntry] = {
         name="efficientnet-lite0",
         onnx_path=_lite0_path,
         preprocess=ImagePreprocess(crop=224, resize=256, offset=127.0, scale=128.0),
-        class_names=_imagenet_names,
+        class_names=imagenet_names,
         demo_input=ASSETS / "siamese-cat.jpg",
         description="EfficientNet-Lite0, ImageNet-1k (masked-out value 0 = mid-grey)",
     ),

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from smug.common import softmax
+from smug.models.labels import class_names
 from smug.models.preprocess import InputError, check_array
 from smug.models.runtime import ModelError, OnnxModel
 from smug.models.text_cnn import Tokenizer, TokenizedText, load_tokenizer
@@ -68,7 +69,7 @@ def load_image(request: ExplainRequest) -> ImageSubject:
         x, picture = prep.load(src.path if isinstance(src, ImageFile) else src.data)
         x = check_array(x, model.input_shape)
     probs = softmax(model.logits(x[None])[0])
-    names = entry.class_names() if entry else [str(i) for i in range(len(probs))]
+    names = entry.class_names() if entry else class_names(len(probs))
     return ImageSubject(model, entry, x, picture, request.input_label() if not isinstance(request.input, DemoInput)
                         else str(src.path), names, probs)
 
