@@ -48,7 +48,8 @@ def draw_answer(fig, facts: dict, picture: np.ndarray, saliency: np.ndarray, pix
     axes[0].set_title("input", fontsize=12)
     axes[1].imshow(kept_region(picture, pixel_mask), interpolation=nearest)
     axes[1].set_title("kept region (mask, outlined)" if pixel_mask is not None else "no mask", fontsize=12)
-    if pixel_mask is not None and np.any(pixel_mask) and not np.all(pixel_mask):
+    if pixel_mask is not None and np.any(pixel_mask) and not np.all(pixel_mask) and min(np.shape(pixel_mask)) > 1:
+        # matplotlib outlines grids of at least 2 x 2: a flat (1, n) input's mask is shown unoutlined
         axes[1].contour(np.asarray(pixel_mask, dtype=float), levels=[0.5], colors="red", linewidths=1.5)
     s, cmap, lo, hi = scaled(saliency)
     shown = axes[2].imshow(s, cmap=cmap, vmin=lo, vmax=hi, interpolation=nearest)

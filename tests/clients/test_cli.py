@@ -218,3 +218,38 @@ def test_the_lost_decision_warning_calls_a_mask_minimal_only_when_proven():
     (said,) = lost_decision(unproven)
     assert "minimal for" not in said and "not proven minimal (status feasible" in said
     assert f"at least {e.objective - 1}" in said
+
+
+@pytest.mark.parametrize("method", ["smug", "whole-network"])
+def test_a_flat_input_to_a_flat_model_gets_an_answer(tmp_path, method):
+    """Issue 31: a (n,) input ended in a matplotlib traceback with nothing written; now an answer
+    (the whole network's mask re-checked by a forward pass of the model)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from smug.models.runtime import OnnxModel
+
+    rng = np.random.default_rng(0)
+    n, h, c = 12, 8, 3
+    tensors = {"W1": rng.normal(size=(h, n)), "b1": rng.normal(size=h), "W2": rng.normal(size=(c, h))}
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "W1", "b1"], ["z"], transB=1), helper.make_node("Relu", ["z"], ["r"]),
+         helper.make_node("Gemm", ["r", "W2"], ["y"], transB=1)], "flat",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", c])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in tensors.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, str(tmp_path / "flat.onnx"))
+    x = rng.normal(size=n).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = run_cli("explain", str(tmp_path / "x.npy"), "--model", str(tmp_path / "flat.onnx"), "--method", method,
+                "--timeout", "20", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    saved = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert saved["status"] == "optimal" and (tmp_path / "out" / "figure.png").is_file()
+    if method == "whole-network":
+        model = OnnxModel.from_proto(proto, "flat")
+        kept = np.zeros(n, bool)
+        kept[[j for _, j in saved["mask_blocks"]]] = True
+        assert int(model.logits(np.where(kept, x, 0.0)[None].astype(np.float32))[0].argmax()) == saved["target"]

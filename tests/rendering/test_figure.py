@@ -32,3 +32,12 @@ def test_figure_is_a_readable_png():
                         np.random.default_rng(1).random((28, 28)), np.eye(28, dtype=bool))
     img = Image.open(io.BytesIO(png))
     assert img.size[0] >= 1000 and img.size[1] >= 400
+
+
+def test_the_figure_of_a_flat_input_is_drawn():
+    """Issue 31: a (n,) input's picture is one row; matplotlib cannot outline a (1, n) mask and raised."""
+    picture = np.full((1, 12, 3), 90, np.uint8)
+    mask = np.zeros((1, 12), bool)
+    mask[0, 3:5] = True
+    png = answer_figure({"title": "smug on flat", "lines": ()}, picture, np.arange(12.0)[None], mask)
+    assert Image.open(io.BytesIO(png)).size[0] >= 1000
