@@ -1,0 +1,224 @@
+"""Rigorous bounds of a ReLU network (:class:`~smug.ir.DenseLayer` chain) over an input box.
+
+Every bound here holds for the *exact rational* network on every input of the box,
+although it is computed in float64.  Each rounded dot product ``s = sum_i a_i b_i``
+of ``n`` terms carries Higham's a-priori bound (Accuracy and Stability of Numerical
+Algorithms, Eq. 3.5, any summation order, FMA included)
+
+    |fl(s) - s| <= gamma_n * sum_i |a_i| |b_i| + n * eta,    gamma_n = n u / (1 - n u),
+
+with ``u = 2**-53`` and ``eta = 2**-1074`` (underflow).  The bound is applied with a factor 2
+(:func:`rounding_error`), which also covers the rounding of the error term itself
+(its relative error is a few ``u``, far below 1), and the result is moved one more
+float outwards (``np.nextafter``).
+
+Two bounds are computed:
+
+* interval propagation (``W+ l + W- u + b``), for every layer;
+* CROWN back-substitution (Zhang et al., NeurIPS 2018, Eq. 5-8) of a batch of linear
+  specifications ``C z_L``, which also tightens the intermediate layers when they are
+  narrow.  The multipliers are float64 numbers taken as they are; what their rounding
+  loses against the exact product is bounded (``|fl(M W) - M W| . max|h|``) and
+  subtracted, and each ReLU's upper line ``a <= s z + t`` is checked valid with the
+  rounded slope (``t`` is rounded up over both ends of ``[l, u]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from smug.ir import DenseLayer
+
+U = 2.0**-53  # unit roundoff of float64
+ETA = 2.0**-1074  # smallest subnormal: the absolute error of an underflowing product
+CROWN_MAX_WIDTH = 2048  # intermediate layers up to this width are tightened by CROWN
+
+
+def gamma(n: int) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)`` (rounded up by the factor 2 of :func:`rounding_error`)."""
+    if n * U >= 0.5:
+        raise ValueError("a dot product this long has no useful a-priori error bound")
+    return n * U / (1 - n * U)
+
+
+def rounding_error(n: int, absolute: np.ndarray | float) -> np.ndarray:
+    """A rigorous upper bound of ``|fl(s) - s|`` for dot products of ``n`` terms whose computed
+    sums of absolute values are ``absolute`` (see the module docstring)."""
+    return 2.0 * gamma(n + 2) * np.asarray(absolute, np.float64) + (n + 2) * 4 * ETA
+
+
+def down(a: np.ndarray) -> np.ndarray:
+    return np.nextafter(a, -np.inf)
+
+
+def up(a: np.ndarray) -> np.ndarray:
+    return np.nextafter(a, np.inf)
+
+
+def upper_sum_nonneg(A, v: np.ndarray) -> np.ndarray:
+    """An upper bound of ``A @ v`` for non-negative ``A`` and ``v`` (sums of non-negative terms
+    lose at most ``gamma_n`` relatively)."""
+    n = A.shape[1] if A.ndim == 2 else A.shape[0]
+    s = np.asarray(A @ v, np.float64)
+    return up(s + rounding_error(n, s))
+
+
+def _accumulate(total: np.ndarray, err: np.ndarray, term: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``total + term`` and its rounding added to ``err`` (one addition: ``|fl(a+b) - (a+b)| <= 2u |fl(a+b)|``)."""
+    new = total + term
+    return new, err + 2 * U * np.abs(new) + 4 * ETA
+
+
+def _row_terms(W) -> int:
+    """The most terms of one row's dot product."""
+    if sp.issparse(W):
+        W = W.tocsr()
+        return int(np.diff(W.indptr).max(initial=0))
+    return W.shape[1]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Rigorous pre-activation bounds ``lower <= z_k <= upper`` of every layer over a box."""
+
+    lower: tuple[np.ndarray, ...]
+    upper: tuple[np.ndarray, ...]
+
+    def activation(self, k: int, layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarray]):
+        """Bounds of ``h_k``, the input of layer ``k`` (the box for ``k = 0``)."""
+        if k == 0:
+            return box
+        lo, hi = self.lower[k - 1], self.upper[k - 1]
+        if layers[k - 1].relu:
+            return np.maximum(lo, 0.0), np.maximum(hi, 0.0)
+        return lo, hi
+
+
+def interval_layer(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rigorous bounds of ``W h + b`` for ``lo <= h <= hi``."""
+    W = layer.weight.tocsr()
+    Wp, Wn = W.maximum(0), W.minimum(0)
+    n = 2 * _row_terms(W) + 1
+    absolute = abs(Wp) @ np.abs(lo) + abs(Wn) @ np.abs(hi) + np.abs(layer.bias)
+    absolute = np.maximum(absolute, abs(Wp) @ np.abs(hi) + abs(Wn) @ np.abs(lo) + np.abs(layer.bias))
+    err = rounding_error(n, absolute)
+    z_lo = Wp @ lo + Wn @ hi + layer.bias
+    z_hi = Wp @ hi + Wn @ lo + layer.bias
+    return down(down(z_lo - err)), up(up(z_hi + err))
+
+
+def relu_upper_line(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slope ``s`` and offset ``t`` with ``relu(z) <= s z + t`` on ``[l, u]`` (``l < 0 < u``), valid
+    for the rounded ``s``: ``t`` is rounded up over both ends (the ReLU is convex)."""
+    s = u / (u - l)
+    t1 = -s * l  # s l + t >= 0
+    t1 = up(t1 + 4 * U * np.abs(t1) + 4 * ETA)
+    t2 = u - s * u  # s u + t >= u
+    t2 = up(t2 + 4 * U * (np.abs(u) + np.abs(s * u)) + 4 * ETA)
+    return s, np.maximum(t1, t2)
+
+
+def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, bounds_lo: list[np.ndarray],
+                    bounds_hi: list[np.ndarray], box: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """CROWN: rigorous lower bounds of ``C z_{k_top}`` over the box, and the input-level multipliers
+    (rows of ``N``; the box vertex minimising ``N x`` is a natural attack point).
+
+    ``bounds_lo/hi[k]`` must hold rigorous bounds of ``z_k`` for every ``k < k_top``."""
+    M = np.asarray(C, np.float64)
+    m = M.shape[0]
+    const = np.zeros(m)
+    err = np.zeros(m)
+    for k in range(k_top, -1, -1):
+        layer = layers[k]
+        W = layer.weight.tocsr()
+        n_out = W.shape[0]
+        # M z_k = M b_k + (M W_k) h_{k-1}
+        const, err = _accumulate(const, err, M @ layer.bias)
+        err += rounding_error(n_out, np.abs(M) @ np.abs(layer.bias))
+        N = np.asarray((sp.csr_matrix(W.T) @ M.T).T) if sp.issparse(W) else M @ W
+        n_err = rounding_error(n_out, np.asarray((abs(sp.csr_matrix(W.T)) @ np.abs(M).T).T))
+        if k == 0:
+            lo, hi = box
+        else:
+            lo, hi = bounds_lo[k - 1], bounds_hi[k - 1]
+            if layers[k - 1].relu:
+                lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
+        hmax = np.maximum(np.abs(lo), np.abs(hi))
+        err += upper_sum_nonneg(n_err, hmax)
+        if k == 0:
+            pick = np.where(N >= 0, lo, hi)
+            val = np.sum(N * pick, axis=1)
+            err += rounding_error(N.shape[1] + 1, np.sum(np.abs(N * pick), axis=1))
+            total, err = _accumulate(const, err, val)
+            # err is a sum of non-negative terms rounded a few hundred times at most: 1e-10 covers it
+            return down(down(total - err * (1 + 1e-10))), N
+        if not layers[k - 1].relu:
+            raise ValueError("CROWN expects a ReLU after every layer but the last")
+        l, u = bounds_lo[k - 1], bounds_hi[k - 1]
+        active, inactive = l >= 0, u <= 0
+        unstable = ~(active | inactive)
+        alpha = (u >= -l).astype(np.float64)  # CROWN's adaptive lower line a >= alpha z
+        Mn = np.where(active, N, 0.0)
+        pos = N >= 0
+        Mn = np.where(unstable & pos, N * alpha, Mn)  # exact: alpha is 0 or 1
+        if unstable.any():
+            s, t = np.ones_like(l), np.zeros_like(l)
+            s[unstable], t[unstable] = relu_upper_line(l[unstable], u[unstable])
+            neg = unstable & ~pos
+            Ns = N * s
+            Mn = np.where(neg, Ns, Mn)
+            zmax = np.maximum(np.abs(l), np.abs(u))
+            # N a >= fl(N s) z + N t - |fl(N s) - N s| |z|;  |fl(p) - p| <= u |fl(p)| + eta
+            prod_err = np.where(neg, (2 * U * np.abs(Ns) + 4 * ETA) * zmax, 0.0)
+            err += upper_sum_nonneg(prod_err, np.ones(prod_err.shape[1]))
+            Nt = np.where(neg, N * t, 0.0)
+            const, err = _accumulate(const, err, Nt.sum(axis=1))
+            err += rounding_error(Nt.shape[1] + 1, np.abs(Nt).sum(axis=1) * (1 + 4 * U))
+        M = Mn
+    raise AssertionError("unreachable")
+
+
+def layer_bounds(layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarray],
+                 crown_max_width: int = CROWN_MAX_WIDTH) -> Bounds:
+    """Rigorous pre-activation bounds of every layer: intervals, tightened by CROWN for the
+    layers (after the first) no wider than ``crown_max_width``."""
+    lower: list[np.ndarray] = []
+    upper: list[np.ndarray] = []
+    lo, hi = box
+    for k, layer in enumerate(layers):
+        z_lo, z_hi = interval_layer(layer, lo, hi)
+        n = layer.weight.shape[0]
+        if k > 0 and n <= crown_max_width:
+            eye = np.eye(n)
+            c_lo, _ = back_substitute(layers, k, np.vstack([eye, -eye]), lower, upper, box)
+            z_lo = np.maximum(z_lo, c_lo[:n])
+            z_hi = np.minimum(z_hi, -c_lo[n:])
+        lower.append(z_lo)
+        upper.append(z_hi)
+        lo, hi = (np.maximum(z_lo, 0.0), np.maximum(z_hi, 0.0)) if layer.relu else (z_lo, z_hi)
+    return Bounds(tuple(lower), tuple(upper))
+
+
+def margin_matrix(n_classes: int, target: int) -> tuple[np.ndarray, list[int]]:
+    """Rows ``e_target - e_j`` for every other class ``j`` (exact: entries 0, 1, -1)."""
+    others = [j for j in range(n_classes) if j != target]
+    C = np.zeros((len(others), n_classes))
+    C[np.arange(len(others)), target] = 1.0
+    C[np.arange(len(others)), others] = -1.0
+    return C, others
+
+
+def margin_lower_bounds(layers: tuple[DenseLayer, ...], bounds: Bounds, box: tuple[np.ndarray, np.ndarray],
+                        target: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Rigorous lower bounds of ``z_target - z_j`` over the box for every other class ``j``
+    (CROWN, and the interval bound when it is better), the input multipliers of each row, and
+    the classes ``j`` in row order."""
+    L = len(layers) - 1
+    C, others = margin_matrix(layers[-1].weight.shape[0], target)
+    crown, N = back_substitute(layers, L, C, list(bounds.lower), list(bounds.upper), box)
+    interval = down(bounds.lower[L][target] - bounds.upper[L][others])
+    interval = down(interval - rounding_error(2, np.abs(bounds.lower[L][target]) + np.abs(bounds.upper[L][others])))
+    return np.maximum(crown, interval), N, others

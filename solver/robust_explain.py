@@ -1,0 +1,237 @@
+"""Subset-minimal and cardinality-minimal robust explanations (see :mod:`smug.solver.robust`).
+
+* **Subset-minimal** (:func:`subset_minimal`): VeriX's traversal (Wu et al. 2023, Alg. 1: free the
+  features one by one, least sensitive first, keeping a feature only when freeing it breaks
+  robustness) with VeriX+'s binary search (Wu et al. 2024): a whole chunk of the order is freed
+  at once when the verifier proves it, and split in halves otherwise.  Every feature kept in
+  ``E`` comes with a counterexample (an input in the box of ``E`` minus that feature that the
+  exact forward pass misclassifies), so no proper subset of ``E`` is robust; robustness is
+  monotone in the box, so each counterexample stays valid for the final ``E``.
+* **Cardinality-minimal** (:func:`cardinality_minimal`): implicit hitting sets (Ignatiev et al.,
+  "Abduction-based explanations", AAAI 2019): every counterexample's perturbed features form a
+  contrastive set that any robust ``E`` must hit; a minimum hitting set of the sets found so far
+  (MaxSAT, RC2: exact integers) is a proven lower bound; it is verified, and either proven robust
+  (then optimal) or refuted by a new counterexample, shrunk to a small contrastive set.
+  Anytime: the best proven ``E`` and the lower bound at every step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
+
+SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
+EXACT_CHUNK = 8  # chunks up to this many features get the complete (LP) check
+
+
+@dataclass(frozen=True)
+class RobustExplanation:
+    """A robust explanation ``fixed`` (bool per mask variable) and what is proven about it."""
+
+    fixed: np.ndarray
+    status: str  # SUBSET (each feature justified), OPTIMAL, FEASIBLE (robust; minimality not proven)
+    lower_bound: int  # proven: no robust explanation is smaller
+    proof: str  # how robustness of ``fixed`` was proven ("bounds", "lp-bab")
+    counterexamples: dict[int, Counterexample] = field(default_factory=dict)  # feature in E -> why it stays
+    unresolved: tuple[int, ...] = ()  # features kept without a counterexample (a verifier timeout)
+    stats: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return int(self.fixed.sum())
+
+
+def sensitivity_order(verifier: Verifier) -> np.ndarray:
+    """Features by increasing sensitivity: the drop of the float margin when one feature alone
+    moves to either end of its box (VeriX's heuristic traversal)."""
+    q = verifier.query
+    problem = q.problem
+    lo_all, hi_all = q.outer_box(np.zeros(problem.n_vars, bool))
+    base = float_margins(problem, problem.x[None, :]).copy()
+    base[problem.target] = np.inf
+    base_m = base.min()
+    drops = np.zeros(problem.n_vars)
+    group = problem.group
+    for end in (lo_all, hi_all):
+        V = np.repeat(problem.x[None, :], problem.n_vars, axis=0)
+        rows, cols = group[group >= 0], np.flatnonzero(group >= 0)
+        V[rows, cols] = end[cols]
+        m = float_margins(problem, V)
+        m[problem.target] = np.inf
+        drops = np.maximum(drops, base_m - m.min(axis=0))
+    return np.argsort(drops, kind="stable")
+
+
+def _justify(verifier: Verifier, fixed: np.ndarray, p: int, deadline: float):
+    trial = fixed.copy()
+    trial[p] = False
+    return verifier.verify(trial, exact=True, deadline=deadline)
+
+
+def subset_minimal(verifier: Verifier, deadline: float = float("inf"), order: np.ndarray | None = None,
+                   exact_chunk: int = EXACT_CHUNK) -> RobustExplanation:
+    """The traversal of the module docstring; raises ``ValueError`` when even ``E`` = every
+    feature is not robust (the input itself is not classified as the target with the margin)."""
+    t0 = time.perf_counter()
+    problem = verifier.query.problem
+    fixed = np.ones(problem.n_vars, bool)
+    start = verifier.verify(fixed, exact=True, deadline=deadline)
+    if start.status != ROBUST:
+        raise ValueError("the input itself does not keep the target class with the required margin")
+    proof = start.proof
+    order = sensitivity_order(verifier) if order is None else np.asarray(order)
+    kept: dict[int, Counterexample] = {}
+    unresolved: list[int] = []
+    pending = [order]
+    while pending:
+        chunk = pending.pop()
+        if time.perf_counter() > deadline:
+            unresolved += [int(p) for p in chunk]
+            continue
+        trial = fixed.copy()
+        trial[chunk] = False
+        verdict = verifier.verify(trial, exact=len(chunk) <= exact_chunk, deadline=deadline)
+        if verdict.status == ROBUST:
+            fixed, proof = trial, verdict.proof
+        elif len(chunk) == 1:
+            if verdict.status == COUNTEREXAMPLE:
+                kept[int(chunk[0])] = verdict.counterexample
+            else:
+                unresolved.append(int(chunk[0]))
+        else:
+            half = len(chunk) // 2
+            pending += [chunk[half:], chunk[:half]]  # the first half (less sensitive) is popped first
+    status = SUBSET if not unresolved else FEASIBLE
+    return RobustExplanation(fixed, status, 0, proof, kept, tuple(unresolved), verifier.stats.as_dict(),
+                             time.perf_counter() - t0)
+
+
+def shrink(verifier: Verifier, cex: Counterexample, fixed: np.ndarray) -> Counterexample:
+    """A counterexample that perturbs fewer features: each perturbed feature (least useful first)
+    goes back to ``x`` while the float margin stays below ``delta``; the result is replayed exactly
+    (the original is returned if the replay fails)."""
+    problem = verifier.query.problem
+    v = cex.input.copy()
+    diff = (v != problem.x) & (problem.group >= 0)
+    feats = np.unique(problem.group[diff])
+    j = cex.beats
+    slack = 1e-6
+    # usefulness: |gradient . displacement| of each feature at v for the class it reaches
+    g = gradient(problem, v, j) * (v - problem.x)
+    use = np.zeros(problem.n_vars)
+    np.add.at(use, problem.group[diff], np.abs(g[diff]))
+    for f in feats[np.argsort(use[feats], kind="stable")]:
+        entries = problem.group == f
+        trial = v.copy()
+        trial[entries] = problem.x[entries]
+        m = float_margins(problem, trial[None, :])[:, 0]
+        m[problem.target] = np.inf
+        if m.min() <= problem.delta - slack:
+            v = trial
+    fixed_now = np.ones(problem.n_vars, bool)
+    fixed_now[np.unique(problem.group[(v != problem.x) & (problem.group >= 0)])] = False
+    shrunk = verifier.replay(v, fixed_now)
+    return shrunk if shrunk is not None else cex
+
+
+def contrastive(verifier: Verifier, fixed: np.ndarray, j: int, rounds: int = 4) -> Counterexample | None:
+    """A counterexample for class ``j`` in the box of ``fixed`` that perturbs few features: move the
+    free features with the largest linear gain (gradient times the distance to the box's end) to
+    their ends, the shortest prefix that flips the float margin, re-linearising up to ``rounds``
+    times; then :func:`shrink`.  None when no flip is found (this is only an attack)."""
+    problem = verifier.query.problem
+    lo, hi = (b.astype(np.float64) for b in verifier.query.inner_box32(fixed))
+    grouped = problem.group >= 0
+    v = problem.x.copy()
+    found = None
+    for _ in range(rounds):
+        g = gradient(problem, v, j)
+        end = np.where(g > 0, hi, lo)
+        step = np.where(grouped, end - v, 0.0)
+        gain = np.zeros(problem.n_vars)
+        np.add.at(gain, problem.group[grouped], (g * step)[grouped])
+        feats = np.flatnonzero(gain > 0)
+        if not len(feats):
+            break
+        feats = feats[np.argsort(-gain[feats], kind="stable")]
+        D = np.zeros((len(feats), v.size))
+        rank = np.full(problem.n_vars, -1)
+        rank[feats] = np.arange(len(feats))
+        entries = np.flatnonzero(grouped & (rank[np.maximum(problem.group, 0)] >= 0))
+        D[rank[problem.group[entries]], entries] = step[entries]
+        V = (v + np.cumsum(D, axis=0)).astype(np.float32).astype(np.float64)
+        m = float_margins(problem, V)[j]
+        hit = np.flatnonzero(m <= problem.delta - 1e-6)
+        if len(hit):
+            found = V[hit[0]]
+            break
+        v = V[-1]
+    if found is None:
+        return None
+    cex = verifier.replay(found, fixed)
+    return None if cex is None else shrink(verifier, cex, fixed)
+
+
+def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
+                        start: RobustExplanation | None = None) -> RobustExplanation:
+    """Implicit hitting sets (module docstring), started from ``start`` (default: a subset-minimal
+    explanation).  Returns the best robust ``E`` with ``lower_bound``; ``OPTIMAL`` when they meet."""
+    from pysat.examples.rc2 import RC2
+    from pysat.formula import WCNF
+
+    t0 = time.perf_counter()
+    problem = verifier.query.problem
+    best = start if start is not None else subset_minimal(verifier, deadline)
+    best_fixed, proof = best.fixed.copy(), best.proof
+    n = problem.n_vars
+    wcnf = WCNF()
+    for p in range(n):
+        wcnf.append([-(p + 1)], weight=1)
+    solver = RC2(wcnf)
+    n_sets = 0
+    sizes: list[int] = []
+    margins = float_margins(problem, problem.x[None, :])[:, 0]
+    classes = [j for j in np.argsort(margins, kind="stable").tolist() if j != problem.target]
+
+    def add(cex: Counterexample, fixed: np.ndarray) -> None:
+        nonlocal n_sets
+        small = shrink(verifier, cex, fixed)
+        sizes.append(int(small.perturbed(problem).sum()))
+        feats = np.flatnonzero(small.perturbed(problem))
+        solver.add_clause([int(f) + 1 for f in feats])
+        n_sets += 1
+
+    for p, cex in best.counterexamples.items():
+        add(cex, best.fixed)
+    lower = 0
+    status = FEASIBLE
+    while time.perf_counter() < deadline:
+        model = solver.compute()
+        if model is None:  # cannot happen: the full set hits everything
+            break
+        lower = int(solver.cost)
+        if lower >= int(best_fixed.sum()):
+            status = OPTIMAL
+            break
+        H = np.zeros(n, bool)
+        H[[lit - 1 for lit in model if lit > 0]] = True
+        cheap = [c for c in (contrastive(verifier, H, j) for j in classes) if c is not None]
+        for c in cheap:
+            add(c, H)
+        if cheap:
+            continue
+        verdict = verifier.verify(H, exact=True, deadline=deadline)
+        if verdict.status == ROBUST:
+            best_fixed, proof, status = H, verdict.proof, OPTIMAL
+            break
+        if verdict.status != COUNTEREXAMPLE:
+            break  # the verifier ran out of time on H: keep the best and the bound
+        add(verdict.counterexample, H)
+    solver.delete()
+    stats = verifier.stats.as_dict() | {"hitting_sets": n_sets, "median_set": float(np.median(sizes)) if sizes else 0.0}
+    return RobustExplanation(best_fixed, status, lower, proof, {}, (), stats, time.perf_counter() - t0)

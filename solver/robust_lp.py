@@ -1,0 +1,270 @@
+"""Complete margin proofs by branch and bound over ReLU phases, each LP bound made rigorous.
+
+For one class ``j`` the question is ``min z_t - z_j > delta`` over the box.  Every node of the
+search fixes the phase of some unstable ReLUs; its LP relaxation (triangle relaxation of the
+other unstable units, rigorous pre-activation bounds as column bounds) is solved by HiGHS in
+floating point, and its answer is only used through a **safe dual bound** (Neumaier and
+Shcherbina, Math. Program. 99, 2004): for *any* row multipliers ``y``, with ``r = c - A^T y``,
+
+    c^T x  >=  sum_i (y_i lo_i if y_i >= 0 else y_i hi_i)  +  sum_k min(r_k l_k, r_k u_k)
+
+for every ``x`` with ``lo <= A x <= hi`` and ``l <= x <= u``.  The right-hand side is computed
+with Higham's error bounds (:func:`smug.solver.robust_bounds.rounding_error`) and rounded down,
+so a node is closed only on a proven bound; an infeasible node is closed by the same bound with
+``c = 0`` and HiGHS' dual ray (a proven bound ``> 0`` proves infeasibility).  Every row is a valid
+constraint of the exact network: the affine rows have their exact right-hand sides enclosed in
+``[lo, hi]``, the triangle rows use :func:`~smug.solver.robust_bounds.relu_upper_line`.
+
+The LP's input point is an attack candidate at every node; it is believed only through the
+verifier's exact replay.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from smug.solver.robust_bounds import Bounds, down, relu_upper_line, rounding_error, up
+
+MAX_NODES = 400
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Column offsets of the LP: free inputs, then per layer ``z_k`` and, for ReLU layers, ``a_k``."""
+
+    n_free: int
+    z: tuple[int, ...]
+    a: tuple[int, ...]  # -1 for the last layer
+    n_cols: int
+
+
+def _sum_bound(terms: np.ndarray) -> float:
+    """A rigorous lower bound of the exact sum of the float terms."""
+    s = float(np.sum(terms))
+    return float(down(down(s - float(rounding_error(len(terms), np.sum(np.abs(terms)))))))
+
+
+class MarginLP:
+    """The LP relaxation of one box (see the module docstring); nodes change only column bounds
+    and add phase rows."""
+
+    def __init__(self, layers, x: np.ndarray, free: np.ndarray, box: tuple[np.ndarray, np.ndarray], bounds: Bounds):
+        self.layers = layers
+        self.bounds = bounds
+        idx = np.flatnonzero(free)
+        nf = len(idx)
+        z_off, a_off = [], []
+        off = nf
+        for layer in layers:
+            n = layer.weight.shape[0]
+            z_off.append(off)
+            off += n
+            if layer.relu:
+                a_off.append(off)
+                off += n
+            else:
+                a_off.append(-1)
+        self.lay = Layout(nf, tuple(z_off), tuple(a_off), off)
+        col_lo = [box[0][idx]]
+        col_hi = [box[1][idx]]
+        rows, row_lo, row_hi = [], [], []
+        for k, layer in enumerate(layers):
+            W = layer.weight.tocsr()
+            n = W.shape[0]
+            l, u = bounds.lower[k], bounds.upper[k]
+            col_lo.append(l)
+            col_hi.append(u)
+            # z_k - W h = b (+ the fixed inputs' part), the exact right-hand side enclosed
+            if k == 0:
+                Wf = W[:, idx]
+                fixed_x = np.where(free, 0.0, x)
+                rhs = W @ fixed_x + layer.bias
+                err = rounding_error(W.shape[1] + 1, abs(W) @ np.abs(fixed_x) + np.abs(layer.bias))
+                src_off, Wsrc = 0, Wf
+            else:
+                rhs = layer.bias.copy()
+                err = np.zeros(n)
+                src_off, Wsrc = a_off[k - 1], W
+            rows.append(self._place([(z_off[k], sp.identity(n, format="csr")), (src_off, -sp.csr_matrix(Wsrc))]))
+            row_lo.append(down(rhs - err))
+            row_hi.append(up(rhs + err))
+            if not layer.relu:
+                continue
+            col_lo.append(np.maximum(l, 0.0))
+            col_hi.append(np.maximum(u, 0.0))
+            eye = sp.identity(n, format="csr")
+            # a - z >= 0 for every unit (= 0 when the unit is stably on)
+            rows.append(self._place([(a_off[k], eye), (z_off[k], -eye)]))
+            row_lo.append(np.zeros(n))
+            row_hi.append(np.where(l >= 0, 0.0, np.inf))
+            unst = np.flatnonzero((l < 0) & (u > 0))
+            if len(unst):
+                s, t = relu_upper_line(l[unst], u[unst])
+                sel = sp.csr_matrix((np.ones(len(unst)), (np.arange(len(unst)), unst)), shape=(len(unst), n))
+                rows.append(self._place([(a_off[k], sel), (z_off[k], -sp.diags(s) @ sel)]))
+                row_lo.append(np.full(len(unst), -np.inf))
+                row_hi.append(t)
+        self.A = sp.vstack(rows).tocsr()
+        self.row_lo = np.concatenate(row_lo)
+        self.row_hi = np.concatenate(row_hi)
+        self.col_lo = np.concatenate(col_lo)
+        self.col_hi = np.concatenate(col_hi)
+        self.free_idx = idx
+
+    def _place(self, parts) -> sp.csr_matrix:
+        h = parts[0][1].shape[0]
+        out = sp.csr_matrix((h, self.lay.n_cols))
+        for off, mat in parts:
+            mat = sp.csr_matrix(mat)
+            out = out + sp.hstack([sp.csr_matrix((h, off)), mat,
+                                   sp.csr_matrix((h, self.lay.n_cols - off - mat.shape[1]))]).tocsr()
+        return out.tocsr()
+
+    def unstable_units(self) -> list[tuple[int, int]]:
+        out = []
+        for k, layer in enumerate(self.layers):
+            if layer.relu:
+                l, u = self.bounds.lower[k], self.bounds.upper[k]
+                out += [(k, int(i)) for i in np.flatnonzero((l < 0) & (u > 0))]
+        return out
+
+    def node(self, splits: dict[tuple[int, int], bool]):
+        """(A, row_lo, row_hi, col_lo, col_hi) with the phases in ``splits`` imposed:
+        on: ``z >= 0`` and ``a - z <= 0``; off: ``z <= 0`` and ``a <= 0``."""
+        col_lo, col_hi = self.col_lo.copy(), self.col_hi.copy()
+        extra = []
+        for (k, i), on in splits.items():
+            zc, ac = self.lay.z[k] + i, self.lay.a[k] + i
+            if on:
+                col_lo[zc] = max(col_lo[zc], 0.0)
+                extra.append((ac, zc))
+            else:
+                col_hi[zc] = min(col_hi[zc], 0.0)
+                col_hi[ac] = 0.0
+        A, lo, hi = self.A, self.row_lo, self.row_hi
+        if extra:
+            r = len(extra)
+            E = sp.csr_matrix((np.r_[np.ones(r), -np.ones(r)],
+                               (np.r_[np.arange(r), np.arange(r)], np.r_[[e[0] for e in extra], [e[1] for e in extra]])),
+                              shape=(r, self.lay.n_cols))
+            A = sp.vstack([A, E]).tocsr()
+            lo = np.r_[lo, np.full(r, -np.inf)]
+            hi = np.r_[hi, np.zeros(r)]
+        return A, lo, hi, col_lo, col_hi
+
+
+def safe_bound(c: np.ndarray, A: sp.csr_matrix, row_lo, row_hi, col_lo, col_hi, y: np.ndarray) -> float:
+    """A rigorous lower bound of ``c^T x`` over the LP's feasible set from any multipliers ``y``
+    (module docstring); ``-inf`` when ``y`` needs a row bound that is infinite (after zeroing
+    those multipliers it is still a valid bound)."""
+    y = np.where((y > 0) & ~np.isfinite(row_lo), 0.0, y)
+    y = np.where((y < 0) & ~np.isfinite(row_hi), 0.0, y)
+    rb = np.where(y > 0, row_lo, np.where(y < 0, row_hi, 0.0))
+    row_terms = np.where(y != 0, y * rb, 0.0)
+    At = sp.csr_matrix(A.T)
+    r = c - At @ y
+    n_col = int(np.diff(At.indptr).max(initial=0)) + 1
+    r_err = rounding_error(n_col, np.abs(c) + abs(At) @ np.abs(y))
+    pick = np.where(r >= 0, col_lo, col_hi)
+    if not np.all(np.isfinite(pick[r != 0])):
+        return -np.inf
+    col_terms = np.where(r != 0, r * pick, 0.0)
+    cmax = np.maximum(np.abs(col_lo), np.abs(col_hi))
+    slack = r_err * cmax * (1 + 4 * 2.0**-53)
+    total = np.r_[row_terms, col_terms, -up(slack)]
+    return _sum_bound(total)
+
+
+@dataclass(frozen=True)
+class LPAnswer:
+    status: str  # "proven", "candidate" (an input point to replay), "unknown"
+    point: np.ndarray | None = None  # the free inputs of the LP's solution
+    nodes: int = 0
+
+
+def _solve(A, lo, hi, clo, chi, c):
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    lp = highspy.HighsLp()
+    n_rows, n_cols = A.shape
+    lp.num_col_, lp.num_row_ = n_cols, n_rows
+    lp.col_cost_ = c
+    inf = highspy.kHighsInf
+    lp.col_lower_ = clo
+    lp.col_upper_ = chi
+    lp.row_lower_ = np.where(np.isfinite(lo), lo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(hi), hi, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data.astype(np.float64)
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, n_rows
+    h.passModel(lp)
+    h.run()
+    return h
+
+
+def prove_class(lp: MarginLP, target: int, j: int, delta: float, deadline: float,
+                is_counterexample, max_nodes: int = MAX_NODES) -> LPAnswer:
+    """Branch and bound on ReLU phases for ``min z_t - z_j > delta``; ``is_counterexample(point)``
+    replays an LP input point (and returns True when it is one)."""
+    import highspy
+
+    c = np.zeros(lp.lay.n_cols)
+    zL = lp.lay.z[-1]
+    c[zL + target], c[zL + j] = 1.0, -1.0
+    zero = np.zeros_like(c)
+    unstable = lp.unstable_units()
+    stack: list[dict] = [{}]
+    nodes = 0
+    while stack:
+        if nodes >= max_nodes or time.perf_counter() > deadline:
+            return LPAnswer("unknown", nodes=nodes)
+        splits = stack.pop()
+        nodes += 1
+        A, lo, hi, clo, chi = lp.node(splits)
+        if np.any(clo > chi):
+            continue  # a split against the bounds: the node holds no input at all (exact column bounds)
+        h = _solve(A, lo, hi, clo, chi, c)
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            _, ok, ray = h.getDualRay()
+            ray = np.asarray(ray, np.float64)
+            if ok and max(safe_bound(zero, A, lo, hi, clo, chi, ray),
+                          safe_bound(zero, A, lo, hi, clo, chi, -ray)) > 0:
+                continue
+            return LPAnswer("unknown", nodes=nodes)
+        if status != highspy.HighsModelStatus.kOptimal:
+            return LPAnswer("unknown", nodes=nodes)
+        sol = h.getSolution()
+        y = np.asarray(sol.row_dual, np.float64)
+        bound = max(safe_bound(c, A, lo, hi, clo, chi, y), safe_bound(c, A, lo, hi, clo, chi, -y))
+        if bound > delta:
+            continue
+        col = np.asarray(sol.col_value, np.float64)
+        point = col[:lp.lay.n_free]
+        if is_counterexample(point):
+            return LPAnswer("candidate", point=point, nodes=nodes)
+        # branch on the unsplit unstable unit with the widest triangle gap at the LP point
+        best, gap = None, -1.0
+        for k, i in unstable:
+            if (k, i) in splits:
+                continue
+            zv, av = col[lp.lay.z[k] + i], col[lp.lay.a[k] + i]
+            g = av - max(zv, 0.0) + 1e-9 * (lp.bounds.upper[k][i] - lp.bounds.lower[k][i])
+            if g > gap:
+                best, gap = (k, i), g
+        if best is None:
+            return LPAnswer("unknown", nodes=nodes)
+        zv = col[lp.lay.z[best[0]] + best[1]]
+        first = zv > 0  # explore the LP's side last: its child is popped first
+        stack.append({**splits, best: not first})
+        stack.append({**splits, best: first})
+    return LPAnswer("proven", nodes=nodes)
