@@ -1,0 +1,68 @@
+"""Rigorous bounds over a box: every bound holds for the exact network (checked with Fractions)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from _robust_reference import fraction_logits, tiny_network
+from smug.ir import DenseLayer
+from smug.solver.network_exact import exact_preactivations
+from smug.solver.robust_bounds import interval_layer, layer_bounds, margin_lower_bounds, relu_upper_line
+
+
+def _exact(values) -> list[Fraction]:
+    N, E = values
+    return [Fraction(int(n)) * Fraction(2) ** E for n in N]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_layer_and_margin_bounds_hold_at_sampled_points(seed):
+    problem = tiny_network(seed, n_in=12, hidden=(8, 6), classes=4)
+    rng = np.random.default_rng(seed)
+    lo = np.clip(problem.x - 0.2, 0, 1)
+    hi = np.clip(problem.x + 0.2, 0, 1)
+    bounds = layer_bounds(problem.layers, (lo, hi))
+    lbs, _, others = margin_lower_bounds(problem.layers, bounds, (lo, hi), problem.target)
+    corners = rng.integers(0, 2, (20, 12))
+    points = np.r_[rng.uniform(lo, hi, (40, 12)), np.where(corners, hi, lo)]
+    for v in points:
+        for k, z in enumerate(exact_preactivations(problem.layers, v)):
+            for q, a, b in zip(_exact(z), bounds.lower[k], bounds.upper[k]):
+                assert Fraction(a) <= q <= Fraction(b)
+        z = fraction_logits(problem, v)
+        for j, lb in zip(others, lbs):
+            assert Fraction(lb) <= z[problem.target] - z[j]
+
+
+def test_cancelling_weights_keep_the_exact_value_inside():
+    """float64 gives (1 + 1e-16) - 1 = 0; the exact value 1e-16 must stay inside the bounds."""
+    layer = DenseLayer(sp.csr_matrix(np.array([[1.0, 1e-16, -1.0], [1e16, 1.0, -1e16]])), np.zeros(2), True)
+    point = np.ones(3)
+    lo, hi = interval_layer(layer, point, point)
+    exact = [Fraction(1) + Fraction(1e-16) - Fraction(1), Fraction(1)]
+    assert float((layer.weight @ point)[0]) != float(exact[0])  # the plain float sum is wrong
+    for a, q, b in zip(lo, exact, hi):
+        assert Fraction(a) <= q <= Fraction(b)
+    # the same through CROWN back-substitution into a second layer
+    top = DenseLayer(sp.csr_matrix(np.array([[1e16, -1e16], [1.0, 0.0]])), np.zeros(2), False)
+    problem_layers = (layer, top)
+    bounds = layer_bounds(problem_layers, (point, point))
+    lbs, _, _ = margin_lower_bounds(problem_layers, bounds, (point, point), 0)
+    h = [max(q, Fraction(0)) for q in exact]
+    z = [Fraction(1e16) * h[0] - Fraction(1e16) * h[1], h[0]]
+    assert Fraction(lbs[0]) <= z[0] - z[1]
+
+
+def test_relu_upper_line_is_valid_exactly():
+    rng = np.random.default_rng(0)
+    l = -np.exp(rng.uniform(-30, 10, 500))
+    u = np.exp(rng.uniform(-30, 10, 500))
+    s, t = relu_upper_line(l, u)
+    for a, b, si, ti in zip(l, u, s, t):
+        S, T = Fraction(si), Fraction(ti)
+        assert S * Fraction(a) + T >= 0
+        assert S * Fraction(b) + T >= Fraction(b)
