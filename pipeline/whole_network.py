@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from smug.encoders.blocks import BlockGrid
+from smug.encoders.graph_check import graph_margins
 from smug.encoders.network import encode_network
 from smug.ir import NetworkProblem
 from smug.pipeline.deadline import Deadline
@@ -32,7 +33,11 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
         picture=subject.picture,
         saliency=pixel_mask.astype(np.float64) if found else np.zeros(grid.spatial),
         mask=sol.mask.reshape(grid.shape) if found else None, pixel_mask=pixel_mask)
+    encoding = {"layers": [list(l.weight.shape) for l in problem.layers], "delta": problem.delta,
+                "keeps_class": "by construction: Eq. 6 holds every class margin > delta", **sol.stats}
+    if found:  # the lowered network is what the certificate checked; this checks the graph itself
+        with stages.stage("graph_check"):
+            masked = problem.masked_input(sol.mask).reshape(subject.model.input_shape)
+            encoding["graph_check"] = graph_margins(subject.model, masked, problem.target).summary(problem.delta)
     return image_answer(request, subject, sol, problem, problem.target, grid.n_vars, image, stages, ig={},
-                        encoding={"layers": [list(l.weight.shape) for l in problem.layers], "delta": problem.delta,
-                                  "keeps_class": "by construction: Eq. 6 holds every class margin > delta",
-                                  **sol.stats})
+                        encoding=encoding)
