@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from smug.solver.robust_hitting import minimum_hitting_set
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
@@ -177,61 +178,71 @@ def contrastive(verifier: Verifier, fixed: np.ndarray, j: int, rounds: int = 4) 
     return None if cex is None else shrink(verifier, cex, fixed)
 
 
+def contrastive_sets(verifier: Verifier, fixed: np.ndarray, classes: list[int], rounds: int = 6) -> list[Counterexample]:
+    """Counterexamples in the box of ``fixed`` whose perturbed sets are disjoint: after each one its
+    features are fixed too (each set is contrastive on its own: everything else stays at ``x``)."""
+    out: list[Counterexample] = []
+    fixed = fixed.copy()
+    problem = verifier.query.problem
+    for _ in range(rounds):
+        cex = next((c for c in (contrastive(verifier, fixed, j) for j in classes) if c is not None), None)
+        if cex is None:
+            break
+        out.append(cex)
+        fixed |= cex.perturbed(problem)
+    return out
+
+
 def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
                         start: RobustExplanation | None = None) -> RobustExplanation:
     """Implicit hitting sets (module docstring), started from ``start`` (default: a subset-minimal
-    explanation).  Returns the best robust ``E`` with ``lower_bound``; ``OPTIMAL`` when they meet."""
-    from pysat.examples.rc2 import RC2
-    from pysat.formula import WCNF
-
+    explanation).  Returns the best robust ``E`` with ``lower_bound``; ``OPTIMAL`` when they meet.
+    Hitting sets: :func:`smug.solver.robust_hitting.minimum_hitting_set` (its bound is exact)."""
     t0 = time.perf_counter()
     problem = verifier.query.problem
     best = start if start is not None else subset_minimal(verifier, deadline)
     best_fixed, proof = best.fixed.copy(), best.proof
     n = problem.n_vars
-    wcnf = WCNF()
-    for p in range(n):
-        wcnf.append([-(p + 1)], weight=1)
-    solver = RC2(wcnf)
-    n_sets = 0
-    sizes: list[int] = []
+    sets: list[np.ndarray] = []
     margins = float_margins(problem, problem.x[None, :])[:, 0]
     classes = [j for j in np.argsort(margins, kind="stable").tolist() if j != problem.target]
 
-    def add(cex: Counterexample, fixed: np.ndarray) -> None:
-        nonlocal n_sets
-        small = shrink(verifier, cex, fixed)
-        sizes.append(int(small.perturbed(problem).sum()))
-        feats = np.flatnonzero(small.perturbed(problem))
-        solver.add_clause([int(f) + 1 for f in feats])
-        n_sets += 1
+    def add(cex: Counterexample) -> None:
+        small = shrink(verifier, cex, np.ones(n, bool))
+        sets.append(np.flatnonzero(small.perturbed(problem)))
 
-    for p, cex in best.counterexamples.items():
-        add(cex, best.fixed)
-    lower = 0
-    status = FEASIBLE
+    for cex in best.counterexamples.values():
+        add(cex)
+    for cex in contrastive_sets(verifier, np.zeros(n, bool), classes):
+        add(cex)
+    lower, status, iterations = 0, FEASIBLE, 0
     while time.perf_counter() < deadline:
-        model = solver.compute()
-        if model is None:  # cannot happen: the full set hits everything
-            break
-        lower = int(solver.cost)
+        iterations += 1
+        hs = minimum_hitting_set(sets, n, timeout=max(0.1, min(10.0, deadline - time.perf_counter())))
+        lower = max(lower, hs.lower_bound)
         if lower >= int(best_fixed.sum()):
             status = OPTIMAL
             break
-        H = np.zeros(n, bool)
-        H[[lit - 1 for lit in model if lit > 0]] = True
-        cheap = [c for c in (contrastive(verifier, H, j) for j in classes) if c is not None]
-        for c in cheap:
-            add(c, H)
+        H = hs.chosen
+        if H.sum() >= best_fixed.sum():
+            continue_sets = contrastive_sets(verifier, H & ~best_fixed, classes)  # more sets near the candidate
+            if not continue_sets:
+                break
+            for cex in continue_sets:
+                add(cex)
+            continue
+        cheap = contrastive_sets(verifier, H, classes)
+        for cex in cheap:
+            add(cex)
         if cheap:
             continue
         verdict = verifier.verify(H, exact=True, deadline=deadline)
         if verdict.status == ROBUST:
-            best_fixed, proof, status = H, verdict.proof, OPTIMAL
-            break
+            best_fixed, proof = H, verdict.proof
+            continue
         if verdict.status != COUNTEREXAMPLE:
             break  # the verifier ran out of time on H: keep the best and the bound
-        add(verdict.counterexample, H)
-    solver.delete()
-    stats = verifier.stats.as_dict() | {"hitting_sets": n_sets, "median_set": float(np.median(sizes)) if sizes else 0.0}
+        add(verdict.counterexample)
+    stats = verifier.stats.as_dict() | {"hitting_sets": len(sets), "iterations": iterations,
+                                        "median_set": float(np.median([len(s) for s in sets])) if sets else 0.0}
     return RobustExplanation(best_fixed, status, lower, proof, {}, (), stats, time.perf_counter() - t0)

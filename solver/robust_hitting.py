@@ -1,0 +1,107 @@
+"""Minimum hitting sets of contrastive sets, with a lower bound that is checked exactly.
+
+The covering program ``min sum m  s.t.  sum_{p in S} m_p >= 1 for every set S`` is solved by
+HiGHS (a candidate: it is a float solver), and its LP relaxation gives the lower bound: any
+``y >= 0`` with ``sum_{S ni p} y_S <= 1`` for every ``p`` (a fractional packing) proves
+``|H| >= sum_S y_S`` for every hitting set ``H`` (weak LP duality).  HiGHS' duals are rounded down
+to integers over ``2**30``, scaled so that every column sum is ``<= 1`` in integer arithmetic, and
+the bound is ``ceil`` of the exact fraction.  When it stays below the candidate's size, RC2
+(MaxSAT over integers, exact) can certify the optimum (:func:`rc2_minimum`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import scipy.sparse as sp
+
+SCALE = 2**30
+
+
+@dataclass(frozen=True)
+class HittingSet:
+    chosen: np.ndarray  # bool per element: hits every set (checked)
+    lower_bound: int  # proven: every hitting set has at least this many elements
+
+
+def incidence(sets: list[np.ndarray], n: int) -> sp.csr_matrix:
+    rows = np.concatenate([np.full(len(s), i) for i, s in enumerate(sets)])
+    cols = np.concatenate(sets)
+    return sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(sets), n))
+
+
+def packing_bound(A: sp.csr_matrix, y: np.ndarray) -> int:
+    """``ceil(sum y')`` for the packing ``y'`` made from ``y`` (module docstring), exactly."""
+    yi = np.floor(np.clip(np.asarray(y, np.float64), 0.0, 1.0) * SCALE).astype(np.int64)
+    cols = np.asarray(A.T.astype(np.int64) @ yi).ravel()
+    denom = max(SCALE, int(cols.max(initial=0)))
+    return math.ceil(Fraction(int(yi.sum()), denom))
+
+
+def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None):
+    import highspy
+
+    m, n = A.shape
+    h = highspy.Highs()
+    for key, val in [("output_flag", False), ("threads", 1), ("time_limit", max(0.05, float(timeout))),
+                     ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)]:
+        h.setOptionValue(key, val)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, m
+    lp.col_cost_ = np.ones(n)
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.ones(n)
+    lp.row_lower_ = np.ones(m)
+    lp.row_upper_ = np.full(m, highspy.kHighsInf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data.astype(np.float64)
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, m
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+    h.passModel(lp)
+    if integer and start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = list(np.asarray(start, np.float64))
+        h.setSolution(sol)
+    h.run()
+    return h
+
+
+def minimum_hitting_set(sets: list[np.ndarray], n: int, timeout: float, start: np.ndarray | None = None) -> HittingSet:
+    """A (candidate-minimum) hitting set of ``sets`` (index arrays over ``n`` elements) and the
+    proven lower bound of the module docstring."""
+    if not sets:
+        return HittingSet(np.zeros(n, bool), 0)
+    A = incidence(sets, n)
+    relaxed = _solve(A, False, timeout)
+    y = np.asarray(relaxed.getSolution().row_dual, np.float64)
+    bound = max(packing_bound(A, y), packing_bound(A, -y))
+    mip = _solve(A, True, timeout, start)
+    x = np.asarray(mip.getSolution().col_value, np.float64)
+    chosen = x > 0.5 if len(x) == n else np.zeros(n, bool)
+    if not np.all(A @ chosen.astype(np.float64) >= 1):  # no usable answer: every set's first element
+        chosen = np.zeros(n, bool)
+        for s in sets:
+            if not chosen[s].any():
+                chosen[s[0]] = True
+    return HittingSet(chosen, bound)
+
+
+def rc2_minimum(sets: list[np.ndarray], n: int) -> int:
+    """The exact minimum hitting set size (MaxSAT RC2: integers only)."""
+    from pysat.examples.rc2 import RC2
+    from pysat.formula import WCNF
+
+    w = WCNF()
+    for s in sets:
+        w.append([int(p) + 1 for p in s])
+    for p in range(n):
+        w.append([-(p + 1)], weight=1)
+    with RC2(w) as solver:
+        solver.compute()
+        return int(solver.cost)
