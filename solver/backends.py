@@ -48,6 +48,6 @@ def solver_for(problem):
         from smug.solver.solve import solve
 
         return solve
-    from smug.solver.network_solve import solve_network
+    from smug.solver.canonical_network import solve_canonical  # solve_network, then the canonical tie-break
 
-    return solve_network
+    return solve_canonical

@@ -1,0 +1,117 @@
+"""One answer per request for whole-network problems: the canonical minimum mask (issue 31).
+
+The tie-break is the first layer's (:func:`smug.solver.z3_backend.canonical`): among every mask
+of the optimum's size that keeps the class, the least read as a bit string in variable order
+(variable 0 first, off before on), i.e. the one that leaves out the lowest-numbered variables
+it can.  Greedy and exact: each variable on in the current mask, in increasing order, is asked
+off.  The question "is there a mask of size ``k`` that keeps the variables decided on, leaves
+out those decided off and this one?" is the enumeration's (:mod:`smug.solver.network_enum`:
+rigorous float filter, exact checks), run on the problem with the decided-on variables moved
+into the input (their baseline set to the input: always on) over the free relevant variables.
+A mask found is certified exactly on the original problem and becomes the current one; a
+refuted size fixes the variable on.  Every answer is a fact about Eq. 6, so every backend,
+process and earlier optimum ends at the same mask.  Only relevant variables can be on in a
+minimum mask (an irrelevant one changes nothing, so dropping it would give a smaller mask).
+
+:func:`solve_canonical` is the whole-network entry point of the solver registry
+(:func:`smug.solver.backends.solver_for`): :func:`~smug.solver.network_solve.solve_network`,
+then this pass with the time left; ``stats["tie_break"]`` says whether it completed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from smug.ir import NetworkProblem
+from smug.solver.certificate import certify_network
+from smug.solver.network_bounds import crown_bounds, interval_bounds, margin_lines
+from smug.solver.network_enum import enumerate_optimum, relevant_variables
+from smug.solver.network_solve import solve_network
+from smug.solver.solve import CANONICAL, NOT_CANONICAL, Solution
+
+UNDECIDED = "undecided"  # the enumeration stopped (deadline or memory) before it answered
+
+
+def _with_on(problem: NetworkProblem, forced: list[int]) -> NetworkProblem:
+    """``problem`` with the variables ``forced`` always on (their inputs' baseline is the input)."""
+    on = np.isin(problem.group, forced)
+    return replace(problem, baseline=np.where(on, problem.x, problem.baseline))
+
+
+def _mask_of(n_vars: int, on) -> np.ndarray:
+    mask = np.zeros(n_vars, dtype=bool)
+    mask[list(on)] = True
+    return mask
+
+
+def _keeping(problem: NetworkProblem, forced: list[int], off: set[int], k: int, deadline: float):
+    """A mask of ``k`` variables that keeps the class, holds ``forced`` and avoids ``off`` (certified
+    exactly); None when none exists; :data:`UNDECIDED` when the search stopped first."""
+    size = k - len(forced)
+    if size == 0:
+        mask = _mask_of(problem.n_vars, forced)
+        return mask if certify_network(problem, mask).valid else None
+    sub = _with_on(problem, forced)
+    free = np.array([v for v in relevant_variables(sub).tolist() if v not in off], dtype=np.int64)
+    if len(free) < size:
+        return None
+    interval = interval_bounds(sub)
+
+    def sized(s: int):
+        bounds = crown_bounds(sub, interval, max_size=s)
+        return bounds, margin_lines(sub, bounds)[:2]
+
+    res = enumerate_optimum(sub, sized, size, deadline, lower_bound=size, order=free)
+    if res.mask is not None:
+        mask = res.mask | _mask_of(problem.n_vars, forced)
+        return mask if int(mask.sum()) == k and certify_network(problem, mask).valid else UNDECIDED
+    return None if res.stopped is None and res.lower_bound > size else UNDECIDED
+
+
+def canonical_network(problem: NetworkProblem, mask: np.ndarray, deadline: float) -> tuple[np.ndarray, bool]:
+    """The canonical minimum mask of ``problem`` given ``mask``, a minimum one (proven), and whether
+    the pass completed before ``deadline`` (if not, ``mask`` or a later minimum mask comes back)."""
+    current = np.asarray(mask, dtype=bool).copy()
+    k = int(current.sum())
+    forced: list[int] = []
+    off: set[int] = set()
+    for j in range(problem.n_vars):
+        if len(forced) == k:  # every kept variable is decided: the rest are off in the current mask
+            break
+        if not current[j]:
+            off.add(j)
+            continue
+        if time.perf_counter() >= deadline:
+            return current, False
+        found = _keeping(problem, forced, off | {j}, k, deadline)
+        if found is None:
+            forced.append(j)
+        elif isinstance(found, str):
+            return current, False
+        else:
+            current = found
+            off.add(j)
+    return current, True
+
+
+def solve_canonical(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0,
+                    progress: Callable[[dict], None] | None = None, **options) -> Solution:
+    """:func:`~smug.solver.network_solve.solve_network`, then (on a proven optimum) the canonical
+    tie-break in the time left of ``timeout``."""
+    t0 = time.perf_counter()
+    sol = solve_network(problem, backend=backend, timeout=timeout, progress=progress, **options)
+    if sol.status != "optimal" or sol.mask is None:
+        return sol
+    t = time.perf_counter()
+    mask, done = canonical_network(problem, sol.mask, t0 + timeout)
+    cert = certify_network(problem, mask)
+    if not cert.valid:  # cannot happen: every mask adopted was certified
+        mask, done, cert = sol.mask, False, sol.certificate
+    tie_break = CANONICAL if done else NOT_CANONICAL
+    return replace(sol, mask=mask, certificate=cert, stats={**sol.stats, "tie_break": tie_break},
+                   proof=sol.proof if done else f"{sol.proof}; tie-break {tie_break}",
+                   timings={**sol.timings, "tie_break": time.perf_counter() - t})
