@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, save_texts
-from smug.pipeline.request import BACKENDS, InputError, ModelError, RequestError
+from smug.pipeline.request import BACKENDS, InputError, ModelError, RequestError, method_parameters
 
 SERVER_HINT = "run the gRPC service: smug serve --help (also: python -m smug.server)"
 
@@ -98,9 +98,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _params(a: argparse.Namespace) -> dict:
-    """The method parameters the user set (None: the method's default)."""
-    names = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
-    return {n: getattr(a, n, None) for n in names}
+    """The method parameters the user set (left out: the method's default); their names are the
+    fields of the methods' config classes (:func:`smug.pipeline.request.method_parameters`)."""
+    return {n: getattr(a, n) for n in method_parameters() if getattr(a, n, None) is not None}
 
 
 def _method(a: argparse.Namespace) -> str:
@@ -280,18 +280,18 @@ def lost_decision(e: Explanation) -> list[str]:
 
 
 def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
-    from smug.clients.client import Client, explain_with_progress
-    from smug.pipeline.request import TextInput
+    """The validated request, sent as it is (:func:`smug.proto.wire.request_to_proto`)."""
+    from smug.clients.client import Client, progress_line
+    from smug.proto.wire import WireError, request_to_proto
 
-    if a.preprocess is not None:
+    if request.preprocess is not None:
         raise RequestError("--preprocess applies to local runs; a server reads images with its zoo models' own")
-    src = request.input
-    text = src.text if isinstance(src, TextInput) else None
-    params = {k: v for k, v in _params(a).items() if v is not None}
     with Client(a.server, token=os.environ.get("SMUG_TOKEN") or None) as client:
-        return explain_with_progress(client, a.image, a.model, text=text, method=request.method,
-                                     backend=a.backend, timeout=a.timeout, target=a.target,
-                                     keep_class=a.keep_class or None, **params)
+        try:
+            message = request_to_proto(client.pb, request)
+        except WireError as exc:
+            raise RequestError(str(exc)) from None
+        return progress_line(client.stream(message))
 
 
 def _compare(a: argparse.Namespace) -> int:

@@ -190,8 +190,12 @@ class Client:
         """Progress as it happens: :class:`Stage` and :class:`Improvement` events, then the
         :class:`Explanation` (always last).  Closing the iterator cancels the request."""
         params.setdefault("method", "smug")
-        req = self._request(source, model, text, params)
-        stream = self.stub.ExplainStream(req, timeout=deadline or self.deadline, metadata=self._metadata)
+        yield from self.stream(self._request(source, model, text, params), deadline)
+
+    def stream(self, request, deadline: float | None = None) -> Iterator[Stage | Improvement | Explanation]:
+        """:meth:`explain_stream` of a ``smug.v1.ExplainRequest`` message (e.g. a validated
+        :class:`~smug.pipeline.ExplainRequest` through :func:`smug.proto.wire.request_to_proto`)."""
+        stream = self.stub.ExplainStream(request, timeout=deadline or self.deadline, metadata=self._metadata)
         try:
             for ev in stream:
                 kind = ev.WhichOneof("event")
@@ -279,12 +283,18 @@ class Client:
 
 def explain_with_progress(client: Client, source: Source, model: str, out: IO[str] | None = None,
                           width: int = 30, **params) -> Explanation:
-    """``explain_stream`` drawn as a one-line progress bar on ``out``: the bar is the
-    proven share of the mask (lower bound / size; full = proven minimal)."""
+    """``explain_stream`` drawn as a one-line progress bar on ``out`` (:func:`progress_line`)."""
+    return progress_line(client.explain_stream(source, model, **params), out, width)
+
+
+def progress_line(events: Iterable[Stage | Improvement | Explanation], out: IO[str] | None = None,
+                  width: int = 30) -> Explanation:
+    """A stream's events drawn as a one-line progress bar on ``out``: the bar is the proven share
+    of the mask (lower bound / size; full = proven minimal); returns the explanation."""
     out = out or sys.stderr
     result = None
     stage, size, lower = "queue", None, 0
-    for ev in client.explain_stream(source, model, **params):
+    for ev in events:
         if isinstance(ev, Stage):
             stage = ev.stage if not ev.finished else stage
         elif isinstance(ev, Improvement):

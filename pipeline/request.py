@@ -17,7 +17,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -110,6 +111,25 @@ class BaselineConfig:
 
 
 Config = Union[SmugConfig, NetworkConfig, TextOptions, BaselineConfig]
+
+
+def method_parameters() -> tuple[str, ...]:
+    """Every parameter name of the solved methods' configs and the keep-class options: their
+    dataclass fields (a baseline's parameters are its function's own)."""
+    names: list[str] = []
+
+    def walk(cls) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if is_dataclass(hints[f.name]):
+                walk(hints[f.name])
+            elif f.name not in names:
+                names.append(f.name)
+
+    for cls in (*typing.get_args(Config), KeepClass):
+        if cls is not BaselineConfig:
+            walk(cls)
+    return tuple(names)
 
 
 # ---- the request ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 
 import numpy as np
 
@@ -21,8 +21,7 @@ from smug.pipeline.request import (SMUG, WHOLE_NETWORK, ArrayInput, BaselineConf
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_}
 MAX_DIMS = 8  # a tensor's rank on the wire (models read at most 4 plus the batch)
-PARAMS = ("top_k", "gamma", "window", "form", "baseline", "ig_steps", "delta", "min_confidence")
-SETTINGS = ("backend", "timeout", "target", "keep_class", "dump_format", "dump_bound")
+CHOICE = ("method", "baseline_method")  # ExplainParams fields that say which method, not its parameters
 TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
            "base_saliency": "base_saliency", "picture": "image"}  # ImageParts field -> response field
 
@@ -89,20 +88,39 @@ def from_tensor(t, what: str = "tensor") -> np.ndarray | None:
 
 
 # ---- requests ------------------------------------------------------------------------
+def wire_parameters(pb) -> tuple[str, ...]:
+    """The parameters a request can carry: the fields of ``smug.v1.ExplainParams`` (the .proto
+    owns the list) but the method's choice."""
+    return tuple(f.name for f in pb.ExplainParams.DESCRIPTOR.fields if f.name not in CHOICE)
+
+
+def _set(config) -> dict:
+    """The fields of a config dataclass (a text's SMUG encoding flattened in) that differ from its defaults."""
+    if isinstance(config, BaselineConfig):
+        return dict(config.params)
+    defaults = type(config)()
+    out = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if is_dataclass(value):
+            out.update(_set(value))
+        elif value != getattr(defaults, f.name):
+            out[f.name] = value
+    return out
+
+
 def request_to_proto(pb, request: ExplainRequest, model: str | None = None):
-    """A validated request as ``smug.v1.ExplainRequest`` (``model``: the server's name for it).
-    Parameters equal to the pipeline's defaults are left unset."""
-    config = request.config.smug if request.modality == "text" else request.config
-    params: dict = {}
-    if not isinstance(config, BaselineConfig):
-        defaults = type(config)()
-        params = {f.name: getattr(config, f.name) for f in fields(config)
-                  if f.name in PARAMS and getattr(config, f.name) != getattr(defaults, f.name)}
+    """A validated request as ``smug.v1.ExplainRequest`` (``model``: the server's name for it):
+    the one mapping from :class:`ExplainRequest` to the wire.  Parameters equal to the
+    pipeline's defaults are left unset; one the wire cannot carry raises :class:`WireError`."""
+    params = _set(request.config)
+    if request.keep is not None:
+        params.update(keep_class=True, **_set(request.keep))
+    if request.preprocess is not None:
+        params["preprocess"] = request.preprocess
     src = request.input
     source = None if isinstance(src, (TextInput, DemoInput)) else src
     text = src.text if isinstance(src, TextInput) else None
-    if request.keep is not None:
-        params.update(keep_class=True, min_confidence=request.keep.min_confidence)
     return message(pb, model or request.model, source, text, request.method, backend=request.backend,
                    timeout=request.timeout, target=request.target, **params)
 
@@ -119,10 +137,11 @@ def message(pb, model: str, source=None, text: str | bytes | None = None, method
     else:
         p.method = pb.BASELINE
         p.baseline_method = method
+    names = wire_parameters(pb)
     for key, value in params.items():
         if value is not None:
-            if key not in PARAMS + SETTINGS:
-                raise WireError(f"parameter {key!r} cannot be sent to a server; it takes {PARAMS}")
+            if key not in names:
+                raise WireError(f"parameter {key!r} cannot be sent to a server; it takes {names}")
             setattr(p, key, value)
     if text is not None:  # bytes on the wire: the server answers INVALID_ARGUMENT for non-UTF-8
         req.text = text if isinstance(text, bytes) else str(text).encode("utf-8", "surrogateescape")
@@ -153,12 +172,11 @@ def request_fields(pb, req) -> dict:
             raise WireError("method BASELINE needs baseline_method (e.g. 'gradient')")
         method = p.baseline_method
     out: dict = {"method": method}
-    for name in PARAMS + SETTINGS:
-        if p.HasField(name):
-            out[name] = getattr(p, name)
-    for name in ("gamma", "baseline", "delta", "min_confidence", "timeout"):
-        if name in out and not math.isfinite(out[name]):
-            raise WireError(f"{name} must be finite, got {out[name]}")
+    for f in p.DESCRIPTOR.fields:
+        if f.name not in CHOICE and p.HasField(f.name):
+            out[f.name] = getattr(p, f.name)
+            if f.type == f.TYPE_DOUBLE and not math.isfinite(out[f.name]):
+                raise WireError(f"{f.name} must be finite, got {out[f.name]}")
     return out
 
 
@@ -221,4 +239,4 @@ def explanation_from_proto(r, origin: dict | None = None) -> Explanation:
 
 
 __all__ = ["ModelInfo", "WireError", "model_info_from_proto", "model_info_to_proto", "explanation_from_proto", "explanation_to_proto", "from_tensor", "input_of", "message",
-           "request_fields", "request_to_proto", "to_tensor"]
+           "request_fields", "request_to_proto", "to_tensor", "wire_parameters"]

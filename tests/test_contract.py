@@ -1,5 +1,6 @@
-"""One contract for every front end: the same request through the Python API, the CLI and a
-real gRPC server gives the same status, objective, certificate verdict and JSON document."""
+"""One contract for every front end: the same request through the Python API, the CLI, a
+real gRPC server and the CLI as that server's client gives the same identity, status,
+objective, certificate verdict and JSON document."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ CASES = {  # name -> (model, keyword arguments of smug.pipeline.explain, CLI arg
     "keep-class": ("mnist-mlp", dict(keep_class=True, timeout=30.0), ["--keep-class", "--timeout", "30"]),
 }
 SAME_VALUES = ("schema_version", "model", "input", "method", "request", "target", "target_name", "status",
-               "objective", "lower_bound", "n_vars", "modality", "config", "keeps_class")
+               "objective", "lower_bound", "n_vars", "modality", "config", "keeps_class",
+               "identity", "id_scheme", "input_sha256", "model_sha256")  # one request, one identity (issue 27)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,8 @@ def test_api_cli_and_grpc_agree(case, remote, tmp_path):
     model, params, args = CASES[case]
     api = explain(None, model, **params)
     grpc_e = remote.explain(None, model, **params)
-    documents = {"api": api.to_json(), "cli": _cli(model, args, tmp_path / "cli"), "grpc": grpc_e.to_json()}
+    documents = {"api": api.to_json(), "cli": _cli(model, args, tmp_path / "cli"), "grpc": grpc_e.to_json(),
+                 "cli --server": _cli(model, [*args, "--server", remote.target], tmp_path / "remote")}
     for name, doc in documents.items():
         assert doc["schema_version"] == SCHEMA_VERSION, name
         assert set(doc) == set(documents["api"]), (name, set(doc) ^ set(documents["api"]))

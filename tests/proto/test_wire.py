@@ -61,6 +61,35 @@ def test_a_request_survives_the_wire(rng):
     assert input_of(msg)[1] == b"a fine film" and request_fields(pb, msg)["top_k"] == 5
 
 
+@pytest.mark.parametrize("kw", [dict(top_k=12, window=2, gamma=0.25, form="affine", ig_steps=8, baseline=-0.5),
+                                dict(keep_class=True, min_confidence=0.9, backend="z3", timeout=7),
+                                dict(method="whole-network", delta=0.5, min_confidence=0.6, backend="enum"),
+                                dict(method="gradcam"),
+                                dict(model="text-cnn", text="a fine film", top_k=5, keep_class=True)])
+def test_the_request_on_the_server_has_the_senders_identity(rng, kw):
+    """Issue 27: ExplainRequest -> request_to_proto -> the server's decoding is the same question."""
+    from smug.pipeline.identity import identity
+
+    kw = {"model": "mnist-mlp", **kw}
+    x = None if "text" in kw else rng.random((1, 28, 28)).astype(np.float32)
+    local = ExplainRequest.build(x, **kw)
+    msg = pb.ExplainRequest.FromString(request_to_proto(pb, local).SerializeToString())
+    source, text = input_of(msg)
+    again = ExplainRequest.build(source, msg.model, text=text, **request_fields(pb, msg))
+    assert again == local if x is None else identity(again) == identity(local)
+
+
+def test_what_the_wire_cannot_carry_is_refused_not_dropped():
+    t = ExplainRequest.build(None, "text-cnn", text="a fine film", rows=("smug",))
+    with pytest.raises(WireError, match="parameter 'rows' cannot be sent to a server"):
+        request_to_proto(pb, t)
+    pre = ExplainRequest.build(None, "mnist-mlp", preprocess={"crop": 28, "scale": 255, "grayscale": True})
+    with pytest.raises(WireError, match="'preprocess'"):
+        request_to_proto(pb, pre)
+    with pytest.raises(WireError, match="'steps'"):
+        request_to_proto(pb, ExplainRequest.build(None, "mnist-mlp", method="integrated_gradients", steps=8))
+
+
 def test_an_explanation_survives_the_wire():
     e = explain(None, "mnist-mlp", method="whole-network", timeout=30)
     r = pb.ExplainResponse.FromString(explanation_to_proto(pb, e, "rid", "mid", {"queue": 0.5}).SerializeToString())
