@@ -1,0 +1,210 @@
+"""Robust explanations (issue 30): smug's subset- and cardinality-minimal modes against VeriX.
+
+    nice -n 10 python -m smug.bench.robust --digits 100                     # smug on both networks
+    python -m smug.bench.robust --stage marabou --marabou-python VENV/bin/python --verix-digits 5
+    python -m smug.bench.robust --stage write                               # the docs section only
+
+The first ``--digits`` digits of the MNIST test split (:func:`smug.bench.datasets.mnist_split`),
+epsilon 0.05 (L-inf, clipped to [0, 1]), one feature per pixel, the predicted class, on VeriX's
+``mnist-10x2`` (``../shared/peers/verix/``) and the zoo's ``mnist-mlp``.  Per digit: the
+subset-minimal answer (``--subset-timeout``), then the cardinality search seeded with it
+(``--card-timeout`` more seconds): sizes, wall and CPU seconds, status, the proven lower bound,
+and a re-check of every kept pixel's counterexample (exact replay in the box of E minus that
+pixel).  ``--stage marabou`` runs ``bench/robust_marabou.py`` in a separate environment holding
+``maraboupy==2.0.0`` (not a smug dependency): VeriX's one-query-per-pixel traversal on the first
+``--verix-digits`` digits, and one Marabou query per smug answer re-verifying it independently.
+Results: ``out/robust.jsonl`` and ``out/robust_marabou.jsonl`` (a re-run skips what is there).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from smug.bench.common import OUT, ROOT, add_doc_args, invocation, parser, publish, table, uptime
+from smug.bench.datasets import mnist_split
+
+STORE = OUT / "robust.jsonl"
+MARABOU_STORE = OUT / "robust_marabou.jsonl"
+NETS = {"mnist-10x2": ROOT.parent / "shared" / "peers" / "verix" / "mnist-10x2.onnx", "mnist-mlp": None}
+EPSILON = 0.05
+
+
+def _model(net: str):
+    from smug.models.runtime import OnnxModel
+    from smug.models.zoo import load_model
+
+    return OnnxModel.load(NETS[net]) if NETS[net] is not None else load_model(net)[0]
+
+
+def _path(net: str) -> Path:
+    from smug.models.zoo import load_model
+
+    return NETS[net] if NETS[net] is not None else load_model(net)[1].onnx_path()
+
+
+def _done(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def _kept_replay(verifier, answer) -> bool:
+    """Every kept pixel's counterexample lies in the box of E minus that pixel and fails exactly."""
+    for p, cex in answer.counterexamples.items():
+        without = answer.fixed.copy()
+        without[p] = False
+        if verifier.replay(cex.input, without) is None:
+            return False
+    return True
+
+
+def run_smug(net: str, digit: int, x: np.ndarray, subset_timeout: float, card_timeout: float) -> dict:
+    from smug.pipeline.robust import RobustConfig, robust_query, runtime_replay
+    from smug.solver.robust import Verifier
+    from smug.solver.robust_explain import cardinality_minimal, subset_minimal
+
+    model = _model(net)
+    query = robust_query(model, x.reshape(model.input_shape), RobustConfig(epsilon=EPSILON))
+    verifier = Verifier(query, runtime=runtime_replay(model))
+    t0, c0 = time.perf_counter(), time.process_time()
+    sub = subset_minimal(verifier, t0 + subset_timeout)
+    t1, c1 = time.perf_counter(), time.process_time()
+    card = cardinality_minimal(verifier, t1 + card_timeout, start=sub)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {
+        "key": f"{net}/{digit}", "net": net, "digit": digit, "target": int(query.problem.target),
+        "subset": {"size": sub.size, "status": sub.status, "proof": sub.proof, "unresolved": len(sub.unresolved),
+                   "seconds": t1 - t0, "cpu": c1 - c0, "kept_replay": _kept_replay(verifier, sub),
+                   "fixed": np.flatnonzero(sub.fixed).tolist()},
+        "cardinality": {"size": card.size, "status": card.status, "lower_bound": card.lower_bound,
+                        "proof": card.proof, "seconds": t2 - t1, "cpu": c2 - c1,
+                        "fixed": np.flatnonzero(card.fixed).tolist()},
+        "stats": card.stats,
+    }
+
+
+def stage_smug(args) -> None:
+    _, _, xt, _ = mnist_split()
+    done = _done(STORE)
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    for d in range(args.digits):
+        for net in args.nets:
+            if f"{net}/{d}" in done:
+                continue
+            rec = run_smug(net, d, xt[d].ravel().astype(np.float64), args.subset_timeout, args.card_timeout)
+            with STORE.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            s, c = rec["subset"], rec["cardinality"]
+            print(f"{rec['key']}: subset {s['size']} ({s['seconds']:.1f}s) card {c['size']} >= {c['lower_bound']} "
+                  f"{c['status']} ({c['seconds']:.1f}s)", flush=True)
+
+
+def stage_marabou(args) -> None:
+    if not args.marabou_python:
+        raise SystemExit("--marabou-python: the python of an environment with maraboupy==2.0.0")
+    _, _, xt, _ = mnist_split()
+    done, smug = _done(MARABOU_STORE), _done(STORE)
+    jobs = []
+    for net in args.nets:
+        path = str(_path(net))
+        for d in range(args.verix_digits):
+            rec = smug.get(f"{net}/{d}")
+            if rec is None:
+                continue
+            x = xt[d].ravel().astype(np.float64).tolist()
+            base = {"net": path, "x": x, "target": rec["target"], "epsilon": EPSILON}
+            if f"verix/{net}/{d}" not in done:
+                jobs.append({**base, "key": f"verix/{net}/{d}", "mode": "verix", "timeout": args.verix_timeout})
+            for mode in ("subset", "cardinality"):
+                key = f"check/{mode}/{net}/{d}"
+                if key not in done:
+                    fixed = np.zeros(784, bool)
+                    fixed[rec[mode]["fixed"]] = True
+                    jobs.append({**base, "key": key, "mode": "check", "timeout": 600, "fixed": fixed.tolist()})
+    jobs.sort(key=lambda j: j["mode"] != "check")  # the cheap checks first
+    job_file = OUT / "robust_marabou_jobs.jsonl"
+    job_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
+    subprocess.run([args.marabou_python, str(ROOT / "bench" / "robust_marabou.py"), str(job_file),
+                    str(MARABOU_STORE)], check=True)
+
+
+def _med(values) -> str:
+    values = list(values)
+    return f"{statistics.median(values):.1f}" if values else "-"
+
+
+def stage_write(args) -> None:
+    smug, mar = _done(STORE), _done(MARABOU_STORE)
+    rows, per_digit = [], []
+    for net in args.nets:
+        recs = [r for k, r in smug.items() if r["net"] == net]
+        if not recs:
+            continue
+        sub = [r["subset"] for r in recs]
+        card = [r["cardinality"] for r in recs]
+        verix = [mar[f"verix/{net}/{r['digit']}"] for r in recs if f"verix/{net}/{r['digit']}" in mar]
+        checks = [mar[k] for k in mar if k.startswith("check/") and f"/{net}/" in k]
+        rows.append([net, len(recs), "smug subset", _med(s["size"] for s in sub), _med(s["seconds"] for s in sub),
+                     _med(s["cpu"] for s in sub),
+                     f"{sum(s['status'] == 'subset-minimal' for s in sub)}/{len(sub)} subset-minimal, "
+                     f"{sum(s['kept_replay'] for s in sub)}/{len(sub)} replayed",
+                     sum(s["unresolved"] > 0 for s in sub)])
+        rows.append([net, len(recs), "smug cardinality", _med(c["size"] for c in card),
+                     _med(c["seconds"] for c in card), _med(c["cpu"] for c in card),
+                     f"{sum(c['status'] == 'optimal' for c in card)}/{len(card)} optimal, lower bound median "
+                     f"{_med(c['lower_bound'] for c in card)}", sum(c["status"] != "optimal" for c in card)])
+        if verix:
+            rows.append([net, len(verix), "VeriX (Marabou, one query per pixel)", _med(v["size"] for v in verix),
+                         _med(v["seconds"] for v in verix), _med(v["cpu"] for v in verix),
+                         f"{_med(v['calls'] for v in verix)} Marabou calls", sum(v["timed_out"] for v in verix)])
+        if checks:
+            rows.append([net, len(checks), "Marabou re-check of smug's E", "-", _med(c["seconds"] for c in checks),
+                         "-", f"{sum(c['code'] == 'unsat' for c in checks)}/{len(checks)} unsat (robust)",
+                         sum(c["code"] not in ("unsat", "sat") for c in checks)])
+        for r in recs:
+            v = mar.get(f"verix/{net}/{r['digit']}")
+            if v:
+                per_digit.append([net, r["digit"], r["subset"]["size"], r["cardinality"]["size"],
+                                  r["cardinality"]["lower_bound"], v["size"],
+                                  f"{r['subset']['seconds']:.1f}", f"{v['seconds']:.1f}"])
+    head = ["network", "digits", "method", "size (median)", "wall s (median)", "CPU s (median)", "proven",
+            "timeouts / not proven"]
+    body = "\n".join([
+        f"Epsilon {EPSILON} (L-inf, clipped to [0, 1]), one feature per pixel, predicted class; smug's subset "
+        f"timeout {args.subset_timeout:g} s, cardinality {args.card_timeout:g} s more (seeded with the subset answer). "
+        f"Machine: 2 cores shared with other engineers, `{uptime()}` when written.", "",
+        *table(head, rows), "",
+        "Per digit where VeriX ran (sizes in pixels; seconds are wall times):", "",
+        *table(["network", "digit", "smug subset", "smug cardinality", "lower bound", "VeriX", "smug subset s",
+                "VeriX s"], per_digit)])
+    publish(args, "robust_issue30", "Robust explanations against VeriX (issue 30)", invocation("robust"), body)
+
+
+def main() -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--stage", choices=("smug", "marabou", "write", "all"), default="all")
+    ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
+    ap.add_argument("--digits", type=int, default=100)
+    ap.add_argument("--subset-timeout", type=float, default=120.0)
+    ap.add_argument("--card-timeout", type=float, default=60.0)
+    ap.add_argument("--marabou-python", default=None)
+    ap.add_argument("--verix-digits", type=int, default=5)
+    ap.add_argument("--verix-timeout", type=float, default=1800.0)
+    add_doc_args(ap)
+    args = ap.parse_args()
+    if args.stage in ("smug", "all"):
+        stage_smug(args)
+    if args.stage == "marabou" or (args.stage == "all" and args.marabou_python):
+        stage_marabou(args)
+    if args.stage in ("write", "all"):
+        stage_write(args)
+
+
+if __name__ == "__main__":
+    main()

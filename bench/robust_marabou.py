@@ -1,0 +1,126 @@
+"""VeriX (Wu, Wu, Barrett, NeurIPS 2023) with Marabou, for the robust-explanation benchmark.
+
+Run by ``bench/robust.py`` in a separate virtual environment that holds ``maraboupy==2.0.0``,
+``numpy``, ``onnx`` and ``onnxruntime`` (never smug's own: Marabou is not a dependency):
+
+    python bench/robust_marabou.py JOBS.jsonl RESULTS.jsonl
+
+Each job line is ``{"key", "mode", "net", "x" (flat, in the network's input order), "target",
+"epsilon", "timeout"}`` and, for ``mode = "check"``, ``"fixed"`` (bool per input).  Modes:
+
+* ``verix``: VeriX's algorithm as the paper describes it (implemented here from the paper):
+  the pixels in increasing order of sensitivity (the largest change of any logit when the pixel
+  alone moves by +-epsilon, clipped to [0, 1]); for each pixel one Marabou query "with the
+  irrelevant pixels found so far and this one free in their epsilon-box, every other pixel at
+  x, can some class reach the target's logit?"; *unsat* makes the pixel irrelevant, anything
+  else keeps it in the explanation;
+* ``check``: one Marabou query for a given explanation (``fixed`` pixels at x, the rest in the
+  box): *unsat* re-verifies it with an engine independent of smug.
+
+This file imports only numpy and maraboupy (it runs outside smug's environment).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def _network(path: str):
+    from maraboupy import Marabou
+
+    return Marabou.read_onnx(path)
+
+
+def query(path: str, x: np.ndarray, target: int, eps: float, free: np.ndarray, timeout: int) -> str:
+    """'unsat' (robust), 'sat' (a counterexample) or another Marabou exit code."""
+    from maraboupy import Marabou, MarabouCore
+    from maraboupy.MarabouUtils import Equation
+
+    net = _network(path)
+    inputs = np.asarray(net.inputVars[0]).ravel()
+    outputs = np.asarray(net.outputVars[0]).ravel()
+    for var, xp, f in zip(inputs.tolist(), x.tolist(), free.tolist()):
+        lo, hi = (max(0.0, xp - eps), min(1.0, xp + eps)) if f else (xp, xp)
+        net.setLowerBound(var, lo)
+        net.setUpperBound(var, hi)
+    disjuncts = []
+    for j in range(len(outputs)):
+        if j == target:
+            continue
+        eq = Equation(MarabouCore.Equation.GE)  # y_j - y_target >= 0
+        eq.addAddend(1.0, int(outputs[j]))
+        eq.addAddend(-1.0, int(outputs[target]))
+        eq.setScalar(0.0)
+        disjuncts.append([eq])
+    net.addDisjunctionConstraint(disjuncts)
+    options = Marabou.createOptions(verbosity=0, timeoutInSeconds=int(timeout))
+    exit_code, _, _ = net.solve(options=options, verbose=False)
+    return exit_code
+
+
+def sensitivity_order(path: str, x: np.ndarray, eps: float) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in inp.shape][1:]
+    run = lambda V: sess.run(None, {inp.name: V.reshape([-1] + shape).astype(np.float32)})[0]  # noqa: E731
+    base = run(x[None, :])[0]
+    sens = np.zeros(x.size)
+    for delta in (-eps, eps):
+        V = np.repeat(x[None, :], x.size, axis=0)
+        V[np.arange(x.size), np.arange(x.size)] = np.clip(x + delta, 0.0, 1.0)
+        sens = np.maximum(sens, np.abs(run(V) - base).max(axis=1))
+    return np.argsort(sens, kind="stable")
+
+
+def verix(job: dict) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    x = np.asarray(job["x"], np.float64)
+    free = np.zeros(x.size, bool)
+    explanation, calls, codes = [], 0, {}
+    deadline = t0 + job["timeout"]
+    timed_out = False
+    for p in sensitivity_order(job["net"], x, job["epsilon"]).tolist():
+        if time.perf_counter() > deadline:
+            timed_out = True
+            explanation.append(p)
+            continue
+        trial = free.copy()
+        trial[p] = True
+        code = query(job["net"], x, job["target"], job["epsilon"], trial, max(1, int(deadline - time.perf_counter())))
+        calls += 1
+        codes[code] = codes.get(code, 0) + 1
+        if code == "unsat":
+            free = trial
+        else:
+            explanation.append(p)
+    return {"key": job["key"], "size": len(explanation), "explanation": sorted(explanation), "calls": calls,
+            "codes": codes, "timed_out": timed_out, "seconds": time.perf_counter() - t0,
+            "cpu": time.process_time() - c0}
+
+
+def check(job: dict) -> dict:
+    t0 = time.perf_counter()
+    x = np.asarray(job["x"], np.float64)
+    free = ~np.asarray(job["fixed"], bool)
+    code = query(job["net"], x, job["target"], job["epsilon"], free, job["timeout"])
+    return {"key": job["key"], "code": code, "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    jobs_path, out_path = sys.argv[1], sys.argv[2]
+    with open(jobs_path) as f, open(out_path, "a") as out:
+        for line in f:
+            job = json.loads(line)
+            result = verix(job) if job["mode"] == "verix" else check(job)
+            out.write(json.dumps(result) + "\n")
+            out.flush()
+
+
+if __name__ == "__main__":
+    main()
