@@ -30,6 +30,7 @@ import copy
 import numpy as np
 
 from smug.baselines.attribution import full_torch, register, register_batch
+from smug.baselines.budget import Ticker
 from smug.models.runtime import OnnxModel
 from smug.models.torch_backend import torch_module
 
@@ -160,7 +161,10 @@ def integrated_gradients(
     model: OnnxModel, x: np.ndarray, target: int, steps: int = 64, batch: int = 16
 ) -> tuple[np.ndarray, dict]:
     """``IG_i = x_i * (1/m) sum_k dF_c/dx_i(alpha_k x)``, ``alpha_k = (k + 1/2)/m`` (zero
-    baseline).  Completeness: ``sum IG ~ F(x) - F(0)``, reported in the info."""
+    baseline).  Completeness: ``sum IG ~ F(x) - F(0)``, reported in the info.  Each batch takes
+    every ``m / batch``-th point of the path (a strided share of it), so that the batches run when
+    the call's deadline stops the loop still span the whole path: the map is then their mean
+    (``steps_run``, ``stopped_at_deadline`` in the info; the completeness error says how good)."""
     if int(steps) < 1 or int(batch) < 1:
         raise ValueError("integrated_gradients needs steps >= 1 and batch >= 1")
     steps, batch = int(steps), int(batch)
@@ -168,14 +172,18 @@ def integrated_gradients(
     net = fast_torch(model)
     xt = model_input(net, x, requires_grad=False)
     view = (-1,) + (1,) * (xt.dim() - 1)
-    alphas = (np.arange(steps) + 0.5) / steps
+    n_batches = -(-steps // batch)
+    alphas = ((np.arange(steps) + 0.5) / steps)[np.argsort(np.arange(steps) % n_batches, kind="stable")]
     total = torch.zeros_like(xt, dtype=torch.float64)
+    ticker = Ticker("integrated_gradients", steps)
     for i in range(0, steps, batch):
         al = torch.as_tensor(alphas[i : i + batch], dtype=torch.float32, device=xt.device).view(view)
         z = (al * xt).requires_grad_(True)
         (grad,) = torch.autograd.grad(net(z)[:, target].sum(), z)
         total += grad.double().sum(0, keepdim=True)
-    attribution = (xt.double() * total / steps)[0].cpu().numpy()
+        if not ticker.tick(len(al)):
+            break
+    attribution = (xt.double() * total / ticker.done)[0].cpu().numpy()
     with torch.no_grad():
         f = net(torch.cat([xt, torch.zeros_like(xt)]))[:, target].double().cpu().numpy()
     gap = float(f[0] - f[1])
@@ -184,7 +192,8 @@ def integrated_gradients(
     info = {
         "steps": steps, "batch": batch, "baseline": 0.0, "rule": "midpoint",
         "reduce": "sum over channels", "f_input": float(f[0]), "f_baseline": float(f[1]),
-        "attribution_sum": total_attr, "completeness_error": float(err),
+        "attribution_sum": total_attr, "completeness_error": float(err), "steps_run": ticker.done,
+        "stopped_at_deadline": ticker.stopped,
     }
     return sum_channels(attribution).astype(np.float32), info
 
@@ -246,9 +255,26 @@ def layer_tensor(model: OnnxModel, net, name: str) -> str | None:
     return outs[0]
 
 
+def attention_after_last_conv(model: OnnxModel) -> str | None:
+    """The name of the first attention Softmax (one whose output is not the logits) after the
+    graph's last Conv, or None.  Grad-CAM weighs the last convolution's spatial maps by their
+    pooled gradients (paper 000 Eq. 2); in a vision transformer that convolution is the patch
+    embedding and the decision is made by attention over tokens, so Grad-CAM does not apply."""
+    nodes = list(model.proto.graph.node)
+    last = max((i for i, n in enumerate(nodes) if n.op_type == "Conv"), default=None)
+    if last is None:
+        return None
+    return next((n.name or n.output[0] for n in nodes[last + 1:]
+                 if n.op_type == "Softmax" and n.output[0] != model.output_name), None)
+
+
 def _gradcam_layer(model: OnnxModel, layer: str | None):
     if not _is_image(tuple(model.input_shape)):
         raise ValueError(f"gradcam needs an image input (C, H, W); this model takes {model.input_shape}")
+    attention = attention_after_last_conv(model) if layer is None else None
+    if attention is not None:
+        raise ValueError(f"gradcam does not apply to this model: its last convolution is followed by attention "
+                         f"({attention}), as in a vision transformer; Grad-CAM needs a convolutional network")
     net = full_torch(model)
     name = last_conv(net) if layer is None else str(layer)
     modules = dict(net.named_modules())

@@ -112,6 +112,7 @@ def test_ticker_reports_and_stops_at_the_deadline():
     ("rise", dict(n_masks=40, batch=8), "n_masks_run"),
     ("sfl", dict(n_mutants=40, batch=8), "n_mutants_run"),
     ("occlusion", dict(patch=2, stride=1, batch=8), "n_patches_run"),
+    ("integrated_gradients", dict(steps=32, batch=4), "steps_run"),  # issue 31: every baseline's loop
 ])
 def test_baselines_stop_at_a_past_deadline_with_what_they_have(tiny_conv, rng, method, params, used):
     model, _ = tiny_conv
@@ -121,7 +122,8 @@ def test_baselines_stop_at_a_past_deadline_with_what_they_have(tiny_conv, rng, m
     p = att.params
     assert p["stopped_at_deadline"] is True and np.all(np.isfinite(att.map)) and events
     if used is not None:
-        assert 0 < p[used] < {"iterations_run": 50, "n_masks_run": 40, "n_mutants_run": 40}.get(used, 10 ** 6)
+        assert 0 < p[used] < {"iterations_run": 50, "n_masks_run": 40, "n_mutants_run": 40,
+                              "steps_run": 32}.get(used, 10 ** 6)
     else:  # SIS: still a sufficient set (bisection over the unfinished order)
         assert prob(model, x * p["masks"][0], att.target) >= p["threshold"]
     full = attribute(model, x, method=method, **params)
