@@ -269,8 +269,9 @@ def _parse_milp(dump: ParsedDump) -> None:
     import highspy
     import numpy as np
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    from smug.solver.highs_backend import quiet_highs
+
+    h = quiet_highs()
     if h.readModel(dump.path) != highspy.HighsStatus.kOk:
         raise DumpError(f"{dump.path}: HiGHS cannot read this {dump.format} model")
     lp = h.getLp()

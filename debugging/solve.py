@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from smug.debugging.reader import DumpError, ParsedDump, Row
+from smug.solver.highs_backend import quiet_highs
 
 CLAUSE_ARITY = 16  # rows over at most this many variables are compiled to clauses
 
@@ -240,8 +241,7 @@ def highs_minimum(dump: ParsedDump, fixed: set[str] | None = None, at_most: int 
     import highspy
     import numpy as np
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = quiet_highs()
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)
     h.setOptionValue("threads", 1)

@@ -8,6 +8,9 @@ margin 1e-6 at default tolerances returned invalid masks; 1e-4 was sound here).
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -23,6 +26,35 @@ class MilpResult:
     claimed_optimal: bool
     dual_bound: float
     seconds: float
+
+
+_BANNER = threading.Lock()
+_banner_shown = False  # HiGHS prints its banner once per process, at the first construction
+
+
+def quiet_highs():
+    """A ``highspy.Highs`` that prints nothing: logging off, and the banner HiGHS writes to the
+    process's standard output (file descriptor 1, past Python's ``sys.stdout``) at its first
+    construction sent to ``/dev/null`` (it would break JSON-line logs and notebook cells)."""
+    import highspy
+
+    global _banner_shown
+    with _BANNER:
+        if _banner_shown:
+            h = highspy.Highs()
+        else:
+            sys.stdout.flush()
+            saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 1)
+                h = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+                os.close(devnull)
+            _banner_shown = True
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 def milp_model(form: LinearForm, margin: float = 1e-4):
@@ -57,8 +89,7 @@ def solve_milp(form: LinearForm, timeout: float, margin: float = 1e-4, start: np
     import highspy
 
     t0 = time.perf_counter()
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = quiet_highs()
     h.setOptionValue("time_limit", max(0.01, float(timeout)))
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)

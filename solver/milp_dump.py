@@ -21,6 +21,7 @@ import numpy as np
 
 from smug.ir import LinearForm, MaskProblem, NetworkProblem, linear_form
 from smug.solver.smtlib import exact_rows
+from smug.solver.highs_backend import quiet_highs
 
 FORMATS = ("lp", "mps")
 MARGIN = 1e-6  # strict rows: ">= r + MARGIN * max(1, |row|_inf)" (HiGHS tolerances are 1e-9)
@@ -28,10 +29,7 @@ COMMENT = {"lp": "\\", "mps": "*"}
 
 
 def _write(lp, fmt: str) -> str:
-    import highspy
-
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = quiet_highs()
     h.passModel(lp)
     fd, path = tempfile.mkstemp(suffix="." + fmt)
     os.close(fd)

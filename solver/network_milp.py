@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from smug.ir import NetworkProblem
-from smug.solver.highs_backend import MilpResult
+from smug.solver.highs_backend import MilpResult, quiet_highs
 from smug.solver.network_bounds import LayerBounds, first_layer_on_mask
 
 
@@ -128,8 +128,8 @@ def solve_network_milp(problem: NetworkProblem, bounds: list[LayerBounds], timeo
     t0 = time.perf_counter()
     n_m = problem.n_vars
     lp = network_milp_model(problem, bounds, margin)
-    h = highspy.Highs()
-    for key, val in [("output_flag", False), ("time_limit", max(0.01, float(timeout))), ("mip_rel_gap", 0.0),
+    h = quiet_highs()
+    for key, val in [("time_limit", max(0.01, float(timeout))), ("mip_rel_gap", 0.0),
                      ("mip_abs_gap", 0.0), ("mip_feasibility_tolerance", 1e-9),
                      ("primal_feasibility_tolerance", 1e-9), ("threads", 1)]:
         h.setOptionValue(key, val)
