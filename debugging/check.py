@@ -16,8 +16,6 @@ from pathlib import Path
 from smug.debugging.reader import DumpError, ParsedDump, read_dump
 from smug.debugging import solve
 
-PARAMS = ("top_k", "gamma", "window", "form", "baseline", "delta")
-
 
 @dataclass
 class CheckReport:
@@ -74,9 +72,10 @@ def mask_of(dump: ParsedDump, result: dict) -> set[str]:
             raise DumpError(f"the result does not belong to this dump: it answers another {what} "
                             f"({key} {result[key][:12]}..., the dump's {meta[key][:12]}...)")
     config = result.get("constraints", result.get("config", {}))  # keep-class: the returned step's (top_k, gamma)
-    for p in PARAMS:
-        if p in config and p in meta.get("params", {}) and config[p] != meta["params"][p]:
-            raise differ(p, config[p], meta["params"][p])
+    params = meta.get("params", {})
+    for p in sorted(set(config) & set(params)):  # every parameter both name (the request's config fields)
+        if config[p] != params[p]:
+            raise differ(p, config[p], params[p])
     if result.get("status") not in ("optimal", "feasible"):
         raise DumpError(f"the result has no mask to check (status {result.get('status')!r})")
     variables = meta.get("variables", {})
