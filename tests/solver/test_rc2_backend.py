@@ -53,3 +53,33 @@ def test_rc2_proves_what_z3_left_open(backend):
         k, _ = ref.ref_minimum(problem)
         sol = solve(problem, backend=backend, timeout=30, options=SolveOptions(z3_share=0.0))
         assert sol.status == "optimal" and sol.objective == k and ref.ref_valid(problem, sol.mask), sol.proof
+
+
+@pytest.mark.parametrize("index", NARROW)
+def test_the_sat_tie_break_agrees_with_z3s_and_brute_force(index):
+    from smug.solver.z3_backend import canonical
+
+    from test_z3_backend import _canonical_reference
+
+    problem = ref.random_problem(**CASES[index])
+    want = _canonical_reference(problem)
+    _, start = ref.ref_minimum(problem)
+    rows = collapsed_rows(problem, np.arange(problem.n_constraints))
+    ours, theirs = start.copy(), start.copy()
+    for comp in split(problem)[0]:
+        comp_rows = [rows[i] for i in comp.rows]
+        ours[comp.vars], done = rc2_backend.canonical_sat(comp_rows, comp.vars, start[comp.vars],
+                                                         time.perf_counter() + 30)
+        theirs[comp.vars], z3_done = canonical(comp_rows, comp.vars, start[comp.vars], time.perf_counter() + 30)
+        assert done and z3_done
+    assert np.array_equal(ours, want) and np.array_equal(theirs, want)
+
+
+def test_the_sat_tie_break_says_when_the_deadline_came_first():
+    problem = ref.random_problem(**CASES[NARROW[1]])
+    rows = collapsed_rows(problem, np.arange(problem.n_constraints))
+    comp = max(split(problem)[0], key=lambda c: len(c.vars))
+    _, start = ref.ref_minimum(problem)
+    out, done = rc2_backend.canonical_sat([rows[i] for i in comp.rows], comp.vars, start[comp.vars],
+                                          time.perf_counter() - 1)
+    assert not done and np.array_equal(out, start[comp.vars])
