@@ -1,0 +1,73 @@
+"""The CI slice of the compatibility matrix (issue 26, bench/compat.py) at 64 px: ResNet-18 from
+the TorchScript exporter at opset 17 with a fixed batch of 1, MobileNetV3-small from the dynamo
+exporter, and Grad-CAM's one-line refusal on a vision transformer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smug.bench.compat import Cell, markdown, preprocess, run_cell
+from smug.pipeline import ExplainRequest, run
+from smug.pipeline.inputs import load_image
+
+pytest.importorskip("torchvision")
+
+SIZE = 64
+
+
+def _request(path, method: str, **params):
+    from smug.models.zoo import ASSETS
+
+    return ExplainRequest.build(str(ASSETS / "siamese-cat.jpg"), str(path), method=method,
+                                preprocess=preprocess(SIZE), **params)
+
+
+def _certified(path, expected_path: str):
+    """SMUG on the model: a mask whose certificate was checked, found by IG through the expected
+    gradient path, whose torch copy matches onnxruntime on this input."""
+    request = _request(path, "smug", timeout=10)
+    e = run(request)
+    assert e.status in ("optimal", "feasible") and e.certificate["valid"] is True
+    subject = load_image(request)
+    masked = subject.x * e.pixel_mask[None].astype(np.float32)  # masked-out value 0
+    assert e.mask.sum() == e.objective and 0 < e.objective <= e.n_vars
+    logits = subject.model.logits(masked[None])[0]
+    assert int(logits.argmax()) == e.masked_prediction["class"]
+    (gradients,) = e.encoding["gradients"].values()
+    assert gradients["path"] == expected_path and gradients["max_abs_logit_error"] < 1e-4
+    return e
+
+
+def test_resnet18_torchscript_opset17_fixed_batch(torchvision_onnx):
+    path = torchvision_onnx("resnet18", "ts17", "1", SIZE)
+    _certified(path, "onnx2torch")
+    for method, params in (("gradient", {}), ("integrated_gradients", {"steps": 8}), ("gradcam", {})):
+        e = run(_request(path, method, **params))
+        assert e.status == "map" and e.saliency.shape == (SIZE, SIZE) and np.isfinite(e.saliency).all(), method
+        assert np.abs(e.saliency).max() > 0, method
+
+
+def test_mobilenet_v3_small_dynamo_exporter(torchvision_onnx):
+    path = torchvision_onnx("mobilenet_v3_small", "dynamo", "1", SIZE)
+    _certified(path, "onnx graph evaluator")
+    e = run(_request(path, "integrated_gradients", steps=8))
+    assert e.status == "map" and abs(e.encoding["params"]["completeness_error"]) < 0.5
+
+
+def test_gradcam_on_a_vision_transformer_is_one_error_line(torchvision_onnx, tmp_path):
+    path = torchvision_onnx("vit_b_16", "ts17", "1", SIZE)
+    cell = run_cell(path, "gradcam", SIZE, 10.0, tmp_path / "out")
+    assert cell.status == "refused", cell
+    assert cell.line.startswith("gradcam does not apply to this model: its last convolution is followed by "
+                                "attention")
+    assert not (tmp_path / "out").exists()
+
+
+def test_matrix_table_has_a_cell_per_method_and_the_medians():
+    rows = [("resnet18", "ts17", "1", {"smug": Cell("ok", 2.0, ""), "gradcam": Cell("refused", 0.5, "a | b")}),
+            ("resnet18", "dynamo", "1", {"smug": Cell("ok", 4.0, ""), "gradcam": Cell("FAIL", 1.0, "boom")})]
+    md = markdown(rows, ["smug", "gradcam"])
+    assert "| resnet18 | ts17 | 1 | ok 2.0 s | refused: a / b |" in md
+    assert "|  | 3.0 s | - |" in md  # medians over the ok cells only
+    assert "Failures (tracebacks or wrong answers): 1." in md
