@@ -1,16 +1,12 @@
 """One answer per request for whole-network problems: the canonical minimum mask (issue 31).
 
-The tie-break is the first layer's (:func:`smug.solver.z3_backend.canonical`): among every mask
-of the optimum's size that keeps the class, the least read as a bit string in variable order
-(variable 0 first, off before on), i.e. the one that leaves out the lowest-numbered variables
-it can.  Greedy and exact: each variable on in the current mask, in increasing order, is asked
-off.  The question "is there a mask of size ``k`` that keeps the variables decided on, leaves
-out those decided off and this one?" is the enumeration's (:mod:`smug.solver.network_enum`:
+The tie-break is the first layer's (:mod:`smug.solver.tie_break`): among every mask of the
+optimum's size that keeps the class, the least read as a bit string in variable order, found
+by the same exact greedy.  The question "is there a mask of size ``k`` that keeps the variables
+decided on, leaves out those decided off and this one?" is the enumeration's (:mod:`smug.solver.network_enum`:
 rigorous float filter, exact checks), run on the problem with the decided-on variables moved
 into the input (their baseline set to the input: always on) over the free relevant variables.
-A mask found is certified exactly on the original problem and becomes the current one; a
-refuted size fixes the variable on.  Every answer is a fact about Eq. 6, so every backend,
-process and earlier optimum ends at the same mask.  Only relevant variables can be on in a
+A mask found is certified exactly on the original problem.  Only relevant variables can be on in a
 minimum mask (an irrelevant one changes nothing, so dropping it would give a smaller mask).
 
 :func:`solve_canonical` is the whole-network entry point of the solver registry
@@ -32,8 +28,7 @@ from smug.solver.network_bounds import crown_bounds, interval_bounds, margin_lin
 from smug.solver.network_enum import enumerate_optimum, relevant_variables
 from smug.solver.network_solve import solve_network
 from smug.solver.solve import CANONICAL, NOT_CANONICAL, Solution
-
-UNDECIDED = "undecided"  # the enumeration stopped (deadline or memory) before it answered
+from smug.solver.tie_break import UNDECIDED, least_minimum
 
 
 def _with_on(problem: NetworkProblem, forced: list[int]) -> NetworkProblem:
@@ -73,29 +68,15 @@ def _keeping(problem: NetworkProblem, forced: list[int], off: set[int], k: int, 
 
 
 def canonical_network(problem: NetworkProblem, mask: np.ndarray, deadline: float) -> tuple[np.ndarray, bool]:
-    """The canonical minimum mask of ``problem`` given ``mask``, a minimum one (proven), and whether
-    the pass completed before ``deadline`` (if not, ``mask`` or a later minimum mask comes back)."""
-    current = np.asarray(mask, dtype=bool).copy()
-    k = int(current.sum())
-    forced: list[int] = []
-    off: set[int] = set()
-    for j in range(problem.n_vars):
-        if len(forced) == k:  # every kept variable is decided: the rest are off in the current mask
-            break
-        if not current[j]:
-            off.add(j)
-            continue
-        if time.perf_counter() >= deadline:
-            return current, False
-        found = _keeping(problem, forced, off | {j}, k, deadline)
-        if found is None:
-            forced.append(j)
-        elif isinstance(found, str):
-            return current, False
-        else:
-            current = found
-            off.add(j)
-    return current, True
+    """The canonical minimum mask of ``problem`` (:mod:`smug.solver.tie_break`) from ``mask``, a
+    minimum one (proven), and whether the greedy completed before ``deadline``."""
+    k = int(np.sum(mask))
+
+    def ask(decided: dict[int, bool], j: int):
+        forced = [v for v, on in decided.items() if on]
+        return _keeping(problem, forced, {v for v, on in decided.items() if not on} | {j}, k, deadline)
+
+    return least_minimum(range(problem.n_vars), mask, deadline, ask)
 
 
 def solve_canonical(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0,

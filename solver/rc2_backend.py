@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from smug.solver.z3_backend import Row, SearchResult, satisfies, threshold_clauses
+from smug.solver.tie_break import UNDECIDED, least_minimum
+from smug.solver.z3_backend import Row, SearchResult, adopted, satisfies, threshold_clauses
 
 
 def available() -> bool:
@@ -35,52 +36,37 @@ def _clauses(rows: list[Row], number: dict[int, int]) -> list[list[int]]:
 
 
 def canonical_sat(rows: list[Row], variables: np.ndarray, mask: np.ndarray, deadline: float) -> tuple[np.ndarray, bool]:
-    """:func:`smug.solver.z3_backend.canonical` (same definition, same greedy, same return) with
-    python-sat: the rows' clauses and ``at most mask.sum()`` (a k-bounded totalizer) in one solver,
-    each question asked under assumptions and interrupted at ``deadline``."""
+    """:func:`smug.solver.z3_backend.canonical` (same greedy, same return) with python-sat: the rows'
+    clauses and ``at most mask.sum()`` (a k-bounded totalizer) in one solver, each question asked
+    under assumptions and interrupted at ``deadline``."""
     from pysat.card import CardEnc, EncType
     from pysat.solvers import Solver
 
-    order = np.argsort(np.asarray(variables), kind="stable")
-    variables = [int(v) for v in np.asarray(variables)[order]]
-    current = np.asarray(mask, dtype=bool)[order].copy()
-    k = int(current.sum())
+    variables = [int(v) for v in variables]
+    k = int(np.sum(mask))
     number = {j: t + 1 for t, j in enumerate(variables)}
     card = CardEnc.atmost(list(range(1, len(variables) + 1)), bound=k, top_id=len(variables),
                           encoding=EncType.kmtotalizer)
-    decided: list[int] = []
-    kept, done = 0, True
     with Solver(name="g3", bootstrap_with=_clauses(rows, number) + card.clauses) as sat:
-        for t, j in enumerate(variables):
-            if kept == k:  # every kept variable is decided: the rest are off in the current mask
-                break
-            if current[t]:
-                if time.perf_counter() >= deadline:
-                    done = False
-                    break
-                timer = threading.Timer(max(0.0, deadline - time.perf_counter()), sat.interrupt)
-                timer.daemon = True
-                timer.start()
-                try:
-                    answer = sat.solve_limited(assumptions=decided + [-number[j]], expect_interrupt=True)
-                finally:
-                    timer.cancel()
-                sat.clear_interrupt()
-                if answer is None:  # interrupted at the deadline
-                    done = False
-                    break
-                if answer:
-                    on = {lit for lit in sat.get_model() if 0 < lit <= len(variables)}
-                    cand = np.array([number[v] in on for v in variables])
-                    if cand.sum() > k or not satisfies(rows, {v for v, b in zip(variables, cand) if b}):
-                        done = False  # never adopt a model the exact check rejects
-                        break
-                    current = cand
-            decided.append(number[j] if current[t] else -number[j])
-            kept += int(current[t])
-    out = np.empty_like(current)
-    out[order] = current
-    return out, done
+
+        def ask(decided: dict[int, bool], j: int):
+            assumptions = [number[v] if on else -number[v] for v, on in decided.items()] + [-number[j]]
+            timer = threading.Timer(max(0.0, deadline - time.perf_counter()), sat.interrupt)
+            timer.daemon = True
+            timer.start()
+            try:
+                answer = sat.solve_limited(assumptions=assumptions, expect_interrupt=True)
+            finally:
+                timer.cancel()
+            sat.clear_interrupt()
+            if answer is None:  # interrupted at the deadline
+                return UNDECIDED
+            if not answer:
+                return None
+            on = {lit for lit in sat.get_model() if 0 < lit <= len(variables)}
+            return adopted(rows, variables, np.array([number[v] in on for v in variables]), k)
+
+        return least_minimum(variables, mask, deadline, ask)
 
 
 def minimise_rc2(rows: list[Row], variables: np.ndarray, deadline: float, lower_bound: int = 0) -> SearchResult:

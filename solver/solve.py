@@ -14,9 +14,10 @@
    any candidate that the float margin made sub-optimal.
 6. Canonical tie-break (one answer per request, issue 31): once every component is
    proven, its mask is replaced by the canonical minimum mask
-   (:func:`~smug.solver.z3_backend.canonical`: the least bit string over the
-   component's variables in index order, i.e. the one leaving out the lowest-numbered
-   variables it can), so every backend, process and run returns the same mask.  The
+   (:mod:`smug.solver.tie_break`: the least bit string over the component's variables
+   in index order, i.e. the one leaving out the lowest-numbered variables it can; the
+   questions go to python-sat when installed, else z3), so every backend, process and
+   run returns the same mask.  The
    pass runs until the same deadline; the answer's ``stats["tie_break"]`` says whether
    it completed (a minimum mask either way).
 7. Certify the combined mask exactly.  ``status`` is ``optimal`` only when every

@@ -38,6 +38,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from smug.solver.tie_break import UNDECIDED, least_minimum
+
 # Rows over more variables stay LRA.  9 covers every row of a kernel of size <= 2w + 1
 # over w x w blocks (at most 3 x 3 blocks: 7x7 over 4x4, 3x3 over 1x1 ...); compiling a
 # row costs 2**n exact subset sums (0.3 s for the 3,000 rows of the 7x7 family).
@@ -210,55 +212,42 @@ def minimise(rows: list[Row], variables: np.ndarray, start: np.ndarray | None, d
     return SearchResult(best.mask, lb, proven, time.perf_counter() - t0)
 
 
+def adopted(rows: list[Row], variables: list[int], cand: np.ndarray, k: int):
+    """A tie-break question's model ``cand`` if it is a mask of at most ``k`` that satisfies the rows
+    exactly, else :data:`~smug.solver.tie_break.UNDECIDED` (never adopt a model the exact check rejects)."""
+    ok = cand.sum() <= k and satisfies(rows, {v for v, b in zip(variables, cand) if b})
+    return cand if ok else UNDECIDED
+
+
 def canonical(rows: list[Row], variables: np.ndarray, mask: np.ndarray, deadline: float,
               options: Z3Options = Z3Options()) -> tuple[np.ndarray, bool]:
-    """The canonical minimum mask of ``rows``, given ``mask``, a minimum one (proven): among every
-    mask of its size that satisfies the rows, the least read as a bit string over ``variables`` in
-    increasing order (the first variable most significant; off before on), i.e. the one that
-    leaves out the lowest-numbered variables it can.  Greedy and exact: each variable still on
-    in the current mask is asked off under the decisions already made (z3, the rows exactly and
-    at most ``mask.sum()`` on); a model is the new current mask, unsat fixes the variable on.
-    Every answer is a fact about the rows, not about a solver's state, so any engine, process or
-    earlier optimum gives the same mask.  Returns ``(mask, completed)``: ``completed`` is False
-    when ``deadline`` came first (``mask`` is then a minimum mask, maybe not the canonical one)."""
+    """The canonical minimum mask of ``rows`` (:mod:`smug.solver.tie_break`) from ``mask``, a minimum
+    one (proven), over ``variables`` (increasing), and whether the greedy completed before
+    ``deadline``.  The questions go to one z3 solver (the rows exactly, at most ``mask.sum()`` on),
+    each under assumptions."""
     import z3
 
-    order = np.argsort(np.asarray(variables), kind="stable")
-    variables = [int(v) for v in np.asarray(variables)[order]]
-    current = np.asarray(mask, dtype=bool)[order].copy()
-    k = int(current.sum())
+    variables = [int(v) for v in variables]
+    k = int(np.sum(mask))
     ctx = z3.Context()
     m = {j: z3.Bool(f"m{j}", ctx) for j in variables}
     narrow = all(len(coef) <= options.table_arity for coef, _ in rows)
     solver = z3.SolverFor("QF_FD", ctx=ctx) if narrow else z3.Solver(ctx=ctx)  # clauses: z3's SAT core
     solver.add(*hard_constraints(z3, rows, m, options))
     solver.add(z3.AtMost(*m.values(), k))
-    decided: list = []
-    kept = 0
-    done = True
-    for t, j in enumerate(variables):
-        if kept == k:  # every kept variable is decided: the rest are off in the current mask
-            break
-        if current[t]:
-            if time.perf_counter() >= deadline:
-                done = False
-                break
-            answer = _check(solver, deadline, *decided, z3.Not(m[j]))
-            if answer == z3.sat:
-                model = solver.model()
-                cand = np.array([z3.is_true(model.eval(m[v], model_completion=True)) for v in variables])
-                if cand.sum() > k or not satisfies(rows, {v for v, b in zip(variables, cand) if b}):
-                    done = False  # never adopt a model the exact check rejects
-                    break
-                current = cand
-            elif answer != z3.unsat:
-                done = False
-                break
-        decided.append(m[j] if current[t] else z3.Not(m[j]))
-        kept += int(current[t])
-    out = np.empty_like(current)
-    out[order] = current
-    return out, done
+
+    def ask(decided: dict[int, bool], j: int):
+        assumptions = [m[v] if on else z3.Not(m[v]) for v, on in decided.items()]
+        answer = _check(solver, deadline, *assumptions, z3.Not(m[j]))
+        if answer == z3.unsat:
+            return None
+        if answer != z3.sat:
+            return UNDECIDED
+        model = solver.model()
+        cand = np.array([z3.is_true(model.eval(m[v], model_completion=True)) for v in variables])
+        return adopted(rows, variables, cand, k)
+
+    return least_minimum(variables, mask, deadline, ask)
 
 
 def _check(solver, deadline: float, *assumptions):
