@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, save_texts
-from smug.pipeline.request import BACKENDS, InputError, ModelError, RequestError, method_parameters
+from smug.pipeline.request import (BACKENDS, DEFAULT_TIMEOUT, InputError, ModelError, RequestError,
+                                   method_parameters)
 
 SERVER_HINT = "run the gRPC service: smug serve --help (also: python -m smug.server)"
 
@@ -63,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--min-confidence", type=float, default=None,
                     help="whole network or --keep-class: also keep softmax(target) (text: the explained score) "
                          ">= this")
-    ex.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds")
+    ex.add_argument("--timeout", type=float, default=None,
+                    help=f"solver time limit in seconds (default {DEFAULT_TIMEOUT:g})")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
     ex.add_argument("--json-lines", action="store_true",
                     help="print one compact JSON object per explanation and line (the default for several "
@@ -75,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     _method_args(cmp_)
     cmp_.add_argument("--methods", default="smug,smug_base,gradient,integrated_gradients,gradcam",
                       help="comma-separated: smug, smug_base and any baseline name")
-    cmp_.add_argument("--timeout", type=float, default=60.0, help="solver time limit in seconds (smug)")
+    cmp_.add_argument("--timeout", type=float, default=None,
+                      help=f"solver time limit in seconds (smug; default {DEFAULT_TIMEOUT:g})")
     cmp_.add_argument("--out", default="comparison.png", help="output PNG")
     cmp_.add_argument("--from", dest="reuse", action="append", default=[], metavar="RESULT",
                       help="reuse a saved explanation (smug explain's result.json or its --out folder) for the "
@@ -127,7 +130,7 @@ def _texts(a: argparse.Namespace) -> list[str] | None:
 def requests_of(a: argparse.Namespace, method: str | None = None) -> list[ExplainRequest]:
     """Every request the command line asks for, all validated before any runs."""
     method = method or _method(a)
-    params = {**_params(a), "backend": getattr(a, "backend", "auto"), "timeout": getattr(a, "timeout", 60.0),
+    params = {**_params(a), "backend": getattr(a, "backend", "auto"), "timeout": getattr(a, "timeout", None),
               "target": a.target, "method": method, "keep_class": getattr(a, "keep_class", False),
               "preprocess": a.preprocess}
     texts = _texts(a)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from smug.pipeline.request import DEFAULT_TIMEOUT
+
 COMMANDS = ("evaluate", "report")
 
 
@@ -21,7 +23,7 @@ def add_commands(sub) -> None:
     ev.add_argument("--top-k", type=int, default=3000)
     ev.add_argument("--gamma", type=float, default=0.0)
     ev.add_argument("--window", type=int, default=4)
-    ev.add_argument("--timeout", type=float, default=60.0, help="SMUG solver time limit per image")
+    ev.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="SMUG solver time limit per image")
     ev.add_argument("--thresholds", type=int, default=100, help="LSC: thresholds swept per map")
     ev.add_argument("--stopping", action="store_true", help="also paper 000's stopping criterion (size, time)")
     ev.add_argument("--insertion-deletion", action="store_true", help="also insertion/deletion AUCs")

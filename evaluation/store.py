@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from smug.pipeline.identity import SCHEME
+from smug.pipeline.request import DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class EvalConfig:
     top_k: int = 3000
     gamma: float = 0.0
     window: int = 4
-    timeout: float = 60.0
+    timeout: float = DEFAULT_TIMEOUT
     n_thresholds: int = 100
     area_floor: float = 0.05
     optbox_cells: int = 10

@@ -37,6 +37,7 @@ SOLVED_METHODS = (SMUG, WHOLE_NETWORK)
 METHOD_ALIASES = {"first-layer": SMUG, "whole_network": WHOLE_NETWORK, "ig": "integrated_gradients",
                   "gbp": "guided_backprop", "grad_cam": "gradcam"}
 TEXT_ROWS = ("smug", "smug_base", "text_ig", "text_sis")  # rows of a text explanation (paper 003 Fig. 4)
+DEFAULT_TIMEOUT = 60.0  # solver seconds when a request names none (every front end's default)
 MAX_TIMEOUT = 7 * 24 * 3600.0
 BACKENDS = all_backends()  # every backend name a request may give (the solver's registry)
 
@@ -144,18 +145,18 @@ class ExplainRequest:
     modality: str  # "image" or "text"
     backend: str = "auto"
     target: int | None = None
-    timeout: float = 60.0  # solver seconds (the deadline, if sooner, caps it)
+    timeout: float = DEFAULT_TIMEOUT  # solver seconds (the deadline, if sooner, caps it)
     name: str | None = field(default=None, metadata=LABEL)  # a job name (batch manifests)
     keep: KeepClass | None = None  # keep-class mode (smug.pipeline.keep_class); None: plain SMUG
     preprocess: ImagePreprocess | None = None  # image files for a model outside the zoo (or overriding its own)
 
     @classmethod
     def build(cls, input: Any = None, model: str = "efficientnet-lite0", *, text: str | bytes | None = None,
-              method: str = SMUG, backend: str = "auto", target: int | None = None, timeout: float = 60.0,
+              method: str = SMUG, backend: str = "auto", target: int | None = None, timeout: float | None = None,
               name: str | None = None, keep_class: bool = False, preprocess: ImagePreprocess | dict | str | None = None,
               **params) -> "ExplainRequest":
         """A validated request; ``params`` are the method's parameters (None: its default).
-        ``keep_class``: refine the constraints until the masked input keeps the decision
+        ``timeout``: solver seconds (None: :data:`DEFAULT_TIMEOUT`).  ``keep_class``: refine the constraints until the masked input keeps the decision
         (first-layer SMUG and text; ``min_confidence`` then applies to that check).
         ``preprocess``: how image files become model inputs (see
         :meth:`~smug.models.preprocess.ImagePreprocess.from_spec`; a dict, JSON text or a JSON
@@ -177,7 +178,7 @@ class ExplainRequest:
         elif backend != "auto":
             raise RequestError(f"backend {backend!r} does not apply to the baseline {method!r} (it solves nothing)")
         return cls(model=model, input=source, method=method, config=config, modality=modality, backend=backend,
-                   target=_check_target(target), timeout=_check_timeout(timeout), name=name, keep=keep,
+                   target=_check_target(target), timeout=_check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout), name=name, keep=keep,
                    preprocess=_preprocess(preprocess))
 
     @property

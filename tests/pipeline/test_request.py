@@ -1,0 +1,53 @@
+"""ExplainRequest is the only carrier of a request (issue 27): one default timeout, one list of parameter
+names (the configs' dataclass fields), the same request from the CLI's arguments and from the API."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+from smug.pipeline import ExplainRequest, RequestError
+from smug.pipeline.identity import identity
+from smug.pipeline.keep_class import KeepClass
+from smug.pipeline.request import DEFAULT_TIMEOUT, BaselineConfig, Config, method_parameters
+
+
+def test_the_timeout_default_is_written_once():
+    field = {f.name: f for f in dataclasses.fields(ExplainRequest)}["timeout"]
+    assert field.default == DEFAULT_TIMEOUT == ExplainRequest.build(None, "mnist-mlp").timeout
+    assert ExplainRequest.build(None, "mnist-mlp", timeout=None).timeout == DEFAULT_TIMEOUT
+    for bad in (0, -1, float("nan"), float("inf"), "soon"):
+        with pytest.raises(RequestError, match="timeout must"):
+            ExplainRequest.build(None, "mnist-mlp", timeout=bad)
+
+
+def test_method_parameters_are_the_config_fields():
+    want = set()
+    for cls in (*typing.get_args(Config), KeepClass):
+        if cls is BaselineConfig:
+            continue
+        for f in dataclasses.fields(cls):
+            value = getattr(cls(), f.name)
+            want |= {g.name for g in dataclasses.fields(value)} if dataclasses.is_dataclass(value) else {f.name}
+    assert set(method_parameters()) == want and len(method_parameters()) == len(want)
+
+
+@pytest.mark.parametrize("args, kw", [
+    ([], {}),
+    (["--top-k", "20", "--window", "1", "--timeout", "30"], dict(top_k=20, window=1, timeout=30)),
+    (["--keep-class", "--min-confidence", "0.8"], dict(keep_class=True, min_confidence=0.8)),
+    (["--method", "whole-network", "--delta", "0.5"], dict(method="whole-network", delta=0.5)),
+    (["--text", "a fine film", "--model", "text-cnn", "--top-k", "5"], dict(text="a fine film", top_k=5)),
+])
+def test_the_cli_builds_the_apis_request(args, kw):
+    from smug.clients.cli import _parser, requests_of
+
+    a = _parser().parse_args(["explain", *args])
+    model = "text-cnn" if "text" in kw else "mnist-mlp"
+    if "--model" not in args:
+        a.model = model
+    (cli,) = requests_of(a)
+    api = ExplainRequest.build(None, model, **kw)
+    assert cli == api and identity(cli) == identity(api)
