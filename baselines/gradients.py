@@ -276,12 +276,17 @@ def _gradcam_layer(model: OnnxModel, layer: str | None):
         raise ValueError(f"gradcam does not apply to this model: its last convolution is followed by attention "
                          f"({attention}), as in a vision transformer; Grad-CAM needs a convolutional network")
     net = full_torch(model)
-    name = last_conv(net) if layer is None else str(layer)
     modules = dict(net.named_modules())
+    if layer is None and not any(isinstance(m, _conv_types()) for m in modules.values()):
+        # a torch copy without convolution modules (smug's evaluator of the graph): the last Conv node
+        convs = [n for n in model.proto.graph.node if n.op_type == "Conv"]
+        if convs:
+            return net, convs[-1].name or convs[-1].output[0], None, convs[-1].output[0]
+    name = last_conv(net) if layer is None else str(layer)
     if name not in modules or not name:
         convs = [n for n, m in modules.items() if isinstance(m, _conv_types())]
         raise ValueError(f"unknown layer '{name}': e.g. one of the convolutions {convs[-5:]}")
-    return net, name, modules[name]
+    return net, name, modules[name], layer_tensor(model, net, name)
 
 
 def _not_a_map(name: str, shapes) -> ValueError:
@@ -313,8 +318,7 @@ def gradcam_batch(model: OnnxModel, xs: np.ndarray, targets=None, layer: str | N
     is no ONNX tensor is read by a forward hook on :func:`full_torch` instead."""
     batch = _check_batch(batch)
     torch = torch_module()
-    net, name, module = _gradcam_layer(model, layer)
-    tensor = layer_tensor(model, net, name)
+    net, name, module, tensor = _gradcam_layer(model, layer)
     size = tuple(model.input_shape[1:])
     maps, used, shape = [], [], None
     for i in range(0, len(xs), batch):

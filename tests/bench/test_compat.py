@@ -53,6 +53,12 @@ def test_mobilenet_v3_small_dynamo_exporter(torchvision_onnx):
     _certified(path, "onnx graph evaluator")
     e = run(_request(path, "integrated_gradients", steps=8))
     assert e.status == "map" and abs(e.encoding["params"]["completeness_error"]) < 0.5
+    # Grad-CAM through the evaluator (its last Conv node) = Grad-CAM through onnx2torch's modules
+    # on the TorchScript export of the same network
+    ours = run(_request(path, "gradcam"))
+    theirs = run(_request(torchvision_onnx("mobilenet_v3_small", "ts17", "1", SIZE), "gradcam"))
+    assert ours.encoding["params"]["layer_shape"] == theirs.encoding["params"]["layer_shape"]
+    np.testing.assert_allclose(ours.saliency, theirs.saliency, rtol=1e-3, atol=1e-5 * np.abs(theirs.saliency).max())
 
 
 def test_gradcam_on_a_vision_transformer_is_one_error_line(torchvision_onnx, tmp_path):
