@@ -7,7 +7,8 @@ A JSONL line is an object::
     {"model": "mnist-mlp", "method": "whole-network", "timeout": 10}
 
 Keys: ``input`` (an image path; absent: the zoo model's demo input), ``text``, ``model``,
-``method``, ``backend``, ``target``, ``timeout``, ``name``; every other key (or the keys of
+``method``, ``backend``, ``target``, ``timeout``, ``name``, ``keep_class``, ``preprocess``
+(the named arguments of :meth:`~smug.pipeline.ExplainRequest.build`); every other key (or the keys of
 ``params``) is a method parameter (``top_k``, ``gamma``, ``window``, ``delta``, ...).  A
 CSV manifest has the same names as its header; an empty cell leaves the key out and a
 parameter cell is read as JSON when it parses (``3000``, ``0.5``, ``["smug"]``), as text
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import inspect
 import io
 import itertools
 import json
@@ -34,7 +36,9 @@ from smug.farm.jobs import Job, job_of
 from smug.pipeline import ExplainRequest, RequestError
 from smug.pipeline.request import zoo_kind
 
-REQUEST_KEYS = ("input", "text", "model", "method", "backend", "target", "timeout", "name")
+# a line's own keys: the named arguments of ExplainRequest.build (every other key is a method parameter)
+REQUEST_KEYS = tuple(name for name, p in inspect.signature(ExplainRequest.build).parameters.items()
+                     if p.kind is not inspect.Parameter.VAR_KEYWORD)
 
 
 class ManifestError(ValueError):
