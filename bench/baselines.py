@@ -3,8 +3,8 @@
     nice -n 10 python -m smug.bench.baselines                  # measure (resumable), then write docs/benchmarks.md
     nice -n 10 python -m smug.bench.baselines --stage eval     # measure only
     python -m smug.bench.baselines --stage write               # the docs section from the store
-    # the same measurement with an older checkout of the package (one with smug.bench), for before/after columns:
-    PYTHONPATH=/tmp/head nice -n 10 python -m smug.bench.baselines --stage eval --label before \\
+    # the same measurement with an older checkout of the package (one with smug.bench, unpacked as OLD/smug), for before/after columns:
+    PYTHONPATH=OLD nice -n 10 python -m smug.bench.baselines --stage eval --label before \\
         --methods gradient,gradcam,extremal_perturbation --slow-images 10
 
 Photos: the first ``--images`` (50) of ../shared/data/imagenet-sample in sorted order;
@@ -185,7 +185,7 @@ def markdown(recs: list[dict], files: list[Path], slow_files: list[Path]) -> str
         out += ["", "Before / after this change, same photos, measured one after the other in the same session "
                 "(minutes apart, so under different loads from the other jobs: see the load columns): "
                 "`git archive HEAD` of "
-                "the previous commit unpacked as /tmp/head/smug, then `PYTHONPATH=/tmp/head nice -n 10 python "
+                "the previous commit unpacked as OLD/smug (a scratch folder), then `PYTHONPATH=OLD nice -n 10 python "
                 "-m smug.bench.baselines --stage eval --label before --methods "
                 f"{','.join(dict.fromkeys(r['method'] for r in before))} --images {len({r['image'] for r in before})} "
                 f"--slow-images {len({r['image'] for r in before})}` "

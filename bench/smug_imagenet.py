@@ -3,9 +3,9 @@
     python -m smug.bench.smug_imagenet --images 50        # writes docs/benchmarks.md
     python -m smug.bench.smug_imagenet --ig-quality 4     # IG rules against a 512-step reference
 
-    # side by side with an older checkout (a worktree linked as /tmp/prevpkg/smug):
+    # side by side with an older checkout (a worktree linked as PREV/smug, PREV a scratch folder):
     python -m smug.bench.smug_imagenet --images 20 --json out/new.json --no-doc
-    PYTHONPATH=/tmp/prevpkg python -m smug.bench.smug_imagenet --images 20 --json out/old.json --no-doc
+    PYTHONPATH=PREV python -m smug.bench.smug_imagenet --images 20 --json out/old.json --no-doc
     python -m smug.bench.smug_imagenet --compare out/old.json out/new.json   # the ratios section
 
 IG runs once per image; both constraint forms (bias-free ``linear``, the default, and
