@@ -128,3 +128,20 @@ def test_the_checker_finds_forbidden_imports():
     assert violations("server", imports_of(relative, ["smug", "server"])) == ["line 1: smug.clients"]
     assert violations("solver", imports_of("import smug.encoders.smug\n", ["smug", "solver"]))
     assert not violations("pipeline", imports_of("from smug.solver.solve import solve\n", ["smug", "pipeline"]))
+
+
+def doc_table(text: str) -> dict[str, set[str]]:
+    """The 'Who may import whom' table of docs/architecture.md as {layer: layers it may import}."""
+    body = text.split("### Who may import whom", 1)[1]
+    rows = [line for line in body.splitlines() if line.startswith("| `")]
+    name = lambda cell: cell.strip().strip("`").removesuffix("/").removesuffix(".py")  # noqa: E731
+    out = {}
+    for row in rows:
+        layer, allowed = row.strip("|").split("|")
+        out[name(layer)] = {name(c) for c in allowed.split(",") if c.strip() != "(nothing)"}
+    return out
+
+
+def test_the_architecture_docs_table_is_the_checked_one():
+    """docs/architecture.md states the layering this test enforces, row for row (issue 27)."""
+    assert doc_table((ROOT / "docs" / "architecture.md").read_text()) == ALLOWED
