@@ -81,16 +81,6 @@ def check_model_input(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray
 __all__ = ["InputError", "ModelError", "ModelFacts", "check_model_input", "model_facts"]
 
 
-def warm(names: tuple[str, ...]) -> None:
-    """Import the solvers and load zoo models ahead of the first request (a server worker's ``--preload``)."""
-    import smug.pipeline.runner  # noqa: F401
-    import smug.solver.z3_backend  # noqa: F401
-    from smug.models.zoo import load_model
-
-    for name in names:
-        load_model(name)
-
-
 @dataclass(frozen=True)
 class ZooModel:
     name: str

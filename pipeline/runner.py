@@ -146,3 +146,12 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
     text_out = write_dump(problem, format, meta, bound)
     meta = {**meta, "format": format, "bound": bound}
     return Dump(text_out, meta["n_constraints"], tuple(header_lines(meta)[:-1]), format, meta, enc)
+
+
+def warm(names: tuple[str, ...]) -> None:
+    """Import the solvers and load zoo models ahead of the first request (a server worker's ``--preload``)."""
+    import smug.solver.z3_backend  # noqa: F401
+    from smug.models.zoo import load_model
+
+    for name in names:
+        load_model(name)

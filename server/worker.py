@@ -90,7 +90,7 @@ def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = (), server: i
         os.environ.setdefault(var, str(threads))
     import logging
 
-    from smug.pipeline.models import warm
+    from smug.pipeline.runner import warm
 
     warm(())  # imports numpy, onnx, onnxruntime and the solvers before the first job
 
