@@ -165,11 +165,12 @@ def attribute_batch(
 
 def full_torch(model: OnnxModel):
     """The whole ONNX graph as a torch module (eval mode, frozen weights), converted
-    from a copy of ``model.proto``; kept as ``model.derived("full_torch", ...)``."""
+    from a copy of ``model.proto``; kept as ``model.derived("full_torch", ...)``.  For a graph
+    with a fixed batch size it takes that many inputs a call (the methods using it run one input)."""
 
     def build():
         from smug.models.torch_backend import convert
 
-        return convert(copy.deepcopy(model.proto))
+        return convert(copy.deepcopy(model.proto), chunk=False)
 
     return model.derived("full_torch", build)

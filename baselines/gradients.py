@@ -68,9 +68,11 @@ def fast_torch(model: OnnxModel):
 def _build_fast_torch(model: OnnxModel):
     from smug.models.torch_fast import fast_convert
 
+    from smug.models.torch_backend import chunked
+
     reference = full_torch(model)
-    probe = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
-    return fast_convert(model.proto, reference, [probe])
+    probe = np.random.default_rng(0).normal(size=(model.fixed_batch or 2, *model.input_shape)).astype(np.float32)
+    return chunked(fast_convert(model.proto, reference, [probe]), model.fixed_batch)
 
 
 def model_input(module, x: np.ndarray, requires_grad: bool = True):

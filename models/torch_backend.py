@@ -79,7 +79,8 @@ def probe_inputs(proto: onnx.ModelProto) -> list[np.ndarray]:
     return out
 
 
-def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None):
+def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None,
+            chunk: bool = True):
     """ONNX graph -> torch module (eval mode, frozen weights, on :func:`device`) that computes the
     same logits as onnxruntime.  Tried in the order of :data:`PATHS`: onnx2torch on the graph
     normalised by onnxruntime's basic optimisation (:func:`smug.models.normalise.normalised`), onnx2torch
@@ -88,7 +89,8 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
     :func:`probe_inputs`), max abs logit error within :data:`TOLERANCE`; the first that agrees is
     returned, its path and error kept as the module's ``smug_conversion`` dict.  A graph with a
     fixed batch size (``batch``, default :func:`fixed_batch`) is run in chunks of that size
-    (:class:`~smug.models.onnx_torch.BatchChunks`).  Nothing agrees: :class:`ModelError` naming each path's reason."""
+    (:func:`chunked`) unless ``chunk`` is False (callers that need the converted module itself, e.g.
+    its torch.fx graph, and run one input at a time).  Nothing agrees: :class:`ModelError` naming each path's reason."""
     from smug.models.normalise import normalised
     from smug.models.runtime import onnxruntime
 
@@ -123,15 +125,24 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
             continue
         error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
         if error <= TOLERANCE * max(1.0, float(np.abs(expected).max())):
-            if batch is not None:
-                from smug.models.onnx_torch import BatchChunks
-
-                module = BatchChunks(module, batch)
             module.smug_conversion = {"path": path, "probe_error": error}
-            return module
+            return chunked(module, batch) if chunk else module
         reasons.append(f"{path}: logits differ from onnxruntime's by {error:.3g}")
     raise ModelError("no torch copy of the model computes its logits, so gradients cannot be taken ("
                      + "; ".join(reasons) + ")")
+
+
+def chunked(module, batch: int | None):
+    """``module`` run in chunks of ``batch`` inputs (:class:`~smug.models.onnx_torch.BatchChunks`,
+    keeping its ``smug_conversion``) for a graph with that fixed batch size; ``module`` itself when
+    ``batch`` is None (a dynamic batch)."""
+    if batch is None:
+        return module
+    from smug.models.onnx_torch import BatchChunks
+
+    wrapped = BatchChunks(module, batch)
+    wrapped.smug_conversion = conversion_of(module)
+    return wrapped
 
 
 def conversion_of(module) -> dict:

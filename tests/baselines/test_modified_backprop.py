@@ -523,3 +523,40 @@ def test_lite0_on_the_cat(lite0, cat):
     assert start > 0 and 0 < a.params["relevance_sum"] <= start * (1 + 1e-5)
     assert a.map.shape == (224, 224) and np.isfinite(a.map).all() and a.map.min() >= -1e-6 * start
     assert model.proto.SerializeToString() == before
+
+
+@pytest.mark.parametrize("input_rule", ["zb", "zplus"])
+def test_lrp_on_an_exported_batchnorm_cnn_equals_zennit(input_rule, tmp_path):
+    """Issue 26: a torch CNN with two Conv-BatchNorm-ReLU blocks exported by the TorchScript
+    exporter at opset 17 with its BatchNorms kept (the graph onnx2torch cannot read as exported):
+    smug folds each BatchNorm into its Conv before z+ / z^B, as zennit's canonizer does on the
+    torch module itself."""
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    from smug.models.runtime import OnnxModel
+
+    torch = torch_module()
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                        nn.Conv2d(6, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(8 * 5 * 5, 4))
+    for bn in (net[1], net[4]):  # trained-looking statistics, negative scales included
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(-1.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    path = tmp_path / "bn-cnn.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 12, 12), str(path), dynamo=False, opset_version=17,
+                      do_constant_folding=False, input_names=["input"], output_names=["logits"])
+    model = OnnxModel.load(path)
+    assert [n.op_type for n in model.proto.graph.node].count("BatchNormalization") == 2
+    x = np.random.default_rng(0).uniform(-1, 1, size=(3, 12, 12)).astype(np.float32)
+    for target in range(4):
+        ours = attribute(model, x, target, "lrp_zplus", input_rule=input_rule, low=-1.0, high=1.0)
+        assert ours.params["batchnorms_folded"] == 2
+        bound = torch.ones(1, 3, 12, 12, device=full_device())
+        _, ref = zennit_lrp(net, x, target, input_rule, -bound, bound, canonizers=[SequentialMergeBatchNorm()])
+        # zennit keeps a merged BatchNorm's eps (1e-5): a relative 1e-5 per BatchNorm
+        np.testing.assert_allclose(ours.map, ref.sum(0), rtol=1e-4, atol=1e-5 * np.abs(ref).max())
