@@ -87,7 +87,7 @@ def run_cell(model: Path, method: str, size: int, timeout: float, out: Path) -> 
            "--preprocess", preprocess(size), "--timeout", str(timeout), "--out", str(out), "--quiet"]
     t0 = time.perf_counter()
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 4 + 120)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 4 + 900)
     except subprocess.TimeoutExpired:
         return Cell("FAIL", time.perf_counter() - t0, "no answer in time")
     seconds = time.perf_counter() - t0
@@ -100,21 +100,20 @@ def run_cell(model: Path, method: str, size: int, timeout: float, out: Path) -> 
     return Cell("FAIL", seconds, lines[-1] if lines else f"exit {r.returncode}")
 
 
-def run_matrix(archs, exporters, batches, methods, size: int, timeout: float, work: Path) -> list[tuple]:
-    """One row per (arch, exporter, batch): its cells by method (an export failure fills the row)."""
+def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path) -> list[tuple]:
+    """One row per (arch, exporter, batch) of ``rows_wanted``: its cells by method (an export failure
+    fills the row)."""
     rows = []
-    for arch in archs:
-        for exporter in exporters:
-            for batch in batches:
-                path = work / f"{arch}-{exporter}-{batch}-{size}.onnx"
-                try:
-                    export(arch, exporter, batch, size, path)
-                except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
-                    cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
-                else:
-                    cells = {m: run_cell(path, m, size, timeout, work / f"out-{m}") for m in methods}
-                rows.append((arch, exporter, batch, cells))
-                print(arch, exporter, batch, {m: c.markdown() for m, c in cells.items()}, file=sys.stderr, flush=True)
+    for arch, exporter, batch in rows_wanted:
+        path = work / f"{arch}-{exporter}-{batch}-{size}.onnx"
+        try:
+            export(arch, exporter, batch, size, path)
+        except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
+            cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
+        else:
+            cells = {m: run_cell(path, m, size, timeout, work / f"out-{m}") for m in methods}
+        rows.append((arch, exporter, batch, cells))
+        print(arch, exporter, batch, {m: c.markdown() for m, c in cells.items()}, file=sys.stderr, flush=True)
     return rows
 
 
@@ -135,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma-separated torchvision architectures")
     ap.add_argument("--exporters", default=",".join(EXPORTERS), help="comma-separated: ts13, ts17, ts, dynamo")
     ap.add_argument("--batches", default=",".join(BATCHES), help="comma-separated: 1, dynamic")
+    ap.add_argument("--rows", default=None, metavar="ARCH:EXPORTER:BATCH,...",
+                    help="only these rows (instead of --archs x --exporters x --batches)")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated smug methods")
     ap.add_argument("--size", type=int, default=224, help="input size in pixels")
     ap.add_argument("--timeout", type=float, default=20.0, help="smug's --timeout per cell")
@@ -143,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     split = lambda s: [v for v in s.split(",") if v]  # noqa: E731
     methods = split(a.methods)
+    wanted = ([tuple(r.split(":")) for r in split(a.rows)] if a.rows else
+              [(x, e, b) for x in split(a.archs) for e in split(a.exporters) for b in split(a.batches)])
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_matrix(split(a.archs), split(a.exporters), split(a.batches), methods, a.size, a.timeout, Path(tmp))
+        rows = run_matrix(wanted, methods, a.size, a.timeout, Path(tmp))
     publish(a, "compat", "Compatibility matrix", invocation("compat"), markdown(rows, methods))
     return int(any(c.status == "FAIL" for *_, cells in rows for c in cells.values()))
 
