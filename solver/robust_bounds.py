@@ -26,6 +26,7 @@ Two bounds are computed:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -121,12 +122,22 @@ def relu_upper_line(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return s, np.maximum(t1, t2)
 
 
-def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, bounds_lo: list[np.ndarray],
-                    bounds_hi: list[np.ndarray], box: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """CROWN: rigorous lower bounds of ``C z_{k_top}`` over the box, and the input-level multipliers
-    (rows of ``N``; the box vertex minimising ``N x`` is a natural attack point).
+def box_minimum(N: np.ndarray, box: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Rigorous lower bounds of ``min N x`` over the box, per row of ``N``."""
+    lo, hi = box
+    pick = np.where(N >= 0, lo, hi)
+    val = np.sum(N * pick, axis=1)
+    return down(val - rounding_error(N.shape[1] + 1, np.sum(np.abs(N * pick), axis=1)))
 
-    ``bounds_lo/hi[k]`` must hold rigorous bounds of ``z_k`` for every ``k < k_top``."""
+
+def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, bounds_lo: list[np.ndarray],
+                    bounds_hi: list[np.ndarray], box: tuple[np.ndarray, np.ndarray],
+                    minimum: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """CROWN: rigorous lower bounds of ``C z_{k_top}`` over an input set inside the box, and the
+    input-level multipliers (rows of ``N``; the box vertex minimising ``N x`` is a natural attack
+    point).  The set is the box itself, or the one whose rigorous ``min N x`` is ``minimum(N)``.
+
+    ``bounds_lo/hi[k]`` must hold rigorous bounds of ``z_k`` over the set for every ``k < k_top``."""
     M = np.asarray(C, np.float64)
     m = M.shape[0]
     const = np.zeros(m)
@@ -149,9 +160,7 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, b
         hmax = np.maximum(np.abs(lo), np.abs(hi))
         err += upper_sum_nonneg(n_err, hmax)
         if k == 0:
-            pick = np.where(N >= 0, lo, hi)
-            val = np.sum(N * pick, axis=1)
-            err += rounding_error(N.shape[1] + 1, np.sum(np.abs(N * pick), axis=1))
+            val = box_minimum(N, box) if minimum is None else minimum(N)
             total, err = _accumulate(const, err, val)
             # err is a sum of non-negative terms rounded a few hundred times at most: 1e-10 covers it
             return down(down(total - err * (1 + 1e-10))), N
@@ -182,24 +191,48 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, b
 
 
 def layer_bounds(layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarray],
-                 crown_max_width: int = CROWN_MAX_WIDTH) -> Bounds:
-    """Rigorous pre-activation bounds of every layer: intervals, tightened by CROWN for the
-    layers (after the first) no wider than ``crown_max_width``."""
+                 crown_max_width: int = CROWN_MAX_WIDTH,
+                 minimum: Callable[[np.ndarray], np.ndarray] | None = None) -> Bounds:
+    """Rigorous pre-activation bounds of every layer over the box (or the set inside it that
+    ``minimum`` describes, see :func:`back_substitute`): intervals, tightened by CROWN for the
+    layers no wider than ``crown_max_width`` (after the first, unless the set is not the box)."""
     lower: list[np.ndarray] = []
     upper: list[np.ndarray] = []
     lo, hi = box
     for k, layer in enumerate(layers):
         z_lo, z_hi = interval_layer(layer, lo, hi)
         n = layer.weight.shape[0]
-        if k > 0 and n <= crown_max_width:
+        if (k > 0 or minimum is not None) and n <= crown_max_width:
             eye = np.eye(n)
-            c_lo, _ = back_substitute(layers, k, np.vstack([eye, -eye]), lower, upper, box)
+            c_lo, _ = back_substitute(layers, k, np.vstack([eye, -eye]), lower, upper, box, minimum)
             z_lo = np.maximum(z_lo, c_lo[:n])
             z_hi = np.minimum(z_hi, -c_lo[n:])
         lower.append(z_lo)
         upper.append(z_hi)
         lo, hi = (np.maximum(z_lo, 0.0), np.maximum(z_hi, 0.0)) if layer.relu else (z_lo, z_hi)
     return Bounds(tuple(lower), tuple(upper))
+
+
+def fixing_minimum(x: np.ndarray, d: np.ndarray, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``minimum`` for the set ``{x + d * s : s in [0, 1]^n, sum (1 - s) <= k}`` (it holds every
+    point that moves all entries by ``d`` but at most ``k``, which stay at ``x``): ``N x + sum_p c_p`` minus the
+    ``k`` largest positive ``c_p = N_p d_p`` (a linear function's minimum over that polytope)."""
+
+    def minimum(N: np.ndarray) -> np.ndarray:
+        base = N @ x
+        c = N * d
+        c_err = 2 * U * np.abs(c) + 4 * ETA  # one rounded product each
+        full = c.sum(axis=1)
+        pos = np.maximum(c, 0.0)
+        kk = min(k, c.shape[1])
+        top = np.sort(pos, axis=1)[:, c.shape[1] - kk:].sum(axis=1) if kk else np.zeros(len(c))
+        val = base + full - top
+        n = c.shape[1]
+        err = (rounding_error(n, np.abs(N) @ np.abs(x)) + 2 * rounding_error(n, np.abs(c).sum(axis=1))
+               + c_err.sum(axis=1) * (1 + 4 * n * U) + rounding_error(3, np.abs(base) + np.abs(full) + np.abs(top)))
+        return down(down(val - err))
+
+    return minimum
 
 
 def margin_matrix(n_classes: int, target: int) -> tuple[np.ndarray, list[int]]:

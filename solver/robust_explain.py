@@ -18,10 +18,12 @@
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from smug.solver.robust_bounds import back_substitute, fixing_minimum, layer_bounds, margin_matrix
 from smug.solver.robust_hitting import minimum_hitting_set
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
@@ -140,41 +142,12 @@ def shrink(verifier: Verifier, cex: Counterexample, fixed: np.ndarray) -> Counte
     return shrunk if shrunk is not None else cex
 
 
-def contrastive(verifier: Verifier, fixed: np.ndarray, j: int, rounds: int = 4) -> Counterexample | None:
-    """A counterexample for class ``j`` in the box of ``fixed`` that perturbs few features: move the
-    free features with the largest linear gain (gradient times the distance to the box's end) to
-    their ends, the shortest prefix that flips the float margin, re-linearising up to ``rounds``
-    times; then :func:`shrink`.  None when no flip is found (this is only an attack)."""
-    problem = verifier.query.problem
-    lo, hi = (b.astype(np.float64) for b in verifier.query.inner_box32(fixed))
-    grouped = problem.group >= 0
-    v = problem.x.copy()
-    found = None
-    for _ in range(rounds):
-        g = gradient(problem, v, j)
-        end = np.where(g > 0, hi, lo)
-        step = np.where(grouped, end - v, 0.0)
-        gain = np.zeros(problem.n_vars)
-        np.add.at(gain, problem.group[grouped], (g * step)[grouped])
-        feats = np.flatnonzero(gain > 0)
-        if not len(feats):
-            break
-        feats = feats[np.argsort(-gain[feats], kind="stable")]
-        D = np.zeros((len(feats), v.size))
-        rank = np.full(problem.n_vars, -1)
-        rank[feats] = np.arange(len(feats))
-        entries = np.flatnonzero(grouped & (rank[np.maximum(problem.group, 0)] >= 0))
-        D[rank[problem.group[entries]], entries] = step[entries]
-        V = (v + np.cumsum(D, axis=0)).astype(np.float32).astype(np.float64)
-        m = float_margins(problem, V)[j]
-        hit = np.flatnonzero(m <= problem.delta - 1e-6)
-        if len(hit):
-            found = V[hit[0]]
-            break
-        v = V[-1]
-    if found is None:
-        return None
-    cex = verifier.replay(found, fixed)
+def contrastive(verifier: Verifier, fixed: np.ndarray, j: int) -> Counterexample | None:
+    """A counterexample for class ``j`` in the box of ``fixed`` that perturbs few features
+    (:meth:`Verifier.greedy_attack`, replayed exactly, then :func:`shrink`); None when the attack
+    finds none."""
+    found = verifier.greedy_attack(fixed, j)
+    cex = None if found is None else verifier.replay(found, fixed)
     return None if cex is None else shrink(verifier, cex, fixed)
 
 
@@ -191,6 +164,65 @@ def contrastive_sets(verifier: Verifier, fixed: np.ndarray, classes: list[int], 
         out.append(cex)
         fixed |= cex.perturbed(problem)
     return out
+
+
+def _exact_direction(x: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """``d = end - x``, with ``d_p = 0`` wherever ``x_p + d_p`` is not exactly ``end_p``."""
+    d = end - x
+    exact = [Fraction(a) + Fraction(b) == Fraction(c) for a, b, c in zip(x.tolist(), d.tolist(), end.tolist())]
+    return np.where(exact, d, 0.0)
+
+
+def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), rounds: int = 3) -> int:
+    """A proven lower bound on the size of every robust explanation, by bounds alone.
+
+    For a class ``j`` and a direction ``d`` (each free entry moved to the end of its box that
+    CROWN's bound of ``z_j - z_t`` points to, float32 values inside the exact box), the set
+    ``S_k = {x + d * s : s in [0, 1]^n, sum (1 - s) <= k}`` holds, for every ``E``
+    of at most ``k`` entries, the point that moves every entry outside ``E``; it lies in the box
+    of ``E``.  When rigorous bounds over ``S_k`` (:func:`~smug.solver.robust_bounds.fixing_minimum`)
+    prove ``z_t - z_j <= delta`` on all of ``S_k``, every such ``E`` has a counterexample, so every
+    robust explanation has more than ``k`` entries, i.e. more than ``k // g`` features when a
+    feature holds at most ``g`` entries.  ``rounds`` directions are tried per class, each from
+    CROWN's vertex over the first ``S_k`` the previous one did not refute."""
+    q = verifier.query
+    problem = q.problem
+    layers = problem.layers
+    nothing = np.zeros(problem.n_vars, bool)
+    box = q.outer_box(nothing)
+    lo32, hi32 = (b.astype(np.float64) for b in q.inner_box32(nothing))
+    C, others = margin_matrix(problem.n_classes, problem.target)
+    full = layer_bounds(layers, box)
+    _, N = back_substitute(layers, len(layers) - 1, C, list(full.lower), list(full.upper), box)
+    g = int(np.bincount(problem.group[problem.group >= 0]).max(initial=1))
+    n_entries = int((problem.group >= 0).sum())
+    best = 0
+    for r, j in enumerate(others):
+        row = C[r:r + 1]
+        direction = N[r]
+        for _ in range(rounds):
+            d = _exact_direction(problem.x, np.where(direction >= 0, lo32, hi32))
+
+            def bounds(k: int, spec: np.ndarray):
+                minimum = fixing_minimum(problem.x, d, k)
+                b = layer_bounds(layers, box, minimum=minimum)
+                return back_substitute(layers, len(layers) - 1, spec, list(b.lower), list(b.upper), box, minimum)
+
+            def refuted(k: int) -> bool:
+                return bool(bounds(k, -row)[0][0] >= -problem.delta)
+
+            if time.perf_counter() > deadline or not refuted(0):
+                break
+            lo, hi = 0, n_entries  # refuted(lo) holds; find the largest such k
+            if refuted(hi):
+                lo = hi
+            while hi - lo > 1 and time.perf_counter() < deadline:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if refuted(mid) else (lo, mid)
+            best = max(best, lo // g + 1)
+            # the next direction: CROWN's vertex for the margin over the first set not refuted
+            direction = bounds(min(lo + 1, n_entries), row)[1][0]
+    return min(best, problem.n_vars)
 
 
 def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
@@ -215,22 +247,18 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         add(cex)
     for cex in contrastive_sets(verifier, np.zeros(n, bool), classes):
         add(cex)
-    lower, status, iterations = 0, FEASIBLE, 0
+    lower, status, iterations = fixing_lower_bound(verifier, deadline), FEASIBLE, 0
     while time.perf_counter() < deadline:
         iterations += 1
-        hs = minimum_hitting_set(sets, n, timeout=max(0.1, min(10.0, deadline - time.perf_counter())))
+        hs = minimum_hitting_set(sets, n, timeout=max(0.1, min(10.0, deadline - time.perf_counter())),
+                                 min_size=lower)
         lower = max(lower, hs.lower_bound)
         if lower >= int(best_fixed.sum()):
             status = OPTIMAL
             break
         H = hs.chosen
         if H.sum() >= best_fixed.sum():
-            continue_sets = contrastive_sets(verifier, H & ~best_fixed, classes)  # more sets near the candidate
-            if not continue_sets:
-                break
-            for cex in continue_sets:
-                add(cex)
-            continue
+            break  # the hitting-set solver finds nothing smaller than the best: not proven optimal
         cheap = contrastive_sets(verifier, H, classes)
         for cex in cheap:
             add(cex)

@@ -41,7 +41,7 @@ def packing_bound(A: sp.csr_matrix, y: np.ndarray) -> int:
     return math.ceil(Fraction(int(yi.sum()), denom))
 
 
-def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None):
+def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None, min_size: int = 0):
     import highspy
 
     m, n = A.shape
@@ -64,6 +64,8 @@ def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | 
     if integer:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n
     h.passModel(lp)
+    if min_size > 0:  # sum m >= min_size: a size every answer is known to need
+        h.addRow(float(min_size), highspy.kHighsInf, n, np.arange(n, dtype=np.int32), np.ones(n))
     if integer and start is not None:
         sol = highspy.HighsSolution()
         sol.col_value = list(np.asarray(start, np.float64))
@@ -72,16 +74,18 @@ def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | 
     return h
 
 
-def minimum_hitting_set(sets: list[np.ndarray], n: int, timeout: float, start: np.ndarray | None = None) -> HittingSet:
-    """A (candidate-minimum) hitting set of ``sets`` (index arrays over ``n`` elements) and the
-    proven lower bound of the module docstring."""
+def minimum_hitting_set(sets: list[np.ndarray], n: int, timeout: float, start: np.ndarray | None = None,
+                        min_size: int = 0) -> HittingSet:
+    """A (candidate-minimum) hitting set of ``sets`` (index arrays over ``n`` elements) with at least
+    ``min_size`` elements, and the proven lower bound of the module docstring (of the plain
+    covering problem, without ``min_size``)."""
     if not sets:
         return HittingSet(np.zeros(n, bool), 0)
     A = incidence(sets, n)
     relaxed = _solve(A, False, timeout)
     y = np.asarray(relaxed.getSolution().row_dual, np.float64)
     bound = max(packing_bound(A, y), packing_bound(A, -y))
-    mip = _solve(A, True, timeout, start)
+    mip = _solve(A, True, timeout, start, min_size)
     x = np.asarray(mip.getSolution().col_value, np.float64)
     chosen = x > 0.5 if len(x) == n else np.zeros(n, bool)
     if not np.all(A @ chosen.astype(np.float64) >= 1):  # no usable answer: every set's first element

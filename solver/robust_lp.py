@@ -72,6 +72,7 @@ class MarginLP:
         col_lo = [box[0][idx]]
         col_hi = [box[1][idx]]
         rows, row_lo, row_hi = [], [], []
+        az_rows: list[int] = []  # first row of each ReLU layer's "a - z" block
         for k, layer in enumerate(layers):
             W = layer.weight.tocsr()
             n = W.shape[0]
@@ -97,7 +98,8 @@ class MarginLP:
             col_lo.append(np.maximum(l, 0.0))
             col_hi.append(np.maximum(u, 0.0))
             eye = sp.identity(n, format="csr")
-            # a - z >= 0 for every unit (= 0 when the unit is stably on)
+            # a - z >= 0 for every unit (= 0 when the unit is stably on, or split on)
+            az_rows.append(sum(r.shape[0] for r in rows))
             rows.append(self._place([(a_off[k], eye), (z_off[k], -eye)]))
             row_lo.append(np.zeros(n))
             row_hi.append(np.where(l >= 0, 0.0, np.inf))
@@ -114,6 +116,8 @@ class MarginLP:
         self.col_lo = np.concatenate(col_lo)
         self.col_hi = np.concatenate(col_hi)
         self.free_idx = idx
+        relu_layers = [k for k, layer in enumerate(layers) if layer.relu]
+        self.az_row = dict(zip(relu_layers, az_rows))
 
     def _place(self, parts) -> sp.csr_matrix:
         h = parts[0][1].shape[0]
@@ -133,31 +137,23 @@ class MarginLP:
         return out
 
     def node(self, splits: dict[tuple[int, int], bool]):
-        """(A, row_lo, row_hi, col_lo, col_hi) with the phases in ``splits`` imposed:
-        on: ``z >= 0`` and ``a - z <= 0``; off: ``z <= 0`` and ``a <= 0``."""
+        """(row_lo, row_hi, col_lo, col_hi) with the phases in ``splits`` imposed (the matrix is
+        :attr:`A` at every node): on: ``z >= 0`` and ``a - z <= 0``; off: ``z <= 0`` and ``a <= 0``."""
         col_lo, col_hi = self.col_lo.copy(), self.col_hi.copy()
-        extra = []
+        row_hi = self.row_hi.copy()
         for (k, i), on in splits.items():
             zc, ac = self.lay.z[k] + i, self.lay.a[k] + i
             if on:
                 col_lo[zc] = max(col_lo[zc], 0.0)
-                extra.append((ac, zc))
+                row_hi[self.az_row[k] + i] = 0.0
             else:
                 col_hi[zc] = min(col_hi[zc], 0.0)
                 col_hi[ac] = 0.0
-        A, lo, hi = self.A, self.row_lo, self.row_hi
-        if extra:
-            r = len(extra)
-            E = sp.csr_matrix((np.r_[np.ones(r), -np.ones(r)],
-                               (np.r_[np.arange(r), np.arange(r)], np.r_[[e[0] for e in extra], [e[1] for e in extra]])),
-                              shape=(r, self.lay.n_cols))
-            A = sp.vstack([A, E]).tocsr()
-            lo = np.r_[lo, np.full(r, -np.inf)]
-            hi = np.r_[hi, np.zeros(r)]
-        return A, lo, hi, col_lo, col_hi
+        return self.row_lo, row_hi, col_lo, col_hi
 
 
-def safe_bound(c: np.ndarray, A: sp.csr_matrix, row_lo, row_hi, col_lo, col_hi, y: np.ndarray) -> float:
+def safe_bound(c: np.ndarray, A: sp.csr_matrix, row_lo, row_hi, col_lo, col_hi, y: np.ndarray,
+               At: sp.csr_matrix | None = None, absAt: sp.csr_matrix | None = None) -> float:
     """A rigorous lower bound of ``c^T x`` over the LP's feasible set from any multipliers ``y``
     (module docstring); ``-inf`` when ``y`` needs a row bound that is infinite (after zeroing
     those multipliers it is still a valid bound)."""
@@ -165,10 +161,10 @@ def safe_bound(c: np.ndarray, A: sp.csr_matrix, row_lo, row_hi, col_lo, col_hi, 
     y = np.where((y < 0) & ~np.isfinite(row_hi), 0.0, y)
     rb = np.where(y > 0, row_lo, np.where(y < 0, row_hi, 0.0))
     row_terms = np.where(y != 0, y * rb, 0.0)
-    At = sp.csr_matrix(A.T)
+    At = sp.csr_matrix(A.T) if At is None else At
     r = c - At @ y
     n_col = int(np.diff(At.indptr).max(initial=0)) + 1
-    r_err = rounding_error(n_col, np.abs(c) + abs(At) @ np.abs(y))
+    r_err = rounding_error(n_col, np.abs(c) + (abs(At) if absAt is None else absAt) @ np.abs(y))
     pick = np.where(r >= 0, col_lo, col_hi)
     if not np.all(np.isfinite(pick[r != 0])):
         return -np.inf
@@ -186,29 +182,44 @@ class LPAnswer:
     nodes: int = 0
 
 
-def _solve(A, lo, hi, clo, chi, c):
-    import highspy
+class _WarmLP:
+    """One HiGHS instance per class: each node changes only bounds, so the dual simplex starts
+    from the previous node's basis."""
 
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
-    lp = highspy.HighsLp()
-    n_rows, n_cols = A.shape
-    lp.num_col_, lp.num_row_ = n_cols, n_rows
-    lp.col_cost_ = c
-    inf = highspy.kHighsInf
-    lp.col_lower_ = clo
-    lp.col_upper_ = chi
-    lp.row_lower_ = np.where(np.isfinite(lo), lo, -inf)
-    lp.row_upper_ = np.where(np.isfinite(hi), hi, inf)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = A.data.astype(np.float64)
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n_cols, n_rows
-    h.passModel(lp)
-    h.run()
-    return h
+    def __init__(self, lp: MarginLP, c: np.ndarray):
+        import highspy
+
+        self.hs = highspy
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", 1)
+        A = lp.A
+        model = highspy.HighsLp()
+        n_rows, n_cols = A.shape
+        model.num_col_, model.num_row_ = n_cols, n_rows
+        model.col_cost_ = c
+        model.col_lower_ = lp.col_lo
+        model.col_upper_ = lp.col_hi
+        model.row_lower_ = self._inf(lp.row_lo)
+        model.row_upper_ = self._inf(lp.row_hi)
+        model.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        model.a_matrix_.start_ = A.indptr.astype(np.int32)
+        model.a_matrix_.index_ = A.indices.astype(np.int32)
+        model.a_matrix_.value_ = A.data.astype(np.float64)
+        model.a_matrix_.num_col_, model.a_matrix_.num_row_ = n_cols, n_rows
+        h.passModel(model)
+        self.h = h
+        self.cols = np.arange(n_cols, dtype=np.int32)
+        self.rows = np.arange(n_rows, dtype=np.int32)
+
+    def _inf(self, a: np.ndarray) -> np.ndarray:
+        return np.clip(a, -self.hs.kHighsInf, self.hs.kHighsInf)
+
+    def run(self, lo, hi, clo, chi):
+        self.h.changeColsBounds(len(self.cols), self.cols, clo, chi)
+        self.h.changeRowsBounds(len(self.rows), self.rows, self._inf(lo), self._inf(hi))
+        self.h.run()
+        return self.h
 
 
 def prove_class(lp: MarginLP, target: int, j: int, delta: float, deadline: float,
@@ -222,6 +233,9 @@ def prove_class(lp: MarginLP, target: int, j: int, delta: float, deadline: float
     c[zL + target], c[zL + j] = 1.0, -1.0
     zero = np.zeros_like(c)
     unstable = lp.unstable_units()
+    warm = _WarmLP(lp, c)
+    A, At = lp.A, sp.csr_matrix(lp.A.T)
+    absAt = abs(At)
     stack: list[dict] = [{}]
     nodes = 0
     while stack:
@@ -229,23 +243,24 @@ def prove_class(lp: MarginLP, target: int, j: int, delta: float, deadline: float
             return LPAnswer("unknown", nodes=nodes)
         splits = stack.pop()
         nodes += 1
-        A, lo, hi, clo, chi = lp.node(splits)
+        lo, hi, clo, chi = lp.node(splits)
         if np.any(clo > chi):
             continue  # a split against the bounds: the node holds no input at all (exact column bounds)
-        h = _solve(A, lo, hi, clo, chi, c)
+        h = warm.run(lo, hi, clo, chi)
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             _, ok, ray = h.getDualRay()
             ray = np.asarray(ray, np.float64)
-            if ok and max(safe_bound(zero, A, lo, hi, clo, chi, ray),
-                          safe_bound(zero, A, lo, hi, clo, chi, -ray)) > 0:
+            if ok and max(safe_bound(zero, A, lo, hi, clo, chi, ray, At, absAt),
+                          safe_bound(zero, A, lo, hi, clo, chi, -ray, At, absAt)) > 0:
                 continue
             return LPAnswer("unknown", nodes=nodes)
         if status != highspy.HighsModelStatus.kOptimal:
             return LPAnswer("unknown", nodes=nodes)
         sol = h.getSolution()
         y = np.asarray(sol.row_dual, np.float64)
-        bound = max(safe_bound(c, A, lo, hi, clo, chi, y), safe_bound(c, A, lo, hi, clo, chi, -y))
+        bound = max(safe_bound(c, A, lo, hi, clo, chi, y, At, absAt),
+                    safe_bound(c, A, lo, hi, clo, chi, -y, At, absAt))
         if bound > delta:
             continue
         col = np.asarray(sol.col_value, np.float64)

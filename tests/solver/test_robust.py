@@ -70,7 +70,8 @@ def test_safe_bound_holds_for_any_multipliers():
     lp = MarginLP(problem.layers, problem.x, q.free_inputs(fixed), box, bounds)
     rng = np.random.default_rng(0)
     c = rng.normal(size=lp.lay.n_cols)
-    A, lo, hi, clo, chi = lp.node({})
+    lo, hi, clo, chi = lp.node({})
+    A = lp.A
     for _ in range(20):
         v = rng.uniform(*box)
         col = np.zeros(lp.lay.n_cols)

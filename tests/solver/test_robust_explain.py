@@ -7,7 +7,7 @@ import pytest
 
 from _robust_reference import is_counterexample, ref_min_size, ref_robust, tiny_network
 from smug.solver.robust import RobustQuery, Verifier
-from smug.solver.robust_explain import OPTIMAL, SUBSET, cardinality_minimal, subset_minimal
+from smug.solver.robust_explain import OPTIMAL, SUBSET, cardinality_minimal, fixing_lower_bound, subset_minimal
 
 CASES = [  # seed, inputs, epsilon, features are pairs of inputs
     (0, 10, 0.125, False),
@@ -35,6 +35,7 @@ def test_both_modes_match_brute_force(seed, n_in, eps, pairs):
     assert ref_robust(problem, card.fixed, eps)
     best = ref_min_size(problem, eps)
     assert card.size == card.lower_bound == best
+    assert fixing_lower_bound(verifier) <= best
     assert best <= sub.size
 
 
