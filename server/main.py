@@ -34,18 +34,20 @@ class SmugServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Drain, then stop: health says NOT_SERVING (and keeps answering), new work is refused with
-        UNAVAILABLE, in-flight requests may finish; at half the grace the busy workers are told to
-        stop their solves and answer with the best verified mask so far; then the server stops."""
+        UNAVAILABLE, in-flight requests may finish; at :func:`hurry_after` the busy workers are told to
+        stop their solves and answer with the best verified mask so far; then the server stops (calls
+        still open then are logged as ended by the server, not by their clients)."""
         grace = self.config.shutdown_grace if grace is None else grace
         t0 = time.time()
         self.service.draining = True
         self.health.enter_graceful_shutdown()
         hurried = False
         while self.service.running and time.time() < t0 + grace:
-            if not hurried and time.time() >= t0 + grace / 2:
+            if not hurried and time.time() >= t0 + hurry_after(grace):
                 self.pool.hurry()
                 hurried = True
             time.sleep(0.05)
+        self.service.stopping.set()
         self.server.stop(max(0.0, t0 + grace - time.time())).wait()
         if self.service.batches is not None:
             self.service.batches.close()
@@ -53,6 +55,18 @@ class SmugServer:
 
     def wait(self) -> None:
         self.server.wait_for_termination()
+
+
+HURRY_LEAD_S = 5.0  # what a hurried worker may need to re-check its best mask and answer (see hurry_after)
+
+
+def hurry_after(grace: float) -> float:
+    """Seconds into a drain of ``grace`` seconds at which busy workers are hurried: half the grace
+    (in-flight requests may still finish on their own), but never later than :data:`HURRY_LEAD_S`
+    before its end, so at once for a grace under 5 s.  From the hurry, a worker stops its solves,
+    checks its best mask once more by exact arithmetic and answers: 7.5-9 s measured for the
+    1600-block hard stem (top-k 3000) on a machine at load 13, most of it that check."""
+    return max(0.0, min(grace / 2, grace - HURRY_LEAD_S))
 
 
 def start(config: ServerConfig) -> SmugServer:

@@ -1,7 +1,10 @@
 """Solver worker processes: dispatch, deadlines, memory cap, cancellation, replacement.
 
-A request takes an idle worker (waiting in line while all are busy), sends it one
-job and relays its events.  The worker is killed (SIGKILL) and replaced by a fresh
+A request takes an idle worker (waiting in line while all are busy or still starting),
+sends it one job and relays its events.  A worker is idle only once it is warm: a new or
+replacement worker joins the line when it has imported the solvers and loaded its
+``--preload`` models, so its start never counts against a request's deadline and a
+deadline shorter than a cold start cannot get one fresh worker after another killed.  The worker is killed (SIGKILL) and replaced by a fresh
 one when the client cancels, when it runs past its limit plus ``grace`` (the gRPC
 deadline, or the solver timeout it announced), when its resident memory passes
 ``memory_mb``, or when it reported running out of memory; a worker that died on its
@@ -32,6 +35,7 @@ from smug.server.worker import worker_main
 
 POLL_S = 0.05
 MEMORY_CHECK_S = 0.2
+START_S = 300.0  # a starting worker silent this long (imports, --preload) is replaced
 
 
 def _rss_mb(pid: int) -> float:
@@ -81,6 +85,10 @@ class _Reported(ServiceError):
     """A failure the worker reported itself: the worker is healthy and stays in service."""
 
 
+class _NotStarted(ServiceError):
+    """The worker died before it said a word of the job: it never began it."""
+
+
 class WorkerPool:
     def __init__(self, size: int, threads: int = 1, memory_mb: int = 4096, grace: float = 2.0,
                  preload: tuple[str, ...] = (), assemble_s: float = 0.5):
@@ -97,10 +105,11 @@ class WorkerPool:
         self._closed = False
         atexit.register(self.close, 1.0)  # before multiprocessing's own exit hook joins the workers
         for _ in range(size):
-            self._idle.put(self._spawn())
+            self._spawn()
 
     # ---- processes ---------------------------------------------------------
     def _spawn(self) -> Worker:
+        """Start a worker; it joins the idle queue once it says it is warm (:meth:`_when_ready`)."""
         parent, child = self._ctx.Pipe()
         # not daemonic: a worker may start its own children (portfolio backends, isolated solves)
         proc = self._ctx.Process(target=worker_main, args=(child, *self._args), daemon=False, name="smug-worker")
@@ -109,7 +118,23 @@ class WorkerPool:
         w = Worker(proc, parent)
         with self._lock:
             self._workers[proc.pid] = w
+        threading.Thread(target=self._when_ready, args=(w,), daemon=True, name=f"smug-start-{proc.pid}").start()
         return w
+
+    def _when_ready(self, w: Worker) -> None:
+        """Put ``w`` in the idle queue once it has imported the solvers and loaded its ``--preload`` models:
+        a cold worker never takes a job, so its start never counts against a request's deadline (a
+        request waits in line instead, up to its deadline, and the worker keeps warming).  A worker
+        that dies or stays silent for :data:`START_S` while starting is replaced."""
+        try:
+            ready = w.conn.poll(START_S) and w.conn.recv() == ("ready", w.pid)
+        except (EOFError, OSError):
+            ready = False
+        if ready:
+            self._idle.put(w)
+        elif not self._closed:
+            time.sleep(POLL_S)  # no busy loop when workers cannot start at all
+            self._replace(w)
 
     def _replace(self, w: Worker) -> None:
         w.kill()
@@ -118,7 +143,7 @@ class WorkerPool:
             self.replaced += 1
             closed = self._closed
         if not closed:
-            self._idle.put(self._spawn())
+            self._spawn()
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -150,12 +175,20 @@ class WorkerPool:
                 w = self._idle.get(timeout=POLL_S)
             except queue.Empty:
                 continue
-            if w.process.is_alive():
+            if w.process.is_alive() and not w.conn.poll(0):  # an idle worker says nothing; a dead one's pipe ends
                 return w
             self._replace(w)  # died while idle (e.g. killed from outside): a fresh one joins
 
     def run(self, job: Job):
-        """The job's result; raises :class:`ServiceError` for every failure."""
+        """The job's result; raises :class:`ServiceError` for every failure.  A worker that died before
+        it said anything of the job (killed while idle, just before the job reached it) never began
+        it: the job goes once more to another worker."""
+        try:
+            return self._run_once(job)
+        except _NotStarted:
+            return self._run_once(job)
+
+    def _run_once(self, job: Job):
         t0 = time.time()
         w = self._acquire(job)
         job.stats.update(queue_s=time.time() - t0, pid=w.pid)
@@ -188,15 +221,18 @@ class WorkerPool:
         try:
             w.conn.send((job.kind, job.payload))
         except (OSError, EOFError):
-            raise ServiceError("INTERNAL", "the worker process died before the job started; it was replaced") from None
+            raise _NotStarted("UNAVAILABLE", "the worker process died before the job started; it was replaced: "
+                                             "retry") from None
         limit = job.limit
         next_mem = time.time() + MEMORY_CHECK_S
+        heard = False  # any message of this job yet: a worker silent until it died never began the job
         while True:
             if w.conn.poll(POLL_S):
                 try:
                     msg = w.conn.recv()
                 except (EOFError, OSError):
-                    raise self._died(w) from None
+                    raise self._died(w, heard) from None
+                heard = True
                 if msg[0] == "event":
                     ev = msg[1]
                     if ev.get("stage") == "solve" and ev.get("state") == "started":
@@ -209,7 +245,7 @@ class WorkerPool:
                 raise _Reported(msg[1], msg[2])
             now = time.time()
             if not w.process.is_alive():
-                raise self._died(w)
+                raise self._died(w, heard)
             if job.cancelled():
                 raise ServiceError("CANCELLED", "the client cancelled the request; its worker was stopped")
             if limit is not None and now > limit + self.grace:
@@ -223,9 +259,18 @@ class WorkerPool:
                                        f"the worker used {rss:.0f} MB (cap {self.memory_mb} MB); it was killed and replaced")
 
     @staticmethod
-    def _died(w: Worker) -> ServiceError:
+    def _died(w: Worker, heard: bool = True) -> ServiceError:
+        """A worker that died mid-job: killed (SIGKILL: from outside, or the kernel's OOM killer) is
+        ``UNAVAILABLE``, worth a retry on the fresh worker; any other death is a bug, ``INTERNAL``;
+        one that died before a word of the job is :class:`_NotStarted` (:meth:`run` sends it on)."""
         w.process.join(timeout=1)
-        return ServiceError("INTERNAL", f"the worker process died (exit code {w.process.exitcode}); it was replaced")
+        code = w.process.exitcode
+        if not heard:
+            return _NotStarted("UNAVAILABLE", f"the worker process died (exit code {code}) before the job started")
+        if code == -signal.SIGKILL:
+            return ServiceError("UNAVAILABLE", "the worker process was killed (SIGKILL) during the request; "
+                                               "it was replaced: retry")
+        return ServiceError("INTERNAL", f"the worker process died (exit code {code}); it was replaced")
 
     def close(self, timeout: float = 5.0) -> None:
         atexit.unregister(self.close)

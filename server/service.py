@@ -33,8 +33,9 @@ DEADLINE_SLACK_S = 0.25  # an RPC that ended this close to its deadline ended by
 class Call:
     """Per-request bookkeeping: id, deadline, cancellation, the log line."""
 
-    def __init__(self, rpc: str, context, model: str = ""):
+    def __init__(self, rpc: str, context, model: str = "", stopping: threading.Event | None = None):
         remaining = context.time_remaining()
+        self.stopping = stopping  # set when the server stops: calls still open end by the server's hand
         self.t0 = time.time()
         self.deadline = None if remaining is None or remaining > 1e8 else self.t0 + remaining
         self.rpc, self.context = rpc, context
@@ -65,7 +66,10 @@ class Call:
         if self.finished:
             return
         self.finished = True
-        if self.ended() and code in ("OK", "CANCELLED") and not self.cancelled():
+        if self.stopping is not None and self.stopping.is_set() and code != "OK":
+            code, message = "UNAVAILABLE", "the server stopped (its shutdown grace ran out) before the answer"
+            self.log["cancelled_by"] = "server"
+        elif self.ended() and code in ("OK", "CANCELLED") and not self.cancelled():
             code, message = "DEADLINE_EXCEEDED", message or "the client's deadline passed before the answer"
         self.log.update(facts)
         self.log.update(code=code, total_s=round(time.time() - self.t0, 4))
@@ -83,6 +87,7 @@ class SmugService(pb_grpc.SmugServicer):
         self.registry = ModelRegistry(config.store_dir(), self._inspect)
         self.running: dict[str, dict] = {}  # request id -> job stats (queue_s, work_s, worker pid)
         self.draining = False  # set on shutdown: new work is refused, health says NOT_SERVING
+        self.stopping = threading.Event()  # set when the drain's grace is over and open calls are cut
         self.batches = None  # smug.server.batch.Batches, started by the first SubmitBatch / WatchBatch
         self._batches_lock = threading.Lock()
 
@@ -216,7 +221,7 @@ class SmugService(pb_grpc.SmugServicer):
 
     # ---- RPCs --------------------------------------------------------------
     def RegisterModel(self, request, context):
-        call = Call("RegisterModel", context, request.name)
+        call = Call("RegisterModel", context, request.name, stopping=self.stopping)
 
         def body():
             if len(request.onnx) > self.config.max_upload_bytes:
@@ -235,12 +240,12 @@ class SmugService(pb_grpc.SmugServicer):
         return self._guard(call, body)
 
     def ListModels(self, request, context):
-        call = Call("ListModels", context)
+        call = Call("ListModels", context, stopping=self.stopping)
         return self._guard(call, lambda: pb.ListModelsResponse(
             models=[model_info_to_proto(pb, r) for r in self.registry.list()]))
 
     def Explain(self, request, context):
-        call = Call("Explain", context, request.model)
+        call = Call("Explain", context, request.model, stopping=self.stopping)
 
         def body():
             return self._response(call, *self._job(call, request, "explain"))
@@ -248,7 +253,7 @@ class SmugService(pb_grpc.SmugServicer):
         return self._guard(call, body)
 
     def DumpConstraints(self, request, context):
-        call = Call("DumpConstraints", context, request.model)
+        call = Call("DumpConstraints", context, request.model, stopping=self.stopping)
 
         def body():
             out, _, _ = self._job(call, request, "dump")
@@ -260,7 +265,7 @@ class SmugService(pb_grpc.SmugServicer):
         """Progress events from a helper thread's job, then the result (always last)."""
         import queue
 
-        call = Call("ExplainStream", context, request.model)
+        call = Call("ExplainStream", context, request.model, stopping=self.stopping)
         events: queue.Queue = queue.Queue()
         outcome: dict = {}
 
@@ -304,7 +309,7 @@ class SmugService(pb_grpc.SmugServicer):
 
     def SubmitBatch(self, request_iterator, context):
         """A stream of items (options first, then requests, each checked like Explain) -> the batch's id."""
-        call = Call("SubmitBatch", context)
+        call = Call("SubmitBatch", context, stopping=self.stopping)
 
         def body():
             self._check_deadline(call)
@@ -360,7 +365,7 @@ class SmugService(pb_grpc.SmugServicer):
         """Each finished job of the batch (from the start), the counts after each; ends when none is pending."""
         from smug.server.batch import Counts
 
-        call = Call("WatchBatch", context)
+        call = Call("WatchBatch", context, stopping=self.stopping)
         batches = self._batch_runner()
 
         def missing():

@@ -8,7 +8,8 @@ worker calls the pipeline, which isolates the solve in a child process held to t
 deadline, so the worker itself never runs a solver.
 
 Messages, parent -> worker: ``(kind, payload)`` or ``None`` (exit); worker -> parent:
-``("event", dict)``, ``("result", object)`` or ``("error", code, message)``.
+``("ready", pid)`` once, when it is warm (before any job), then ``("event", dict)``,
+``("result", object)`` or ``("error", code, message)``.
 
 A worker leads its own process group (its solver children join it, so the pool kills
 them all at once), watches its server (when the server is gone, even killed by SIGKILL,
@@ -96,9 +97,8 @@ def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = (), server: i
 
     log = logging.getLogger("smug.server.worker")
     if preload:
-        from smug.pipeline.models import warm
-
         warm(tuple(preload))
+    conn.send(("ready", os.getpid()))  # warm: the pool may hand it jobs now
     while True:
         try:
             msg = conn.recv()

@@ -150,7 +150,8 @@ def test_cancellation_stops_and_replaces_the_worker(server, client, hard, procs)
 
 
 def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client, hard, procs):
-    """A worker killed from outside during a portfolio solve: the request fails as INTERNAL, its
+    """A worker killed from outside during a portfolio solve: the request fails as UNAVAILABLE (issue
+    28.9: INTERNAL is for bugs; this one is worth a retry), its
     solver processes die with it (nothing re-parented keeps running), a fresh worker joins."""
     model_id, x = hard
     result: dict = {}
@@ -169,7 +170,7 @@ def test_killed_worker_is_replaced_and_the_next_request_succeeds(server, client,
     os.kill(victim, 9)  # the worker only
     assert wait_until(lambda: not any(procs.alive(p) for p in solvers), 2.0), [p for p in solvers if procs.alive(p)]
     t.join(30)
-    assert result["error"].code == grpc.StatusCode.INTERNAL and "died" in result["error"].message
+    assert result["error"].code == grpc.StatusCode.UNAVAILABLE and "killed" in result["error"].message
     assert wait_until(lambda: victim not in server.pool.pids() and len(server.pool.pids()) == 2)
     assert client.explain(model="mnist-mlp", method="whole-network", timeout=30.0).status == "optimal"
     # an idle worker killed from outside is replaced when it is next picked
@@ -323,11 +324,16 @@ def test_batch_streams_cannot_freeze_the_server(tmp_path, nets):
             probe = dict(model="mnist-mlp", top_k=20, window=1, timeout=1.0)
             c.explain(**probe)  # a warm worker
 
+            t0 = time.time()
+            c.explain(**probe, deadline=10.0)
+            alone = time.time() - t0  # the probe's own time on this machine, before the flood
+
             def answers_at_once() -> None:
-                for call in (c.health, lambda: c.list_models(), lambda: c.explain(**probe, deadline=10.0)):
+                for call, limit in ((c.health, 2.0), (c.list_models, 2.0),
+                                    (lambda: c.explain(**probe, deadline=10.0), 2.0 + alone)):
                     t0 = time.time()
                     call()
-                    assert time.time() - t0 < 2.0
+                    assert time.time() - t0 < limit
 
             data, x = nets.hard(seed=5)
             model = c.register_model(data, name="hard-5").id
@@ -369,4 +375,36 @@ def test_batch_streams_cannot_freeze_the_server(tmp_path, nets):
             answers_at_once()
     finally:
         release.set()
+        srv.stop(grace=1)
+
+
+def test_a_replacement_worker_is_warm_before_it_takes_work(tmp_path):
+    """Issue 28.6: after a worker is killed, requests whose deadline is shorter than a worker's cold
+    start (imports: about 5.6 s on the test machine, 3 s deadline here; 8 s deadlines under the fuzz
+    campaign's load) wait in line for the replacement instead of being handed to it cold and killed
+    with it: the one replacement warms up, then answers every request with a verified mask."""
+    from smug.clients import Client
+    from smug.server.config import ServerConfig
+    from smug.server.main import start
+
+    srv = start(ServerConfig(port=0, workers=1, max_queue=2, grace=0.5, store=tmp_path, inspect_zoo=False))
+    try:
+        with Client(f"127.0.0.1:{srv.port}") as c:
+            ask = dict(model="mnist-mlp", method="whole-network", timeout=1.0)
+            assert c.explain(**ask, deadline=60.0).certificate["valid"]  # the first worker is warm
+            os.kill(srv.pool.pids()[0], 9)
+            answers, refusals, end = [], [], time.time() + 60
+            while len(answers) < 3 and time.time() < end:
+                try:
+                    answers.append(c.explain(**ask, deadline=3.0))
+                except RemoteError as exc:
+                    refusals.append(exc)
+            assert len(answers) == 3, [(e.code, e.message) for e in refusals]
+            assert all(e.certificate["valid"] and e.keeps_class for e in answers)
+            assert srv.pool.replaced == 1  # the killed worker only: no cold replacement was killed
+            # those sent while it warmed up waited in line (or, on a loaded machine, reached it too late)
+            assert all(e.code == grpc.StatusCode.DEADLINE_EXCEEDED for e in refusals), \
+                [(e.code, e.message) for e in refusals]
+            assert any("waited for a worker" in e.message for e in refusals)
+    finally:
         srv.stop(grace=1)
