@@ -113,14 +113,16 @@ def stage_marabou(args) -> None:
     jobs = []
     for net in args.nets:
         path = str(_path(net))
-        for d in range(args.verix_digits):
+        model = _model(net)
+        for d in range(args.digits):
             rec = smug.get(f"{net}/{d}")
-            if rec is None:
-                continue
-            x = xt[d].ravel().astype(np.float64).tolist()
-            base = {"net": path, "x": x, "target": rec["target"], "epsilon": EPSILON}
-            if f"verix/{net}/{d}" not in done:
+            x = xt[d].ravel().astype(np.float64)
+            target = int(np.argmax(model.logits(x.reshape((1,) + tuple(model.input_shape)).astype(np.float32))[0]))
+            base = {"net": path, "x": x.tolist(), "target": target, "epsilon": EPSILON}
+            if d < args.verix_digits and f"verix/{net}/{d}" not in done:
                 jobs.append({**base, "key": f"verix/{net}/{d}", "mode": "verix", "timeout": args.verix_timeout})
+            if rec is None or not args.checks:
+                continue
             for mode in ("subset", "cardinality"):
                 key = f"check/{mode}/{net}/{d}"
                 if key not in done:
@@ -196,6 +198,8 @@ def main() -> None:
     ap.add_argument("--marabou-python", default=None)
     ap.add_argument("--verix-digits", type=int, default=5)
     ap.add_argument("--verix-timeout", type=float, default=1800.0)
+    ap.add_argument("--no-checks", dest="checks", action="store_false",
+                    help="--stage marabou: run VeriX only, no re-check of smug's answers")
     add_doc_args(ap)
     args = ap.parse_args()
     if args.stage in ("smug", "all"):

@@ -28,11 +28,13 @@ from smug.encoders.config import NetworkConfig, SmugConfig, TextSmugConfig
 from smug.models.errors import InputError, ModelError  # noqa: F401 (the errors a request can raise)
 from smug.models.preprocess import ImagePreprocess
 from smug.pipeline.keep_class import KeepClass
+from smug.pipeline.robust import RobustConfig
 from smug.solver.backends import all_backends, check_backend
 
 SMUG = "smug"  # first-layer SMUG (paper 003 Eq. 3); "first-layer" is accepted as a synonym
 WHOLE_NETWORK = "whole-network"  # paper 003 Appendix A, Eq. 6
 SOLVED_METHODS = (SMUG, WHOLE_NETWORK)
+ROBUST = "robust"  # robust (abductive) explanations over an epsilon-box (issue 30, smug.pipeline.robust)
 # other names users type for the same methods (the CLI, the API, manifests and `smug evaluate` alike)
 METHOD_ALIASES = {"first-layer": SMUG, "whole_network": WHOLE_NETWORK, "ig": "integrated_gradients",
                   "gbp": "guided_backprop", "grad_cam": "gradcam"}
@@ -111,7 +113,7 @@ class BaselineConfig:
     params: dict = field(default_factory=dict)
 
 
-Config = Union[SmugConfig, NetworkConfig, TextOptions, BaselineConfig]
+Config = Union[SmugConfig, NetworkConfig, TextOptions, BaselineConfig, RobustConfig]
 
 
 def method_parameters() -> tuple[str, ...]:
@@ -176,7 +178,7 @@ class ExplainRequest:
             except ValueError as exc:
                 raise RequestError(str(exc)) from None
         elif backend != "auto":
-            raise RequestError(f"backend {backend!r} does not apply to the baseline {method!r} (it solves nothing)")
+            raise RequestError(f"backend {backend!r} does not apply to {method!r}")
         return cls(model=model, input=source, method=method, config=config, modality=modality, backend=backend,
                    target=_check_target(target), timeout=_check_timeout(DEFAULT_TIMEOUT if timeout is None else timeout), name=name, keep=keep,
                    preprocess=_preprocess(preprocess))
@@ -240,9 +242,9 @@ def canonical_method(method: str) -> str:
 
 def _check_method(method: str, modality: str) -> str:
     method = canonical_method(method)
-    if method in SOLVED_METHODS:
-        if modality == "text" and method == WHOLE_NETWORK:
-            raise RequestError("whole-network is for image models; text uses the first-layer SMUG encoding")
+    if method in SOLVED_METHODS or method == ROBUST:
+        if modality == "text" and method in (WHOLE_NETWORK, ROBUST):
+            raise RequestError(f"{method} is for image models; text uses the first-layer SMUG encoding")
         return method
     if modality == "text":
         raise RequestError(f"text models explain with method 'smug' (rows {TEXT_ROWS}); got {method!r}")
@@ -318,6 +320,8 @@ def _config(method: str, modality: str, params: dict) -> Config:
         return _make(SmugConfig, params, "first-layer SMUG")
     if method == WHOLE_NETWORK:
         return _make(NetworkConfig, params, "whole-network")
+    if method == ROBUST:
+        return _make(RobustConfig, params, "robust")
     return BaselineConfig(_baseline_params(method, params))
 
 

@@ -71,6 +71,44 @@ def runtime_replay(model: OnnxModel):
     return lambda V: model.logits(np.asarray(V, np.float32).reshape((-1,) + tuple(model.input_shape)))
 
 
+def explain(request, subject, deadline, stages):
+    """The pipeline's stage for ``method="robust"``: an :class:`~smug.pipeline.explanation.Explanation`
+    whose mask is the explanation ``E`` (fixed pixels or blocks).  ``status`` is ``optimal`` for a
+    proven cardinality-minimal ``E``, else ``feasible``; ``encoding["robust"]`` says what is proven
+    (``subset-minimal``: every pixel of ``E`` has a replayed counterexample)."""
+    from smug.pipeline.explanation import Explanation, ImageParts
+
+    config: RobustConfig = request.config
+    target = subject.target(request.target)
+    with stages.stage("encode"):
+        query = robust_query(subject.model, subject.x, config, target)
+    deadline.check("solve")
+    timeout = min(request.timeout, deadline.remaining())
+    with stages.stage("solve", timeout=timeout):
+        verifier = Verifier(query, runtime=runtime_replay(subject.model))
+        end = time.perf_counter() + timeout
+        answer = subset_minimal(verifier, end)
+        if config.mode == "cardinality":
+            answer = cardinality_minimal(verifier, end, start=answer)
+    grid = pixel_grid(subject.model, config.window)
+    pixel_mask = grid.to_pixels(answer.fixed)
+    robust = {"mode": config.mode, "epsilon": config.epsilon, "domain": list(config.domain),
+              "status": answer.status, "proof": answer.proof, "size": answer.size,
+              "lower_bound": answer.lower_bound, "unresolved": list(answer.unresolved),
+              "counterexamples": len(answer.counterexamples), "stats": answer.stats}
+    return Explanation(
+        model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
+        target=target, target_name=subject.class_names[target], confidence=float(subject.probabilities[target]),
+        status="optimal" if answer.status == "optimal" else "feasible", objective=answer.size,
+        lower_bound=answer.lower_bound, n_vars=grid.n_vars, proof=f"robust: {answer.proof}",
+        certificate={"valid": True, "checked": f"robustness of E proven by {answer.proof} (rigorous bounds or "
+                     "LP branch and bound with safe dual bounds); counterexamples replayed exactly and by onnxruntime"},
+        masked_prediction={}, ig={}, encoding={"layers": [list(l.weight.shape) for l in query.problem.layers],
+                                               "robust": robust},
+        timings=stages.finish({}), image=ImageParts(picture=subject.picture, saliency=pixel_mask.astype(np.float64),
+                                                     mask=answer.fixed.reshape(grid.shape), pixel_mask=pixel_mask))
+
+
 def explain_robust(model: OnnxModel, x: np.ndarray, config: RobustConfig, timeout: float,
                    target: int | None = None, start: RobustExplanation | None = None) -> RobustExplanation:
     """A robust explanation within ``timeout`` seconds (the subset-minimal answer seeds the

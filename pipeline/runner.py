@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from smug.ir import MaskProblem, NetworkProblem
-from smug.pipeline import baseline, first_layer, text, whole_network
+from smug.pipeline import baseline, first_layer, robust, text, whole_network
 from smug.pipeline.deadline import Deadline
 from smug.pipeline.explanation import Explanation
 from smug.pipeline.identity import bound_to
 from smug.pipeline.inputs import load_image, load_text
-from smug.pipeline.request import SMUG, WHOLE_NETWORK, ExplainRequest
+from smug.pipeline.request import ROBUST, SMUG, WHOLE_NETWORK, ExplainRequest
 from smug.pipeline.stages import Progress, Stages
 
 
@@ -34,6 +34,8 @@ def _explain(request: ExplainRequest, stages: Stages, deadline: Deadline) -> Exp
         return first_layer.explain(request, subject, deadline, stages)
     if request.method == WHOLE_NETWORK:
         return whole_network.explain(request, subject, deadline, stages)
+    if request.method == ROBUST:
+        return robust.explain(request, subject, deadline, stages)
     return baseline.explain(request, subject, stages, deadline)
 
 

@@ -18,6 +18,8 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
+from smug.solver.highs_backend import quiet_highs
+
 SCALE = 2**30
 
 
@@ -45,7 +47,7 @@ def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | 
     import highspy
 
     m, n = A.shape
-    h = highspy.Highs()
+    h = quiet_highs()
     for key, val in [("output_flag", False), ("threads", 1), ("time_limit", max(0.05, float(timeout))),
                      ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)]:
         h.setOptionValue(key, val)

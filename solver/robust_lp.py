@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from smug.solver.highs_backend import quiet_highs
 from smug.solver.robust_bounds import Bounds, down, relu_upper_line, rounding_error, up
 
 MAX_NODES = 400
@@ -190,7 +191,7 @@ class _WarmLP:
         import highspy
 
         self.hs = highspy
-        h = highspy.Highs()
+        h = quiet_highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         A = lp.A

@@ -1,0 +1,38 @@
+"""Robust explanations (issue 30) through the pipeline, on the zoo's MNIST MLP."""
+
+import numpy as np
+import pytest
+
+from smug.models.zoo import load_model
+from smug.pipeline import explain
+from smug.pipeline.request import ExplainRequest, RequestError
+from smug.pipeline.robust import RobustConfig, robust_query
+from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Verifier
+
+
+def test_subset_answer_is_robust_and_each_pixel_needed(mnist_test_split):
+    x = mnist_test_split[0][0]
+    e = explain(x, "mnist-mlp", method="robust", epsilon=0.01, timeout=60)
+    info = e.encoding["robust"]
+    assert info["status"] == "subset-minimal" and info["counterexamples"] == e.objective
+    fixed = e.image.mask.ravel().astype(bool)
+    assert fixed.sum() == e.objective
+    model = load_model("mnist-mlp")[0]
+    verifier = Verifier(robust_query(model, x, RobustConfig(epsilon=0.01), e.target))  # a fresh verifier
+    assert verifier.verify(fixed).status == ROBUST
+    for p in np.flatnonzero(fixed)[:5]:  # dropping a pixel of E breaks robustness
+        without = fixed.copy()
+        without[p] = False
+        assert verifier.verify(without).status == COUNTEREXAMPLE
+
+
+@pytest.mark.parametrize("params, words", [({"epsilon": -1.0}, "epsilon"), ({"mode": "fast"}, "mode"),
+                                           ({"window": 0}, "window"), ({"delta": 0.1}, "do not apply")])
+def test_bad_parameters_are_refused_before_any_work(params, words):
+    with pytest.raises(RequestError, match=words):
+        ExplainRequest.build(model="mnist-mlp", method="robust", **params)
+
+
+def test_text_models_are_refused():
+    with pytest.raises(RequestError, match="image models"):
+        ExplainRequest.build(model="text-cnn", method="robust")
