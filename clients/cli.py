@@ -152,21 +152,15 @@ def labels_of(a: argparse.Namespace) -> list[str] | None:
     anything runs), or None."""
     if getattr(a, "labels", None) is None:
         return None
-    from smug.models.labels import class_names, read_labels
-    from smug.models.zoo import load_model
+    from smug.pipeline.labels import model_labels
 
-    names = read_labels(a.labels)
-    return class_names(load_model(a.model)[0].n_classes, names)
+    return model_labels(a.model, a.labels)
 
 
-def relabeled(e: Explanation, names: list[str]) -> Explanation:
-    """``e`` with its classes named by ``names`` (the target and the masked input's prediction)."""
-    import dataclasses
+def _relabeled(e: Explanation, names: list[str]) -> Explanation:
+    from smug.pipeline.labels import relabeled
 
-    masked = dict(e.masked_prediction)
-    if "class" in masked:
-        masked["name"] = names[masked["class"]]
-    return dataclasses.replace(e, target_name=names[e.target], masked_prediction=masked)
+    return relabeled(e, names)
 
 
 def summary(e: Explanation, out: str) -> dict:
@@ -220,6 +214,8 @@ def _explain(a: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     if names is not None:
+        from smug.pipeline.labels import relabeled
+
         explanations = [relabeled(e, names) for e in explanations]
     if startup is not None:
         explanations[0] = dataclasses.replace(explanations[0],
@@ -314,7 +310,7 @@ def _compare(a: argparse.Namespace) -> int:
         key = requests[m].method
         if key not in done:
             done[key] = run(requests[m])
-        e = done[key] if names is None else relabeled(done[key], names)
+        e = done[key] if names is None else _relabeled(done[key], names)
         panels.append((m, e))
         seconds[m] = e.timings["total"]
     write_atomic(a.out, comparison_sheet(panels))
