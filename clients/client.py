@@ -22,8 +22,9 @@ from typing import IO, Iterable, Iterator
 
 import numpy as np
 
-from smug.pipeline import Explanation
-from smug.proto.wire import ModelInfo, explanation_from_proto, from_tensor, message, model_info_from_proto
+from smug.pipeline import ExplainRequest, Explanation
+from smug.proto.wire import (ModelInfo, explanation_from_proto, from_tensor, message, model_info_from_proto,
+                             request_to_proto)
 
 Source = str | os.PathLike | bytes | np.ndarray | None
 
@@ -169,19 +170,19 @@ class Client:
 
     # ---- API ---------------------------------------------------------------
     def explain(self, source: Source = None, model: str = "efficientnet-lite0", *, text: str | bytes | None = None,
-                method: str = "smug", top_k: int | None = None, gamma: float | None = None,
-                window: int | None = None, form: str | None = None, baseline: float | None = None,
-                ig_steps: int | None = None, backend: str | None = None, timeout: float | None = None,
-                target: int | None = None, delta: float | None = None, min_confidence: float | None = None,
-                keep_class: bool | None = None, deadline: float | None = None) -> Explanation:
-        """Like :func:`smug.pipeline.explain` (``method``: smug, whole-network or a baseline
-        name), computed by the server.  ``source``: an image file path or its bytes (zoo
-        models), a model-space array, or None (the zoo model's demo input).  Unset
-        parameters take the pipeline's defaults."""
-        params = dict(method=method, top_k=top_k, gamma=gamma, window=window, form=form, baseline=baseline,
-                      ig_steps=ig_steps, backend=backend, timeout=timeout, target=target, delta=delta,
-                      min_confidence=min_confidence, keep_class=keep_class)
+                deadline: float | None = None, **params) -> Explanation:
+        """Like :func:`smug.pipeline.explain`, computed by the server.  ``source``: an image file
+        path or its bytes (zoo models), a model-space array, or None (the zoo model's demo input);
+        ``params``: those of :meth:`~smug.pipeline.ExplainRequest.build` the wire carries
+        (``method``, ``top_k``, ``gamma``, ``window``, ``timeout``, ``keep_class``, ...:
+        :func:`smug.proto.wire.wire_parameters`); unset ones take the pipeline's defaults."""
         r = self._call(self.stub.Explain, self._request(source, model, text, params), deadline or self.deadline)
+        return self._explanation(r)
+
+    def explain_request(self, request: ExplainRequest, deadline: float | None = None) -> Explanation:
+        """A validated :class:`~smug.pipeline.ExplainRequest`, sent as it is
+        (:func:`smug.proto.wire.request_to_proto`)."""
+        r = self._call(self.stub.Explain, request_to_proto(self.pb, request), deadline or self.deadline)
         return self._explanation(r)
 
     def explain_stream(self, source: Source = None, model: str = "efficientnet-lite0", *,
@@ -211,15 +212,12 @@ class Client:
         finally:
             stream.cancel()
 
-    def dump(self, source: Source = None, model: str = "efficientnet-lite0", *, top_k: int | None = None,
-             gamma: float | None = None, window: int | None = None, form: str | None = None,
-             baseline: float | None = None, ig_steps: int | None = None, target: int | None = None,
-             method: str = "smug", delta: float | None = None, format: str | None = None,
-             bound: int | None = None, deadline: float | None = None) -> str:
+    def dump(self, source: Source = None, model: str = "efficientnet-lite0", *, format: str | None = None,
+             bound: int | None = None, deadline: float | None = None, **params) -> str:
         """The request's constraints as a dump (``smug.pipeline.dump``): ``format`` smt2 (default),
-        wcnf, lp or mps; ``bound`` K: smt2 asserting count <= K instead of z3's minimize."""
-        params = dict(top_k=top_k, gamma=gamma, window=window, form=form, baseline=baseline, ig_steps=ig_steps,
-                      target=target, method=method, delta=delta, dump_format=format, dump_bound=bound)
+        wcnf, lp or mps; ``bound`` K: smt2 asserting count <= K instead of z3's minimize;
+        ``params`` as for :meth:`explain`."""
+        params = {**params, "dump_format": format, "dump_bound": bound}
         r = self._call(self.stub.DumpConstraints, self._request(source, model, None, params),
                        deadline or self.deadline)
         return r.smtlib
@@ -233,11 +231,12 @@ class Client:
     def list_models(self) -> list[ModelInfo]:
         return [model_info_from_proto(m) for m in self._call(self.stub.ListModels, self.pb.ListModelsRequest()).models]
 
-    def submit_batch(self, requests: Iterable[dict], *, job_timeout: float | None = None,
+    def submit_batch(self, requests: Iterable[dict | ExplainRequest], *, job_timeout: float | None = None,
                      retries: int | None = None, deadline: float | None = None) -> BatchInfo:
-        """Run many requests on the server's farm.  Each request is a dict of :meth:`explain`'s
-        arguments (``source``, ``model``, ``text``, ``method``, ``top_k``, ...).  Submitting the same
-        requests again returns the same batch and runs nothing twice."""
+        """Run many requests on the server's farm.  Each request is a validated
+        :class:`~smug.pipeline.ExplainRequest` or a dict of :meth:`explain`'s arguments (``source``,
+        ``model``, ``text``, ``method``, ``top_k``, ...).  Submitting the same requests again (in
+        any order) runs nothing twice; the batch id returned maps the positions of *this* list."""
         pb = self.pb
 
         def items():
@@ -245,8 +244,10 @@ class Client:
             if options:
                 yield pb.BatchItem(options=pb.BatchOptions(**options))
             for r in requests:
+                if isinstance(r, ExplainRequest):
+                    yield pb.BatchItem(request=request_to_proto(pb, r))
+                    continue
                 params = {k: v for k, v in r.items() if k not in ("source", "model", "text")}
-                params.setdefault("method", "smug")
                 yield pb.BatchItem(request=self._request(r.get("source"), r.get("model", "efficientnet-lite0"),
                                                          r.get("text"), params))
 

@@ -115,6 +115,22 @@ def test_dump_equals_the_local_smtlib(client):
     assert body(text) == body(to_smtlib(enc.problem)) and "(minimize" in text
 
 
+def test_a_validated_request_is_sent_as_it_is(client):
+    """Issue 27: ExplainRequest is the carrier; the client's keyword form reaches the same request."""
+    from smug.clients.client import RemoteError
+    from smug.pipeline import ExplainRequest, run
+
+    req = ExplainRequest.build(None, "mnist-mlp", top_k=10, window=2, gamma=0.5, timeout=30)
+    a = client.explain_request(req)
+    b = client.explain(model="mnist-mlp", top_k=10, window=2, gamma=0.5, timeout=30)
+    assert a.identity == b.identity == run(req).identity
+    assert (a.status, a.objective, a.mask.tolist()) == (b.status, b.objective, b.mask.tolist())
+    with pytest.raises(ValueError, match="'ig_tolerance' cannot be sent to a server"):
+        client.explain(model="mnist-mlp", ig_tolerance=0.1)
+    with pytest.raises((RemoteError, ValueError)):
+        client.explain(model="mnist-mlp", top_k=-1)
+
+
 def test_progress_bar_from_the_stream(client):
     from smug.clients.client import explain_with_progress
 
