@@ -25,6 +25,7 @@ import numpy as np
 
 from smug.solver.robust_bounds import back_substitute, fixing_minimum, layer_bounds, margin_matrix
 from smug.solver.robust_hitting import minimum_hitting_set
+from smug.solver.robust_lp import MarginLP, prove_class
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
@@ -173,6 +174,33 @@ def _exact_direction(x: np.ndarray, end: np.ndarray) -> np.ndarray:
     return np.where(exact, d, 0.0)
 
 
+def _vertex_direction(problem, N_row: np.ndarray, j: int, lo32: np.ndarray, hi32: np.ndarray,
+                      steps: int = 8) -> np.ndarray:
+    """Multipliers whose minimising vertex is a good attack on class ``j``: CROWN's, or the vertex
+    reached by jumping to the end the gradient of ``z_j - z_t`` points to while the margin drops."""
+    pick = lambda m: np.where(m >= 0, lo32, hi32)  # noqa: E731  (the vertex minimising m . v)
+    best_m, best_margin = N_row, float(float_margins(problem, pick(N_row)[None, :])[j, 0])
+    m = N_row
+    for _ in range(steps):
+        m = -gradient(problem, pick(m), j)  # minimise z_t - z_j
+        margin = float(float_margins(problem, pick(m)[None, :])[j, 0])
+        if margin >= best_margin:
+            break
+        best_m, best_margin = m, margin
+    return best_m
+
+
+def lp_refuted(layers, problem, box, d: np.ndarray, k: int, j: int, deadline: float, max_nodes: int = 40) -> bool:
+    """``z_t - z_j < delta`` on all of ``S_k`` (see :func:`fixing_lower_bound`), proven by branch and
+    bound with safe LP bounds (:class:`~smug.solver.robust_lp.MarginLP` over ``S_k``)."""
+    minimum = fixing_minimum(problem.x, d, k)
+    b = layer_bounds(layers, box, minimum=minimum)
+    free = problem.group >= 0
+    lp = MarginLP(layers, problem.x, free, box, b, fixing=(d, k))
+    answer = prove_class(lp, j, problem.target, -problem.delta, deadline, lambda point: False, max_nodes)
+    return answer.status == "proven"
+
+
 def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), rounds: int = 3) -> int:
     """A proven lower bound on the size of every robust explanation, by bounds alone.
 
@@ -199,7 +227,7 @@ def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), round
     best = 0
     for r, j in enumerate(others):
         row = C[r:r + 1]
-        direction = N[r]
+        direction = _vertex_direction(problem, N[r], j, lo32, hi32)
         for _ in range(rounds):
             d = _exact_direction(problem.x, np.where(direction >= 0, lo32, hi32))
 
@@ -219,6 +247,8 @@ def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), round
             while hi - lo > 1 and time.perf_counter() < deadline:
                 mid = (lo + hi) // 2
                 lo, hi = (mid, hi) if refuted(mid) else (lo, mid)
+            while lo < n_entries and lp_refuted(layers, problem, box, d, lo + 1, j, deadline):
+                lo += 1  # the LP relaxation (branch and bound) over S_k refutes a little more than CROWN
             best = max(best, lo // g + 1)
             # the next direction: CROWN's vertex for the margin over the first set not refuted
             direction = bounds(min(lo + 1, n_entries), row)[1][0]

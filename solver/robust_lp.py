@@ -50,10 +50,15 @@ def _sum_bound(terms: np.ndarray) -> float:
 
 
 class MarginLP:
-    """The LP relaxation of one box (see the module docstring); nodes change only column bounds
-    and add phase rows."""
+    """The LP relaxation of one box (see the module docstring); nodes change only bounds.
 
-    def __init__(self, layers, x: np.ndarray, free: np.ndarray, box: tuple[np.ndarray, np.ndarray], bounds: Bounds):
+    With ``fixing = (d, k)`` the input set is instead ``{x + d s : s in [0, 1]^n, sum (1 - s) <= k}``
+    over the free entries (:func:`~smug.solver.robust_bounds.fixing_minimum`): the input columns
+    are ``s``, the first rows read ``fl(W_p d_p)`` with each product's rounding added to the
+    enclosure of their right-hand side, and one row says ``sum s >= n - k``."""
+
+    def __init__(self, layers, x: np.ndarray, free: np.ndarray, box: tuple[np.ndarray, np.ndarray], bounds: Bounds,
+                 fixing: tuple[np.ndarray, int] | None = None):
         self.layers = layers
         self.bounds = bounds
         idx = np.flatnonzero(free)
@@ -70,8 +75,10 @@ class MarginLP:
             else:
                 a_off.append(-1)
         self.lay = Layout(nf, tuple(z_off), tuple(a_off), off)
-        col_lo = [box[0][idx]]
-        col_hi = [box[1][idx]]
+        if fixing is None:
+            col_lo, col_hi = [box[0][idx]], [box[1][idx]]
+        else:
+            col_lo, col_hi = [np.zeros(nf)], [np.ones(nf)]
         rows, row_lo, row_hi = [], [], []
         az_rows: list[int] = []  # first row of each ReLU layer's "a - z" block
         for k, layer in enumerate(layers):
@@ -81,12 +88,18 @@ class MarginLP:
             col_lo.append(l)
             col_hi.append(u)
             # z_k - W h = b (+ the fixed inputs' part), the exact right-hand side enclosed
-            if k == 0:
+            if k == 0 and fixing is None:
                 Wf = W[:, idx]
                 fixed_x = np.where(free, 0.0, x)
                 rhs = W @ fixed_x + layer.bias
                 err = rounding_error(W.shape[1] + 1, abs(W) @ np.abs(fixed_x) + np.abs(layer.bias))
                 src_off, Wsrc = 0, Wf
+            elif k == 0:  # z = W x + b + (W diag(d)) s, every product W_p d_p rounded once
+                Wd = sp.csr_matrix(W[:, idx] @ sp.diags(fixing[0][idx]))
+                rhs = W @ x + layer.bias
+                prod_err = abs(Wd) @ np.ones(nf) * (2 * 2.0**-53) + nf * 2.0**-1072
+                err = rounding_error(W.shape[1] + 1, abs(W) @ np.abs(x) + np.abs(layer.bias)) + up(prod_err)
+                src_off, Wsrc = 0, Wd
             else:
                 rhs = layer.bias.copy()
                 err = np.zeros(n)
@@ -111,6 +124,10 @@ class MarginLP:
                 rows.append(self._place([(a_off[k], sel), (z_off[k], -sp.diags(s) @ sel)]))
                 row_lo.append(np.full(len(unst), -np.inf))
                 row_hi.append(t)
+        if fixing is not None:  # sum s >= n - k
+            rows.append(self._place([(0, sp.csr_matrix(np.ones((1, nf))))]))
+            row_lo.append(np.array([float(nf - fixing[1])]))
+            row_hi.append(np.array([np.inf]))
         self.A = sp.vstack(rows).tocsr()
         self.row_lo = np.concatenate(row_lo)
         self.row_hi = np.concatenate(row_hi)

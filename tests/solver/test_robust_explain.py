@@ -14,6 +14,7 @@ CASES = [  # seed, inputs, epsilon, features are pairs of inputs
     (1, 10, 0.05, False),
     (2, 8, float("inf"), False),
     (3, 12, 0.3125, True),
+    (4, 10, 0.25, False),
 ]
 
 
