@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from smug.pipeline.request import DEFAULT_TIMEOUT
+from smug.evaluation.store import EvalConfig
 
 COMMANDS = ("evaluate", "report")
 
@@ -20,10 +20,11 @@ def add_commands(sub) -> None:
                     help="comma-separated: smug, smug_base, smug_keep (SMUG in keep-class mode), optbox and any "
                          "baseline name (ig, gradcam, ...)")
     ev.add_argument("--db", default="smug-eval.sqlite", help="the SQLite store (re-runs skip finished images)")
-    ev.add_argument("--top-k", type=int, default=3000)
-    ev.add_argument("--gamma", type=float, default=0.0)
-    ev.add_argument("--window", type=int, default=4)
-    ev.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="SMUG solver time limit per image")
+    for name, kind, what in (("top_k", int, "IG-ranked first-layer neurons kept"),
+                             ("gamma", float, "masked > gamma * original"), ("window", int, "mask block size"),
+                             ("timeout", float, "SMUG solver time limit per image")):
+        ev.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                        help=f"{what} (default {getattr(EvalConfig, name)})")
     ev.add_argument("--thresholds", type=int, default=100, help="LSC: thresholds swept per map")
     ev.add_argument("--stopping", action="store_true", help="also paper 000's stopping criterion (size, time)")
     ev.add_argument("--insertion-deletion", action="store_true", help="also insertion/deletion AUCs")
@@ -51,17 +52,17 @@ def run_command(a) -> int:
         out = write_report(a.db, a.out, methods, a.max_images)
         print(json.dumps({"out": str(out)}))
         return 0
-    from smug.evaluation.runner import evaluate
-    from smug.evaluation.store import EvalConfig
+    from smug.evaluation.runner import evaluate, smug_request
 
     for p in a.images:
         if not Path(p).is_file():
             raise ValueError(f"image not found: {p}")
-    if a.top_k < 1 or a.window < 1 or a.thresholds < 2 or not 0 <= a.gamma < 1:
-        raise ValueError("need --top-k >= 1, --window >= 1, --thresholds >= 2 and 0 <= --gamma < 1")
-    config = EvalConfig(model=a.model, top_k=a.top_k, gamma=a.gamma, window=a.window, timeout=a.timeout,
-                        n_thresholds=a.thresholds, stopping=a.stopping, insertion_deletion=a.insertion_deletion,
-                        lsc_uint8=a.lsc_uint8)
+    if a.thresholds < 2:
+        raise ValueError(f"need --thresholds >= 2, got {a.thresholds}")
+    smug = {k: getattr(a, k) for k in ("top_k", "gamma", "window", "timeout") if getattr(a, k) is not None}
+    config = EvalConfig(model=a.model, n_thresholds=a.thresholds, stopping=a.stopping,
+                        insertion_deletion=a.insertion_deletion, lsc_uint8=a.lsc_uint8, **smug)
+    smug_request(Path(a.images[0]), config)  # SMUG's parameters checked as every request's, before any work
     if a.workers is not None and a.scheduler is not None:
         raise ValueError("give either --workers (an embedded cluster) or --scheduler, not both")
     if a.workers is not None and a.workers < 1:

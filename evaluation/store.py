@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from smug.pipeline.identity import SCHEME
-from smug.pipeline.request import DEFAULT_TIMEOUT
+from smug.pipeline.request import DEFAULT_TIMEOUT, SmugConfig
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,9 @@ class EvalConfig:
     """Settings that change the numbers; a store keeps the one it was made with."""
 
     model: str = "efficientnet-lite0"
-    top_k: int = 3000
-    gamma: float = 0.0
-    window: int = 4
+    top_k: int = SmugConfig.top_k  # SMUG's parameters: the pipeline's defaults
+    gamma: float = SmugConfig.gamma
+    window: int = SmugConfig.window
     timeout: float = DEFAULT_TIMEOUT
     n_thresholds: int = 100
     area_floor: float = 0.05

@@ -23,7 +23,7 @@ def test_commands_on_their_own_parser(tmp_path, digits, capsys):
     db, out = tmp_path / "e.sqlite", tmp_path / "r.html"
     a = _parse(["evaluate", str(digits[0]), "--model", "mnist-mlp", "--methods", "centerbox,maxbox",
                 "--db", str(db), "--thresholds", "10", "--quiet"])
-    assert a.top_k == 3000 and a.window == 4 and not a.stopping
+    assert a.top_k is None and a.window is None and not a.stopping  # unset: EvalConfig's (the pipeline's) defaults
     assert run_command(a) == 0
     assert json.loads(capsys.readouterr().out)["computed"] == 1
     assert run_command(_parse(["report", "--db", str(db), "--out", str(out), "--methods", "maxbox"])) == 0
@@ -31,6 +31,10 @@ def test_commands_on_their_own_parser(tmp_path, digits, capsys):
     assert "MAXBOX" in out.read_text() and "CENTERBOX" not in out.read_text()
     with pytest.raises(ValueError, match="--thresholds >= 2"):
         run_command(_parse(["evaluate", str(digits[0]), "--thresholds", "1", "--db", str(tmp_path / "n.sqlite")]))
+    with pytest.raises(ValueError, match=r"gamma must lie in \[0, 1\), got 1.5"):  # the request's own words
+        run_command(_parse(["evaluate", str(digits[0]), "--gamma", "1.5", "--db", str(tmp_path / "n.sqlite")]))
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        run_command(_parse(["evaluate", str(digits[0]), "--timeout", "0", "--db", str(tmp_path / "n.sqlite")]))
     with pytest.raises(ValueError, match="image not found"):
         run_command(_parse(["evaluate", str(tmp_path / "missing.png"), "--db", str(tmp_path / "n.sqlite")]))
     with pytest.raises(ValueError, match="--workers must be >= 1"):
