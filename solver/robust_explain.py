@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smug.solver.robust_bounds import back_substitute, fixing_minimum, layer_bounds, margin_matrix
-from smug.solver.robust_hitting import minimum_hitting_set
+from smug.solver.robust_hitting import minimum_hitting_set, no_hitting_set_of_size
 from smug.solver.robust_lp import MarginLP, prove_class
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
@@ -287,6 +287,11 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             status = OPTIMAL
             break
         H = hs.chosen
+        if H.sum() > lower and no_hitting_set_of_size(sets, n, int(H.sum()) - 1):
+            lower = int(H.sum())  # SAT proves the candidate minimum of the hitting sets
+        if lower >= int(best_fixed.sum()):
+            status = OPTIMAL
+            break
         if H.sum() >= best_fixed.sum():
             break  # the hitting-set solver finds nothing smaller than the best: not proven optimal
         cheap = contrastive_sets(verifier, H, classes)

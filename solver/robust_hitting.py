@@ -5,8 +5,9 @@ HiGHS (a candidate: it is a float solver), and its LP relaxation gives the lower
 ``y >= 0`` with ``sum_{S ni p} y_S <= 1`` for every ``p`` (a fractional packing) proves
 ``|H| >= sum_S y_S`` for every hitting set ``H`` (weak LP duality).  HiGHS' duals are rounded down
 to integers over ``2**30``, scaled so that every column sum is ``<= 1`` in integer arithmetic, and
-the bound is ``ceil`` of the exact fraction.  When it stays below the candidate's size, RC2
-(MaxSAT over integers, exact) can certify the optimum (:func:`rc2_minimum`).
+the bound is ``ceil`` of the exact fraction.  When it stays below the candidate's size, SAT with
+a cardinality constraint (:func:`no_hitting_set_of_size`) or RC2 (:func:`rc2_minimum`), both over
+integers, can certify the optimum.
 """
 
 from __future__ import annotations
@@ -96,6 +97,21 @@ def minimum_hitting_set(sets: list[np.ndarray], n: int, timeout: float, start: n
             if not chosen[s].any():
                 chosen[s[0]] = True
     return HittingSet(chosen, bound)
+
+
+def no_hitting_set_of_size(sets: list[np.ndarray], n: int, size: int, conflicts: int = 200_000) -> bool:
+    """True when SAT (Minicard, integers only) proves that no hitting set has at most ``size``
+    elements; False when it finds one or runs out of its ``conflicts`` budget."""
+    from pysat.solvers import Solver
+
+    if size < 0:
+        return True
+    with Solver(name="minicard") as solver:
+        for s in sets:
+            solver.add_clause([int(p) + 1 for p in s])
+        solver.add_atmost(list(range(1, n + 1)), size)
+        solver.conf_budget(conflicts)
+        return solver.solve_limited() is False
 
 
 def rc2_minimum(sets: list[np.ndarray], n: int) -> int:

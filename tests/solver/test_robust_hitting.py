@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from smug.solver.robust_hitting import minimum_hitting_set, packing_bound, rc2_minimum, incidence
+from smug.solver.robust_hitting import incidence, minimum_hitting_set, no_hitting_set_of_size, packing_bound, rc2_minimum
 
 
 def brute_minimum(sets, n):
@@ -28,6 +28,7 @@ def test_hitting_set_and_bounds_against_brute_force(seed):
     assert all(hs.chosen[s].any() for s in sets)
     assert hs.lower_bound <= best <= hs.chosen.sum()
     assert rc2_minimum(sets, n) == best
+    assert no_hitting_set_of_size(sets, n, best - 1) and not no_hitting_set_of_size(sets, n, best)
 
 
 def test_packing_bound_rescales_an_infeasible_packing():
