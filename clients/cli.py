@@ -123,7 +123,7 @@ def _texts(a: argparse.Namespace) -> list[str] | None:
             raise InputError(f"input file not found: {a.text_file}")
         from smug.pipeline.models import read_text_lines
 
-        return read_text_lines(a.text_file, a.model)
+        return read_text_lines(a.text_file)
     return None if a.text is None else [a.text]
 
 

@@ -123,36 +123,20 @@ class Tokenizer:
             raise ValueError(f"not a tokenizer description: missing or bad field {exc}") from None
 
 
-@dataclass(frozen=True)
-class TextInput:
-    """The zoo's "preprocessing" of a text model: it reads no images.  The image API
-    (``smug.explain``, ``smug explain IMAGE``) gets a clear error from it."""
-
-    model: str
-
-    def load(self, source):
-        raise InputError(
-            f"'{self.model}' is a text model: use smug.clients.text.explain_text(text) or "
-            f"smug explain --model {self.model} --text '...'"
-        )
-
-    def to_display(self, x):
-        return self.load(x)
-
-    def read(self, path: str | os.PathLike) -> list[str]:
-        """Non-empty lines of a UTF-8 text file (bad bytes: an error naming the line)."""
-        data = Path(path).read_bytes()
-        lines = []
-        for no, raw in enumerate(data.splitlines(), start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}: line {no} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
-            if line.strip():
-                lines.append(line.strip())
-        if not lines:
-            raise InputError(f"{path}: the file has no text lines")
-        return lines
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """Non-empty lines of a UTF-8 text file, one text each (bad bytes: an error naming the line)."""
+    data = Path(path).read_bytes()
+    lines = []
+    for no, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: line {no} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+        if line.strip():
+            lines.append(line.strip())
+    if not lines:
+        raise InputError(f"{path}: the file has no text lines")
+    return lines
 
 
 def check_text(text: str | bytes) -> str:

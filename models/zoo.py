@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Callable
 
 from smug.common import cache_dir
 from smug.models.preprocess import ImagePreprocess
-from smug.models.errors import ModelError
+from smug.models.errors import InputError, ModelError
 from smug.models.labels import imagenet_names
-from smug.models.text_cnn import TextInput
 
 if TYPE_CHECKING:
     from smug.models.runtime import OnnxModel
@@ -35,14 +34,28 @@ ASSETS = HERE / "assets"
 
 
 @dataclass(frozen=True)
+class TextPreprocess:
+    """The zoo's "preprocessing" of a text model: it reads no images, and says what to do instead."""
+
+    model: str
+
+    def load(self, source):
+        raise InputError(f"'{self.model}' is a text model: give it a text (smug explain --model {self.model} "
+                         f"--text '...', or smug.explain(model='{self.model}', text='...'))")
+
+    def to_display(self, x):
+        return self.load(x)
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     name: str
     onnx_path: Callable[[], Path]
-    preprocess: ImagePreprocess | TextInput
+    preprocess: ImagePreprocess | TextPreprocess
     class_names: Callable[[], list[str]]
     demo_input: Path
     description: str
-    kind: str = "image"  # "text": preprocess is a TextInput, the tokenizer ships as <name>.json
+    kind: str = "image"  # "text": preprocess is a TextPreprocess, the tokenizer ships as <name>.json
 
 
 
@@ -104,7 +117,7 @@ ZOO: dict[str, ZooEntry] = {
     "text-cnn": ZooEntry(
         name="text-cnn",
         onnx_path=lambda: HERE / "text-cnn.onnx",
-        preprocess=TextInput("text-cnn"),
+        preprocess=TextPreprocess("text-cnn"),
         class_names=lambda: ["rating"],
         demo_input=ASSETS / "text-demo.txt",
         description="1D text CNN rating movie-review snippets in [0, 1] (masked word = zero embedding)",

@@ -93,11 +93,11 @@ def zoo_catalog() -> dict[str, ZooModel]:
     return {name: ZooModel(name, e.description, e.kind) for name, e in ZOO.items()}
 
 
-def read_text_lines(path: str, model: str) -> list[str]:
+def read_text_lines(path: str) -> list[str]:
     """Non-empty lines of a UTF-8 file, one text each (bad bytes: an error naming the line)."""
-    from smug.models.text_cnn import TextInput
+    from smug.models.text_cnn import read_lines
 
-    return TextInput(model).read(path)
+    return read_lines(path)
 
 
 def model_reference(model) -> str:

@@ -79,8 +79,9 @@ def test_zoo_entry_is_a_text_model_with_its_tokenizer(text_cnn):
     assert ZOO["mnist-mlp"].kind == "image"
     assert load_tokenizer(Path(entry.onnx_path()).with_suffix(".json")) == tok
     assert Path(entry.onnx_path()).stat().st_size < 8e6
-    with pytest.raises(InputError, match="text model"):
-        entry.preprocess.load(entry.demo_input)
+    with pytest.raises(InputError, match=r"text model: give it a text \(smug explain --model text-cnn --text "
+                                         r"'\.\.\.', or smug\.explain\(model='text-cnn', text='\.\.\.'\)\)"):
+        entry.preprocess.load(entry.demo_input)  # names entry points that exist (issue 27)
     from smug.encoders.smug import SmugConfig
     from smug.pipeline import ExplainRequest
     from smug.pipeline.inputs import load_image
