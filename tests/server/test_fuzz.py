@@ -79,11 +79,25 @@ def _nested_if(depth: int) -> bytes:
     return _varint(1 << 3) + _varint(8) + _field(7, graph)
 
 
-def _external(data: bytes, location: str) -> bytes:
+def _external(data: bytes, location: str, where: str = "initializer") -> bytes:
+    """``data`` with a tensor whose bytes live in the file ``location``: an initializer, a tensor of
+    a ``training_info`` graph, or a sparse tensor of a node attribute holding several (issue 28.8)."""
     import onnx
+    from onnx import helper
 
     m = onnx.load_from_string(data)
-    t = m.graph.initializer[0]
+    if where == "initializer":
+        t = m.graph.initializer[0]
+    elif where == "training_info":
+        t = m.training_info.add().initialization.initializer.add()
+    else:
+        attr = m.graph.node[0].attribute.add()
+        attr.name, attr.type = "hidden", onnx.AttributeProto.SPARSE_TENSORS
+        sparse = attr.sparse_tensors.add()
+        sparse.indices.CopyFrom(helper.make_tensor("i", onnx.TensorProto.INT64, [1], [0]))
+        sparse.dims.append(4)
+        t = sparse.values
+    t.name, t.data_type = t.name or "hidden", onnx.TensorProto.FLOAT
     t.ClearField("raw_data")
     t.data_location = onnx.TensorProto.EXTERNAL
     t.external_data.add(key="location", value=location)
@@ -97,6 +111,7 @@ class Fuzzer:
         self.c, self.rng, self.tiny, self.tiny_id, self.store = client, rng, tiny, tiny_id, store
         self.pb = client.pb
         self.raw = {rpc: client.channel.unary_unary(f"/smug.v1.Smug/{rpc}") for rpc in RPCS}  # bytes in, bytes out
+        self.submit = client.channel.stream_unary("/smug.v1.Smug/SubmitBatch")  # items as bytes
 
     def send(self, rpc: str, request):
         stub = getattr(self.c.stub, rpc)
@@ -184,7 +199,7 @@ class Fuzzer:
             data = _flip(tiny, self.rng, 1 + self.r(16))
         elif kind == 3:
             where = [f"{self.tiny_id}.onnx", "../x.onnx", "/etc/passwd", self.store + "/x.onnx"][self.r(4)]
-            data = _external(tiny, where)
+            data = _external(tiny, where, ["initializer", "training_info", "sparse_tensors"][self.r(3)])
         elif kind == 4:
             data = _nested_if(int(self.rng.integers(1, 400)))
         elif kind == 5:
@@ -261,7 +276,41 @@ class Fuzzer:
         except grpc.RpcError as exc:
             return "malformed", exc.code().name, exc.details() or ""
 
-    FAMILIES = ("tensor", "image", "text", "onnx", "params", "name", "malformed")
+    def batch(self):
+        """A batch RPC: WatchBatch of an id that names no batch, or a SubmitBatch stream of valid
+        requests with one bad item among them (bytes that do not parse, an empty item, options late or
+        out of range): refused naming the item, and nothing runs."""
+        pb, r = self.pb, self.r
+        if r(4) == 0:
+            batch_id = ["", "0" * 32, "../" * 10, self.rng.bytes(16).hex(), "x" * 5000, _text(self.rng, 20)][r(6)]
+            try:
+                batch_id.encode("utf-8")
+            except UnicodeEncodeError:
+                batch_id = "?"
+            try:
+                for _ in self.c.stub.WatchBatch(pb.WatchBatchRequest(batch_id=batch_id), timeout=DEADLINE,
+                                                metadata=self.c._metadata):
+                    pass
+                return "batch", "OK", ""
+            except grpc.RpcError as exc:
+                return "batch", exc.code().name, exc.details() or ""
+        params = pb.ExplainParams(method=pb.BASELINE, baseline_method="gradient", timeout=1.0)
+        good = pb.BatchItem(request=pb.ExplainRequest(model="mnist-mlp", params=params)).SerializeToString()
+        bad = [self.rng.bytes(r(60) + 1), b"\xff\xff\xff\xff", b"\x12\x09\x0a", pb.BatchItem().SerializeToString(),
+               pb.BatchItem(options=pb.BatchOptions(job_timeout=float(self.rng.normal()))).SerializeToString()][r(5)]
+        items = [good] * (1 + r(3)) + [bad] + [good] * r(3)  # after a request, even valid options are refused
+        try:
+            self.submit(iter(items), timeout=DEADLINE, metadata=self.c._metadata)
+            return "batch", "OK", ""
+        except grpc.RpcError as exc:
+            return "batch", exc.code().name, exc.details() or ""
+
+    FAMILIES = ("tensor", "image", "text", "onnx", "params", "name", "malformed", "batch")
+
+
+def _batch_files(server) -> list[str]:
+    folder = server.config.store_dir() / "batches"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
 def fuzz_cases(request) -> int:
@@ -279,6 +328,8 @@ def test_fuzzed_requests_get_documented_statuses(request, server, client, nets):
     rng = np.random.default_rng(20260)
     fz = Fuzzer(client, rng, tiny, tiny_id, str(server.service.registry.store))
     restarts = server.pool.replaced
+    batches = _batch_files(server)
+    restarted: list = []  # the cases after which a worker was replaced
     seen: dict = {}
     bad: list = []
     t0 = time.time()
@@ -290,10 +341,13 @@ def test_fuzzed_requests_get_documented_statuses(request, server, client, nets):
         leaks = [p.pattern for p in LEAKS if p.search(message)]
         if code not in DOCUMENTED or leaks or len(message) > 700 or fz.store in message:
             bad.append((i, label, code, leaks, message[:300]))
+        if server.pool.replaced != restarts + len(restarted):
+            restarted.append((i, label, code, message[:300]))
     took = time.time() - t0
     assert not bad, bad[:10]
     assert client.health() == "SERVING"
-    assert server.pool.replaced == restarts, "a bad input restarted a worker"
+    assert "OK" not in seen["batch"] and batches == _batch_files(server), f"a bad batch ran: {seen['batch']}"
+    assert server.pool.replaced == restarts, f"a bad input restarted a worker: {restarted}"
     assert all(len(v) for v in seen.values()) and set(seen) == set(Fuzzer.FAMILIES), seen
     assert sum(c.get("INVALID_ARGUMENT", 0) for c in seen.values()) > n // 3, seen
     print(f"{n} fuzzed requests in {took:.1f} s: {seen}")
