@@ -137,7 +137,8 @@ class _FirstLayer:
         A, c, A_abs, c_abs = first_layer_on_mask(problem)
         n = int(np.diff(problem.layers[0].weight.tocsr().indptr).max(initial=0))
         row_abs = np.asarray(A_abs.sum(axis=1)).ravel()
-        error = SAFETY * gamma(n + 3) * (row_abs + c_abs) + (n + 3) * UNDERFLOW * (1 + problem.n_vars)
+        active = (row_abs + c_abs) > 0  # a row of zeros is computed exactly
+        error = SAFETY * gamma(n + 3) * (row_abs + c_abs) + active * (n + 3) * UNDERFLOW * (1 + problem.n_vars)
         magnitude = np.asarray(abs(A).sum(axis=1)).ravel() + np.abs(c)
         return _FirstLayer(A, c, error, magnitude, n + 3 + problem.n_vars)
 
@@ -170,13 +171,25 @@ def _row_abs_sum(M: sp.csr_matrix) -> np.ndarray:
     return np.asarray(abs(M).sum(axis=1)).ravel()
 
 
+def _pattern(M: sp.spmatrix) -> sp.csr_matrix:
+    """1 where ``M`` stores an entry: counts products, each of which may underflow by at most
+    ``UNDERFLOW`` (a sum never does: subnormal sums are exact)."""
+    M = sp.csr_matrix(M)
+    return sp.csr_matrix((np.ones(M.nnz), M.indices, M.indptr), shape=M.shape)
+
+
+def _nonzero(v: np.ndarray) -> np.ndarray:
+    return (np.asarray(v) != 0).astype(np.float64)
+
+
 def _onto_mask(lam: sp.csr_matrix, const: np.ndarray, err: np.ndarray, first: _FirstLayer
                ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Substitute the first layer ``z_0 = A m + c`` into rows ``lam z_0 + const`` (+-``err``)."""
     n = lam.shape[1] + 2
     lam_abs = abs(lam)
     err = err + lam_abs @ first.error + gamma(n + first.width) * (lam_abs @ first.magnitude + np.abs(const))
-    err = err + (lam.nnz + 2) * UNDERFLOW
+    per_unit = np.diff(first.A.indptr) + _nonzero(first.c)  # products per first-layer unit (times m <= 1)
+    err = err + UNDERFLOW * (_pattern(lam) @ per_unit)
     return sp.csr_matrix(lam @ first.A), const + lam @ first.c, err
 
 
@@ -199,7 +212,7 @@ def _back_substitute(problem: NetworkProblem, bounds: list[LayerBounds], below: 
             with np.errstate(over="ignore", invalid="ignore"):
                 n = lam.shape[1] + 2
                 err = err + gamma(n) * (big_abs @ np.abs(c_u) + np.abs(const)) + U * (abs(scaled) @ reach)
-                err = err + (lam.nnz + 2) * UNDERFLOW * (1 + reach.max(initial=0))
+                err = err + UNDERFLOW * (_pattern(scaled) @ reach + _pattern(big) @ _nonzero(c_u))
                 const = const + big @ c_u
             lam = sp.csr_matrix(scaled + small @ sp.diags(a_l))
         if k == 0:
@@ -210,8 +223,8 @@ def _back_substitute(problem: NetworkProblem, bounds: list[LayerBounds], below: 
         n = lam.shape[1] + 2
         lam_abs = abs(lam)
         with np.errstate(over="ignore", invalid="ignore"):
-            err = err + gamma(n) * ((lam_abs @ W_abs) @ h_abs + lam_abs @ np.abs(prev.bias) + np.abs(const))
-            err = err + (lam.nnz * prev.weight.shape[1] + 2) * UNDERFLOW * (1 + h_abs.max(initial=0))
+            err = err + gamma(n) * (lam_abs @ (W_abs @ h_abs) + lam_abs @ np.abs(prev.bias) + np.abs(const))
+            err = err + UNDERFLOW * (_pattern(lam) @ (_pattern(prev.weight) @ h_abs + _nonzero(prev.bias)))
             const = const + lam @ prev.bias
         lam = sp.csr_matrix(lam @ prev.weight)
     raise AssertionError("unreachable: the loop ends at the first layer")
@@ -239,7 +252,7 @@ def _slack(lam: sp.csr_matrix, const: np.ndarray, err: np.ndarray) -> np.ndarray
     order), rounded up: what to add to such a sum to bound the exact line."""
     n = lam.shape[1] + 2
     with np.errstate(over="ignore", invalid="ignore"):
-        s = SAFETY * (err + 2 * gamma(n) * (np.abs(const) + _row_abs_sum(lam))) + n * UNDERFLOW
+        s = SAFETY * (err + 2 * gamma(n) * (np.abs(const) + _row_abs_sum(lam)))
     return np.where(np.isnan(s), np.inf, s)
 
 
@@ -251,6 +264,7 @@ def _concretise(lam: sp.csr_matrix, const: np.ndarray, err: np.ndarray, upper: b
         value = const + top_sum(lam, max_size, upper)
         slack = _slack(lam, const, err)
         bound = np.nextafter(value + slack, np.inf) if upper else np.nextafter(value - slack, -np.inf)
+        bound = np.where(slack > 0, bound, value)  # no slack: nothing was rounded (a row of zeros)
     return np.where(np.isnan(bound), np.inf if upper else -np.inf, bound)
 
 
@@ -322,7 +336,8 @@ def margin_lines(problem: NetworkProblem, bounds: list[LayerBounds]) -> tuple[np
         lam, const, err = _back_substitute(problem, bounds, L, sp.csr_matrix(D @ last.weight), D @ last.bias,
                                            err, first, True)
     with np.errstate(over="ignore", invalid="ignore"):
-        d = np.nextafter(const + _slack(lam, const, err), np.inf)
+        slack = _slack(lam, const, err)
+        d = np.where(slack > 0, np.nextafter(const + slack, np.inf), const)
     G = lam.toarray()
     bad = ~np.isfinite(d) | ~np.all(np.isfinite(G), axis=1)
     G[bad], d[bad] = 0.0, np.inf
