@@ -201,18 +201,49 @@ def lp_refuted(layers, problem, box, d: np.ndarray, k: int, j: int, deadline: fl
     return answer.status == "proven"
 
 
+def largest_refuted(problem, box: tuple[np.ndarray, np.ndarray], d: np.ndarray, j: int, deadline: float,
+                    lp_steps: int = 0) -> int:
+    """The largest ``k`` (entries) for which rigorous bounds prove ``z_t - z_j <= delta`` on all of
+    ``S_k = {x + d * s : s in [0, 1]^n, sum (1 - s) <= k}`` (CROWN, binary search; then up to
+    ``lp_steps`` more by LP branch and bound); -1 when not even ``x + d`` is proven.  Entries with
+    ``d = 0`` never move, so ``k`` only counts the others."""
+    layers = problem.layers
+    spec = np.zeros((1, problem.n_classes))
+    spec[0, j], spec[0, problem.target] = 1.0, -1.0
+    n_moving = int(np.count_nonzero(d))
+
+    def refuted(k: int) -> bool:
+        minimum = fixing_minimum(problem.x, d, k)
+        b = layer_bounds(layers, box, minimum=minimum)
+        lb, _ = back_substitute(layers, len(layers) - 1, spec, list(b.lower), list(b.upper), box, minimum)
+        return bool(lb[0] >= -problem.delta)
+
+    if not refuted(0):
+        return -1
+    lo, hi = 0, n_moving
+    if refuted(hi):
+        return hi
+    while hi - lo > 1 and time.perf_counter() < deadline:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if refuted(mid) else (lo, mid)
+    for _ in range(lp_steps):
+        if lo >= n_moving or not lp_refuted(layers, problem, box, d, lo + 1, j, deadline):
+            break
+        lo += 1  # the LP relaxation (branch and bound) over S_k refutes a little more than CROWN
+    return lo
+
+
 def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), rounds: int = 3) -> int:
     """A proven lower bound on the size of every robust explanation, by bounds alone.
 
-    For a class ``j`` and a direction ``d`` (each free entry moved to the end of its box that
-    CROWN's bound of ``z_j - z_t`` points to, float32 values inside the exact box), the set
-    ``S_k = {x + d * s : s in [0, 1]^n, sum (1 - s) <= k}`` holds, for every ``E``
-    of at most ``k`` entries, the point that moves every entry outside ``E``; it lies in the box
-    of ``E``.  When rigorous bounds over ``S_k`` (:func:`~smug.solver.robust_bounds.fixing_minimum`)
+    For a class ``j`` and a direction ``d`` (each free entry moved to an end of its box, float32
+    values inside the exact box), ``S_k`` (:func:`largest_refuted`) holds, for every ``E`` of at
+    most ``k`` entries, the point that moves every entry outside ``E``; it lies in the box of
+    ``E``.  When rigorous bounds over ``S_k`` (:func:`~smug.solver.robust_bounds.fixing_minimum`)
     prove ``z_t - z_j <= delta`` on all of ``S_k``, every such ``E`` has a counterexample, so every
     robust explanation has more than ``k`` entries, i.e. more than ``k // g`` features when a
-    feature holds at most ``g`` entries.  ``rounds`` directions are tried per class, each from
-    CROWN's vertex over the first ``S_k`` the previous one did not refute."""
+    feature holds at most ``g`` entries.  ``rounds`` directions are tried per class: the vertex of
+    an iterated gradient attack, then CROWN's vertex over the first ``S_k`` not refuted."""
     q = verifier.query
     problem = q.problem
     layers = problem.layers
@@ -222,37 +253,29 @@ def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), round
     C, others = margin_matrix(problem.n_classes, problem.target)
     full = layer_bounds(layers, box)
     _, N = back_substitute(layers, len(layers) - 1, C, list(full.lower), list(full.upper), box)
-    g = int(np.bincount(problem.group[problem.group >= 0]).max(initial=1))
-    n_entries = int((problem.group >= 0).sum())
+    g = group_size(problem)
     best = 0
     for r, j in enumerate(others):
-        row = C[r:r + 1]
         direction = _vertex_direction(problem, N[r], j, lo32, hi32)
         for _ in range(rounds):
-            d = _exact_direction(problem.x, np.where(direction >= 0, lo32, hi32))
-
-            def bounds(k: int, spec: np.ndarray):
-                minimum = fixing_minimum(problem.x, d, k)
-                b = layer_bounds(layers, box, minimum=minimum)
-                return back_substitute(layers, len(layers) - 1, spec, list(b.lower), list(b.upper), box, minimum)
-
-            def refuted(k: int) -> bool:
-                return bool(bounds(k, -row)[0][0] >= -problem.delta)
-
-            if time.perf_counter() > deadline or not refuted(0):
+            if time.perf_counter() > deadline:
                 break
-            lo, hi = 0, n_entries  # refuted(lo) holds; find the largest such k
-            if refuted(hi):
-                lo = hi
-            while hi - lo > 1 and time.perf_counter() < deadline:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if refuted(mid) else (lo, mid)
-            while lo < n_entries and lp_refuted(layers, problem, box, d, lo + 1, j, deadline):
-                lo += 1  # the LP relaxation (branch and bound) over S_k refutes a little more than CROWN
-            best = max(best, lo // g + 1)
+            d = _exact_direction(problem.x, np.where(direction >= 0, lo32, hi32))
+            k = largest_refuted(problem, box, d, j, deadline, lp_steps=problem.x.size)
+            if k < 0:
+                break
+            best = max(best, k // g + 1)
             # the next direction: CROWN's vertex for the margin over the first set not refuted
-            direction = bounds(min(lo + 1, n_entries), row)[1][0]
+            minimum = fixing_minimum(problem.x, d, k + 1)
+            b = layer_bounds(layers, box, minimum=minimum)
+            direction = back_substitute(layers, len(layers) - 1, C[r:r + 1], list(b.lower), list(b.upper), box,
+                                        minimum)[1][0]
     return min(best, problem.n_vars)
+
+
+def group_size(problem) -> int:
+    """The most input entries one feature holds."""
+    return int(np.bincount(problem.group[problem.group >= 0]).max(initial=1))
 
 
 def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
@@ -269,9 +292,20 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     margins = float_margins(problem, problem.x[None, :])[:, 0]
     classes = [j for j in np.argsort(margins, kind="stable").tolist() if j != problem.target]
 
+    needs: list[int] = []
+    box = verifier.query.outer_box(np.zeros(n, bool))
+    g = group_size(problem)
+
     def add(cex: Counterexample) -> None:
+        """The cut ``sum_{f in A} m_f >= need`` of a counterexample: ``A`` its perturbed features
+        (shrunk), ``need`` one more than the features of ``A`` it survives fixing
+        (:func:`largest_refuted` along its own direction)."""
         small = shrink(verifier, cex, np.ones(n, bool))
-        sets.append(np.flatnonzero(small.perturbed(problem)))
+        feats = np.flatnonzero(small.perturbed(problem))
+        d = _exact_direction(problem.x, small.input)
+        k = largest_refuted(problem, box, d, small.beats, deadline)
+        sets.append(feats)
+        needs.append(max(1, min(len(feats), k // g + 1)))
 
     for cex in best.counterexamples.values():
         add(cex)
@@ -281,13 +315,13 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     while time.perf_counter() < deadline:
         iterations += 1
         hs = minimum_hitting_set(sets, n, timeout=max(0.1, min(10.0, deadline - time.perf_counter())),
-                                 min_size=lower)
+                                 min_size=lower, needs=needs)
         lower = max(lower, hs.lower_bound)
         if lower >= int(best_fixed.sum()):
             status = OPTIMAL
             break
         H = hs.chosen
-        if H.sum() > lower and no_hitting_set_of_size(sets, n, int(H.sum()) - 1):
+        if H.sum() > lower and no_hitting_set_of_size(sets, n, int(H.sum()) - 1, needs=needs):
             lower = int(H.sum())  # SAT proves the candidate minimum of the hitting sets
         if lower >= int(best_fixed.sum()):
             status = OPTIMAL

@@ -36,15 +36,17 @@ def incidence(sets: list[np.ndarray], n: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(sets), n))
 
 
-def packing_bound(A: sp.csr_matrix, y: np.ndarray) -> int:
-    """``ceil(sum y')`` for the packing ``y'`` made from ``y`` (module docstring), exactly."""
+def packing_bound(A: sp.csr_matrix, y: np.ndarray, needs: np.ndarray | None = None) -> int:
+    """``ceil(sum y'_S need_S)`` for the packing ``y'`` made from ``y`` (module docstring), exactly."""
     yi = np.floor(np.clip(np.asarray(y, np.float64), 0.0, 1.0) * SCALE).astype(np.int64)
     cols = np.asarray(A.T.astype(np.int64) @ yi).ravel()
     denom = max(SCALE, int(cols.max(initial=0)))
-    return math.ceil(Fraction(int(yi.sum()), denom))
+    b = np.ones(len(yi), np.int64) if needs is None else np.asarray(needs, np.int64)
+    return math.ceil(Fraction(sum(int(a) * int(c) for a, c in zip(yi, b)), denom))
 
 
-def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None, min_size: int = 0):
+def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None, min_size: int = 0,
+           needs: np.ndarray | None = None):
     import highspy
 
     m, n = A.shape
@@ -57,7 +59,7 @@ def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | 
     lp.col_cost_ = np.ones(n)
     lp.col_lower_ = np.zeros(n)
     lp.col_upper_ = np.ones(n)
-    lp.row_lower_ = np.ones(m)
+    lp.row_lower_ = np.ones(m) if needs is None else np.asarray(needs, np.float64)
     lp.row_upper_ = np.full(m, highspy.kHighsInf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
     lp.a_matrix_.start_ = A.indptr.astype(np.int32)
@@ -78,37 +80,43 @@ def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | 
 
 
 def minimum_hitting_set(sets: list[np.ndarray], n: int, timeout: float, start: np.ndarray | None = None,
-                        min_size: int = 0) -> HittingSet:
-    """A (candidate-minimum) hitting set of ``sets`` (index arrays over ``n`` elements) with at least
-    ``min_size`` elements, and the proven lower bound of the module docstring (of the plain
-    covering problem, without ``min_size``)."""
+                        min_size: int = 0, needs: list[int] | None = None) -> HittingSet:
+    """A (candidate-minimum) set with at least ``needs[i]`` (default 1) elements of each of ``sets``
+    (index arrays over ``n`` elements) and at least ``min_size`` elements in all, and the proven
+    lower bound of the module docstring (of the covering problem without ``min_size``)."""
     if not sets:
         return HittingSet(np.zeros(n, bool), 0)
     A = incidence(sets, n)
-    relaxed = _solve(A, False, timeout)
+    b = np.ones(len(sets), np.int64) if needs is None else np.asarray(needs, np.int64)
+    relaxed = _solve(A, False, timeout, needs=b)
     y = np.asarray(relaxed.getSolution().row_dual, np.float64)
-    bound = max(packing_bound(A, y), packing_bound(A, -y))
-    mip = _solve(A, True, timeout, start, min_size)
+    bound = max(packing_bound(A, y, b), packing_bound(A, -y, b))
+    mip = _solve(A, True, timeout, start, min_size, b)
     x = np.asarray(mip.getSolution().col_value, np.float64)
     chosen = x > 0.5 if len(x) == n else np.zeros(n, bool)
-    if not np.all(A @ chosen.astype(np.float64) >= 1):  # no usable answer: every set's first element
+    if not np.all(A @ chosen.astype(np.float64) >= b):  # no usable answer: the first elements of each set
         chosen = np.zeros(n, bool)
-        for s in sets:
-            if not chosen[s].any():
-                chosen[s[0]] = True
+        for s, k in zip(sets, b):
+            chosen[s[:k]] = True
     return HittingSet(chosen, bound)
 
 
-def no_hitting_set_of_size(sets: list[np.ndarray], n: int, size: int, conflicts: int = 200_000) -> bool:
-    """True when SAT (Minicard, integers only) proves that no hitting set has at most ``size``
-    elements; False when it finds one or runs out of its ``conflicts`` budget."""
+def no_hitting_set_of_size(sets: list[np.ndarray], n: int, size: int, conflicts: int = 200_000,
+                           needs: list[int] | None = None) -> bool:
+    """True when SAT (Minicard, integers only) proves that no set with ``needs[i]`` (default 1)
+    elements of each of ``sets`` has at most ``size`` elements; False when it finds one or runs out
+    of its ``conflicts`` budget."""
     from pysat.solvers import Solver
 
     if size < 0:
         return True
     with Solver(name="minicard") as solver:
-        for s in sets:
-            solver.add_clause([int(p) + 1 for p in s])
+        for i, s in enumerate(sets):
+            need = 1 if needs is None else int(needs[i])
+            if need <= 1:
+                solver.add_clause([int(p) + 1 for p in s])
+            else:  # at least need of s: at most len(s) - need of them off
+                solver.add_atmost([-(int(p) + 1) for p in s], len(s) - need)
         solver.add_atmost(list(range(1, n + 1)), size)
         solver.conf_budget(conflicts)
         return solver.solve_limited() is False

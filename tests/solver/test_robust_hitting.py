@@ -37,3 +37,20 @@ def test_packing_bound_rescales_an_infeasible_packing():
     A = incidence(sets, 4)
     assert packing_bound(A, np.array([1.0, 1.0, 1.0])) == 1  # column 0 holds 3: y / 3, sum 1
     assert packing_bound(A, np.array([-5.0, 0.0, 0.0])) == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cuts_with_needs_against_brute_force(seed):
+    """Sets that need two elements or more (the cuts of :func:`largest_refuted` counterexamples)."""
+    rng = np.random.default_rng(seed)
+    n = 8
+    sets = [np.flatnonzero(rng.random(n) < 0.5) for _ in range(8)]
+    sets = [s for s in sets if len(s) >= 2] or [np.array([0, 1])]
+    needs = [int(rng.integers(1, 3)) for _ in sets]
+    best = next(k for k in range(n + 1) for H in itertools.combinations(range(n), k)
+                if all(len(set(s) & set(H)) >= b for s, b in zip(sets, needs)))
+    hs = minimum_hitting_set(sets, n, timeout=5.0, needs=needs)
+    assert all(hs.chosen[s].sum() >= b for s, b in zip(sets, needs))
+    assert hs.lower_bound <= best <= hs.chosen.sum()
+    assert no_hitting_set_of_size(sets, n, best - 1, needs=needs)
+    assert not no_hitting_set_of_size(sets, n, best, needs=needs)
