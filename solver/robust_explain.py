@@ -29,7 +29,7 @@ from smug.solver.robust_lp import MarginLP, prove_class
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
-EXACT_CHUNK = 8  # chunks up to this many features get the complete (LP) check
+EXACT_CHUNK = 32  # chunks up to this many features get the complete (LP) check (8: 14.5 s CPU, 32: 11.7 s on mnist-10x2 digit 1)
 
 
 @dataclass(frozen=True)
