@@ -39,7 +39,7 @@ class ServerConfig:
     tls_client_ca: Path | None = None  # mutual TLS: clients must present a certificate signed by this CA
     store: Path | None = None  # uploaded models (default: $SMUG_CACHE/server-models)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on shutdown
-    upload_timeout: float = 60.0  # longest inspection of an uploaded model (the RPC's deadline may cut it)
+    upload_timeout: float = 60.0  # longest upload inspection and longest SubmitBatch stream (a deadline may cut it)
     preload: tuple[str, ...] = ()  # zoo models each worker loads at start
     inspect_zoo: bool = True  # inspect the zoo models in the background at start (tests turn it off)
     farm_workers: int | None = None  # SubmitBatch: an embedded Dask cluster of this many workers (default 1) ...

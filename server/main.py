@@ -153,7 +153,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-client-ca", type=Path, default=None,
                    help="mutual TLS: PEM CA certificate; clients must present a certificate it signed")
     p.add_argument("--upload-timeout", type=float, default=d.upload_timeout,
-                   help=f"longest inspection of an uploaded model in seconds (default {d.upload_timeout})")
+                   help=f"longest inspection of an uploaded model, and longest SubmitBatch stream, in seconds "
+                        f"(default {d.upload_timeout})")
     p.add_argument("--store", type=Path, default=None, help="folder for uploaded models ($SMUG_CACHE/server-models)")
     p.add_argument("--farm-workers", type=int, default=None,
                    help="SubmitBatch: an embedded Dask cluster of this many process workers (default 1)")

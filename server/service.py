@@ -316,9 +316,17 @@ class SmugService(pb_grpc.SmugServicer):
             if self.draining:
                 raise ServiceError("UNAVAILABLE", "the server is shutting down; retry on another server")
             self._admit_stream()
+            slow = threading.Timer(self.config.upload_timeout, _cut, (call,))  # a stalled stream keeps no slot
+            slow.start()
             try:
                 return submit()
+            except ServiceError:
+                if call.log.get("cancelled_by") == "server":
+                    raise ServiceError("DEADLINE_EXCEEDED", f"the SubmitBatch stream took longer than the server's "
+                                                            f"{self.config.upload_timeout} s; nothing was submitted")
+                raise
             finally:
+                slow.cancel()
                 self._streams.release()
 
         def submit():
@@ -391,6 +399,13 @@ class SmugService(pb_grpc.SmugServicer):
         finally:
             self._streams.release()
             call.finish("CANCELLED", "the client closed the stream")
+
+
+def _cut(call: Call) -> None:
+    """End a call from the server's side (a SubmitBatch stream past ``upload_timeout``): its client hears
+    CANCELLED, its log line says the server did it."""
+    call.log["cancelled_by"] = "server"
+    call.context.cancel()
 
 
 def _model_name(rec) -> str:

@@ -408,3 +408,37 @@ def test_a_replacement_worker_is_warm_before_it_takes_work(tmp_path):
             assert any("waited for a worker" in e.message for e in refusals)
     finally:
         srv.stop(grace=1)
+
+
+def test_a_stalled_batch_stream_is_cut_after_the_upload_timeout(tmp_path, caplog):
+    """A SubmitBatch stream that stalls keeps its stream slot for ``--upload-timeout`` seconds at most:
+    its client hears CANCELLED, the log says the server cut it, nothing is submitted, and the slot is free."""
+    import json
+
+    from smug.proto import load
+    from smug.server.config import ServerConfig
+    from smug.server.main import start
+
+    pb, pb_grpc = load()
+    srv = start(ServerConfig(port=0, workers=1, max_streams=1, upload_timeout=2.0, store=tmp_path, inspect_zoo=False))
+    release = threading.Event()
+
+    def stalled():
+        yield pb.BatchItem(request=pb.ExplainRequest(model="mnist-mlp", params=pb.ExplainParams(timeout=1.0)))
+        release.wait(60)
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel, caplog.at_level("INFO", logger="smug.server"):
+            stub = pb_grpc.SmugStub(channel)
+            for n in (1, 2):  # the second is admitted: the first's slot was given back
+                t0 = time.time()
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.SubmitBatch(stalled(), timeout=30)
+                assert err.value.code() == grpc.StatusCode.CANCELLED and 2.0 <= time.time() - t0 < 10.0
+                assert wait_until(lambda: sum('"SubmitBatch"' in r.message for r in caplog.records) == n, 10)
+        lines = [json.loads(r.message) for r in caplog.records if '"SubmitBatch"' in r.message]
+        assert [(x["code"], x["cancelled_by"]) for x in lines] == [("DEADLINE_EXCEEDED", "server")] * 2
+        assert not (tmp_path / "batches").exists() or not list((tmp_path / "batches").iterdir())
+    finally:
+        release.set()
+        srv.stop(grace=1)
