@@ -284,15 +284,30 @@ def _constant_units(problem: NetworkProblem) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
+@dataclass(frozen=True)
+class BoundContext:
+    """What every bound of one problem shares, whatever the mask size: the first layer on the mask
+    with its rigorous error, and the units no mask variable reaches with their exact signs (one
+    exact forward pass).  Build it once per problem and pass it to :func:`crown_bounds` and
+    :func:`margin_lines`."""
+
+    first: _FirstLayer
+    constant: list[tuple[np.ndarray, np.ndarray]]
+
+    @staticmethod
+    def of(problem: NetworkProblem) -> "BoundContext":
+        return BoundContext(_FirstLayer.of(problem), _constant_units(problem))
+
+
 def crown_bounds(problem: NetworkProblem, interval: list[LayerBounds] | None = None,
-                 max_size: int | None = None) -> list[LayerBounds]:
+                 max_size: int | None = None, context: BoundContext | None = None) -> list[LayerBounds]:
     """Interval bounds tightened by back-substitution and by the exact sign of the units no mask
     variable reaches (see the module docstring).  With ``max_size`` the bounds hold only for masks
     of at most that many variables (each linear bound is concretised over ``sum(m) <= max_size``):
-    far tighter when minimal masks are small."""
+    far tighter when minimal masks are small.  ``context``: :meth:`BoundContext.of` the problem."""
     interval = interval if interval is not None else interval_bounds(problem)
-    first = _FirstLayer.of(problem)
-    constant = _constant_units(problem)
+    context = context or BoundContext.of(problem)
+    first, constant = context.first, context.constant
     out: list[LayerBounds] = []
     for li, box in enumerate(interval):
         if li == 0:
@@ -312,7 +327,8 @@ def crown_bounds(problem: NetworkProblem, interval: list[LayerBounds] | None = N
     return out
 
 
-def margin_lines(problem: NetworkProblem, bounds: list[LayerBounds]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def margin_lines(problem: NetworkProblem, bounds: list[LayerBounds], context: BoundContext | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upper lines of the margins: ``logit[t] - logit[j] <= G[i] . m + d[i]`` for every mask ``m``
     the ``bounds`` hold for (``j = others[i]``, every class but the target), in exact arithmetic.
     ``d`` also covers the rounding of any float sum of ``d[i]`` and entries of ``G[i]``, so a
@@ -325,7 +341,7 @@ def margin_lines(problem: NetworkProblem, bounds: list[LayerBounds]) -> tuple[np
     D = sp.csr_matrix((np.r_[np.ones(len(others)), -np.ones(len(others))],
                        (np.r_[np.arange(len(others)), np.arange(len(others))], np.r_[[t] * len(others), others])),
                       shape=(len(others), problem.n_classes))
-    first = _FirstLayer.of(problem)
+    first = (context or BoundContext.of(problem)).first
     L = len(problem.layers) - 1
     if L == 0:
         lam, const, err = _onto_mask(D, np.zeros(len(others)), np.zeros(len(others)), first)

@@ -30,7 +30,7 @@ from smug.ir import NetworkProblem
 from smug.solver.backends import WHOLE_NETWORK
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import (
-    LayerBounds, crown_bounds, first_layer_on_mask, interval_bounds, margin_lines, unstable_counts,
+    BoundContext, LayerBounds, crown_bounds, first_layer_on_mask, interval_bounds, margin_lines, unstable_counts,
 )
 from smug.solver.network_enum import (
     ENUM_MEMORY_MB, EnumResult, class_margins, enumerate_optimum, forward_columns, mask_cost, masks_up_to,
@@ -72,7 +72,8 @@ class _Run:
         self.deadline = self.t0 + timeout
         self.timings: dict[str, float] = {}
         box = interval_bounds(problem)
-        self.bounds = crown_bounds(problem, box)
+        self.context = BoundContext.of(problem)  # shared by the bounds of every mask size
+        self.bounds = crown_bounds(problem, box, context=self.context)
         before, after = unstable_counts(problem, box), unstable_counts(problem, self.bounds)
         self.stats = {"unstable_relus": sum(after), "relus": sum(l.weight.shape[0] for l in problem.layers if l.relu),
                       "unstable_relus_interval": sum(before),
@@ -90,8 +91,9 @@ class _Run:
         """Bounds and margin lines valid for every mask of at most ``k`` variables (cached)."""
         if k not in self._sized:
             t = time.perf_counter()
-            bounds = self.bounds if k >= self.n_relevant else crown_bounds(self.problem, self.bounds, max_size=k)
-            self._sized[k] = (bounds, margin_lines(self.problem, bounds)[:2])
+            bounds = (self.bounds if k >= self.n_relevant else
+                      crown_bounds(self.problem, self.bounds, max_size=k, context=self.context))
+            self._sized[k] = (bounds, margin_lines(self.problem, bounds, self.context)[:2])
             self.timings["sized_bounds"] = self.timings.get("sized_bounds", 0.0) + time.perf_counter() - t
         return self._sized[k]
 
