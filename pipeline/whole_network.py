@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from smug.encoders.blocks import BlockGrid
+from smug.encoders.first_layer import UnsupportedModel
 from smug.encoders.graph_check import graph_margins
 from smug.encoders.network import encode_network
 from smug.ir import NetworkProblem
@@ -38,6 +39,9 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
     if found:  # the lowered network is what the certificate checked; this checks the graph itself
         with stages.stage("graph_check"):
             masked = problem.masked_input(sol.mask).reshape(subject.model.input_shape)
-            encoding["graph_check"] = graph_margins(subject.model, masked, problem.target).summary(problem.delta)
+            try:
+                encoding["graph_check"] = graph_margins(subject.model, masked, problem.target).summary(problem.delta)
+            except UnsupportedModel as e:  # the lowering read it, so this is not expected: say so, keep the answer
+                encoding["graph_check"] = {"keeps_class": None, "error": str(e)}
     return image_answer(request, subject, sol, problem, problem.target, grid.n_vars, image, stages, ig={},
                         encoding=encoding)
