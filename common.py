@@ -6,6 +6,7 @@ Nothing here imports another smug module, so any layer may import it.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,18 @@ def proc_status_bytes(field: str, pid: int | str = "self") -> int:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file, so a reader never sees half a file."""
+    """Write ``data`` to ``path`` through a temporary file of its own (one per process and thread,
+    so two threads or processes writing one path never share it), so a reader never sees half a
+    file; a failed write leaves no temporary file.  The one place smug writes bytes atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

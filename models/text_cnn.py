@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smug.common import write_atomic
 from smug.models.preprocess import InputError
 
 HERE = Path(__file__).resolve().parent
@@ -158,10 +159,7 @@ def check_text(text: str | bytes) -> str:
 
 def save_metadata(path: str | os.PathLike, tokenizer: Tokenizer, meta: dict) -> None:
     """Model card + tokenizer as one JSON file (written atomically)."""
-    path = Path(path)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**meta, "tokenizer": tokenizer.to_json()}, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps({**meta, "tokenizer": tokenizer.to_json()}, indent=1) + "\n").encode())
 
 
 def load_metadata(path: str | os.PathLike) -> dict:

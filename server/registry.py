@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from smug.common import write_atomic
 from smug.pipeline.models import zoo_catalog
 from smug.proto.wire import ModelInfo
 from smug.server.errors import ServiceError, invalid, shown
@@ -191,10 +192,7 @@ class ModelRegistry:
         with self._lock:
             rec = self._by_id[sha]
         meta = {k: v for k, v in asdict(rec).items() if k != "source"}
-        fd, tmp_meta = tempfile.mkstemp(suffix=".json.tmp", dir=self.store)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(meta))
-        os.replace(tmp_meta, self.store / f"{sha}.json")
+        write_atomic(self.store / f"{sha}.json", json.dumps(meta).encode())
 
 
 def _stored(meta: Path) -> ModelRecord | None:
