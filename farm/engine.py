@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 from smug.farm import cluster, dispatch
 from smug.farm.jobs import Job, job_of
 from smug.farm.store import Record, Store
-from smug.farm.worker import ModelBundle, Outcome, Task, execute, worker_facts
+from smug.farm.worker import ModelBundle, Outcome, WorkerJob, execute, worker_facts
 from smug.pipeline import ExplainRequest
 from smug.pipeline.request import zoo_kind
 
@@ -116,7 +116,7 @@ class _Batch:
 
     def _task(self, keyed: tuple[str, Job]) -> dispatch.Task:
         key, job = keyed
-        return dispatch.Task(key, execute, (Task.of(job.id, job.request, self.job_timeout),))
+        return dispatch.Task(key, execute, (WorkerJob.of(job.id, job.request, self.job_timeout),))
 
     def _running(self, n: int) -> None:
         self.running = n

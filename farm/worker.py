@@ -58,16 +58,16 @@ class ModelBundle:
 
 
 @dataclass(frozen=True)
-class Task:
-    """One job as sent to a worker."""
+class WorkerJob:
+    """One job as sent to a worker (the Dask task that carries it is a :class:`smug.farm.dispatch.Task`)."""
 
     job_id: str
     request: ExplainRequest
     job_timeout: float | None = None  # seconds from the task's start (the pipeline's Deadline)
 
     @classmethod
-    def of(cls, job_id: str, request: ExplainRequest, job_timeout: float | None) -> "Task":
-        """A task whose image file travels as bytes (labelled with the path)."""
+    def of(cls, job_id: str, request: ExplainRequest, job_timeout: float | None) -> "WorkerJob":
+        """A job whose image file travels as bytes (labelled with the path)."""
         src = request.input
         if isinstance(src, ImageFile):
             request = replace(request, input=ImageBytes(Path(src.path).read_bytes(), label=src.path))
@@ -86,7 +86,7 @@ class Outcome:
     worker: str = ""
 
 
-def execute(task: Task, bundle: ModelBundle | None = None) -> Outcome:
+def execute(task: WorkerJob, bundle: ModelBundle | None = None) -> Outcome:
     """Run one job on this worker (the function Dask calls)."""
     from smug.farm.store import pack_arrays
     from smug.pipeline import run  # the model libraries: loaded on workers only
