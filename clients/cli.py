@@ -54,11 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="minimal SMUG mask, saliency map and certificate", formatter_class=shown)
     _method_args(ex)
     ex.add_argument("--method", default="smug",
-                    help="smug (default), whole-network, or a baseline: gradient, integrated_gradients, gradcam, ...")
+                    help="smug (default), whole-network, robust, or a baseline: gradient, integrated_gradients, "
+                         "gradcam, ...")
     ex.add_argument("--whole-network", action="store_true", help="same as --method whole-network (paper Appendix A)")
     ex.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="first-layer: auto|highs|z3|portfolio; whole network: also enum")
     ex.add_argument("--delta", type=float, default=None, help="whole network: logit margin to keep, >= 0")
+    ex.add_argument("--epsilon", type=float, default=None,
+                    help="robust: L-inf radius of the perturbations of the pixels outside E (inf: the whole input "
+                         "domain; default 0.05)")
+    ex.add_argument("--mode", choices=("subset", "cardinality"), default=None,
+                    help="robust: subset-minimal E (fast, the default) or cardinality-minimal (anytime, with a proven "
+                         "lower bound)")
     ex.add_argument("--keep-class", action="store_true",
                     help="refine SMUG's constraints until the masked input keeps the decision (reports every step)")
     ex.add_argument("--min-confidence", type=float, default=None,

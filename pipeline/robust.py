@@ -99,7 +99,7 @@ def explain(request, subject, deadline, stages):
     return Explanation(
         model=subject.model.name, input=subject.label, method=request.method, request=request.to_json(),
         target=target, target_name=subject.class_names[target], confidence=float(subject.probabilities[target]),
-        status="optimal" if answer.status == "optimal" else "feasible", objective=answer.size,
+        status="optimal" if answer.size == answer.lower_bound else "feasible", objective=answer.size,
         lower_bound=answer.lower_bound, n_vars=grid.n_vars, proof=f"robust: {answer.proof}",
         certificate={"valid": True, "checked": f"robustness of E proven by {answer.proof} (rigorous bounds or "
                      "LP branch and bound with safe dual bounds); counterexamples replayed exactly and by onnxruntime"},

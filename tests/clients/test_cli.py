@@ -253,3 +253,26 @@ def test_a_flat_input_to_a_flat_model_gets_an_answer(tmp_path, method):
         kept = np.zeros(n, bool)
         kept[[j for _, j in saved["mask_blocks"]]] = True
         assert int(model.logits(np.where(kept, x, 0.0)[None].astype(np.float32))[0].argmax()) == saved["target"]
+
+
+def test_robust_explanation_from_the_command_line(tmp_path):
+    """--method robust --epsilon --mode reach the pipeline; the written E is re-verified robust."""
+    r = run_cli("explain", "--model", "mnist-mlp", "--method", "robust", "--epsilon", "0.03", "--mode", "cardinality",
+                "--timeout", "60", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert res["method"] == "robust" and res["encoding"]["robust"]["mode"] == "cardinality"
+    assert res["lower_bound"] <= res["objective"] == len(res["mask_blocks"])
+    from smug.pipeline import ExplainRequest
+    from smug.pipeline.inputs import load_image
+    from smug.pipeline.robust import RobustConfig, robust_query
+    from smug.solver.robust import ROBUST, Verifier
+
+    subject = load_image(ExplainRequest.build(None, "mnist-mlp", method="robust"))
+    query = robust_query(subject.model, subject.x, RobustConfig(epsilon=0.03), res["target"])
+    fixed = np.zeros((28, 28), bool)
+    for r_, c_ in res["mask_blocks"]:
+        fixed[r_, c_] = True
+    assert Verifier(query).verify(fixed.ravel()).status == ROBUST
+    r = run_cli("explain", "--model", "mnist-mlp", "--method", "robust", "--epsilon", "-1", "--out", str(tmp_path / "p"))
+    assert r.returncode == 2 and "epsilon must be" in r.stderr and not (tmp_path / "p").exists()
