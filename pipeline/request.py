@@ -28,7 +28,7 @@ from smug.encoders.config import NetworkConfig, SmugConfig, TextSmugConfig
 from smug.models.errors import InputError, ModelError  # noqa: F401 (the errors a request can raise)
 from smug.models.preprocess import ImagePreprocess
 from smug.pipeline.keep_class import KeepClass
-from smug.pipeline.robust import RobustConfig
+from smug.pipeline.robust_config import RobustConfig
 from smug.solver.backends import all_backends, check_backend
 
 SMUG = "smug"  # first-layer SMUG (paper 003 Eq. 3); "first-layer" is accepted as a synonym

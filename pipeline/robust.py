@@ -1,7 +1,8 @@
 """Robust (abductive) explanations of an image model (issue 30): the smallest set of pixels or
 blocks that fixes the decision under every epsilon-perturbation of the rest.
 
-:class:`RobustConfig` owns the method's parameters and their checks; :func:`robust_query`
+:class:`~smug.pipeline.robust_config.RobustConfig` owns the method's parameters and their checks
+(a module of its own, light enough for requests to import); :func:`robust_query`
 lowers a model (the whole-network encoding) and an input to a
 :class:`~smug.solver.robust.RobustQuery`; :func:`explain_robust` runs the subset- or
 cardinality-minimal search (:mod:`smug.solver.robust_explain`) with onnxruntime replaying every
@@ -11,42 +12,16 @@ counterexample.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from smug.encoders.blocks import BlockGrid
 from smug.encoders.network import encode_network
 from smug.models.runtime import OnnxModel
+from smug.pipeline.robust_config import RobustConfig
 from smug.solver.robust import RobustQuery, Verifier
 from smug.solver.robust_explain import RobustExplanation, cardinality_minimal, subset_minimal
-
-MODES = ("subset", "cardinality")
-
-
-@dataclass(frozen=True)
-class RobustConfig:
-    """``epsilon``: L-inf radius (``inf``: the whole input domain); ``mode``: ``subset`` (fast,
-    subset-minimal) or ``cardinality`` (minimum size, anytime lower bound); ``window``: k x k
-    pixel blocks; ``domain``: the range every input entry stays in."""
-
-    epsilon: float = 0.05
-    mode: str = "subset"
-    window: int = 1
-    domain: tuple[float, float] = (0.0, 1.0)
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.epsilon, (int, float)) and (self.epsilon >= 0) and not math.isnan(self.epsilon)):
-            raise ValueError(f"epsilon must be a number >= 0 or inf, got {self.epsilon!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if not (isinstance(self.window, int) and self.window >= 1):
-            raise ValueError(f"window must be an integer >= 1, got {self.window!r}")
-        lo, hi = self.domain
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise ValueError(f"domain must be finite with lo <= hi, got {self.domain!r}")
 
 
 def pixel_grid(model: OnnxModel, window: int) -> BlockGrid:
