@@ -24,7 +24,7 @@ import numpy as np
 from smug.bench.common import (
     OUT, ROOT, add_doc_args, add_photo_args, invocation, parser, photos, publish, table, uptime,
 )
-from smug.evaluation.store import Store
+from smug.evaluation.store import EvalStore
 from smug.metrics.cascade import METHODS, alignment_curve, n_levels
 from smug.metrics.sanity import SCHEMES, randomized, spearman, weight_layers
 from smug.models.zoo import load_model
@@ -65,7 +65,7 @@ def main() -> None:
     add_doc_args(ap)
     a = ap.parse_args()
     files = photos(a.data, a.images, a.every)
-    store = Store(a.db)
+    store = EvalStore(a.db)
     try:
         if not a.write_only:
             run(store, files, a.points)
@@ -76,7 +76,7 @@ def main() -> None:
         publish(a, "alignment", TITLE, invocation("alignment", prefix="nice -n 10"), body)
 
 
-def run(store: Store, files: list[Path], points: int) -> None:
+def run(store: EvalStore, files: list[Path], points: int) -> None:
     from smug.baselines.attribution import attribute
 
     model, entry = load_model("efficientnet-lite0")
@@ -117,7 +117,7 @@ def _means(exp: dict[str, dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def write(store: Store, db: str = "out/table1.sqlite", every: int = 40) -> str | None:
+def write(store: EvalStore, db: str = "out/table1.sqlite", every: int = 40) -> str | None:
     """The section's body (after its title and command), None before any result."""
     align = store.experiment("alignment")
     sanity = store.experiment("sanity")

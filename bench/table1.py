@@ -28,7 +28,7 @@ import numpy as np
 from smug.bench.common import OUT, ROOT, add_doc_args, add_photo_args, parser, photos, publish, table, uptime
 from smug.evaluation.report import summary_tables
 from smug.evaluation.runner import evaluate
-from smug.evaluation.store import EvalConfig, Store
+from smug.evaluation.store import EvalConfig, EvalStore
 
 COMMAND = "nice -n 10 python -m smug.bench.table1"
 
@@ -137,7 +137,7 @@ def write_keep(db: str, n_files: int) -> tuple[str, str, str, str] | None:
     (key, title, command, body), None without smug_keep rows."""
     if not Path(db).is_file():
         return None
-    with closing(Store(db)) as store:
+    with closing(EvalStore(db)) as store:
         keyed = {r["image"] for r in store.results() if r["method"] == "smug_keep"}
         if not keyed:
             return None
@@ -178,7 +178,7 @@ def write_uint8(db: str, db_uint8: str) -> tuple[str, str, str, str] | None:
     the section (key, title, command, body), None without results."""
     if not Path(db_uint8).is_file():
         return None
-    plain, quant = Store(db), Store(db_uint8)
+    plain, quant = EvalStore(db), EvalStore(db_uint8)
     try:
         a = {(r["image"], r["method"]): r["lsc"] for r in plain.results()}
         b = {(r["image"], r["method"]): r["lsc"] for r in quant.results()}
@@ -213,7 +213,7 @@ def write_paper000(db: str, n_files: int, every: int) -> tuple[str, str, str, st
     """Paper 000 Table I from the side store: the section (key, title, command, body), None without it."""
     if not Path(db).is_file():
         return None
-    with closing(Store(db)) as store:
+    with closing(EvalStore(db)) as store:
         s = summary_tables(store, METHODS, win_methods=METHODS)
     lines = [
         f"Store `out/table1_paper000.sqlite`. {s['n_complete']} of {n_files} photos (every {every}th of the sorted "
@@ -243,7 +243,7 @@ def write_paper000(db: str, n_files: int, every: int) -> tuple[str, str, str, st
 
 def write(db: str, n_files: int, optbox_every: int = 10) -> tuple[str, str, str, str]:
     """Paper 003 Table 1 from the store: the section (key, title, command, body)."""
-    with closing(Store(db)) as store:
+    with closing(EvalStore(db)) as store:
         s = summary_tables(store, METHODS + ["optbox"], win_methods=METHODS)
         correct = correctly_classified(store)
         rows = store.results()

@@ -1,4 +1,4 @@
-"""``smug report``: the results of ``smug evaluate`` (a :class:`~smug.evaluation.store.Store`) as one self-contained HTML page.
+"""``smug report``: the results of ``smug evaluate`` (a :class:`~smug.evaluation.store.EvalStore`) as one self-contained HTML page.
 
 Tables in the form of paper 003 Table 1 (median LSC with quartiles, Win% with its Wilson
 score interval, sparsity) and paper 000 Table I (time per method, stopping-criterion size
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from smug.common import write_atomic
-from smug.evaluation.store import Store
+from smug.evaluation.store import EvalStore
 from smug.metrics.winrate import mean_interval, win_rates
 from smug.rendering.colormap import colorize, css_gradient
 
@@ -71,7 +71,7 @@ def mean_cell(values: np.ndarray) -> str:
     return f"{mu:.1f} ± {hw:.1f}"
 
 
-def summary_tables(store: Store, methods: list[str] | None = None, win_methods: list[str] | None = None,
+def summary_tables(store: EvalStore, methods: list[str] | None = None, win_methods: list[str] | None = None,
                    html_labels: bool = False, only: set[str] | None = None) -> dict:
     """Formatted cells per method: LSC median (q25, q75), Win% ± CI (``win``: paper 003's normal
     approximation; ``win_wilson``: Wilson score interval), sparsity% (:func:`mean_cell`),
@@ -205,7 +205,7 @@ def line_plot_svg(series: dict[str, list[tuple[float, float]]], title: str, xlab
     return "".join(parts)
 
 
-def alignment_series(store: Store, kinds: tuple[str, ...] = ("pretrained", "random-gaussian")
+def alignment_series(store: EvalStore, kinds: tuple[str, ...] = ("pretrained", "random-gaussian")
                      ) -> dict[str, list[tuple[float, float]]]:
     """Mean alignment per (model kind, method) and level from the ``alignment``
     experiment (keys ``<kind>/<method>/<level>``), for the model ``kinds`` given."""
@@ -261,7 +261,7 @@ def colorbar_legend() -> str:
             "<span class='box'></span> the box with the best LSC</div>")
 
 
-def render(store: Store, methods: list[str] | None = None, max_images: int = 24, title: str = "smug report") -> str:
+def render(store: EvalStore, methods: list[str] | None = None, max_images: int = 24, title: str = "smug report") -> str:
     """The HTML page for ``store``."""
     s = summary_tables(store, methods, html_labels=True)
     config = store.config() or {}
@@ -364,7 +364,7 @@ def write_report(db: str | Path, out: str | Path, methods: list[str] | None = No
     db = Path(db)
     if not db.is_file():
         raise ValueError(f"no evaluation store at {db}: run smug evaluate first")
-    store = Store(db)
+    store = EvalStore(db)
     try:
         page = render(store, methods, max_images)
     finally:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from smug.common import softmax
-from smug.evaluation.store import EvalConfig, Store
+from smug.evaluation.store import EvalConfig, EvalStore
 from smug.pipeline.request import METHOD_ALIASES
 
 # the pipeline's method aliases (ig, gbp, ...) plus this command's own rows
@@ -304,7 +304,7 @@ def evaluate(images: list[str | Path], methods: list[str], db: str | Path, confi
     if config.model not in ZOO:
         raise ValueError(f"smug evaluate needs a zoo image model (its preprocessing reads the files): {sorted(ZOO)}")
     on_farm = workers is not None or scheduler is not None or client is not None
-    store = Store(db)
+    store = EvalStore(db)
     try:
         store.bind(config)
         run = _FarmRun if on_farm else _LocalRun
@@ -318,7 +318,7 @@ def evaluate(images: list[str | Path], methods: list[str], db: str | Path, confi
 class _LocalRun:
     """Units of work one after the other in this process; an image is claimed when its turn comes."""
 
-    def __init__(self, store: Store, config: EvalConfig, methods: list[str], paths: list[Path], progress: bool):
+    def __init__(self, store: EvalStore, config: EvalConfig, methods: list[str], paths: list[Path], progress: bool):
         self.store, self.config, self.methods, self.paths = store, config, methods, paths
         self.bar = Progress(len(paths)) if progress else None
         self.counts = {"computed": 0, "skipped": 0, "claimed_elsewhere": 0, "failed": []}

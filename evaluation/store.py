@@ -75,7 +75,7 @@ def _alive(host: str, pid: int) -> bool:
     return True
 
 
-class Store:
+class EvalStore:
     """The SQLite file of one evaluation (one config; many images and methods)."""
 
     def __init__(self, path: str | Path):

@@ -13,7 +13,7 @@ import pytest
 
 from smug.evaluation.report import render, summary_tables
 from smug.evaluation.runner import check_methods, evaluate, image_key
-from smug.evaluation.store import RESULT_COLUMNS, EvalConfig, Store
+from smug.evaluation.store import RESULT_COLUMNS, EvalConfig, EvalStore
 
 CONFIG = EvalConfig(model="mnist-mlp", n_thresholds=20)
 
@@ -46,7 +46,7 @@ def test_rows_store_the_decision_and_match_a_forward_pass(keep_store):
 
     db, paths = keep_store
     model, entry = load_model("mnist-mlp")
-    s = Store(db)
+    s = EvalStore(db)
     rows = {(r["image"], r["method"]): r for r in s.results()}
     s.close()
     lost = 0
@@ -82,7 +82,7 @@ def test_rows_store_the_decision_and_match_a_forward_pass(keep_store):
 
 def test_report_shows_the_share_of_kept_masks(keep_store):
     db, _ = keep_store
-    s = Store(db)
+    s = EvalStore(db)
     rows = s.results()
     t = summary_tables(s)
     page = render(s)
@@ -113,19 +113,19 @@ def test_older_store_gains_the_columns(tmp_path, digits):
     con.execute("INSERT INTO results (image, method, lsc) VALUES ('old.png', 'smug', -1.5)")
     con.commit()
     con.close()
-    s = Store(db)
+    s = EvalStore(db)
     cols = [r[1] for r in s.db.execute("PRAGMA table_info(results)")]
     assert set(RESULT_COLUMNS) <= set(cols)
     old = s.results()[0]
     assert old["lsc"] == -1.5 and old["keeps_class"] is None and old["masked_confidence"] is None
     assert summary_tables(s)["keeps"] == ["-"]
     s.close()
-    Store(db).close()  # opening again changes nothing
+    EvalStore(db).close()  # opening again changes nothing
     # its rows are keyed by path (id scheme 1): readable, but a run refuses to mix keys and names what it recomputes
     with pytest.raises(ValueError, match=r"written by an older smug \(images keyed by id scheme 1.*recomputes its "
                                          r"1 images \(old.png\)"):
         evaluate(digits[:1], ["smug"], db, CONFIG, progress=False)
-    assert [r["image"] for r in Store(db).results()] == ["old.png"]  # nothing added, nothing lost
+    assert [r["image"] for r in EvalStore(db).results()] == ["old.png"]  # nothing added, nothing lost
     evaluate(digits[:1], ["smug"], tmp_path / "new.sqlite", CONFIG, progress=False)
-    new = Store(tmp_path / "new.sqlite").results()
+    new = EvalStore(tmp_path / "new.sqlite").results()
     assert len(new) == 1 and isinstance(new[0]["keeps_class"], bool) and new[0]["image"] == image_key(digits[0], CONFIG)

@@ -14,7 +14,7 @@ import pytest
 from smug.evaluation.report import (PAPERS, boxed_png, line_plot_svg, mean_cell, render, summary_tables, wilson_cell,
                                     write_report)
 from smug.evaluation.runner import evaluate
-from smug.evaluation.store import EvalConfig, Store
+from smug.evaluation.store import EvalConfig, EvalStore
 
 METHODS = ["smug", "smug_base", "ig", "centerbox", "maxbox"]
 
@@ -25,7 +25,7 @@ def store_path(tmp_path_factory, make_digits):
     paths = make_digits(d, [(0, 0), (3, 1), (-2, 2)])
     db = d / "eval.sqlite"
     evaluate(paths, METHODS, db, EvalConfig(model="mnist-mlp", n_thresholds=30), progress=False)
-    s = Store(db)
+    s = EvalStore(db)
     for p in paths:  # a small alignment experiment, as bench/alignment.py stores it
         s.put_experiment("alignment", str(p), {"pretrained/gbp/0": 0.1, "pretrained/gbp/2": 0.4,
                                                "random-gaussian/gbp/0": 0.2, "random-gaussian/gbp/2": 0.7})
@@ -35,7 +35,7 @@ def store_path(tmp_path_factory, make_digits):
 
 
 def test_summary_matches_the_rows(store_path):
-    s = Store(store_path)
+    s = EvalStore(store_path)
     rows = s.results()
     t = summary_tables(s)
     s.close()
@@ -76,7 +76,7 @@ def test_mean_interval_only_from_enough_values():
 def test_every_image_is_a_decodable_data_uri(store_path):
     from PIL import Image
 
-    s = Store(store_path)
+    s = EvalStore(store_path)
     page = render(s)
     s.close()
     srcs = re.findall(r"<img[^>]*src='([^']*)'", page)
@@ -99,7 +99,7 @@ def test_every_method_is_drawn_on_the_one_colour_map(store_path):
 
     from smug.rendering.colormap import colorize
 
-    s = Store(store_path)
+    s = EvalStore(store_path)
     rows = [r for r in s.results() if r["method"] in ("smug", "integrated_gradients")]
     s.close()
     ramp = colorize(np.arange(256) / 255.0).astype(int)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smug.evaluation.runner import Progress, check_methods, evaluate, image_key
-from smug.evaluation.store import EvalConfig, Store
+from smug.evaluation.store import EvalConfig, EvalStore
 
 CONFIG = EvalConfig(model="mnist-mlp", top_k=3000, window=4, n_thresholds=50, insertion_deletion=True,
                     stopping=True, id_steps=10)
@@ -32,7 +32,7 @@ def test_rows_match_direct_computations(store_path, digits):
     from smug.models.zoo import load_model
 
     model, entry = load_model("mnist-mlp")
-    s = Store(store_path)
+    s = EvalStore(store_path)
     rows = {(r["image"], r["method"]): r for r in s.results()}
     images = {i["image"]: i for i in s.images()}
     s.close()
@@ -95,7 +95,7 @@ def test_images_are_keyed_by_content_not_path(tmp_path, digits):
     copy.write_bytes(digits[1].read_bytes())
     r = evaluate([copy], ["centerbox"], db, CONFIG, progress=False)
     assert (r["computed"], r["skipped"]) == (1, 0)
-    s = Store(db)
+    s = EvalStore(db)
     assert {row["image"] for row in s.results()} == {image_key(p, CONFIG) for p in digits}
     s.close()
 
@@ -131,7 +131,7 @@ def test_uint8_crops_and_older_stores(tmp_path, digits):
     db = tmp_path / "q.sqlite"
     cfg = EvalConfig(model="mnist-mlp", lsc_uint8=True, n_thresholds=20)
     evaluate(digits[:1], ["centerbox"], db, cfg, progress=False)
-    row = Store(db).results()[0]
+    row = EvalStore(db).results()[0]
     # re-check: the centre box crop, min-max to 0..255, rounded, back to [0, 1], resized
     from smug.metrics.lsc import Box, crop_resize
     from smug.models.zoo import load_model
@@ -144,7 +144,7 @@ def test_uint8_crops_and_older_stores(tmp_path, digits):
     assert row["confidence"] == pytest.approx(p[int(row["target"])] / p.sum(), rel=1e-5)
     # a store written before a setting existed is accepted when the setting is at its default
     old = tmp_path / "old.sqlite"
-    s = Store(old)
+    s = EvalStore(old)
     stored = asdict(EvalConfig(model="mnist-mlp"))
     del stored["lsc_uint8"]
     s.db.execute("INSERT INTO meta VALUES ('config', ?)", (json.dumps(stored),))
@@ -161,7 +161,7 @@ def test_claims_keep_two_runs_apart(tmp_path):
     import sys
 
     db = tmp_path / "c.sqlite"
-    first, second = Store(db), Store(db)
+    first, second = EvalStore(db), EvalStore(db)
     try:
         assert first.claim("img", ["ig", "gradient"]) == ["ig", "gradient"]
         assert second.claim("img", ["ig", "gradcam"]) == ["gradcam"]  # ig is the first run's
@@ -181,13 +181,13 @@ def test_claims_keep_two_runs_apart(tmp_path):
 
 def test_a_claimed_image_is_left_to_the_other_run(tmp_path, digits):
     db = tmp_path / "e.sqlite"
-    other = Store(db)
+    other = EvalStore(db)
     try:
         other.bind(CONFIG)
         assert other.claim(image_key(digits[0], CONFIG), ["gradient"]) == ["gradient"]
         r = evaluate(digits, ["gradient"], db, CONFIG, progress=False)
         assert r["claimed_elsewhere"] == 1 and r["computed"] == 1
-        rows = Store(db).results()
+        rows = EvalStore(db).results()
         assert [row["image"] for row in rows] == [image_key(digits[1], CONFIG)]
     finally:
         other.close()
@@ -201,10 +201,10 @@ def test_evaluate_on_a_local_cluster_matches_the_plain_run(store_path, digits, t
     assert r["computed"] == 2 and r["failed"] == []
     cols = ("image", "method", "target", "lsc", "area", "box", "sparsity", "keeps_class", "map_png",
             "insertion_auc", "deletion_auc", "stop_size")
-    plain = {(row["image"], row["method"]): [row[c] for c in cols] for row in Store(store_path).results()
+    plain = {(row["image"], row["method"]): [row[c] for c in cols] for row in EvalStore(store_path).results()
              if row["method"] in check_methods(methods)}
-    farm = {(row["image"], row["method"]): [row[c] for c in cols] for row in Store(db).results()}
+    farm = {(row["image"], row["method"]): [row[c] for c in cols] for row in EvalStore(db).results()}
     assert farm == plain
-    assert len(Store(db).images()) == 2
+    assert len(EvalStore(db).images()) == 2
     again = evaluate(digits, methods, db, CONFIG, progress=False, workers=2)  # resumable: nothing left to do
     assert again["computed"] == 0 and again["skipped"] == 2
