@@ -154,3 +154,27 @@ def test_a_plain_and_a_keep_class_request_are_two_jobs(stub, digits):
     assert by_item[0]["request"]["keep_class"] is None and "keep_class" not in by_item[0]["encoding"]
     assert by_item[1]["request"]["keep_class"] == {"min_confidence": None} and by_item[1]["encoding"]["keep_class"]
     assert by_item[0]["identity"] != by_item[1]["identity"]
+
+
+def test_an_alias_added_to_an_uploaded_model_changes_no_batch(stub, nets):
+    """Issue 28.3: the registry keeps its own metadata (aliases) beside an upload; adding an alias to the
+    same bytes keeps every job id, so a finished batch is found finished and nothing runs again."""
+    data = nets.tiny(seed=27)
+    first = stub.RegisterModel(pb.RegisterModelRequest(onnx=data, name="id-alias-a"), timeout=60)
+    x = np.random.default_rng(27).random((1, 8, 8)).astype(np.float32)
+
+    def items(model):
+        return _items([pb.ExplainRequest(model=model, tensor=to_tensor(pb, x + k),
+                                         params=pb.ExplainParams(method=pb.WHOLE_NETWORK, timeout=20))
+                       for k in range(2)], pb.BatchOptions(job_timeout=60))
+
+    info = stub.SubmitBatch(items("id-alias-a"), timeout=60)
+    jobs, counts = _watch(stub, info.batch_id)
+    assert counts[-1].done == 2 and all(j.state == "done" for j in jobs)
+    again = stub.RegisterModel(pb.RegisterModelRequest(onnx=data, name="id-alias-b"), timeout=60)
+    assert again.id == first.id and {"id-alias-a", "id-alias-b"} <= set(again.aliases)
+    for model in ("id-alias-a", "id-alias-b", first.id):
+        resubmitted = stub.SubmitBatch(items(model), timeout=60)
+        assert (resubmitted.batch_id, resubmitted.done, resubmitted.pending) == (info.batch_id, 2, 0), model
+    replay, _ = _watch(stub, info.batch_id)
+    assert sorted((j.job_id, j.attempts) for j in replay) == sorted((j.job_id, j.attempts) for j in jobs)
