@@ -29,10 +29,22 @@ import time
 import numpy as np
 
 
+_NETWORKS: dict[str, tuple] = {}
+
+
 def _network(path: str):
+    """The network read once per file, its property (bounds, equations, disjunctions) reset to the
+    parser's own before each query."""
     from maraboupy import Marabou
 
-    return Marabou.read_onnx(path)
+    if path not in _NETWORKS:
+        net = Marabou.read_onnx(path)
+        _NETWORKS[path] = (net, dict(net.lowerBounds), dict(net.upperBounds), list(net.additionalEquList),
+                           list(net.disjunctionList))
+    net, lo, hi, eqs, disj = _NETWORKS[path]
+    net.lowerBounds, net.upperBounds = dict(lo), dict(hi)
+    net.additionalEquList, net.disjunctionList = list(eqs), list(disj)
+    return net
 
 
 def query(path: str, x: np.ndarray, target: int, eps: float, free: np.ndarray, timeout: int) -> str:
