@@ -95,13 +95,16 @@ class WireGuard(grpc.ServerInterceptor):
             behave = handler.stream_unary or handler.stream_stream
 
             def items(requests, context):
+                gone = ServiceError("CANCELLED", f"the client ended the {rpc} stream before its last item")
                 try:
                     for n, item in enumerate(requests):
                         if item is MALFORMED:
                             raise ServiceError("INVALID_ARGUMENT", refused(context, f"item {n} of the {rpc} stream"))
                         yield item
                 except grpc.RpcError:  # the client cancelled, or its deadline passed, mid-stream
-                    raise ServiceError("CANCELLED", f"the client ended the {rpc} stream before its last item") from None
+                    raise gone from None
+                if not context.is_active() or context.time_remaining() <= 0:  # gRPC ends the iteration quietly
+                    raise gone  # when the client went first (its cancel may be noticed a moment later; a deadline not)
 
             def streamed(requests, context):
                 return behave(items(requests, context), context)
