@@ -276,3 +276,13 @@ def test_robust_explanation_from_the_command_line(tmp_path):
     assert Verifier(query).verify(fixed.ravel()).status == ROBUST
     r = run_cli("explain", "--model", "mnist-mlp", "--method", "robust", "--epsilon", "-1", "--out", str(tmp_path / "p"))
     assert r.returncode == 2 and "epsilon must be" in r.stderr and not (tmp_path / "p").exists()
+
+
+def test_a_flat_input_to_an_image_model_is_one_error_line(tmp_path):
+    """Issue 31: a (n,) array given to a whole-network image model: one ``smug: error:`` line, nothing written."""
+    np.save(tmp_path / "flat.npy", np.zeros(784, np.float32))
+    r = run_cli("explain", str(tmp_path / "flat.npy"), "--model", "mnist-mlp", "--method", "whole-network",
+                "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "smug: error: input has shape (784,); the model needs (1, 28, 28)"], r.stderr
+    assert not (tmp_path / "out").exists()
