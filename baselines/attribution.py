@@ -171,6 +171,6 @@ def full_torch(model: OnnxModel):
     def build():
         from smug.models.torch_backend import convert
 
-        return convert(copy.deepcopy(model.proto), chunk=False)
+        return convert(copy.deepcopy(model.proto))
 
     return model.derived("full_torch", build)

@@ -126,7 +126,8 @@ def markdown(rows, methods) -> str:
         medians.append(f"{statistics.median(secs):.1f} s" if secs else "-")
     fails = sum(c.status == "FAIL" for *_, cells in rows for c in cells.values())
     return "\n".join([*body, "", *table(["median (ok cells)", *methods], [["", *medians]]), "",
-                      f"Failures (tracebacks or wrong answers): {fails}. Load average after the run: {load_average()}."])
+                      f"Failures (tracebacks or wrong answers): {fails}. "
+                      f"Load average after the run: {load_average()}."])
 
 
 def main(argv: list[str] | None = None) -> int:

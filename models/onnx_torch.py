@@ -162,7 +162,7 @@ def _split(x, split=None, **a):
     axis = int(a.get("axis", 0)) % x.dim()
     sizes = _ints(split) if split is not None else a.get("split")
     if sizes is None:
-        n = int(a.get("num_outputs", a["_outputs"]))
+        n = int(a["num_outputs"] if "num_outputs" in a else a["_outputs"])
         size = -(-x.shape[axis] // n)
         sizes = [min(size, x.shape[axis] - i * size) for i in range(n)]
     return tuple(torch.split(x, list(sizes), dim=axis))
@@ -243,7 +243,8 @@ def _constant(**a):
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
         if key in a:
             v = a[key]
-            return v if torch.is_tensor(v) else torch.as_tensor(v, dtype=torch.float32 if "float" in key else torch.long)
+            dtype = torch.float32 if "float" in key else torch.long
+            return v if torch.is_tensor(v) else torch.as_tensor(v, dtype=dtype)
     raise UnsupportedOp("Constant without a value")
 
 
@@ -391,7 +392,7 @@ class GraphModule(torch.nn.Module):
                     v = ("buffer", f"a{attr_tensors}")
                     attr_tensors += 1
                 attrs[a.name] = v
-            if n.op_type == "Split" and "num_outputs" not in attrs:
+            if n.op_type == "Split":
                 attrs["_outputs"] = len(n.output)
             self.nodes.append((n.op_type, list(n.input), list(n.output), attrs))
 
@@ -414,14 +415,15 @@ class GraphModule(torch.nn.Module):
 
 class BatchChunks(torch.nn.Module):
     """``module`` for a graph with a fixed batch size ``size``: a larger batch runs in chunks of
-    ``size`` (every input split along its first axis), the outputs concatenated."""
+    ``size`` (every input split along its first axis), the outputs concatenated.  ``size`` None:
+    ``module`` as it is (a dynamic batch)."""
 
-    def __init__(self, module, size: int):
+    def __init__(self, module, size: int | None):
         super().__init__()
-        self.module, self.size = module, int(size)
+        self.module, self.size = module, None if size is None else int(size)
 
     def forward(self, *args):
         n = args[0].shape[0]
-        if n <= self.size:
+        if self.size is None or n <= self.size:
             return self.module(*args)
         return torch.cat([self.module(*(a[i : i + self.size] for a in args)) for i in range(0, n, self.size)])

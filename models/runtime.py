@@ -1,7 +1,7 @@
 """An ONNX classifier behind one small interface: onnxruntime forward passes
 (CUDA provider when present), intermediate tensors on demand, and a torch copy
-(checked against onnxruntime: :func:`smug.models.torch_backend.convert`) for gradients.  The user's model is never modified in place: every
-derived graph is built on a copy."""
+(checked against onnxruntime: :func:`smug.models.torch_backend.convert`) for gradients.
+The user's model is never modified in place: every derived graph is built on a copy."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from smug.models.errors import ModelError  # noqa: F401 (re-exported)
 T = TypeVar("T")
 
 #: names the way torch copies are built (smug.models.torch_backend.convert) in their disk-cache key
-CONVERSION_SCHEME = "checked2"
+CONVERSION_SCHEME = "checked4"
 
 
 def onnxruntime():
@@ -265,7 +265,7 @@ class OnnxModel:
         def build():
             from onnx.utils import Extractor
 
-            from smug.models.torch_backend import convert
+            from smug.models.torch_backend import chunked, convert
             from smug.models.torch_fast import fast_convert
 
             inferred = onnx.shape_inference.infer_shapes(self.proto)  # returns a new proto
@@ -273,8 +273,7 @@ class OnnxModel:
             batch = self.fixed_batch
             x = np.random.default_rng(0).normal(size=(batch or 2, *self.input_shape)).astype(np.float32)
             probe = [np.asarray(self.tensors(x, [start])[start], dtype=np.float32), x]
-            reference = convert(sub, probe, batch)
-            return fast_convert(sub, reference, probe)
+            return chunked(fast_convert(sub, convert(sub, probe, batch), probe), batch)
 
         return self.derived(("tail", start), lambda: self.torch_module_cached(f"tail-{start}", build))
 

@@ -79,18 +79,17 @@ def probe_inputs(proto: onnx.ModelProto) -> list[np.ndarray]:
     return out
 
 
-def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None,
-            chunk: bool = True):
+def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None):
     """ONNX graph -> torch module (eval mode, frozen weights, on :func:`device`) that computes the
     same logits as onnxruntime.  Tried in the order of :data:`PATHS`: onnx2torch on the graph
     normalised by onnxruntime's basic optimisation (:func:`smug.models.normalise.normalised`), onnx2torch
     on the graph as given, then smug's own evaluator of the graph (no converter).  Each candidate is
     checked against onnxruntime on ``probe`` (one array per graph input; default
     :func:`probe_inputs`), max abs logit error within :data:`TOLERANCE`; the first that agrees is
-    returned, its path and error kept as the module's ``smug_conversion`` dict.  A graph with a
-    fixed batch size (``batch``, default :func:`fixed_batch`) is run in chunks of that size
-    (:func:`chunked`) unless ``chunk`` is False (callers that need the converted module itself, e.g.
-    its torch.fx graph, and run one input at a time).  Nothing agrees: :class:`ModelError` naming each path's reason."""
+    returned, its path and error kept as the module's ``smug_conversion`` dict.  For a graph with a
+    fixed batch size (``batch``, default :func:`fixed_batch`) the probe has that many inputs; callers
+    that batch wrap the module with :func:`chunked`.  Nothing agrees: :class:`ModelError` naming
+    each path's reason."""
     from smug.models.normalise import normalised
     from smug.models.runtime import onnxruntime
 
@@ -126,18 +125,17 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
         error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
         if error <= TOLERANCE * max(1.0, float(np.abs(expected).max())):
             module.smug_conversion = {"path": path, "probe_error": error}
-            return chunked(module, batch) if chunk else module
+            return module
         reasons.append(f"{path}: logits differ from onnxruntime's by {error:.3g}")
     raise ModelError("no torch copy of the model computes its logits, so gradients cannot be taken ("
                      + "; ".join(reasons) + ")")
 
 
 def chunked(module, batch: int | None):
-    """``module`` run in chunks of ``batch`` inputs (:class:`~smug.models.onnx_torch.BatchChunks`,
-    keeping its ``smug_conversion``) for a graph with that fixed batch size; ``module`` itself when
-    ``batch`` is None (a dynamic batch)."""
-    if batch is None:
-        return module
+    """``module`` in a :class:`~smug.models.onnx_torch.BatchChunks` wrapper that runs a larger batch
+    in chunks of ``batch`` inputs (a graph with that fixed batch size; None: a dynamic batch, passed
+    whole) and keeps the ``smug_conversion`` record where pickling and copying keep it (torch.fx's
+    GraphModule drops unknown attributes when copied)."""
     from smug.models.onnx_torch import BatchChunks
 
     wrapped = BatchChunks(module, batch)

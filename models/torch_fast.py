@@ -15,7 +15,7 @@ import copy
 import numpy as np
 import onnx
 
-from smug.models.torch_backend import device, torch_module
+from smug.models.torch_backend import conversion_of, device, torch_module
 
 torch = torch_module()  # this module is imported only where gradients are needed (torch on purpose)
 
@@ -102,6 +102,7 @@ def fast_convert(proto: onnx.ModelProto, reference, probe: list[np.ndarray]):
         candidate = copy.deepcopy(reference)
         if not onednn_convs(candidate):
             return reference
+        candidate.smug_conversion = conversion_of(reference)  # torch.fx's deepcopy leaves it out
         with torch.no_grad():
             ins = [torch.as_tensor(p, device=module_device(reference)) for p in probe]
             a = candidate(*ins).double().cpu().numpy()
