@@ -1,4 +1,5 @@
-"""Small facts every layer shares: softmax, the cache folder, atomic files, JSON of numpy values.
+"""Small facts every layer shares: softmax, the cache folder, atomic files, JSON of numpy values,
+a silent HiGHS.
 
 Nothing here imports another smug module, so any layer may import it.
 """
@@ -6,6 +7,7 @@ Nothing here imports another smug module, so any layer may import it.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -68,3 +70,32 @@ def jsonable(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+_BANNER = threading.Lock()
+_banner_shown = False  # HiGHS prints its banner once per process, at the first construction
+
+
+def quiet_highs():
+    """A ``highspy.Highs`` that prints nothing: logging off, and the banner HiGHS writes to the
+    process's standard output (file descriptor 1, past Python's ``sys.stdout``) at its first
+    construction sent to ``/dev/null`` (it would break JSON-line logs and notebook cells)."""
+    import highspy
+
+    global _banner_shown
+    with _BANNER:
+        if _banner_shown:
+            h = highspy.Highs()
+        else:
+            sys.stdout.flush()
+            saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 1)
+                h = highspy.Highs()
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+                os.close(devnull)
+            _banner_shown = True
+    h.setOptionValue("output_flag", False)
+    return h

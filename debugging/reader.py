@@ -269,7 +269,7 @@ def _parse_milp(dump: ParsedDump) -> None:
     import highspy
     import numpy as np
 
-    from smug.solver.highs_backend import quiet_highs
+    from smug.common import quiet_highs
 
     h = quiet_highs()
     if h.readModel(dump.path) != highspy.HighsStatus.kOk:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from smug.debugging.reader import DumpError, ParsedDump, Row
-from smug.solver.highs_backend import quiet_highs
+from smug.common import quiet_highs
 
 CLAUSE_ARITY = 16  # rows over at most this many variables are compiled to clauses
 

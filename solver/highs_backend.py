@@ -8,15 +8,13 @@ margin 1e-6 at default tolerances returned invalid masks; 1e-4 was sound here).
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
+from smug.common import quiet_highs
 from smug.ir import LinearForm
 
 
@@ -26,35 +24,6 @@ class MilpResult:
     claimed_optimal: bool
     dual_bound: float
     seconds: float
-
-
-_BANNER = threading.Lock()
-_banner_shown = False  # HiGHS prints its banner once per process, at the first construction
-
-
-def quiet_highs():
-    """A ``highspy.Highs`` that prints nothing: logging off, and the banner HiGHS writes to the
-    process's standard output (file descriptor 1, past Python's ``sys.stdout``) at its first
-    construction sent to ``/dev/null`` (it would break JSON-line logs and notebook cells)."""
-    import highspy
-
-    global _banner_shown
-    with _BANNER:
-        if _banner_shown:
-            h = highspy.Highs()
-        else:
-            sys.stdout.flush()
-            saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, 1)
-                h = highspy.Highs()
-            finally:
-                os.dup2(saved, 1)
-                os.close(saved)
-                os.close(devnull)
-            _banner_shown = True
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def milp_model(form: LinearForm, margin: float = 1e-4):

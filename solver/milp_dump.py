@@ -21,7 +21,7 @@ import numpy as np
 
 from smug.ir import LinearForm, MaskProblem, NetworkProblem, linear_form
 from smug.solver.smtlib import exact_rows
-from smug.solver.highs_backend import quiet_highs
+from smug.common import quiet_highs
 
 FORMATS = ("lp", "mps")
 MARGIN = 1e-6  # strict rows: ">= r + MARGIN * max(1, |row|_inf)" (HiGHS tolerances are 1e-9)

@@ -15,7 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from smug.ir import NetworkProblem
-from smug.solver.highs_backend import MilpResult, quiet_highs
+from smug.common import quiet_highs
+from smug.solver.highs_backend import MilpResult
 from smug.solver.network_bounds import LayerBounds, first_layer_on_mask
 
 

@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
-from smug.solver.highs_backend import quiet_highs
+from smug.common import quiet_highs
 
 SCALE = 2**30
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from smug.solver.highs_backend import quiet_highs
+from smug.common import quiet_highs
 from smug.solver.robust_bounds import Bounds, down, relu_upper_line, rounding_error, up
 
 MAX_NODES = 400

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 CODE = """
-from smug.solver.highs_backend import quiet_highs
+from smug.common import quiet_highs
 from smug.solver.network_milp import solve_network_milp
 from smug.solver.network_bounds import crown_bounds
 from smug.bench.adversarial import adversarial_network
