@@ -153,6 +153,11 @@ class _Walk:
         return ins[0].linear(K, 0.0, shape, rel=U)
 
     def _pad(self, node, ins, a) -> Enclosure:
+        value = self.const(node, 2)
+        value = np.asarray(a.get("value", 0.0)) if value is None else value  # opset <= 10: an attribute
+        if a.get("mode", b"constant") not in (b"constant", "constant") or np.any(value != 0) \
+                or self.const(node, 3) is not None:
+            raise UnsupportedModel(f"'{node.name}': only zero padding of all axes is read by the graph check")
         pads = self.const(node, 1) if len(node.input) > 1 and node.input[1] else np.asarray(a.get("pads"))
         K, shape = ops.pad_map(pads.astype(np.int64), ins[0].shape, node.name)
         return ins[0].linear(K, 0.0, shape)

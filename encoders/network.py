@@ -252,7 +252,8 @@ class _Lowering:
             raise UnsupportedModel(f"'{node.name}': only constant (zero) Pad is supported")
         pads = self.const(node, 1) if len(node.input) > 1 and node.input[1] else np.asarray(a.get("pads"))
         value = self.const(node, 2)
-        if (value is not None and np.any(value != 0)) or self.const(node, 3) is not None:
+        value = np.asarray(a.get("value", 0.0)) if value is None else value  # opset <= 10: an attribute
+        if np.any(value != 0) or self.const(node, 3) is not None:
             raise UnsupportedModel(f"'{node.name}': only zero padding of all axes is supported")
         K, shape = ops.pad_map(pads.astype(np.int64), ins[0].shape, node.name)
         return self.affine(ins[0], K, 0.0, shape, ins[0].nonneg)

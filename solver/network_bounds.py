@@ -70,7 +70,7 @@ def _exact_rows(W: sp.csr_matrix, bias: np.ndarray, lo: np.ndarray, hi: np.ndarr
     w = np.abs(W.data[W.indptr[rows]])
     col = W.indices[W.indptr[rows]]
     ends = [np.abs(v[col]) * w for v in (lo, hi)]
-    normal = np.all([(e == 0) | ((e >= 2.0**-1022) & np.isfinite(e)) for e in ends], axis=0)
+    normal = np.all([(e == 0) | ((e > 2.0**-1022) & np.isfinite(e)) for e in ends], axis=0)
     one[rows] = (np.frexp(w)[0] == 0.5) & (bias[rows] == 0) & normal
     return one | ((nnz == 0) & (bias == 0))
 
@@ -137,8 +137,13 @@ class _FirstLayer:
         A, c, A_abs, c_abs = first_layer_on_mask(problem)
         n = int(np.diff(problem.layers[0].weight.tocsr().indptr).max(initial=0))
         row_abs = np.asarray(A_abs.sum(axis=1)).ravel()
-        active = (row_abs + c_abs) > 0  # a row of zeros is computed exactly
-        error = SAFETY * gamma(n + 3) * (row_abs + c_abs) + active * (n + 3) * UNDERFLOW * (1 + problem.n_vars)
+        W = _pattern(problem.layers[0].weight)
+        grouped = problem.group >= 0
+        fixed = np.where(grouped, problem.baseline, problem.x)
+        # products that may underflow, counted from their factors (a product that underflowed to 0 is not
+        # stored): W x and W baseline over the masked inputs, W fixed, per unit (times m <= 1)
+        products = W @ (grouped * (_nonzero(problem.x) + _nonzero(problem.baseline)) + _nonzero(fixed))
+        error = SAFETY * gamma(n + 3) * (row_abs + c_abs) + _underflow(products)
         magnitude = np.asarray(abs(A).sum(axis=1)).ravel() + np.abs(c)
         return _FirstLayer(A, c, error, magnitude, n + 3 + problem.n_vars)
 
@@ -182,6 +187,13 @@ def _nonzero(v: np.ndarray) -> np.ndarray:
     return (np.asarray(v) != 0).astype(np.float64)
 
 
+def _underflow(count: np.ndarray) -> np.ndarray:
+    """``UNDERFLOW * count`` rounded up to at least one subnormal where ``count > 0`` (the plain
+    product is 0 in float64 below ``count = 0.5``)."""
+    count = np.asarray(count, np.float64)
+    return np.where(count > 0, np.maximum(UNDERFLOW * count, UNDERFLOW), 0.0)
+
+
 def _onto_mask(lam: sp.csr_matrix, const: np.ndarray, err: np.ndarray, first: _FirstLayer
                ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """Substitute the first layer ``z_0 = A m + c`` into rows ``lam z_0 + const`` (+-``err``)."""
@@ -189,7 +201,7 @@ def _onto_mask(lam: sp.csr_matrix, const: np.ndarray, err: np.ndarray, first: _F
     lam_abs = abs(lam)
     err = err + lam_abs @ first.error + gamma(n + first.width) * (lam_abs @ first.magnitude + np.abs(const))
     per_unit = np.diff(first.A.indptr) + _nonzero(first.c)  # products per first-layer unit (times m <= 1)
-    err = err + UNDERFLOW * (_pattern(lam) @ per_unit)
+    err = err + _underflow(_pattern(lam) @ per_unit)
     return sp.csr_matrix(lam @ first.A), const + lam @ first.c, err
 
 
@@ -212,7 +224,8 @@ def _back_substitute(problem: NetworkProblem, bounds: list[LayerBounds], below: 
             with np.errstate(over="ignore", invalid="ignore"):
                 n = lam.shape[1] + 2
                 err = err + gamma(n) * (big_abs @ np.abs(c_u) + np.abs(const)) + U * (abs(scaled) @ reach)
-                err = err + UNDERFLOW * (_pattern(scaled) @ reach + _pattern(big) @ _nonzero(c_u))
+                # counted from the factors: a product big * a_u that underflowed to 0 is not stored in scaled
+                err = err + _underflow(_pattern(big) @ (reach * _nonzero(a_u)) + _pattern(big) @ _nonzero(c_u))
                 const = const + big @ c_u
             lam = sp.csr_matrix(scaled + small @ sp.diags(a_l))
         if k == 0:
@@ -224,7 +237,7 @@ def _back_substitute(problem: NetworkProblem, bounds: list[LayerBounds], below: 
         lam_abs = abs(lam)
         with np.errstate(over="ignore", invalid="ignore"):
             err = err + gamma(n) * (lam_abs @ (W_abs @ h_abs) + lam_abs @ np.abs(prev.bias) + np.abs(const))
-            err = err + UNDERFLOW * (_pattern(lam) @ (_pattern(prev.weight) @ h_abs + _nonzero(prev.bias)))
+            err = err + _underflow(_pattern(lam) @ (_pattern(prev.weight) @ h_abs + _nonzero(prev.bias)))
             const = const + lam @ prev.bias
         lam = sp.csr_matrix(lam @ prev.weight)
     raise AssertionError("unreachable: the loop ends at the first layer")

@@ -59,3 +59,28 @@ def test_graph_margins_enclose_the_graph_and_the_lowered_network(seed):
             assert g.lower[i] <= ref[p.target] - ref[j] <= g.upper[i]
             assert g.lower[i] <= lowered[p.target] - lowered[j] <= g.upper[i]
         assert 0 < g.radius < 1e-9
+
+
+def test_a_pad_value_given_as_an_attribute_is_refused():
+    """Opset <= 10 holds Pad's value in an attribute: a non-zero one is not the zero padding the
+    lowering and the graph check read (the review's case 5)."""
+    from onnx import TensorProto, helper
+
+    from smug.encoders.first_layer import UnsupportedModel
+    from smug.encoders.network import encode_network
+    from smug.models.runtime import OnnxModel
+
+    nodes = [helper.make_node("Pad", ["x"], ["p"], pads=[0, 0, 1, 1, 0, 0, 1, 1], value=5.0, mode="constant"),
+             helper.make_node("Flatten", ["p"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "W", "C"], ["y"], transB=1)]
+    inits = [numpy_helper.from_array(np.ones((2, 16), np.float32), "W"), numpy_helper.from_array(np.zeros(2, np.float32), "C")]
+    graph = helper.make_graph(nodes, "pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
+    proto.ir_version = 7
+    model = OnnxModel.from_proto(proto, "pad-value")
+    x = np.ones((1, 2, 2), np.float32)
+    with pytest.raises(UnsupportedModel, match="zero padding"):
+        encode_network(model, x, window=1)
+    with pytest.raises(UnsupportedModel, match="zero padding"):
+        graph_margins(model, x, 0)

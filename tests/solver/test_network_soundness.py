@@ -89,3 +89,38 @@ def test_every_verdict_is_right_in_exact_arithmetic(backend):
         if opt is not None and s.lower_bound > opt:
             wrong.append((seed, "lower bound", s.lower_bound, opt))
     assert not wrong
+
+
+def _net(x, *layers):
+    import scipy.sparse as sp
+
+    from smug.ir import DenseLayer, NetworkProblem
+
+    dense = tuple(DenseLayer(sp.csr_matrix(np.array(w, float)), np.array(b, float), relu) for w, b, relu in layers)
+    return NetworkProblem(dense, np.array(x, float), np.zeros(len(x)), np.arange(len(x)),
+                          tuple(f"v{i}" for i in range(len(x))), 0, 0.0)
+
+
+@pytest.mark.parametrize("problem", [
+    # a first-layer product underflows to 0: its row is not exact (the review's case 1)
+    _net([1e-200], ([[1e-200]], [0.0], True), ([[1e300], [0.0]], [0.0, 0.0], False)),
+    # the underflow allowance itself is below the smallest subnormal (case 2)
+    _net([1.0], ([[0.25]], [0.0], True), ([[1e-300]], [0.0], False), ([[1e-300], [0.0]], [0.0, 0.0], False)),
+    # a relaxed product pos * a_u underflows to 0 and drops out of the sparse product (case 3)
+    _net([1.0], ([[2.5e300]], [-1.5e300], True), ([[5e-324], [0.0]], [0.0, 4e-24], False)),
+], ids=["first-layer-underflow", "tiny-allowance", "dropped-product"])
+def test_underflow_never_makes_a_bound_lie(problem):
+    """The whole input keeps the class by a tiny margin in exact arithmetic: no backend may call the
+    problem infeasible, and every bound holds at both masks."""
+    full = np.ones(problem.n_vars, bool)
+    assert certify_network(problem, full).valid
+    bounds = crown_bounds(problem, interval_bounds(problem))
+    G, d, others = margin_lines(problem, bounds)
+    for mask in _masks(problem.n_vars):
+        zs = _preactivations(problem, mask)
+        for z, b in zip(zs, bounds):
+            assert all(Fraction(float(lo)) <= v <= Fraction(float(up)) for v, lo, up in zip(z, b.lower, b.upper))
+        line = sum((Fraction(float(g)) for g, on in zip(G[0], mask) if on), Fraction(float(d[0])))
+        assert zs[-1][0] - zs[-1][others[0]] <= line
+    for backend in ("auto", "enum", "z3", "highs"):
+        assert solve_network(problem, backend=backend, timeout=20).status == "optimal"
