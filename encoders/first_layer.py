@@ -179,9 +179,10 @@ def find_first_layer(model: OnnxModel) -> FirstLayer:
             raise UnsupportedModel("padding before a dense first layer is not supported")
         layer = dense_layer(g, node, model.input_shape)
     else:
-        raise UnsupportedModel(
-            f"first layer is '{node.op_type}' ({node.name}); supported: Conv, Gemm, MatMul"
-        )
+        named = f" ({node.name})" if node.name else ""
+        raise UnsupportedModel(f"the input first meets '{node.op_type}'{named}, not a linear layer: smug's "
+                               "first-layer method needs a Conv, Gemm or MatMul there (after Pad, Flatten, "
+                               "Reshape, Identity or Cast only)")
     return layer
 
 

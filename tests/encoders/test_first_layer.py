@@ -79,3 +79,26 @@ def test_check_first_layer_gives_the_reason_or_none(tiny_conv, mnist):
     reason = check_first_layer(sigmoid_only())
     assert isinstance(reason, str) and "Sigmoid" in reason
     assert check_first_layer(tiny_conv[0]) is None and check_first_layer(mnist) is None
+
+
+def test_a_first_layer_that_is_not_linear_is_one_clear_line(tmp_path):
+    """Issue 26: a graph that scales its input (Mul) before the first Conv is refused by the CLI in
+    one ``smug: error:`` line naming the operator, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    from smug.models.zoo import ASSETS, HERE
+
+    proto = onnx.load(str(HERE / "mnist-cnn.onnx"))
+    g = proto.graph
+    for node in g.node:
+        node.input[:] = ["scaled" if i == g.input[0].name else i for i in node.input]
+    g.node.insert(0, onnx.helper.make_node("Mul", [g.input[0].name, "two"], ["scaled"]))
+    g.initializer.append(onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two"))
+    onnx.save(proto, str(tmp_path / "scaled.onnx"))
+    r = subprocess.run([sys.executable, "-m", "smug", "explain", str(ASSETS / "mnist-digit.png"), "--model",
+                        str(tmp_path / "scaled.onnx"), "--preprocess", '{"crop": 28, "scale": 255, "grayscale": true}',
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("smug: error: the input first meets 'Mul', not a linear layer")
+    assert not (tmp_path / "out").exists()
