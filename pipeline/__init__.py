@@ -27,18 +27,20 @@ __all__ = ["Deadline", "DeadlineExceeded", "Dump", "Encoded", "ExplainRequest", 
            "RequestError", "SCHEMA_VERSION", "TextParts", "dump", "encode", "explain", "run", "save_texts"]
 
 
-def explain(source=None, model="efficientnet-lite0", *, out_dir=None, progress=None, **params):
+def explain(source=None, model="efficientnet-lite0", *, out_dir=None, progress=None, input_shape=None, **params):
     """One call: build the request from ``params`` (see :meth:`ExplainRequest.build`), run it,
-    and write the files into ``out_dir`` when given.  ``model``: a zoo name, an ``.onnx`` path or
-    an ``onnx.ModelProto``; ``source``: an image path, a model-space array (or a batch of them:
-    then a list of explanations, ``out_dir/0``, ``out_dir/1``, ...), image bytes or None (the demo)."""
+    and write the files into ``out_dir`` when given.  ``model``: a zoo name, an ``.onnx`` path,
+    an ``onnx.ModelProto`` or a ``torch.nn.Module`` with its ``input_shape`` (C, H, W) (exported to
+    ONNX once; the module itself is not changed); ``source``: an image path, a model-space array (or
+    a batch of them: then a list of explanations, ``out_dir/0``, ``out_dir/1``, ...), image bytes or
+    None (the demo)."""
     from pathlib import Path
 
-    from smug.pipeline.models import input_shape, model_reference
+    from smug.pipeline.models import input_shape as declared_shape, model_reference
     from smug.pipeline.runner import run
 
-    model = model_reference(model)
-    if hasattr(source, "ndim") and source.ndim == len(input_shape(model)) + 1 and source.shape[0] != 1:
+    model = model_reference(model, input_shape)
+    if hasattr(source, "ndim") and source.ndim == len(declared_shape(model)) + 1 and source.shape[0] != 1:
         return [explain(x, model, out_dir=None if out_dir is None else Path(out_dir) / str(i), progress=progress,
                         **params) for i, x in enumerate(source)]
     e = run(ExplainRequest.build(source, model, **params), progress=progress)

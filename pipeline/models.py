@@ -100,9 +100,14 @@ def read_text_lines(path: str) -> list[str]:
     return read_lines(path)
 
 
-def model_reference(model) -> str:
+def model_reference(model, input_shape=None) -> str:
     """A model as a request names it: zoo names and paths as they are; an ``onnx.ModelProto`` is
-    stored once by the sha256 of its bytes in the cache folder and named by that path."""
+    stored once by the sha256 of its bytes in the cache folder and named by that path; a
+    ``torch.nn.Module`` (with ``input_shape``) is exported once (:func:`smug.models.module_export.module_onnx`)."""
+    from smug.models.module_export import is_module, module_onnx
+
+    if is_module(model):
+        return str(module_onnx(model, input_shape))
     if isinstance(model, str):
         return model
     if hasattr(model, "SerializeToString") and hasattr(model, "graph"):
@@ -115,7 +120,8 @@ def model_reference(model) -> str:
         return str(path)
     if hasattr(model, "__fspath__"):
         return str(model)
-    raise ModelError(f"a model is a zoo name, an .onnx path or an onnx.ModelProto, not {type(model).__name__} "
+    raise ModelError(f"a model is a zoo name, an .onnx path, an onnx.ModelProto or a torch module, not "
+                     f"{type(model).__name__} "
                      f"(an InferenceSession does not keep its graph: pass the file it was made from)")
 
 
