@@ -9,8 +9,6 @@ import pytest
 
 from _robust_reference import is_counterexample, ref_robust, tiny_network
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, RobustQuery, Verifier
-from smug.solver.robust_lp import MarginLP, safe_bound
-from smug.solver.robust_bounds import layer_bounds
 
 
 @pytest.mark.parametrize("eps", [0.125, 0.05, float("inf")])
@@ -58,30 +56,3 @@ def test_query_refuses_bad_input():
         RobustQuery(problem, -0.1)
     with pytest.raises(ValueError, match="outside the domain"):
         RobustQuery(problem, 0.1, domain=(0.5, 1.0))
-
-
-def test_safe_bound_holds_for_any_multipliers():
-    """The safe dual bound is below the objective at every network point, whatever ``y`` is."""
-    problem = tiny_network(3)
-    q = RobustQuery(problem, 0.125)
-    fixed = np.zeros(problem.n_vars, bool)
-    box = q.outer_box(fixed)
-    bounds = layer_bounds(problem.layers, box)
-    lp = MarginLP(problem.layers, problem.x, q.free_inputs(fixed), box, bounds)
-    rng = np.random.default_rng(0)
-    c = rng.normal(size=lp.lay.n_cols)
-    lo, hi, clo, chi = lp.node({})
-    A = lp.A
-    for _ in range(20):
-        v = rng.uniform(*box)
-        col = np.zeros(lp.lay.n_cols)
-        col[:lp.lay.n_free] = v[lp.free_idx]
-        h = v
-        for k, layer in enumerate(problem.layers):
-            z = layer.weight @ h + layer.bias
-            col[lp.lay.z[k]:lp.lay.z[k] + len(z)] = z
-            if layer.relu:
-                h = np.maximum(z, 0)
-                col[lp.lay.a[k]:lp.lay.a[k] + len(z)] = h
-        bound = safe_bound(c, A, lo, hi, clo, chi, rng.normal(size=A.shape[0]) * 0.1)
-        assert bound <= float(c @ col) + 1e-9  # the float point is a network point up to rounding
