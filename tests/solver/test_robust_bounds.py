@@ -66,3 +66,23 @@ def test_relu_upper_line_is_valid_exactly():
         S, T = Fraction(si), Fraction(ti)
         assert S * Fraction(a) + T >= 0
         assert S * Fraction(b) + T >= Fraction(b)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fixing_minimum_is_below_every_vertex_of_the_fixing_polytope(seed):
+    """min N v over {x + d s : s in [0,1]^n, sum(1 - s) <= k}: its vertices keep at most k entries at x."""
+    import itertools
+
+    from smug.solver.robust_bounds import fixing_minimum
+
+    rng = np.random.default_rng(seed)
+    n, k = 7, int(rng.integers(0, 5))
+    x, d = rng.uniform(0, 1, n), rng.normal(size=n) * 0.1
+    N = rng.normal(size=(3, n)) * 10.0 ** rng.integers(-3, 4, size=(3, n))
+    bound = fixing_minimum(x, d, k)(N)
+    for kept in itertools.chain.from_iterable(itertools.combinations(range(n), r) for r in range(k + 1)):
+        s = np.ones(n)
+        s[list(kept)] = 0.0
+        for row, b in zip(N, bound):
+            exact = sum(Fraction(w) * (Fraction(a) + Fraction(e) * Fraction(si)) for w, a, e, si in zip(row, x, d, s))
+            assert Fraction(b) <= exact
