@@ -117,6 +117,50 @@ def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path) -> l
     return rows
 
 
+def gradient_path(path: Path) -> list[str]:
+    """The gradient path of one exported model, in process: the path that
+    :func:`smug.models.torch_backend.convert` took, its max abs logit error against onnxruntime on a
+    random input, the first layer SMUG encodes (or its refusal) and the conversion's seconds."""
+    import numpy as np
+
+    from smug.baselines.gradients import fast_torch
+    from smug.encoders.first_layer import UnsupportedModel, find_first_layer
+    from smug.models.runtime import OnnxModel
+
+    model = OnnxModel.load(path)
+    t0 = time.perf_counter()
+    try:
+        fast_torch(model)
+    except Exception as exc:  # reported in the row
+        return ["FAIL", str(exc).splitlines()[0][:160], "", f"{time.perf_counter() - t0:.1f} s"]
+    seconds = time.perf_counter() - t0
+    x = np.random.default_rng(0).normal(size=model.input_shape).astype(np.float32)
+    report = model.gradient_paths(x)["whole model"]
+    try:
+        layer = find_first_layer(model)
+        first = f"{layer.kind} / {layer.activation}"
+    except UnsupportedModel as exc:
+        first = f"refused: {exc}"
+    return [report["path"], f"{report['max_abs_logit_error']:.1e}", first, f"{seconds:.1f} s"]
+
+
+def gradient_paths(rows_wanted, size: int, work: Path) -> str:
+    """Table of :func:`gradient_path` for each (arch, exporter, batch)."""
+    out = []
+    for arch, exporter, batch in rows_wanted:
+        path = work / f"{arch}-{exporter}-{batch}-{size}.onnx"
+        try:
+            export(arch, exporter, batch, size, path)
+        except Exception as exc:  # the exporter's own failure
+            cells = [f"export: {type(exc).__name__}", "", "", ""]
+        else:
+            cells = gradient_path(path)
+        out.append([arch, exporter, batch, *cells])
+        print(*out[-1], file=sys.stderr, flush=True)
+    return "\n".join(table(["architecture", "exporter", "batch", "path", "max abs logit error", "first layer",
+                             "conversion"], out))
+
+
 def markdown(rows, methods) -> str:
     body = table(["architecture", "exporter", "batch", *methods],
                  [[a, e, b, *(cells[m].markdown() for m in methods)] for a, e, b, cells in rows])
@@ -140,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated smug methods")
     ap.add_argument("--size", type=int, default=224, help="input size in pixels")
     ap.add_argument("--timeout", type=float, default=20.0, help="smug's --timeout per cell")
+    ap.add_argument("--gradient-paths", action="store_true",
+                    help="only the gradient path of each row (in process: path, logit error, first layer)")
     add_doc_args(ap)
     ap.set_defaults(doc=DOC)
     a = ap.parse_args(argv)
@@ -147,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     methods = split(a.methods)
     wanted = ([tuple(r.split(":")) for r in split(a.rows)] if a.rows else
               [(x, e, b) for x in split(a.archs) for e in split(a.exporters) for b in split(a.batches)])
+    if a.gradient_paths:
+        with tempfile.TemporaryDirectory() as tmp:
+            body = gradient_paths(wanted, a.size, Path(tmp))
+        publish(a, "compat_gradient_paths", "Gradient paths", invocation("compat"), body)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         rows = run_matrix(wanted, methods, a.size, a.timeout, Path(tmp))
     publish(a, "compat", "Compatibility matrix", invocation("compat"), markdown(rows, methods))

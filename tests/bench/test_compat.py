@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smug.bench.compat import Cell, markdown, preprocess, run_cell
+from smug.bench.compat import Cell, gradient_path, markdown, preprocess, run_cell
 from smug.pipeline import ExplainRequest, run
 from smug.pipeline.inputs import load_image
 
@@ -46,6 +46,11 @@ def test_resnet18_torchscript_opset17_fixed_batch(torchvision_onnx):
         e = run(_request(path, method, **params))
         assert e.status == "map" and e.saliency.shape == (SIZE, SIZE) and np.isfinite(e.saliency).all(), method
         assert np.abs(e.saliency).max() > 0, method
+
+
+def test_gradient_path_row_names_the_path_the_error_and_the_first_layer(torchvision_onnx):
+    path, error, first, seconds = gradient_path(torchvision_onnx("resnet18", "ts17", "1", SIZE))
+    assert path == "onnx2torch" and float(error) < 1e-4 and first == "conv / Relu" and seconds.endswith(" s")
 
 
 def test_mobilenet_v3_small_dynamo_exporter(torchvision_onnx):
