@@ -27,7 +27,8 @@ from typing import Callable
 import numpy as np
 
 from smug.pipeline import solve_host
-from smug.solver.backends import PORTFOLIO, PROBLEM_KINDS, kind_of, solver_for
+from smug.solver.backends import PORTFOLIO, PROBLEM_KINDS, kind_of
+from smug.solver.entry import solver_for
 from smug.solver.certificate import certify, certify_network
 from smug.solver.solve import Solution
 

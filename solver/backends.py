@@ -23,9 +23,10 @@ def all_backends() -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_backend(kind: str, backend: str) -> str:
-    """``backend`` if a ``kind`` problem can use it, else ``ValueError`` naming the choices."""
-    allowed = backends(kind)
+def check_backend(kind: str, backend: str, portfolio: bool = True) -> str:
+    """``backend`` if a ``kind`` problem can use it (``portfolio``: the portfolio too, as every front end
+    may ask; a solver entry point runs one backend), else ``ValueError`` naming the choices."""
+    allowed = backends(kind) if portfolio else PROBLEM_KINDS[kind]
     if backend not in allowed:
         raise ValueError(f"unknown backend {backend!r} for {kind}; choose from {allowed}")
     return backend
@@ -40,14 +41,3 @@ def kind_of(problem) -> str:
     if isinstance(problem, NetworkProblem):
         return "whole-network"
     raise TypeError(f"not a smug problem: {type(problem).__name__}")
-
-
-def solver_for(problem):
-    """The entry point (``fn(problem, backend=, timeout=, progress=) -> Solution``) for ``problem``."""
-    if kind_of(problem) == "first-layer":
-        from smug.solver.solve import solve
-
-        return solve
-    from smug.solver.canonical_network import solve_canonical  # solve_network, then the canonical tie-break
-
-    return solve_canonical

@@ -10,7 +10,7 @@ A mask found is certified exactly on the original problem.  Only relevant variab
 minimum mask (an irrelevant one changes nothing, so dropping it would give a smaller mask).
 
 :func:`solve_canonical` is the whole-network entry point of the solver registry
-(:func:`smug.solver.backends.solver_for`): :func:`~smug.solver.network_solve.solve_network`,
+(:func:`smug.solver.entry.solver_for`): :func:`~smug.solver.network_solve.solve_network`,
 then this pass with the time left; ``stats["tie_break"]`` says whether it completed.
 """
 

@@ -264,7 +264,7 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     ``progress`` as in :func:`smug.solver.solve.solve` (verified masks and proven bounds).
     ``enum_memory_mb`` sizes the enumeration's batches; a stage that runs out of memory
     anyway hands over to the next one with every size it refuted (``stats["fallbacks"]``)."""
-    check_request(backend, NETWORK_BACKENDS, timeout)
+    check_request("whole-network", backend, timeout)
     t0 = time.perf_counter()
     empty = np.zeros(problem.n_vars, dtype=bool)
     empty_keeps = certify_network(problem, empty).valid

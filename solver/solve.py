@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from smug.ir import LinearForm, MaskProblem, linear_form
-from smug.solver.backends import FIRST_LAYER
+from smug.solver.backends import FIRST_LAYER, check_backend
 from smug.solver.certificate import Certificate, certify
 from smug.solver import rc2_backend
 from smug.solver.components import Component, split
@@ -125,10 +125,9 @@ class SolveOptions:
     z3: Z3Options = Z3Options()  # row encoding and MaxSAT engine
 
 
-def check_request(backend: str, backends: tuple[str, ...], timeout: float) -> None:
-    """The checks every solver entry point makes on its arguments."""
-    if backend not in backends:
-        raise ValueError(f"unknown backend {backend!r}; choose from {backends}")
+def check_request(kind: str, backend: str, timeout: float) -> None:
+    """The checks every solver entry point makes on its arguments (the backend by the registry)."""
+    check_backend(kind, backend, portfolio=False)
     if timeout <= 0:
         raise ValueError("timeout must be positive")
 
@@ -219,7 +218,7 @@ def solve(
     called with ``{"event": "improved", "size", "lower_bound", "elapsed", "mask"}`` whenever
     the verified mask shrinks or the proven lower bound grows.  ``options``: tuning and
     ablations (:class:`SolveOptions`; default: the tuned values)."""
-    check_request(backend, BACKENDS, timeout)
+    check_request("first-layer", backend, timeout)
     options = SolveOptions() if options is None else options
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

@@ -203,7 +203,6 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 PACKAGES = sorted({p.relative_to(ROOT).parts[0] for p in MODULES if len(p.relative_to(ROOT).parts) > 1})
 KNOWN_CIRCLES = {  # packages whose circles are still to be broken (issue 27): remove an entry once it passes
     "models": "the torch copies around runtime (runtime -> torch_backend -> runtime)",
-    "solver": "backends -> solve -> network_solve -> backends",
 }
 
 

@@ -10,7 +10,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from smug.solver.backends import WHOLE_NETWORK, solver_for
+from smug.solver.backends import WHOLE_NETWORK
+from smug.solver.entry import solver_for
 from smug.solver.canonical_network import canonical_network, solve_canonical
 from smug.solver.solve import CANONICAL
 import _reference as ref  # tests/solver/_reference.py, on sys.path via tests/conftest.py
