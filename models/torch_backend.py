@@ -119,8 +119,11 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
             with torch.no_grad():
                 got = module(*[torch.as_tensor(p, device=device()) for p in probe])
             got = got.double().cpu().numpy()
-        except Exception as exc:  # a converter's failure is a reason to try the next path, not an answer
-            reasons.append(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+        except ModelError as exc:  # smug's own words (an operator the evaluator lacks, by name)
+            reasons.append(f"{path}: {exc}")
+            continue
+        except Exception:  # a converter's failure is a reason to try the next path, not an answer
+            reasons.append(f"{path}: could not convert the graph")
             continue
         error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
         if error <= TOLERANCE * max(1.0, float(np.abs(expected).max())):
