@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -47,9 +48,12 @@ class TextSubject:
     tokens: TokenizedText
 
 
-def load_image(request: ExplainRequest) -> ImageSubject:
-    """The model and the request's image, array or demo input (errors name the problem)."""
+def load_image(request: ExplainRequest, check_model: Callable[[OnnxModel], None] | None = None) -> ImageSubject:
+    """The model and the request's image, array or demo input (errors name the problem);
+    ``check_model`` refuses a model the method cannot take, before any input is read or run."""
     model, entry = load_model(request.model)
+    if check_model is not None:
+        check_model(model)
     if entry is not None and entry.kind == "text":
         raise InputError(f"'{request.model}' is a text model: send text")
     src = request.input

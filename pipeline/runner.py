@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from smug.encoders.network import check_budget
 from smug.ir import MaskProblem, NetworkProblem
 from smug.pipeline import baseline, first_layer, robust, text, whole_network
 from smug.pipeline.deadline import Deadline
@@ -28,8 +29,9 @@ def _explain(request: ExplainRequest, stages: Stages, deadline: Deadline) -> Exp
         with stages.stage("load"):
             subject = load_text(request)
         return text.explain(request, subject, deadline, stages)
+    lowered = request.method in (WHOLE_NETWORK, ROBUST)  # the network encoded whole: refuse by size first
     with stages.stage("load"):
-        subject = load_image(request)
+        subject = load_image(request, check_budget if lowered else None)
     if request.method == SMUG:
         return first_layer.explain(request, subject, deadline, stages)
     if request.method == WHOLE_NETWORK:
