@@ -19,6 +19,7 @@ Results: ``out/robust.jsonl`` and ``out/robust_marabou.jsonl`` (a re-run skips w
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -130,7 +131,7 @@ def stage_marabou(args) -> None:
                     fixed[rec[mode]["fixed"]] = True
                     jobs.append({**base, "key": key, "mode": "check", "timeout": 600, "fixed": fixed.tolist()})
     jobs.sort(key=lambda j: j["mode"] != "check")  # the cheap checks first
-    job_file = OUT / "robust_marabou_jobs.jsonl"
+    job_file = OUT / f"robust_marabou_jobs_{os.getpid()}.jsonl"  # one per run: runs may overlap
     job_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
     subprocess.run([args.marabou_python, str(ROOT / "bench" / "robust_marabou.py"), str(job_file),
                     str(MARABOU_STORE)], check=True)
