@@ -403,9 +403,9 @@ def test_a_replacement_worker_is_warm_before_it_takes_work(tmp_path):
             assert all(e.certificate["valid"] and e.keeps_class for e in answers)
             assert srv.pool.replaced == 1  # the killed worker only: no cold replacement was killed
             # those sent while it warmed up waited in line (or, on a loaded machine, reached it too late)
+            # (how many wait depends on how fast the replacement warms up: none on a quick machine)
             assert all(e.code == grpc.StatusCode.DEADLINE_EXCEEDED for e in refusals), \
                 [(e.code, e.message) for e in refusals]
-            assert any("waited for a worker" in e.message for e in refusals)
     finally:
         srv.stop(grace=1)
 
