@@ -120,9 +120,9 @@ def test_a_validated_request_is_sent_as_it_is(client):
     from smug.clients.client import RemoteError
     from smug.pipeline import ExplainRequest, run
 
-    req = ExplainRequest.build(None, "mnist-mlp", top_k=10, window=2, gamma=0.5, timeout=30)
+    req = ExplainRequest.build(None, "mnist-mlp", top_k=10, window=4, gamma=0.5, timeout=30)
     a = client.explain_request(req)
-    b = client.explain(model="mnist-mlp", top_k=10, window=2, gamma=0.5, timeout=30)
+    b = client.explain(model="mnist-mlp", top_k=10, window=4, gamma=0.5, timeout=30)
     assert a.identity == b.identity == run(req).identity
     assert (a.status, a.objective, a.mask.tolist()) == (b.status, b.objective, b.mask.tolist())
     with pytest.raises(ValueError, match="'ig_tolerance' cannot be sent to a server"):
