@@ -1,5 +1,5 @@
 """Small facts every layer shares: softmax, the cache folder, atomic files, JSON of numpy values,
-a silent HiGHS.
+a silent HiGHS, float64's rounding constants.
 
 Nothing here imports another smug module, so any layer may import it.
 """
@@ -99,3 +99,16 @@ def quiet_highs():
             _banner_shown = True
     h.setOptionValue("output_flag", False)
     return h
+
+
+# ---- float64 rounding (Higham, *Accuracy and Stability of Numerical Algorithms*, Sec. 3.1) ----
+U = 2.0**-53  # unit roundoff of float64 (round to nearest)
+UNDERFLOW = 2.0**-1074  # the absolute error of one product that underflows (smallest subnormal)
+
+
+def gamma(n: int) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)``: a float sum of ``n`` products is off by at most
+    ``gamma_n`` times the sum of their magnitudes (no underflow); infinite when ``n u >= 1/2``."""
+    if n * U >= 0.5:
+        return float("inf")
+    return n * U / (1 - n * U)

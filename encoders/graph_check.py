@@ -23,17 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from smug.common import U, gamma
 from smug.encoders import ops
 from smug.encoders.first_layer import OnnxGraph, UnsupportedModel, node_attributes
 from smug.models.runtime import OnnxModel
 
-U = 2.0**-53
 SAFETY = 1.0 + 1e-6  # the rounding of the radii themselves
 TINY = 1e-300  # underflow of any one sum
-
-
-def _gamma(n: int) -> float:
-    return n * U / (1 - n * U)
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class Enclosure:
         k = np.broadcast_to(np.asarray(k, np.float64), (K.shape[0],))
         n = int(np.diff(K.indptr).max(initial=0)) + 2
         terms = K_abs @ np.abs(self.value) + np.abs(k)
-        radius = (1 + rel) * (K_abs @ self.radius) + rel * terms + k_abs + _gamma(n) * terms
+        radius = (1 + rel) * (K_abs @ self.radius) + rel * terms + k_abs + gamma(n) * terms
         return Enclosure(K @ self.value + k, SAFETY * radius + TINY, tuple(shape))
 
 

@@ -36,19 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from smug.common import U, UNDERFLOW, gamma
 from smug.ir import NetworkProblem
 from smug.solver.network_exact import exact_preactivations
 
-U = 2.0**-53
-UNDERFLOW = 2.0**-1074  # the absolute error of one product that underflows
 SAFETY = 1.0 + 1e-6  # covers the rounding of the error terms themselves (each far below 1e-6 relative)
-
-
-def gamma(n: int) -> float:
-    """Higham's ``gamma_n``: the relative error bound of a float sum of ``n`` products."""
-    if n * U >= 0.5:
-        return float("inf")
-    return n * U / (1 - n * U)
 
 
 @dataclass(frozen=True)

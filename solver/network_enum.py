@@ -20,11 +20,11 @@ from math import comb
 import numpy as np
 import scipy.sparse as sp
 
+from smug.common import U, gamma
 from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import LayerBounds
 
-U = 2.0**-53
 
 
 ENUM_MEMORY_MB = 4  # working arrays of one batch of masks: within a core's cache (4x faster than 256 MB)
@@ -89,10 +89,6 @@ def class_margins(logits: np.ndarray, target: int) -> np.ndarray:
     margins = logits[target][None, :] - logits
     margins[target] = np.inf
     return margins
-
-
-def _gamma(n: int) -> float:
-    return n * U / (1 - n * U)
 
 
 def refuted_sizes(lines: tuple[np.ndarray, np.ndarray], columns: np.ndarray, delta: float, max_size: int) -> int:
@@ -197,12 +193,12 @@ def _margin_error(problem: NetworkProblem, bounds: list[LayerBounds], base_err: 
     ``H`` the rigorous bounds of the exact values, so ``H + E`` bounds the float ones).  Unknown
     (NaN) entries become infinite: such a margin is always checked exactly."""
     with np.errstate(over="ignore", invalid="ignore"):
-        E = _gamma(n_in + k + 4) * (2 * k + 3) * base_err + (n_in + k + 4) * 2.0**-1070
+        E = gamma(n_in + k + 4) * (2 * k + 3) * base_err + (n_in + k + 4) * 2.0**-1070
         for layer, b in zip(problem.layers[1:], bounds[:-1]):
             H = np.maximum(np.maximum(abs(b.lower), abs(b.upper)), 0)
             Wa = abs(layer.weight)
             n = int(np.diff(layer.weight.tocsr().indptr).max(initial=0))
-            E = Wa @ E + _gamma(n + 2) * (Wa @ (H + E) + abs(layer.bias)) + (n + 2) * 2.0**-1070
+            E = Wa @ E + gamma(n + 2) * (Wa @ (H + E) + abs(layer.bias)) + (n + 2) * 2.0**-1070
         out_abs = np.maximum(abs(bounds[-1].lower), abs(bounds[-1].upper)) + E
         t = problem.target
         err = (E[t] + E + 2 * U * (out_abs[t] + out_abs)) * (1 + 1e-6) + 1e-300

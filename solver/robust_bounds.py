@@ -31,10 +31,9 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from smug.common import U, UNDERFLOW as ETA  # unit roundoff; the error of an underflowing product
 from smug.ir import DenseLayer
 
-U = 2.0**-53  # unit roundoff of float64
-ETA = 2.0**-1074  # smallest subnormal: the absolute error of an underflowing product
 CROWN_MAX_WIDTH = 2048  # intermediate layers up to this width are tightened by CROWN
 
 
