@@ -24,7 +24,7 @@ import numpy as np
 
 from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
-from smug.solver.network_bounds import crown_bounds, interval_bounds, margin_lines
+from smug.solver.network_bounds import BoundContext, crown_bounds, interval_bounds, margin_lines
 from smug.solver.network_enum import enumerate_optimum, relevant_variables
 from smug.solver.network_solve import solve_network
 from smug.solver.solve import CANONICAL, NOT_CANONICAL, Solution
@@ -54,11 +54,11 @@ def _keeping(problem: NetworkProblem, forced: list[int], off: set[int], k: int, 
     free = np.array([v for v in relevant_variables(sub).tolist() if v not in off], dtype=np.int64)
     if len(free) < size:
         return None
-    interval = interval_bounds(sub)
+    interval, context = interval_bounds(sub), BoundContext.of(sub)  # one context for the bounds and the lines
 
     def sized(s: int):
-        bounds = crown_bounds(sub, interval, max_size=s)
-        return bounds, margin_lines(sub, bounds)[:2]
+        bounds = crown_bounds(sub, interval, max_size=s, context=context)
+        return bounds, margin_lines(sub, bounds, context)[:2]
 
     res = enumerate_optimum(sub, sized, size, deadline, lower_bound=size, order=free)
     if res.mask is not None:
