@@ -69,7 +69,8 @@ class Call:
         if self.stopping is not None and self.stopping.is_set() and code != "OK":
             code, message = "UNAVAILABLE", "the server stopped (its shutdown grace ran out) before the answer"
             self.log["cancelled_by"] = "server"
-        elif self.ended() and code in ("OK", "CANCELLED") and not self.cancelled():
+        elif (self.ended() or (code == "CANCELLED" and self.expired())) and code in ("OK", "CANCELLED") \
+                and not self.cancelled():  # gRPC's done-callback may come a moment after the stream ended
             code, message = "DEADLINE_EXCEEDED", message or "the client's deadline passed before the answer"
         self.log.update(facts)
         self.log.update(code=code, total_s=round(time.time() - self.t0, 4))
