@@ -12,10 +12,11 @@ from smug.pipeline.stages import Stages
 
 def explain(request: ExplainRequest, subject: ImageSubject, stages: Stages,
             deadline: Deadline | None = None) -> Explanation:
-    """The baseline's map; its long loops report progress and stop at ``deadline`` (the server's
-    gRPC deadline, a farm job's timeout) with what they have (the answer says so)."""
+    """The baseline's map; its long loops report progress and stop with what they have (the answer
+    says so) at ``deadline`` (the server's gRPC deadline, a farm job's timeout) or at the request's
+    ``timeout`` seconds from this stage's start, whichever comes first."""
     target = subject.target(request.target)
-    deadline = deadline or Deadline()
+    deadline = Deadline.after(request.timeout).earlier(deadline)
     deadline.check("attribute")
     with stages.stage("attribute"):
         a = attribute(subject.model, subject.x, target=target, method=request.method, deadline=deadline.at,
