@@ -31,6 +31,14 @@ METHODS = ("smug", "gradient", "integrated_gradients", "gradcam", "occlusion", "
 DOC = ROOT / "docs" / "compat.md"
 PREPROCESS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # torchvision's ImageNet statistics
 IMAGE = ROOT / "models" / "assets" / "siamese-cat.jpg"
+#: the smallest input an architecture takes: inception_v3's stem needs 75 px; vgg11_bn's adaptive pool
+#: to 7x7 exports with the TorchScript exporter only from a multiple of 7 (its features are 1/32 of the input)
+MIN_SIZE = {"inception_v3": 75, "vgg11_bn": 224}
+
+
+def arch_size(arch: str, size: int) -> int:
+    """The input size a row of ``arch`` runs at: ``size``, or the architecture's :data:`MIN_SIZE`."""
+    return max(size, MIN_SIZE.get(arch, 0))
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,9 @@ class Cell:
     status: str  # "ok", "refused" (one smug: error: line) or "FAIL"
     seconds: float
     line: str  # the refusal or failure line ("" when ok)
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "seconds": round(self.seconds, 2), "line": self.line}
 
     def markdown(self) -> str:
         if self.status == "ok":
@@ -100,20 +111,41 @@ def run_cell(model: Path, method: str, size: int, timeout: float, out: Path) -> 
     return Cell("FAIL", seconds, lines[-1] if lines else f"exit {r.returncode}")
 
 
-def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path) -> list[tuple]:
-    """One row per (arch, exporter, batch) of ``rows_wanted``: its cells by method (an export failure
-    fills the row)."""
+def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log: Path | None = None) -> list[tuple]:
+    """One row per (arch, exporter, batch) of ``rows_wanted`` at :func:`arch_size`: its cells by method
+    (an export failure fills the row).  With ``log`` (JSON lines), each row is appended as it finishes
+    and the rows already there are kept, not run again (a run stopped half-way resumes)."""
+    done = read_log(log, methods) if log is not None and log.is_file() else {}
     rows = []
     for arch, exporter, batch in rows_wanted:
-        path = work / f"{arch}-{exporter}-{batch}-{size}.onnx"
+        if (arch, exporter, batch) in done:
+            rows.append((arch, exporter, batch, done[arch, exporter, batch]))
+            continue
+        px = arch_size(arch, size)
+        path = work / f"{arch}-{exporter}-{batch}-{px}.onnx"
         try:
-            export(arch, exporter, batch, size, path)
+            export(arch, exporter, batch, px, path)
         except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
             cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
         else:
-            cells = {m: run_cell(path, m, size, timeout, work / f"out-{m}") for m in methods}
+            cells = {m: run_cell(path, m, px, timeout, work / f"out-{m}") for m in methods}
+        path.unlink(missing_ok=True)
         rows.append((arch, exporter, batch, cells))
+        if log is not None:
+            with open(log, "a") as f:
+                f.write(json.dumps({"arch": arch, "exporter": exporter, "batch": batch, "size": px,
+                                    "cells": {m: c.to_json() for m, c in cells.items()}}) + "\n")
         print(arch, exporter, batch, {m: c.markdown() for m, c in cells.items()}, file=sys.stderr, flush=True)
+    return rows
+
+
+def read_log(log: Path, methods) -> dict[tuple, dict[str, Cell]]:
+    """The rows of a :func:`run_matrix` log that have a cell for every one of ``methods``."""
+    rows = {}
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if all(m in r["cells"] for m in methods):
+            rows[r["arch"], r["exporter"], r["batch"]] = {m: Cell(**r["cells"][m]) for m in methods}
     return rows
 
 
@@ -148,9 +180,10 @@ def gradient_paths(rows_wanted, size: int, work: Path) -> str:
     """Table of :func:`gradient_path` for each (arch, exporter, batch)."""
     out = []
     for arch, exporter, batch in rows_wanted:
-        path = work / f"{arch}-{exporter}-{batch}-{size}.onnx"
+        px = arch_size(arch, size)
+        path = work / f"{arch}-{exporter}-{batch}-{px}.onnx"
         try:
-            export(arch, exporter, batch, size, path)
+            export(arch, exporter, batch, px, path)
         except Exception as exc:  # the exporter's own failure
             cells = [f"export: {type(exc).__name__}", "", "", ""]
         else:
@@ -161,9 +194,9 @@ def gradient_paths(rows_wanted, size: int, work: Path) -> str:
                              "conversion"], out))
 
 
-def markdown(rows, methods) -> str:
-    body = table(["architecture", "exporter", "batch", *methods],
-                 [[a, e, b, *(cells[m].markdown() for m in methods)] for a, e, b, cells in rows])
+def markdown(rows, methods, size: int) -> str:
+    body = table(["architecture", "exporter", "batch", "size", *methods],
+                 [[a, e, b, arch_size(a, size), *(cells[m].markdown() for m in methods)] for a, e, b, cells in rows])
     medians = []
     for m in methods:
         secs = [cells[m].seconds for *_, cells in rows if cells[m].status == "ok"]
@@ -182,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", default=None, metavar="ARCH:EXPORTER:BATCH,...",
                     help="only these rows (instead of --archs x --exporters x --batches)")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated smug methods")
-    ap.add_argument("--size", type=int, default=224, help="input size in pixels")
+    ap.add_argument("--size", type=int, default=224,
+                    help="input size in pixels (at least each architecture's smallest, MIN_SIZE)")
     ap.add_argument("--timeout", type=float, default=20.0, help="smug's --timeout per cell")
+    ap.add_argument("--log", type=Path, default=None,
+                    help="JSON-lines file: each finished row is appended; rows already in it are not run again")
     ap.add_argument("--gradient-paths", action="store_true",
                     help="only the gradient path of each row (in process: path, logit error, first layer)")
     add_doc_args(ap)
@@ -199,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         publish(a, "compat_gradient_paths", "Gradient paths", invocation("compat"), body)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_matrix(wanted, methods, a.size, a.timeout, Path(tmp))
-    publish(a, "compat", "Compatibility matrix", invocation("compat"), markdown(rows, methods))
+        rows = run_matrix(wanted, methods, a.size, a.timeout, Path(tmp), a.log)
+    publish(a, "compat", "Compatibility matrix", invocation("compat"), markdown(rows, methods, a.size))
     return int(any(c.status == "FAIL" for *_, cells in rows for c in cells.values()))
 
 

@@ -78,7 +78,32 @@ def test_gradcam_on_a_vision_transformer_is_one_error_line(torchvision_onnx, tmp
 def test_matrix_table_has_a_cell_per_method_and_the_medians():
     rows = [("resnet18", "ts17", "1", {"smug": Cell("ok", 2.0, ""), "gradcam": Cell("refused", 0.5, "a | b")}),
             ("resnet18", "dynamo", "1", {"smug": Cell("ok", 4.0, ""), "gradcam": Cell("FAIL", 1.0, "boom")})]
-    md = markdown(rows, ["smug", "gradcam"])
-    assert "| resnet18 | ts17 | 1 | ok 2.0 s | refused: a / b |" in md
+    md = markdown(rows, ["smug", "gradcam"], 64)
+    assert "| resnet18 | ts17 | 1 | 64 | ok 2.0 s | refused: a / b |" in md
     assert "|  | 3.0 s | - |" in md  # medians over the ok cells only
     assert "Failures (tracebacks or wrong answers): 1." in md
+
+
+def test_matrix_log_resumes_rows_run_before_and_sizes_each_architecture(tmp_path, monkeypatch):
+    """A row in the log is not run again; a row without every method's cell is; inception_v3 runs at
+    its smallest size (75 px), the others at the size asked for."""
+    import json
+
+    import smug.bench.compat as compat
+
+    log = tmp_path / "rows.jsonl"
+    log.write_text(json.dumps({"arch": "resnet18", "exporter": "ts17", "batch": "1", "size": 64,
+                               "cells": {"gradient": {"status": "ok", "seconds": 3.0, "line": ""}}}) + "\n")
+    ran = []
+
+    def export(arch, exporter, batch, size, path):
+        ran.append((arch, size))
+        path.write_bytes(b"")
+
+    monkeypatch.setattr(compat, "export", export)
+    monkeypatch.setattr(compat, "run_cell", lambda path, m, size, timeout, out: Cell("refused", 0.1, f"{m} {size}"))
+    rows = compat.run_matrix([("resnet18", "ts17", "1"), ("inception_v3", "ts17", "1")], ["gradient"], 64, 1.0,
+                             tmp_path, log)
+    assert ran == [("inception_v3", 75)] and rows[0][3]["gradient"] == Cell("ok", 3.0, "")
+    assert rows[1][3]["gradient"].line == "gradient 75" and len(log.read_text().splitlines()) == 2
+    assert compat.read_log(log, ["gradient", "rise"]) == {}  # a row lacking a method's cell runs again
