@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from smug.encoders.first_layer import UnsupportedModel, find_first_layer
-from smug.encoders.network import unsupported_ops
-from smug.models.preprocess import InputError, check_array
-from smug.models.runtime import ModelError, OnnxModel
+from smug.models.errors import InputError, ModelError
+from smug.models.preprocess import check_array
 from smug.models.zoo import ZOO
+
+if TYPE_CHECKING:  # the model libraries (onnx, onnxruntime) load where a model is read, not on import
+    from smug.models.runtime import OnnxModel
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class ModelFacts:
 def model_facts(source: str, zoo: bool) -> ModelFacts:
     """Facts of a zoo entry (trusted: its declared output gives the classes) or of an ONNX file
     (run once through onnxruntime, its first layer extracted); :class:`ModelError` if unusable."""
+    from smug.encoders.network import unsupported_ops
+    from smug.models.runtime import OnnxModel
+
     if zoo:
         entry = ZOO[source]
         path, kind = entry.onnx_path(), entry.kind
@@ -55,6 +60,8 @@ def _declared_classes(model: OnnxModel) -> int | None:
 
 def _checked_classes(model: OnnxModel) -> int:
     """Run the model once and extract its first layer; the number of classes."""
+    from smug.encoders.first_layer import UnsupportedModel, find_first_layer
+
     try:
         logits = model.logits(np.zeros((1, *model.input_shape), np.float32))
     except ModelError:
