@@ -67,6 +67,10 @@ def run_command(a) -> int:
         raise ValueError("give either --workers (an embedded cluster) or --scheduler, not both")
     if a.workers is not None and a.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {a.workers}")
+    if a.scheduler is not None:
+        from smug.farm.cluster import check_scheduler
+
+        check_scheduler(a.scheduler)  # before the store is written
     result = evaluate(a.images, a.methods.split(","), a.db, config, progress=not a.quiet, workers=a.workers,
                       scheduler=a.scheduler)
     print(json.dumps(result))

@@ -304,15 +304,17 @@ def evaluate(images: list[str | Path], methods: list[str], db: str | Path, confi
     if config.model not in ZOO:
         raise ValueError(f"smug evaluate needs a zoo image model (its preprocessing reads the files): {sorted(ZOO)}")
     on_farm = workers is not None or scheduler is not None or client is not None
+    fresh, finished = not Path(db).exists(), False
     store = EvalStore(db)
     try:
         store.bind(config)
         run = _FarmRun if on_farm else _LocalRun
         counts = run(store, config, methods, paths, progress).go(workers=workers, scheduler=scheduler, client=client)
+        finished = True
         return {"db": str(store.path), "images": len(paths), **counts, "methods": methods}
     finally:
         store.release_claims()
-        store.close()
+        store.close(discard_empty=fresh and not finished)  # a failed first run leaves no empty store
 
 
 class _LocalRun:

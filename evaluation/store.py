@@ -15,7 +15,6 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from smug.pipeline.identity import SCHEME
 from smug.pipeline.request import DEFAULT_TIMEOUT, SmugConfig
 
 
@@ -98,8 +97,15 @@ class EvalStore:
                 if "duplicate column" not in str(err):
                     raise
 
-    def close(self) -> None:
+    def close(self, discard_empty: bool = False) -> None:
+        """Close the file; with ``discard_empty``, delete it when it holds no image, result, experiment or
+        claim (a run that failed before its first row, on a store it created, leaves nothing behind)."""
+        tables = ("images", "results", "experiments", "claims")
+        empty = discard_empty and not any(self.db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables)
         self.db.close()
+        if empty:
+            for p in (self.path, self.path.with_name(self.path.name + "-journal")):
+                p.unlink(missing_ok=True)
 
     def config(self) -> dict | None:
         row = self.db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
@@ -124,6 +130,8 @@ class EvalStore:
     def _check_keys(self) -> None:
         """Refuse to add rows to a store whose images are keyed another way (an older smug: by path);
         it stays readable (``smug evaluate report``), and a new store recomputes its images."""
+        from smug.pipeline.identity import SCHEME  # here: the CLI's parser reads this module's EvalConfig
+
         row = self.db.execute("SELECT value FROM meta WHERE key='id_scheme'").fetchone()
         scheme = 1 if row is None else int(row[0])
         if scheme == SCHEME:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import socket
 from typing import Iterator
 
 from smug.farm.dispatch import SATURATION_KEY
@@ -49,6 +50,31 @@ QUIET = {"distributed.admin.tick.interval": "500ms", "distributed.admin.system-m
 
 
 NO_HTTP = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+PROBE_SECONDS = 5.0  # how long a scheduler's port may take to accept a connection (check_scheduler)
+
+
+def check_scheduler(address: str) -> None:
+    """Refuse, with one line (``ValueError``), a scheduler address Dask cannot parse or a TCP/TLS address
+    where nothing accepts connections: run before a store is written, so a typo costs nothing.  A plain
+    connection is tried (a refused one fails at once; Dask itself would retry until its timeout)."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    shown = f"the scheduler address {address!r}"
+    try:
+        scheme, location = parse_address(address, strict=False)
+        if scheme not in ("tcp", "tls"):
+            return  # another transport (ucx, inproc): Dask's Client checks it
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        raise ValueError(f"{shown} is not a Dask scheduler's address (tcp://HOST:PORT)") from None
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        why = "connection refused" if isinstance(exc, ConnectionRefusedError) else (
+            f"no answer within {PROBE_SECONDS:g} s" if isinstance(exc, TimeoutError) else "unreachable")
+        raise ValueError(f"no Dask scheduler at {address} ({why}); start one with `dask scheduler` "
+                         f"or leave the scheduler out for an embedded cluster") from None
 
 
 @contextlib.contextmanager
@@ -81,6 +107,7 @@ def connect(client=None, workers: int | None = None, scheduler: str | None = Non
     if scheduler is not None:
         if workers is not None:
             raise ValueError("give either a number of workers (a local cluster) or a scheduler's address, not both")
+        check_scheduler(scheduler)
         with Client(scheduler) as c:
             yield c
         return

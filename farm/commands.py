@@ -85,6 +85,10 @@ def _run(a) -> int:
     for line, first in manifest.duplicates:
         print(f"smug farm: manifest line {line} is the same job as line {first}; it runs once", file=sys.stderr)
     manifest.checked(a.skip_invalid)
+    if a.scheduler is not None:
+        from smug.farm.cluster import check_scheduler
+
+        check_scheduler(a.scheduler)  # before the store is written
     _say_superseded(a.db, manifest.jobs)
     bar = None if a.quiet else ProgressBar()
     counts = {"done": 0, "failed": 0}

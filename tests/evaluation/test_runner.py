@@ -116,6 +116,19 @@ def test_bad_methods_and_inputs(tmp_path, digits):
     assert not (tmp_path / "x.sqlite").exists()
 
 
+def test_a_failed_first_run_leaves_no_store_and_an_older_store_stays(tmp_path, digits, store_path):
+    db = tmp_path / "new.sqlite"
+    with pytest.raises(ValueError, match="no Dask scheduler"):  # the store was made, then the farm refused
+        evaluate(digits, ["centerbox"], db, CONFIG, progress=False, scheduler="tcp://127.0.0.1:1")
+    assert not db.exists() and not (tmp_path / "new.sqlite-journal").exists()
+    before = EvalStore(store_path).results()
+    with pytest.raises(ValueError, match="no Dask scheduler"):  # a method not yet stored: work to submit
+        evaluate(digits, ["gradient"], store_path, CONFIG, progress=False, scheduler="tcp://127.0.0.1:1")
+    s = EvalStore(store_path)
+    assert s.results() == before and not s.db.execute("SELECT 1 FROM claims").fetchone()
+    s.close()
+
+
 def test_progress_bar_goes_to_its_stream():
     buf = io.StringIO()
     bar = Progress(2, buf)

@@ -77,3 +77,24 @@ def test_missing_store_and_bad_manifest_are_errors(tmp_path):
     assert not (tmp_path / "r.sqlite").exists()  # nothing submitted, nothing written
     with pytest.raises(ValueError, match="not both"):
         run_command(_parse("farm", "run", str(manifest), "--images", "*.png", "--db", str(tmp_path / "r.sqlite")))
+
+
+def _closed_port() -> int:
+    """A loopback port where nothing listens (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address,message", [("not-an-address", "is not a Dask scheduler's address"),
+                                             ("tcp://127.0.0.1:{port}", "no Dask scheduler at .* refused")])
+def test_a_scheduler_nobody_runs_is_refused_before_the_store_is_written(tmp_path, address, message):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"model": "mnist-mlp", "method": "whole-network"}\n')
+    db = tmp_path / "r.sqlite"
+    with pytest.raises(ValueError, match=message):
+        run_command(_parse("farm", "run", str(manifest), "--db", str(db), "--scheduler",
+                           address.format(port=_closed_port())))
+    assert not db.exists()
