@@ -44,14 +44,33 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-file", default=None, help="text models: a UTF-8 file, one text per line")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help names its default once: ``(default: X)`` is added only where a default is set
+    (not None, a bare flag's False or an empty list) and the help does not already name one.  Descriptions
+    and epilogs (examples) keep their lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default == [] or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """``smug``'s parsers, every subcommand's included (argparse makes them of their parent's class)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     from smug import __version__
 
-    parser = argparse.ArgumentParser(prog="smug", description="Provably minimal masks explaining a classifier")
+    parser = Parser(prog="smug", description="Provably minimal masks explaining a classifier")
     parser.add_argument("--version", action="version", version=f"smug {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    shown = argparse.ArgumentDefaultsHelpFormatter
-    ex = sub.add_parser("explain", help="minimal SMUG mask, saliency map and certificate", formatter_class=shown)
+    ex = sub.add_parser("explain", help="minimal SMUG mask, saliency map and certificate")
     _method_args(ex)
     ex.add_argument("--method", default="smug",
                     help="smug (default), whole-network, robust, or a baseline: gradient, integrated_gradients, "
@@ -79,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                          "texts; one explanation: pretty JSON)")
     ex.add_argument("--quiet", action="store_true", help="no progress line on stderr (it is shown on a terminal)")
     ex.add_argument("--server", default=None, metavar="HOST:PORT",
-                    help="explain on a smug server (smug serve), with a progress bar; token from $SMUG_TOKEN")
-    cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG", formatter_class=shown)
+                    help="explain on a smug server (smug serve), with a progress bar on a terminal; token from "
+                         "$SMUG_TOKEN")
+    cmp_ = sub.add_parser("compare", help="input and each method's map side by side, as PNG")
     _method_args(cmp_)
     cmp_.add_argument("--methods", default="smug,smug_base,gradient,integrated_gradients,gradcam",
                       help="comma-separated: smug, smug_base and any baseline name")
@@ -90,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--from", dest="reuse", action="append", default=[], metavar="RESULT",
                       help="reuse a saved explanation (smug explain's result.json or its --out folder) for the "
                            "panel of its method instead of computing it; repeatable")
-    dmp = sub.add_parser("dump", help="write the encoding: smt2, wcnf, lp or mps", formatter_class=shown)
+    dmp = sub.add_parser("dump", help="write the encoding: smt2, wcnf, lp or mps")
     _method_args(dmp)
     dmp.add_argument("--out", default="smug-constraints.smt2", help="output file (.smt2, .wcnf, .lp, .mps)")
     from smug.debugging.commands import add_commands as debugging_commands, dump_arguments
@@ -297,7 +317,11 @@ def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
             message = request_to_proto(client.pb, request)
         except WireError as exc:
             raise RequestError(str(exc)) from None
-        return progress_line(client.stream(message))
+        events = client.stream(message)
+        if a.quiet or not sys.stderr.isatty():  # the bar is for a person at a terminal, not a log
+            *_, last = events
+            return last
+        return progress_line(events)
 
 
 def _compare(a: argparse.Namespace) -> int:

@@ -15,13 +15,23 @@ import sys
 
 COMMANDS = ("farm",)
 SHOWN = 20  # superseded rows named one by one before a count
+MANIFEST_EXAMPLE = """\
+a manifest (JSON Lines; a line is one request: input, text, model, method, name, timeout, ... and
+the method's parameters; relative paths from the manifest's folder):
+  {"input": "digits/seven.png", "model": "mnist-mlp", "top_k": 20, "window": 1, "name": "seven"}
+  {"model": "mnist-mlp", "method": "whole-network", "delta": 0.5, "timeout": 30}
+  {"model": "text-cnn", "text": "a gorgeous, funny film let down by a dull ending", "top_k": 20}
+or a CSV file with these names as its header:
+  input,model,method,top_k,timeout
+  photos/cat.jpg,efficientnet-lite0,smug,3000,120"""
 
 
 def add_commands(sub) -> None:
     """``smug farm`` with its ``run``, ``status`` and ``export`` subcommands."""
     farm = sub.add_parser("farm", help="many explanations on a Dask cluster (resumable): run, status, export")
     fs = farm.add_subparsers(dest="farm_command", required=True)
-    run = fs.add_parser("run", help="run a manifest (JSONL or CSV) or a generated grid of jobs")
+    run = fs.add_parser("run", help="run a manifest (JSONL or CSV) or a generated grid of jobs",
+                        epilog=MANIFEST_EXAMPLE)
     run.add_argument("manifest", nargs="?", help="JSON Lines (one request per line) or .csv with a header")
     run.add_argument("--db", required=True, help="the SQLite store (a re-run skips finished jobs)")
     where = run.add_mutually_exclusive_group()

@@ -286,3 +286,29 @@ def test_a_flat_input_to_an_image_model_is_one_error_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "smug: error: input has shape (784,); the model needs (1, 28, 28)"], r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _parsers(parser):
+    """``parser`` and every subcommand's parser below it."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_option_names_its_default_at_most_once():
+    from smug.clients.cli import _parser
+
+    checked = 0
+    for parser in _parsers(_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if action.help is None:
+                continue
+            text = formatter._get_help_string(action) % {"default": action.default, "prog": parser.prog}
+            assert text.count("default") <= 1 and "default: None" not in text, (parser.prog, action.dest, text)
+            checked += 1
+    assert checked > 80  # explain, compare, dump, evaluate, farm run, ... all walked

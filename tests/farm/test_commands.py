@@ -98,3 +98,23 @@ def test_a_scheduler_nobody_runs_is_refused_before_the_store_is_written(tmp_path
         run_command(_parse("farm", "run", str(manifest), "--db", str(db), "--scheduler",
                            address.format(port=_closed_port())))
     assert not db.exists()
+
+
+def test_the_help_s_manifest_examples_are_valid_manifests(tmp_path):
+    from PIL import Image
+
+    from smug.farm.commands import MANIFEST_EXAMPLE
+    from smug.farm.manifest import read_manifest
+
+    lines = [line.strip() for line in MANIFEST_EXAMPLE.splitlines() if line.startswith("  ")]
+    jsonl, csv_lines = [x for x in lines if x.startswith("{")], [x for x in lines if not x.startswith("{")]
+    assert len(jsonl) >= 3 and len(csv_lines) == 2
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "photos").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "digits" / "seven.png")
+    Image.new("RGB", (256, 256)).save(tmp_path / "photos" / "cat.jpg")
+    (tmp_path / "m.jsonl").write_text("\n".join(jsonl) + "\n")
+    (tmp_path / "m.csv").write_text("\n".join(csv_lines) + "\n")
+    for name, count in (("m.jsonl", len(jsonl)), ("m.csv", 1)):
+        manifest = read_manifest(tmp_path / name)
+        assert not manifest.errors and len(manifest.checked().jobs) == count
