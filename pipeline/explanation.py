@@ -272,19 +272,11 @@ class Explanation:
         files["figure.png"] = self.figure()
         return files
 
-    def _figure_facts(self) -> dict:
-        size = "no mask" if self.objective is None else f"mask {self.objective} of {self.n_vars} blocks"
-        keeps = {True: "keeps the decision", False: "does NOT keep the decision", None: ""}[self.keeps_class]
-        masked = "" if self.masked_confidence is None else f" (masked: {self.masked_confidence:.3f})"
-        return {"title": f"{self.method} on {self.model}: class {self.target} ({self.target_name}), "
-                         f"p = {self.confidence:.3f}{masked}",
-                "lines": (f"status {self.status}", size, keeps)}
-
     def figure(self) -> bytes:
         """A readable PNG of an image answer (:mod:`smug.rendering.figure`)."""
         from smug.rendering.figure import answer_figure
 
-        return answer_figure(self._figure_facts(), self.image.picture, self.image.saliency, self.image.pixel_mask)
+        return answer_figure(self)
 
     def plot(self):
         """The same figure as a matplotlib ``Figure`` made with pyplot (shown inline in a notebook;
@@ -294,10 +286,10 @@ class Explanation:
                              "or the notebook display)")
         import matplotlib.pyplot as plt
 
-        from smug.rendering.figure import DPI, SIZE, draw_answer
+        from smug.rendering.figure import DPI, answer_size, draw_answer
 
-        fig = plt.figure(figsize=SIZE, dpi=DPI, layout="constrained")
-        draw_answer(fig, self._figure_facts(), self.image.picture, self.image.saliency, self.image.pixel_mask)
+        fig = plt.figure(figsize=answer_size(self), dpi=DPI, layout="constrained")
+        draw_answer(fig, self)
         return fig
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:

@@ -1,12 +1,61 @@
-"""The one colour rule for every saliency map, in every picture and page: magnitudes on a
-perceptually uniform map (``viridis``), signed maps on a diverging one (``RdBu_r``)."""
+"""The colour rules of every saliency map, in every picture and page, and the sentence that states
+each on the picture: a map with both signs on a diverging colour map centred at 0 (``RdBu_r``), any
+other map by its magnitude over [0, max] on a perceptually uniform one (``viridis``)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 COLORMAP = "viridis"  # magnitudes over [0, max]
 DIVERGING = "RdBu_r"  # signed maps over [-max|.|, max|.|], white at 0
+RULES = {  # what a reader needs to read a map drawn under each colour map
+    COLORMAP: "magnitude map (viridis) over the input in grey: |score| from 0 (the grey input shows) to the map's "
+              "own maximum (yellow)",
+    DIVERGING: "signed map (red-blue, centred at 0) over the input in grey: red = evidence for the class, "
+               "blue = against, 0 = the grey input shows",
+}
+FADED = "light grey: outside the mask"  # what kept_region does to the rest of the input
+
+
+@dataclass(frozen=True)
+class MapScale:
+    """How one map is coloured: its colour map and the value range it spans."""
+
+    cmap: str
+    lo: float
+    hi: float
+
+    @property
+    def signed(self) -> bool:
+        return self.cmap == DIVERGING
+
+    @property
+    def rule(self) -> str:
+        return RULES[self.cmap]
+
+    @property
+    def label(self) -> str:
+        """The colour bar's label."""
+        return "score (signed)" if self.signed else "|score|"
+
+    def unit(self, values: np.ndarray) -> np.ndarray:
+        """``values`` on [0, 1] of the colour map (0.5 is 0 on a signed scale)."""
+        return np.clip((np.asarray(values, dtype=np.float64) - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+
+    def strength(self, values: np.ndarray) -> np.ndarray:
+        """|value| relative to the scale's largest magnitude, in [0, 1] (how strongly a pixel is tinted)."""
+        return np.clip(np.abs(np.asarray(values, dtype=np.float64)) / max(abs(self.lo), abs(self.hi)), 0.0, 1.0)
+
+
+def map_scale(saliency: np.ndarray) -> MapScale:
+    """The rule of the module docstring for one map (a flat map gets a range, never a division by zero)."""
+    s = np.asarray(saliency, dtype=np.float64)
+    if s.size and s.min() < 0 < s.max():
+        bound = float(np.abs(s).max())
+        return MapScale(DIVERGING, -bound, bound)
+    return MapScale(COLORMAP, 0.0, max(float(np.abs(s).max()) if s.size else 0.0, 1e-12))
 
 
 def colorize(values: np.ndarray, name: str = COLORMAP) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""PNG renderings of masks and saliency maps at the input's size, under the one colour rule of
-:mod:`smug.rendering.colormap` (the magnitude over [0, max], the same for every method)."""
+"""PNG renderings of masks and saliency maps at the input's size, and the one way a map is laid over
+the input (:func:`overlay`), under the colour rules of :mod:`smug.rendering.colormap`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,28 @@ import io
 
 import numpy as np
 
-from smug.rendering.colormap import colorize
-from smug.rendering.figure import kept_region
+from smug.rendering.colormap import MapScale, colorize, map_scale
+
+ALPHA = 0.75  # the map's opacity over the input where its magnitude is largest
 
 
-def _png(array: np.ndarray) -> bytes:
+def png(array: np.ndarray) -> bytes:
+    """An RGB or grey uint8 array as PNG bytes."""
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def kept_region(picture: np.ndarray, pixel_mask: np.ndarray | None) -> np.ndarray:
+    """The input with everything outside the mask faded to a light grey (the region stays as it is)."""
+    img = np.asarray(picture, dtype=np.float64)
+    if pixel_mask is None:
+        return img.astype(np.uint8)
+    keep = np.asarray(pixel_mask, dtype=bool)[..., None]
+    faded = 0.15 * img + 0.85 * 200.0
+    return np.where(keep, img, faded).clip(0, 255).astype(np.uint8)
 
 
 def magnitude(saliency: np.ndarray) -> np.ndarray:
@@ -26,22 +38,39 @@ def magnitude(saliency: np.ndarray) -> np.ndarray:
     return s / top if top > 0 else s
 
 
+def muted(picture: np.ndarray) -> np.ndarray:
+    """The input in mid-tone grey (its luminance on [40, 180]), so that a map's colours read on
+    light and dark inputs alike and every colour on top belongs to the map."""
+    img = np.asarray(picture, dtype=np.float64)
+    lum = img @ np.array([0.299, 0.587, 0.114]) if img.ndim == 3 else img
+    return np.repeat((40.0 + lum * (140.0 / 255.0))[..., None], 3, axis=-1)
+
+
+def overlay(picture: np.ndarray, saliency: np.ndarray, support: np.ndarray | None = None,
+            scale: MapScale | None = None, alpha: float = ALPHA) -> np.ndarray:
+    """RGB uint8: the input in grey (:func:`muted`) with the map's colour (under ``scale``, by default
+    the map's own rule) laid over it in proportion to the value's strength (up to ``alpha``), so pixels
+    the map gives nothing stay grey; with ``support`` (a mask) the input outside it is faded to light grey."""
+    scale = scale or map_scale(saliency)
+    base = muted(picture)
+    if support is not None and np.any(support) and not np.all(support):
+        base = np.where(np.asarray(support, dtype=bool)[..., None], base, 215.0 + (base - 40.0) * (25.0 / 140.0))
+    weight = alpha * scale.strength(saliency)[..., None]
+    return ((1 - weight) * base + weight * colorize(scale.unit(saliency), scale.cmap)).round().clip(0, 255).astype(
+        np.uint8)
+
+
 def mask_png(pixel_mask: np.ndarray) -> bytes:
-    return _png((np.asarray(pixel_mask, dtype=bool) * 255).astype(np.uint8))
+    return png((np.asarray(pixel_mask, dtype=bool) * 255).astype(np.uint8))
 
 
 def saliency_png(saliency: np.ndarray) -> bytes:
-    """The map on the colour map (RGB)."""
-    return _png(colorize(magnitude(saliency)))
+    """The map's magnitude on the colour map (RGB)."""
+    return png(colorize(magnitude(saliency)))
 
 
-def overlay_png(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.6) -> bytes:
-    """The input with the map's colour laid over it in proportion to the magnitude (up to
-    ``alpha``), so unimportant pixels stay as they are; where the map is exactly zero on part
-    of the input (a mask's map) that part is faded to light grey, as in the answer figure."""
-    img = np.asarray(image, dtype=np.float64)
+def overlay_png(image: np.ndarray, saliency: np.ndarray) -> bytes:
+    """``overlay.png``: the map's magnitude over the input; where it is exactly zero on part of the
+    input (a mask's map) that part is faded to light grey, as in the answer figure."""
     m = magnitude(saliency)
-    support = m > 0
-    base = kept_region(img, support).astype(np.float64) if support.any() and not support.all() else img
-    weight = alpha * m[..., None]
-    return _png(((1 - weight) * base + weight * colorize(m)).round().clip(0, 255).astype(np.uint8))
+    return png(overlay(image, m, support=m > 0))

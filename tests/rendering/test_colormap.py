@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from smug.rendering.colormap import COLORMAP, colorize, contrast, css_gradient
+from smug.rendering.colormap import COLORMAP, colorize, contrast, css_gradient, map_scale
 
 
 def test_colorize_is_the_colour_map_and_clips():
@@ -28,3 +28,13 @@ def test_css_gradient_runs_from_the_low_to_the_high_colour():
                                        ((119, 119, 119), (255, 255, 255), 4.48)])  # #777 on white: 4.48 (WCAG)
 def test_contrast_matches_wcag_values(a, b, ratio):
     assert contrast(a, b) == pytest.approx(ratio, abs=0.01) and contrast(b, a) == contrast(a, b)
+
+
+def test_one_scale_rule_per_kind_of_map():
+    scale = map_scale(np.array([[0.0, 2.0], [1.0, 4.0]]))
+    assert scale.cmap == COLORMAP and (scale.lo, scale.hi) == (0.0, 4.0) and scale.label == "|score|"
+    scale = map_scale(np.array([[-3.0, 1.0]]))
+    assert scale.signed and (scale.lo, scale.hi) == (-3.0, 3.0)  # signed maps centred at 0
+    assert scale.unit(np.array([-3.0, 0.0, 3.0])).tolist() == [0.0, 0.5, 1.0]
+    assert scale.strength(np.array([-3.0, 1.5])).tolist() == [1.0, 0.5]
+    assert map_scale(np.zeros((2, 2))).hi > 0  # a flat map is drawn flat, not divided by zero

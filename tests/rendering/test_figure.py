@@ -1,43 +1,72 @@
-"""The answer figure: readable size, one scaling rule, the kept region left as it is."""
+"""The answer figure: a title a newcomer can read (model, class, method, status), what is proven,
+the panels each kind of answer needs, and the colour rule stated on the figure."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
-from smug.rendering.figure import answer_figure, kept_region, scaled
+from smug.rendering.colormap import RULES
+from smug.rendering.figure import answer_figure, answer_facts, draw_answer
 
 
-def test_one_scaling_rule_for_every_map():
-    s, cmap, lo, hi = scaled(np.array([[0.0, 2.0], [1.0, 4.0]]))
-    assert cmap == "viridis" and (lo, hi) == (0.0, 4.0) and np.array_equal(s, [[0, 2], [1, 4]])
-    s, cmap, lo, hi = scaled(np.array([[-3.0, 1.0]]))
-    assert cmap == "RdBu_r" and (lo, hi) == (-3.0, 3.0)  # signed maps centred at 0
-    assert scaled(np.zeros((2, 2)))[3] > 0  # a flat map is drawn flat, not divided by zero
+def drawn(e) -> tuple[Figure, str, list[str]]:
+    """The figure, its title and bottom lines together, and its panels' titles."""
+    fig = Figure(figsize=(11, 5), dpi=100, layout="constrained")
+    draw_answer(fig, e)
+    words = " ".join(t.get_text().replace("\n", " ") for t in fig.findobj(Text) if t.get_text())
+    return fig, words, [ax.get_title() for ax in fig.axes if ax.get_title()]
 
 
-def test_kept_region_keeps_the_pixels_and_fades_the_rest():
-    picture = np.full((4, 4, 3), 10, np.uint8)
-    mask = np.zeros((4, 4), bool)
-    mask[:2] = True
-    out = kept_region(picture, mask)
-    assert np.array_equal(out[:2], picture[:2]) and (out[2:] > 150).all()
+def test_first_layer_answer_names_everything_and_states_its_colour_rule(image_answer):
+    fig, words, panels = drawn(image_answer())
+    for needed in ("mnist-mlp", "class 3 'three'", "p = 0.973", "method smug", "status optimal", "kept 3 of 49 blocks",
+                   "proven minimal", "does NOT keep the decision", RULES["viridis"], "light grey: outside the mask"):
+        assert needed in words, needed
+    assert panels == ["input", "kept blocks: 3 (red outline)", "saliency (Eq. 4) over the input"]
+    assert any(ax.get_ylabel() == "|score|" for ax in fig.axes)  # the colour bar is labelled
 
 
-def test_figure_is_a_readable_png():
-    picture = (np.random.default_rng(0).random((28, 28, 3)) * 255).astype(np.uint8)
-    png = answer_figure({"title": "smug on m: class 3", "lines": ("status optimal",)}, picture,
-                        np.random.default_rng(1).random((28, 28)), np.eye(28, dtype=bool))
-    img = Image.open(io.BytesIO(png))
+def test_feasible_answer_shows_its_proven_lower_bound(image_answer):
+    _, words, _ = drawn(image_answer(status="feasible", objective=5, lower_bound=2))
+    assert "not proven minimal: proven lower bound 2" in words and "status feasible" in words
+
+
+def test_whole_network_answer_does_not_repeat_its_mask_as_saliency(image_answer):
+    e = image_answer(method="whole-network", window=1, objective=4, keeps=True)
+    _, words, panels = drawn(e)
+    assert panels == ["input", "kept pixels: 4 (red outline)"] and "saliency" not in words
+    assert "kept 4 of 784 pixels" in words and "keeps the decision" in words
+
+
+def test_baseline_shows_its_map_over_the_input_not_the_input_twice(image_answer):
+    e = image_answer(method="integrated_gradients", status="map", objective=None, signed=True, keeps=None)
+    fig, words, panels = drawn(e)
+    assert panels == ["input", "integrated_gradients map over the input"]
+    assert "nothing is kept, solved or proven" in words and RULES["RdBu_r"] in words
+    shown = [np.asarray(ax.images[0].get_array()) for ax in fig.axes if ax.images]
+    assert len(shown) == 2 and not np.array_equal(shown[0], shown[1])
+    assert any(ax.get_ylabel() == "score (signed)" for ax in fig.axes)
+
+
+def test_facts_of_an_answer_without_mask(image_answer):
+    facts = answer_facts(image_answer(status="unknown", objective=None, keeps=None))
+    assert facts.panels == ("input",) and "no mask (status unknown)" in facts.lines[0]
+
+
+def test_figure_is_a_readable_png(image_answer):
+    img = Image.open(io.BytesIO(answer_figure(image_answer())))
     assert img.size[0] >= 1000 and img.size[1] >= 400
 
 
-def test_the_figure_of_a_flat_input_is_drawn():
+def test_the_figure_of_a_flat_input_is_drawn(image_answer):
     """Issue 31: a (n,) input's picture is one row; matplotlib cannot outline a (1, n) mask and raised."""
-    picture = np.full((1, 12, 3), 90, np.uint8)
-    mask = np.zeros((1, 12), bool)
-    mask[0, 3:5] = True
-    png = answer_figure({"title": "smug on flat", "lines": ()}, picture, np.arange(12.0)[None], mask)
-    assert Image.open(io.BytesIO(png)).size[0] >= 1000
+    e = image_answer(side=4, window=1, objective=2)
+    flat = type(e.image)(picture=e.image.picture[:1], saliency=e.image.saliency[:1], pixel_mask=e.image.pixel_mask[:1],
+                         mask=e.image.mask[:1])
+    png = answer_figure(type(e)(**{**{k: getattr(e, k) for k in e.__dataclass_fields__}, "image": flat}))
+    assert Image.open(io.BytesIO(png)).size[0] >= 900

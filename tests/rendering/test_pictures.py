@@ -7,8 +7,12 @@ import io
 import numpy as np
 from PIL import Image
 
-from smug.rendering.colormap import colorize
-from smug.rendering.pictures import mask_png, overlay_png, saliency_png
+from smug.rendering.colormap import DIVERGING, RULES, colorize, map_scale
+from smug.rendering.pictures import ALPHA, kept_region, mask_png, overlay, overlay_png, saliency_png
+
+
+def scale_rule(saliency):
+    return map_scale(saliency).rule
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -21,20 +25,37 @@ def test_saliency_png_is_the_magnitude_on_the_colour_map():
     assert np.array_equal(decode(saliency_png(np.zeros((2, 2)))), colorize(np.zeros((2, 2))))  # a zero map: flat
 
 
-def test_overlay_keeps_the_input_and_shows_the_map_on_dark_pixels():
-    picture = np.zeros((4, 4, 3), np.uint8)  # a black input: a red tint would vanish here
-    picture[:, 2:] = 200
+def test_overlay_lays_the_map_over_the_grey_input():
+    picture = np.zeros((4, 4, 3), np.uint8)  # a black input: a red tint would vanish on a dark picture
+    picture[:, 2:] = 255
     s = np.zeros((4, 4))
     s[0, 0], s[0, 2] = 1.0, 0.5
     out = decode(overlay_png(picture, s))
     top = colorize(np.array(1.0)).astype(float)
-    assert np.abs(out[0, 0] - 0.6 * top).max() <= 1 and out[0, 0].max() > 100  # the map's colour on black
-    assert np.abs(out[0, 2] - (0.7 * 200 + 0.3 * colorize(np.array(0.5)))).max() <= 1
-    assert (out[1:, :] > 150).all()  # outside the map's support: faded to light grey, never darkened
+    assert np.abs(out[0, 0] - ((1 - ALPHA) * 40 + ALPHA * top)).max() <= 1  # black is mid-dark grey under the map
+    half = colorize(np.array(0.5)).astype(float)
+    assert np.abs(out[0, 2] - ((1 - ALPHA / 2) * 180 + ALPHA / 2 * half)).max() <= 1
+    assert (out[1:, :] > 210).all()  # outside the map's support: faded to light grey, never darkened
     dense = decode(overlay_png(picture, np.full((4, 4), 1e-6) + s))  # a dense map: nothing faded
-    assert np.abs(dense[3, 3] - picture[3, 3]).max() <= 1
+    assert np.abs(dense[3, 3] - 180).max() <= 1 and np.abs(dense[3, 0] - 40).max() <= 1
+
+
+def test_signed_overlay_is_diverging_and_clear_at_zero():
+    picture = np.full((1, 3, 3), 255, np.uint8)
+    out = overlay(picture, np.array([[-2.0, 0.0, 2.0]])).astype(int)
+    assert out[0, 0, 2] > out[0, 0, 0] and out[0, 2, 0] > out[0, 2, 2]  # blue below 0, red above
+    assert np.abs(out[0, 1] - 180).max() <= 1  # 0: the grey input as it is
+    assert scale_rule(np.array([[-2.0, 2.0]])) == RULES[DIVERGING]
 
 
 def test_mask_png_is_black_and_white():
     m = np.eye(3, dtype=bool)
     assert np.array_equal(decode(mask_png(m)), m * 255)
+
+
+def test_kept_region_keeps_the_pixels_and_fades_the_rest():
+    picture = np.full((4, 4, 3), 10, np.uint8)
+    mask = np.zeros((4, 4), bool)
+    mask[:2] = True
+    out = kept_region(picture, mask)
+    assert np.array_equal(out[:2], picture[:2]) and (out[2:] > 150).all()
