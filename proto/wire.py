@@ -44,12 +44,12 @@ class ModelInfo:
 def model_info_to_proto(pb, info: ModelInfo):
     return pb.ModelInfo(id=info.id, aliases=list(info.aliases), input_shape=list(info.input_shape),
                         n_classes=info.n_classes, description=info.description, zoo=info.zoo,
-                        size_bytes=info.size_bytes, whole_network=info.whole_network)
+                        size_bytes=info.size_bytes, whole_network=info.whole_network, kind=info.kind)
 
 
 def model_info_from_proto(m) -> ModelInfo:
     return ModelInfo(m.id, tuple(m.aliases), tuple(m.input_shape), m.n_classes, m.description, m.zoo,
-                     m.size_bytes, m.whole_network)
+                     m.size_bytes, m.whole_network, m.kind or ModelInfo.kind)
 
 
 class WireError(ValueError):

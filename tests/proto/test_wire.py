@@ -99,3 +99,13 @@ def test_an_explanation_survives_the_wire():
     for name in ("mask", "pixel_mask", "picture"):
         assert np.array_equal(getattr(back, name), getattr(e, name))
     assert np.allclose(back.saliency, e.saliency)
+
+
+@pytest.mark.parametrize("kind", ["image", "text"])
+def test_model_info_keeps_the_kind(kind):
+    from smug.proto.wire import ModelInfo, model_info_from_proto, model_info_to_proto
+
+    info = ModelInfo("ab" * 32, ("m",), (1, 28, 28), 10, "a model", True, 123, kind == "image", kind)
+    sent = pb.ModelInfo.FromString(model_info_to_proto(pb, info).SerializeToString())
+    assert model_info_from_proto(sent) == info
+    assert model_info_from_proto(pb.ModelInfo(id="x")).kind == "image"  # a server older than the field
