@@ -44,7 +44,8 @@ def test_commands_on_their_own_parser(tmp_path, digits, capsys):
                             "--db", str(tmp_path / "n.sqlite")]))
     for address in ("not-an-address", "tcp://127.0.0.1:1"):  # checked before the store is written
         with pytest.raises(ValueError, match="scheduler"):
-            run_command(_parse(["evaluate", str(digits[0]), "--scheduler", address, "--db", str(tmp_path / "n.sqlite")]))
+            run_command(_parse(["evaluate", str(digits[0]), "--scheduler", address,
+                                "--db", str(tmp_path / "n.sqlite")]))
     assert not (tmp_path / "n.sqlite").exists()
 
 
