@@ -279,16 +279,21 @@ class Explanation:
         return answer_figure(self)
 
     def plot(self):
-        """The same figure as a matplotlib ``Figure`` made with pyplot (shown inline in a notebook;
-        ``plt.show()`` or ``fig.savefig`` in a script), for image answers."""
+        """The same figure as a matplotlib ``Figure``, for image answers: a notebook shows it once, as a
+        cell's value (it is not a pyplot figure, so the inline backend does not show it a second time at
+        the cell's end, and figures made in a loop stay out of pyplot's list); ``fig.savefig(path)``
+        writes it from a script."""
         if self.image is None:
             raise ValueError("plot() draws image answers; a text answer is shown by its page (explanation.html, "
                              "or the notebook display)")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot  # noqa: F401 (selects the backend: in a notebook, the inline one shows Figures)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         from smug.rendering.figure import DPI, answer_size, draw_answer
 
-        fig = plt.figure(figsize=answer_size(self), dpi=DPI, layout="constrained")
+        fig = Figure(figsize=answer_size(self), dpi=DPI, layout="constrained")
+        FigureCanvasAgg(fig)  # drawn in memory: fig.canvas.draw() and buffer_rgba() work as on pyplot's figures
         draw_answer(fig, self)
         return fig
 

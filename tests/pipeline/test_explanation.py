@@ -73,9 +73,11 @@ def test_plot_is_the_answer_figure_as_a_matplotlib_figure(network):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
+    before = plt.get_fignums()
     fig = network.plot()
     try:
         assert isinstance(fig, Figure)
+        assert plt.get_fignums() == before  # not a pyplot figure: a notebook shows it once, as the cell's value
         inp, kept = fig.axes  # a whole-network answer: the input and its kept pixels (no score to map)
         assert np.array_equal(inp.images[0].get_array(), network.picture)
         assert kept.collections  # the mask's outline
