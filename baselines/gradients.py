@@ -356,10 +356,10 @@ def gradcam_batch(model: OnnxModel, xs: np.ndarray, targets=None, layer: str | N
 # ---- Guided Backprop ---------------------------------------------------------
 def relu_like(m) -> bool:
     """Whether torch module ``m`` is a ReLU-like unit of paper 004: ReLU, ReLU6 and
-    Clip(0, max) (onnx2torch's OnnxClip with ``min_val == 0``).  The units Guided
-    Backprop, RectGrad and cascade substitution hook."""
+    Clip(0, max) (``Hardtanh(0, max)``, onnx2torch's OnnxClip with ``min_val == 0``).  The units
+    Guided Backprop, RectGrad and cascade substitution hook."""
     nn = torch_module().nn
-    if isinstance(m, (nn.ReLU, nn.ReLU6)):
+    if isinstance(m, nn.ReLU) or (isinstance(m, nn.Hardtanh) and m.min_val == 0):
         return True
     return type(m).__name__ == "OnnxClip" and getattr(m, "min_val", None) == 0
 

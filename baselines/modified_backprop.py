@@ -263,7 +263,8 @@ def _lrp_plan(net) -> dict:
     torch = torch_module()
     graph = getattr(net, "graph", None)
     if graph is None:
-        raise ValueError("LRP needs the torch.fx graph of the converted model")
+        raise ValueError("LRP does not apply to this model: it reads the layers of onnx2torch's conversion, and "
+                         "onnx2torch could not convert this graph (its gradients come from smug's ONNX evaluator)")
     data: set = set()
     pixel: dict = {}  # node -> its output is the input up to structural ops
     last_leaf: dict = {}  # node -> (name, leaf) executed last

@@ -364,9 +364,33 @@ OPS = {
 }
 
 
+def _unit(op: str, ins: list[str], attrs: dict, consts: dict):
+    """The torch module that runs a ReLU-like node -- ``Relu``, or ``Clip`` whose lower bound is the
+    constant 0: ``ReLU``, ``ReLU6`` or ``Hardtanh(0, max)`` -- so that the baselines that hook
+    ReLU-like modules (Guided Backprop, RectGrad, cascades) find them; None for any other node."""
+    if op == "Relu":
+        return torch.nn.ReLU()
+    if op != "Clip":
+        return None
+
+    def bound(index: int, key: str):
+        if len(ins) > index and ins[index]:
+            value = consts.get(ins[index])
+            return "unknown" if value is None else float(value.reshape(-1)[0])
+        return attrs.get(key)
+
+    lo, hi = bound(1, "min"), bound(2, "max")
+    if lo != 0 or hi == "unknown":
+        return None
+    if hi is None:
+        return torch.nn.ReLU()
+    return torch.nn.ReLU6() if hi == 6 else torch.nn.Hardtanh(0.0, float(hi))
+
+
 class GraphModule(torch.nn.Module):
     """``proto``'s graph evaluated with :data:`OPS` (one input tensor per graph input, in order;
-    the first graph output returned).  Constants are buffers; nodes are plain tuples."""
+    the first graph output returned).  Constants are buffers; nodes are plain tuples, except that
+    ReLU-like nodes run as modules (:func:`_unit`, in ``units`` in the order of the nodes)."""
 
     def __init__(self, proto: onnx.ModelProto):
         super().__init__()
@@ -382,6 +406,9 @@ class GraphModule(torch.nn.Module):
         self.inputs = [i.name for i in g.input if i.name not in inits]
         self.output = g.output[0].name
         self.nodes = []
+        self.units = torch.nn.ModuleList()
+        self.node_units: list[int | None] = []  # per node: its index in ``units``, or None
+        consts = {name: getattr(self, f"c{i}") for i, name in enumerate(self.const_names)}
         attr_tensors = 0
         for n in g.node:
             attrs = {}
@@ -394,12 +421,19 @@ class GraphModule(torch.nn.Module):
                 attrs[a.name] = v
             if n.op_type == "Split":
                 attrs["_outputs"] = len(n.output)
+            unit = _unit(n.op_type, list(n.input), attrs, consts)
+            if unit is not None:
+                self.units.append(unit)
+            self.node_units.append(None if unit is None else len(self.units) - 1)
             self.nodes.append((n.op_type, list(n.input), list(n.output), attrs))
 
     def forward(self, *args):
         env = {name: getattr(self, f"c{i}") for i, name in enumerate(self.const_names)}
         env.update(zip(self.inputs, args))
-        for op, ins, outs, attrs in self.nodes:
+        for (op, ins, outs, attrs), unit in zip(self.nodes, self.node_units):
+            if unit is not None:
+                env[outs[0]] = self.units[unit](env[ins[0]])
+                continue
             a = {k: getattr(self, v[1]) if isinstance(v, tuple) and v and v[0] == "buffer" else v
                  for k, v in attrs.items()}
             xs = [env[i] if i else None for i in ins]

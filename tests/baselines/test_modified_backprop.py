@@ -311,6 +311,26 @@ def test_lrp_through_depthwise_conv_clip_add_and_pooling_equals_zennit(rng):
             np.testing.assert_allclose(ours.map, ref.sum(0), rtol=1e-5, atol=1e-6 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("method,units", [("guided_backprop", "guided_units"), ("rectgrad", "rectified_units")])
+def test_hooked_methods_through_the_onnx_evaluator_equal_onnx2torch(method, units, rng):
+    """A model whose gradients come from smug's ONNX evaluator (no converter) runs its Relu and
+    Clip(0, 6) nodes as modules: Guided Backprop and RectGrad hook the same two units as on
+    onnx2torch's conversion and give its map; LRP, which reads onnx2torch's layers, refuses."""
+    from smug.models.torch_backend import graph_module
+
+    model, _ = residual_net()
+    evaluated = OnnxModel.from_proto(copy.deepcopy(model.proto), "evaluated")
+    evaluated.derived("full_torch", lambda: graph_module(evaluated.proto).eval().to(full_device()))
+    x = rng.uniform(-1, 1, size=(3, 6, 6)).astype(np.float32)
+    for target in range(3):
+        ours, ref = attribute(evaluated, x, target, method), attribute(model, x, target, method)
+        assert ours.params[units] == ref.params[units] == 2
+        np.testing.assert_allclose(ours.map, ref.map, rtol=1e-5, atol=1e-6 * np.abs(ref.map).max())
+    assert not np.allclose(ours.map, attribute(evaluated, x, 2, "gradient").map)
+    with pytest.raises(ValueError, match="LRP does not apply to this model: .* smug's ONNX evaluator"):
+        attribute(evaluated, x, 0, "lrp_zplus")
+
+
 def test_relu6_units_pass_relevance_like_zennit(rng):
     """Saturated ReLU6 units keep their relevance (Pass), where the gradient is 0."""
     model = relu_mlp(sizes=(18, 12, 4), in_shape=(2, 3, 3), act="Relu", seed=2)
