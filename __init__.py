@@ -16,8 +16,12 @@ __version__ = "0.1.0"
 __all__ = ["explain", "__version__"]
 
 
-def explain(*args, **kwargs):
-    """Explain one input; see :func:`smug.pipeline.explain`."""
-    from smug.pipeline import explain as _explain
+def __getattr__(name: str):
+    """``smug.explain`` is :func:`smug.pipeline.explain`, imported on first use so that ``import smug``
+    stays cheap; its signature spells out the request's parameters (``help(smug.explain)``)."""
+    if name == "explain":
+        from smug.pipeline import explain
+        from smug.pipeline.request import with_request_parameters
 
-    return _explain(*args, **kwargs)
+        return with_request_parameters(explain)
+    raise AttributeError(f"module 'smug' has no attribute {name!r}")

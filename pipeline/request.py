@@ -135,6 +135,25 @@ def method_parameters() -> tuple[str, ...]:
     return tuple(names)
 
 
+def with_request_parameters(fn):
+    """``fn`` (a call that passes its ``**params`` on to :meth:`ExplainRequest.build`) with a signature
+    that spells them out: ``build``'s named parameters and every method parameter
+    (:func:`method_parameters`, None: the method's default), then ``**params`` for a baseline's own, so
+    that ``help(fn)`` and editors show what a call may pass.  The defaults and checks stay in ``build``."""
+    own = list(inspect.signature(fn).parameters.values())
+    rest = [p for p in own if p.kind is p.VAR_KEYWORD]
+    named = [p for p in own if p.kind is not p.VAR_KEYWORD]
+    taken = {p.name for p in named} | {"input"}  # build's input is fn's source
+    for p in inspect.signature(ExplainRequest.build).parameters.values():
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in taken and p.name != "cls":
+            named.append(p.replace(kind=p.KEYWORD_ONLY))
+            taken.add(p.name)
+    named += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in method_parameters()
+              if n not in taken]
+    fn.__signature__ = inspect.signature(fn).replace(parameters=named + rest)
+    return fn
+
+
 # ---- the request ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExplainRequest:
@@ -275,7 +294,7 @@ def _check_input(source: Any, text: str | bytes | None, modality: str) -> Input:
     if isinstance(source, (ImageFile, ImageBytes, ArrayInput, DemoInput)):
         return source
     if isinstance(source, np.ndarray):
-        return ArrayInput(source)
+        return ArrayInput(_float_array(source, "the array"))
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise RequestError("the image is empty")
@@ -286,11 +305,25 @@ def _check_input(source: Any, text: str | bytes | None, modality: str) -> Input:
             raise RequestError(f"input file not found: {path}")
         if path.endswith(".npy"):
             try:
-                return ArrayInput(np.load(path, allow_pickle=False), label=path)
+                array = np.load(path, allow_pickle=False)
             except (OSError, ValueError):
                 raise RequestError(f"{path} is not a readable .npy array") from None
+            return ArrayInput(_float_array(array, path), label=path)
         return ImageFile(path)
     raise RequestError(f"unsupported input type {type(source).__name__}: an image path, image bytes or an array")
+
+
+def _float_array(array: np.ndarray, what: str) -> np.ndarray:
+    """A model-space array as given: floating point.  Integers (say uint8 pixels 0..255) are refused rather
+    than guessed at, since the model's own scaling (0..1, mean/std, ...) is not known here."""
+    if array.dtype.kind == "f":
+        return array
+    if array.dtype.kind in "iub" and array.size:
+        held = f"{array.dtype} values {array.min()}..{array.max()}"
+        raise RequestError(f"{what} holds {held}: a model-space array is the model's input itself, in floating "
+                           f"point; scale it as the model expects (e.g. x / 255 for inputs in [0, 1]) and pass "
+                           f"float32, or give the image file")
+    raise RequestError(f"{what} has dtype {array.dtype}: a model-space array is floating point")
 
 
 def _keep_options(method: str, keep_class: bool, params: dict) -> KeepClass | None:

@@ -51,3 +51,28 @@ def test_the_cli_builds_the_apis_request(args, kw):
     (cli,) = requests_of(a)
     api = ExplainRequest.build(None, model, **kw)
     assert cli == api and identity(cli) == identity(api)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int64", "bool"])
+def test_an_integer_array_is_refused_with_its_values_not_guessed_at(tmp_path, dtype):
+    import numpy as np
+
+    x = (np.arange(784).reshape(1, 28, 28) % 256).astype(dtype)
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    for source, what in ((x, "the array"), (str(path), str(path))):
+        with pytest.raises(RequestError, match=f"{what} holds {dtype} values .*scale it as the model expects"):
+            ExplainRequest.build(source, "mnist-mlp")
+    assert ExplainRequest.build((x / 255).astype("float32"), "mnist-mlp").input.array.dtype == np.float32
+
+
+def test_the_api_shows_the_request_s_parameters():
+    import inspect
+
+    import smug
+
+    shown = inspect.signature(smug.explain).parameters
+    build = inspect.signature(ExplainRequest.build).parameters
+    assert {n for n in build if n not in ("cls", "input", "params")} <= set(shown)
+    assert set(method_parameters()) <= set(shown) and "out_dir" in shown and "source" in shown
+    assert shown["method"].default == build["method"].default and shown["top_k"].default is None
