@@ -117,8 +117,28 @@ def test_failed_logins_are_logged_and_refused_before_the_message_is_read(tmp_pat
                                                              ("Explain", "wrong")]
         assert all(f["peer"] and f["code"] == "UNAUTHENTICATED" for f in failed)
         assert not any("guess-1234" in r.message or "s3cret" in r.message for r in caplog.records)
+        _reflection_needs_the_token(target, "s3cret")
     finally:
         srv.stop(grace=1)
+
+
+def _reflection_needs_the_token(target: str, token: str) -> None:
+    """What the README tells grpcurl users: reflection (how grpcurl finds every service, health's too) needs
+    the token, given as ``-H 'authorization: Bearer TOKEN'``."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        def services(metadata=()):
+            ask = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            answer = next(stub.ServerReflectionInfo(ask, metadata=metadata, timeout=10))
+            return {s.name for s in answer.list_services_response.service}
+
+        with pytest.raises(grpc.RpcError) as err:
+            services()
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "bearer token" in err.value.details()
+        assert {"smug.v1.Smug", "grpc.health.v1.Health"} <= services([("authorization", f"Bearer {token}")])
 
 
 class _CountingProxy:
