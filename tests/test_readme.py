@@ -59,3 +59,10 @@ def test_readme_python_examples_on_bundled_models_run(tmp_path, monkeypatch):
         if "e" in namespace:
             assert namespace["e"].certificate["valid"] and namespace["e"].status == "optimal"
     assert ran >= 2
+
+
+def test_the_readme_s_manifest_lines_are_the_help_s_checked_examples():
+    from smug.farm.commands import MANIFEST_EXAMPLE  # checked as a manifest in tests/farm/test_commands.py
+
+    lines = [line for block in _blocks("jsonl") for line in block.splitlines() if line.strip()]
+    assert lines and all(f"  {line}\n" in MANIFEST_EXAMPLE + "\n" for line in lines)
