@@ -11,7 +11,6 @@ alone is switched off ("why this block").  With ``--out``: ``report.json``, pict
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import time
@@ -88,6 +87,8 @@ def analyse(dump: ParsedDump, result_mask: set[str] | None = None) -> dict:
             cores.append([r.name for r in solve.minimal_core(part)])
     out["infeasible"] = bool(cores)
     out["minimal_cores"] = cores
+    named = {r.name: r for r in rows}
+    out["row_facts"] = {n: row_facts(named[n]) for n in dict.fromkeys([*never, *(n for c in cores for n in c)])}
     if result_mask is not None:
         on = set(result_mask)
         slack = {r.name: float(r.slack(on)) for r in rows}
@@ -120,8 +121,17 @@ def summary(report: dict) -> dict:
 
 
 # ---- pictures and the page ----------------------------------------------------------
-def block_maps(dump: ParsedDump, report: dict) -> dict[str, np.ndarray]:
-    """Per-pixel maps over the input: forced blocks, slack (smallest over the rows a block is in), why-counts."""
+def row_facts(row: Row) -> dict:
+    """What one row asks, for a reader: the blocks it wants on and off, its threshold and its best value."""
+    lo, hi = bounds(row)
+    return {"wants_on": sorted(n for n, a in row.coef.items() if a > 0),
+            "wants_off": sorted(n for n, a in row.coef.items() if a < 0),
+            "needs": f"{'>' if row.strict else '>='} {float(row.r):.6g}", "lowest": float(lo), "highest": float(hi)}
+
+
+def block_maps(dump: ParsedDump, report: dict, mask: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Per-pixel maps over the input: the result's kept blocks, forced blocks, why-counts and tightness
+    (1 minus the smallest slack over the rows a block is in, relative to the largest)."""
     variables = dump.meta.get("variables", {})
     if not variables or "block" not in next(iter(variables.values())):
         return {}
@@ -136,44 +146,196 @@ def block_maps(dump: ParsedDump, report: dict) -> dict[str, np.ndarray]:
             out[y:y + window, x:x + window] = val
         return out
 
-    maps = {"forced": paint({n: 1.0 for n in report.get("forced_blocks", {})})}
+    maps = {}
+    if mask is not None:
+        maps["kept"] = paint({n: 1.0 for n in mask if n in variables})
+    if report.get("forced_blocks"):
+        maps["forced"] = paint({n: 1.0 for n in report["forced_blocks"]})
     if "why" in report:
         maps["why"] = paint({n: float(len(f)) for n, f in report["why"].items()})
         least = {}
         for r in dump.rows:
             for n in r.coef:
-                s = report["slack"][r.name]
-                least[n] = min(least.get(n, np.inf), s)
+                least[n] = min(least.get(n, np.inf), report["slack"][r.name])
         finite = {n: v for n, v in least.items() if np.isfinite(v)}
         top = max([abs(v) for v in finite.values()] + [1e-300])
-        maps["slack"] = paint({n: 1.0 - min(1.0, max(0.0, v) / top) for n, v in finite.items()})  # bright = tight
+        maps["slack"] = paint({n: 1.0 - min(1.0, max(0.0, v) / top) for n, v in finite.items()})  # 1 = tight
     return maps
 
 
-def pictures(maps: dict[str, np.ndarray], image: str | None) -> dict[str, bytes]:
-    from smug.rendering.pictures import overlay_png, saliency_png
+def saved_arrays(result_path: str | None) -> dict[str, np.ndarray]:
+    """The arrays ``smug explain`` saved beside the result (``arrays.npz``: picture, saliency, ...), if any."""
+    if not result_path:
+        return {}
+    path = Path(result_path).parent / "arrays.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
-    picture = None
-    if image is not None and maps:
-        from PIL import Image
 
-        shape = next(iter(maps.values())).shape
-        picture = np.asarray(Image.open(image).convert("RGB").resize((shape[1], shape[0])))
-    return {f"{k}.png": (overlay_png(picture, m) if picture is not None else saliency_png(m)) for k, m in maps.items()}
+def input_picture(image: str | None, arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray | None:
+    """The input as RGB at the maps' size: ``--image``, else the picture saved beside the result."""
+    from PIL import Image
+
+    if image is not None:
+        return np.asarray(Image.open(image).convert("RGB").resize((shape[1], shape[0])))
+    picture = arrays.get("picture")
+    if picture is not None and picture.shape[:2] == shape:
+        return picture
+    return None
 
 
-def page(report: dict, images: dict[str, bytes]) -> str:
-    """One HTML page: the summary and the pictures."""
-    parts = [f"<h1>smug inspect: {html.escape(str(report.get('dump')))}</h1>",
-             "<pre>" + html.escape(json.dumps(summary(report), indent=2)) + "</pre>"]
-    captions = {"forced.png": "blocks forced on (a row holds only with them)",
-                "slack.png": "tightness at the result (bright: a row through the block has little slack)",
-                "why.png": "why-counts: rows that fail when the block alone is switched off"}
-    for name, data in images.items():
-        src = "data:image/png;base64," + base64.b64encode(data).decode()
-        parts.append(f"<figure><img src='{src}' style='width:320px;image-rendering:pixelated'>"
-                     f"<figcaption>{html.escape(captions.get(name, name))}</figcaption></figure>")
-    return "<!doctype html><meta charset='utf-8'><title>smug inspect</title>" + "\n".join(parts)
+def figures(maps: dict[str, np.ndarray], picture: np.ndarray | None, arrays: dict[str, np.ndarray],
+            report: dict) -> dict[str, "MapFigure"]:
+    """The page's pictures by file name, each laid over the input (grey when there is no picture)."""
+    from smug.rendering.colormap import COLORMAP, FADED, MapScale, map_scale
+    from smug.rendering.inspect_page import MapFigure
+    from smug.rendering.pictures import overlay, png
+
+    if not maps:
+        return {}
+    shape = next(iter(maps.values())).shape
+    under = picture if picture is not None else np.full((*shape, 3), 255, np.uint8)
+    kept = maps.get("kept")
+    on_off = MapScale(COLORMAP, 0.0, 1.0)
+    out = {}
+
+    missing = "" if picture is not None else " (No input picture: pass --image to see it underneath.)"
+
+    def add(name: str, values: np.ndarray, title: str, caption: str, scale: MapScale, support=None, bar=True):
+        out[f"{name}.png"] = MapFigure(png(overlay(under, values, support, scale)), title, caption + missing,
+                                       scale.rule if bar else f"Tinted: kept; {FADED}.", scale if bar else None)
+
+    if kept is not None:
+        add("kept", kept, f"The result's mask: {len(report.get('why', {}))} blocks",
+            "The kept blocks tinted, every other block faded.", on_off, kept > 0, bar=False)
+    saliency = arrays.get("saliency")
+    if kept is not None and saliency is not None and saliency.shape == shape:
+        add("saliency", saliency, "Saliency (Eq. 4) over the input",
+            "Each kept pixel's score: the IG attribution of the kept neurons that see it.", map_scale(saliency), kept > 0)
+    if "why" in maps:
+        add("why", maps["why"], "Why each block is kept",
+            "For each kept block, how many rows fail when it alone is switched off (0: no single row needs it).",
+            map_scale(maps["why"]), kept > 0 if kept is not None else None)
+    if "slack" in maps and np.ptp(maps["slack"]) > 0:  # flat when every row reads every block
+        add("slack", maps["slack"], "How tight the rows through a block are",
+            "1: a row through the block holds at the result with no slack to spare; 0: the most slack of any row.",
+            on_off)
+    if "forced" in maps:
+        add("forced", maps["forced"], f"Blocks every mask needs: {len(report['forced_blocks'])}",
+            "A row holds only with each of these blocks on, so no mask can leave them out.", on_off, maps["forced"] > 0,
+            bar=False)
+    return out
+
+
+def _where(dump: ParsedDump, name: str) -> str:
+    v = dump.meta.get("variables", {}).get(name) or {}
+    if "pixel" in v:
+        return f"row {v['pixel'][0]}, column {v['pixel'][1]}"
+    return f"word {v['word']}" if "word" in v else "-"
+
+
+def _names(names: list[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def sections(dump: ParsedDump, report: dict) -> list[tuple[str, str]]:
+    """The explanations of the page as (heading, HTML) pairs."""
+    from smug.rendering.inspect_page import table
+
+    out = []
+    if report.get("infeasible") or report.get("unsatisfiable_rows"):
+        facts = report.get("row_facts", {})
+        body = ["<p class='verdict'>No mask satisfies every row: the constraints contradict each other.</p>"]
+        if report.get("unsatisfiable_rows"):
+            body.append("<p>These rows fail even for the best mask (their highest reachable value is below what they "
+                        "need):</p>" + table(["row", "needs", "highest reachable"],
+                                             [[n, facts[n]["needs"], facts[n]["highest"]]
+                                              for n in report["unsatisfiable_rows"]]))
+        for i, core in enumerate(report.get("minimal_cores", []), 1):
+            body.append(f"<p>Conflict {i}: these {len(core)} rows cannot hold together, and dropping any one of them "
+                        "lets the rest hold (a minimal unsatisfiable core):</p>"
+                        + table(["row", "blocks it wants on", "blocks it wants off", "needs", "highest reachable"],
+                                [[n, _names(facts[n]["wants_on"]), _names(facts[n]["wants_off"]), facts[n]["needs"],
+                                  facts[n]["highest"]] for n in core]))
+        out.append(("Can the constraints hold at all? No", "".join(body)))
+    else:
+        failing = report.get("failing_rows", [])
+        verdict = (f"Yes. Every row can hold; {len(report.get('redundant_rows', []))} rows hold for every mask "
+                   "(redundant)." + ("" if "failing_rows" not in report else
+                                     " The result's mask satisfies every row." if not failing else
+                                     f" But the result's mask fails {len(failing)} rows: {_names(failing)}."))
+        out.append(("Can the constraints hold at all? Yes", f"<p class='verdict'>{html.escape(verdict)}</p>"))
+    if "why" in report:
+        rows = [[n, _where(dump, n), len(f), _names(f), round(min((report["slack"][r] for r in f), default=0.0), 6)]
+                for n, f in report["why"].items()]
+        rows.sort(key=lambda r: -r[2])
+        note = ("<p class='note'>A block of a minimal mask is there because some row fails without it. "
+                + (f"{len(report['unexplained_blocks'])} kept blocks are needed by no single row "
+                   f"({_names(report['unexplained_blocks'])}): a pair or more of them is needed together."
+                   if report.get("unexplained_blocks") else "Every kept block here is needed by at least one row.")
+                + "</p>")
+        out.append(("Why is each block in the mask?",
+                    note + table(["block", "where (top-left pixel)", "rows that fail without it", "those rows",
+                                  "their smallest slack"], rows)))
+    if report.get("forced_blocks"):
+        out.append(("Blocks every mask needs",
+                    table(["block", "where (top-left pixel)", "rows that need it"],
+                          [[n, _where(dump, n), _names(r)] for n, r in report["forced_blocks"].items()])))
+    widths = report.get("row_width_histogram") or report.get("clause_width_histogram") or {}
+    comps = Counter(report.get("components", []))
+    out.append(("How the problem is built",
+                "<p class='note'>Independent parts (components) share no mask variable and are solved apart.</p>"
+                + table(["variables in a component", "components"], [[k, v] for k, v in sorted(comps.items())])
+                + table(["variables in a row", "rows"], [[int(k), v] for k, v in widths.items()])))
+    return out
+
+
+def title_and_facts(dump: ParsedDump, report: dict, result: dict | None) -> tuple[str, list[tuple[str, object]]]:
+    """The page's title and its summary table."""
+    params = report.get("params") or {}
+    name = f" '{result['target_name']}'" if result and result.get("target_name") not in (None, str(report["target"])) \
+        else ""
+    status = result["status"] if result else "no result given"
+    title = (f"smug inspect: {report.get('model')}, class {report.get('target')}{name}, "
+             f"method {'whole-network' if dump.network else 'smug'} ({report['kind']} dump), status {status}")
+    facts: list[tuple[str, object]] = [("dump", f"{Path(dump.path).name} ({dump.format}, "
+                                                f"{'exact rationals' if dump.exact else 'floats'})")]
+    if result:
+        unit = "blocks" if int(params.get("window") or 1) > 1 else "variables"
+        facts += [("status", result["status"]),
+                  ("objective", f"{result.get('objective')} of {result.get('n_vars')} {unit} kept"),
+                  ("lower bound (proven)", result.get("lower_bound")),
+                  ("masked input keeps the class", {True: "yes", False: "no", None: "-"}[result.get("keeps_class")])]
+    facts += [(label, params[key]) for key, label in (("top_k", "k (first-layer neurons kept)"),
+                                                      ("gamma", "gamma (masked > gamma x original)"),
+                                                      ("window", "block size (pixels)"), ("delta", "logit margin delta"))
+              if params.get(key) is not None]
+    comps = report.get("components", [])
+    facts += [("mask variables in the dump (blocks that can change a row)", report.get("variables")), ("rows", report.get("rows", report.get("statements"))),
+              ("components", f"{len(comps)} (largest {max(comps, default=0)} variables)"),
+              ("blocks every mask needs", len(report.get("forced_blocks", {}))),
+              ("infeasible", "yes" if report.get("infeasible") else "no")]
+    if result and result.get("timings"):
+        t = result["timings"]
+        facts.append(("time of the run (s)", ", ".join(f"{k} {t[k]:.3g}" for k in ("total", "ig", "solve") if k in t)))
+    facts.append(("time of this analysis (s)", report.get("seconds")))
+    return title, facts
+
+
+LEAD = ("What the constraints of a dump say, read back independently of the code that wrote them (pysmt, "
+        "python-sat, HiGHS). A mask variable is one block of the input, kept (1) or replaced by the masked-out "
+        "value (0); a row is one constraint on the mask: for a first-layer dump, one kept neuron whose masked "
+        "pre-activation must stay above gamma times its original value.")
+
+
+def page(dump: ParsedDump, report: dict, result: dict | None, pictures: dict) -> str:
+    """One self-contained HTML page (see :mod:`smug.rendering.inspect_page`)."""
+    from smug.rendering.inspect_page import page as render
+
+    title, facts = title_and_facts(dump, report, result)
+    return render(title, LEAD, facts, list(pictures.values()), sections(dump, report), report)
 
 
 def inspect(dump_path: str, result_path: str | None = None, image: str | None = None,
@@ -182,14 +344,18 @@ def inspect(dump_path: str, result_path: str | None = None, image: str | None = 
     from smug.debugging.check import load_result, mask_of
 
     dump = read_dump(dump_path)
-    mask = mask_of(dump, load_result(result_path)) if result_path else None
+    result = load_result(result_path) if result_path else None
+    mask = mask_of(dump, result) if result is not None else None
     report = analyse(dump, mask)
     if out_dir:
         from smug.common import write_files
 
-        images = pictures(block_maps(dump, report), image)
-        files = {"report.json": json.dumps(report, indent=2).encode(), **images,
-                 "index.html": page(report, images).encode()}
+        maps = block_maps(dump, report, mask)
+        arrays = saved_arrays(result_path)
+        picture = input_picture(image, arrays, next(iter(maps.values())).shape) if maps else None
+        shown = figures(maps, picture, arrays, report)
+        files = {"report.json": json.dumps(report, indent=2).encode(), **{n: f.png for n, f in shown.items()},
+                 "index.html": page(dump, report, result, shown).encode()}
         write_files(out_dir, files)
         report["out"] = str(out_dir)
     return report

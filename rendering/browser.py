@@ -38,8 +38,10 @@ MEASURE = """<script id="smug-measure-script">(function () {
     const own = Array.from(el.childNodes).filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim();
     const r = el.getBoundingClientRect();
     if (!own || r.width === 0 || r.height === 0) continue;
+    if (el.checkVisibility && !el.checkVisibility({visibilityProperty: true})) continue;  // e.g. a closed <details>
     const cs = getComputedStyle(el);
     rows.push({tag: el.tagName.toLowerCase(), cls: el.getAttribute('class') || '', text: own.slice(0, 80),
+               top: r.top + window.scrollY,
                size: parseFloat(cs.fontSize), color: rgba(cs.color).slice(0, 3), background: background(el)});
   }
   const pre = document.createElement('pre'); pre.id = 'smug-measure'; pre.textContent = JSON.stringify(rows);
@@ -87,7 +89,8 @@ def screenshot(page: str | Path, out: str | Path, width: int = 1280, height: int
 
 def text_styles(page_html: str, width: int = 1280, timeout: float = 120.0) -> list[dict]:
     """Every visible piece of text of ``page_html`` as laid out by Chromium: ``tag``, ``cls``,
-    ``text``, ``size`` (px), ``color`` and ``background`` (RGB, the background composited over white)."""
+    ``text``, ``top`` (px from the page's top), ``size`` (px), ``color`` and ``background`` (RGB, the
+    background composited over white)."""
     body_end = page_html.rfind("</body>")
     probe = page_html[:body_end] + MEASURE + page_html[body_end:] if body_end >= 0 else page_html + MEASURE
     with tempfile.TemporaryDirectory() as work:

@@ -61,9 +61,12 @@ def test_with_a_result_slack_and_why(artefacts, tmp_path):
     assert all(report["why"].values()), "a minimal mask: every kept block is needed by some row"
     assert all(report["slack"][r] > 0 for r in report["tight_rows"])
     assert report["row_width_histogram"] and report["components"]
-    for name in ("index.html", "report.json", "forced.png", "slack.png", "why.png"):
+    for name in ("index.html", "report.json", "kept.png", "why.png"):
         assert (out / name).is_file()
-    assert "data:image/png;base64," in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert "data:image/png;base64," in page and page.count("<img") == page.count("<figcaption>")
+    assert page.index("Why is each block in the mask?") < page.index("<details>")  # raw JSON last, collapsed
+    assert all(block in page for block in report["why"])
 
 
 def test_text_and_network_dumps(artefacts):
@@ -71,3 +74,40 @@ def test_text_and_network_dumps(artefacts):
     assert text["clauses"] > 0 and text["components"]
     net = inspect(str(artefacts["whole-network"]["smt2"]))
     assert net["kind"] == "whole-network" and len(net["margin_rows"]) == 9
+
+
+def test_the_page_explains_an_infeasible_problem(tmp_path):
+    W = [[1.0, 0, 0], [-1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]]
+    problem = ref.make_problem(W, [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [0, 1, 2], 0.5, bias=[0.0, 1.0, 5.0, 0.0])
+    dump = _dump(tmp_path, problem)
+    inspect(dump.path, out_dir=str(tmp_path / "page"))
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<h1>smug inspect: test, class 0, method smug (first-layer dump), status no result given</h1>" in page
+    assert "No mask satisfies every row" in page and "Conflict 1: these 2 rows" in page
+    conflict = page[page.index("Conflict 1"):page.index("How the problem is built")]
+    assert "<td>c0</td>" in conflict and "<td>c1</td>" in conflict and "<td>m_r0_c0</td>" in conflict  # wants on/off
+    assert "Blocks every mask needs" in page and "forced.png" not in page  # pictures are inline data
+    assert page.index("<pre>") > page.index("<details>")
+
+
+def test_inspect_page_in_headless_chromium(artefacts, tmp_path):
+    """The page as a reader sees it: title and summary above the fold, no raw JSON there, every text
+    >= 12 px at WCAG AA contrast, every picture captioned with a colour bar or a legend."""
+    from smug.rendering.browser import chromium, text_styles
+    from smug.rendering.colormap import contrast
+
+    if chromium() is None:
+        pytest.skip("no chromium binary (CI installs Debian's chromium in .ci/run)")
+    result = tmp_path / "e" / "result.json"
+    result.parent.mkdir()
+    result.write_text(artefacts["first-layer"]["result"].read_text())
+    inspect(str(artefacts["first-layer"]["smt2"]), str(result), out_dir=str(tmp_path / "page"))
+    styles = text_styles((tmp_path / "page" / "index.html").read_text())
+    assert min(t["size"] for t in styles) >= 12, [t for t in styles if t["size"] < 12][:3]
+    assert all(contrast(t["color"], t["background"]) >= 4.5 for t in styles)
+    fold = [t for t in styles if t["top"] < 900]
+    assert any(t["tag"] == "h1" and "mnist-mlp" in t["text"] and "status optimal" in t["text"] for t in fold)
+    assert {"status", "objective", "lower bound (proven)"} <= {t["text"] for t in fold if t["tag"] == "th"}
+    assert not any(t["tag"] == "pre" or t["text"].startswith("{") for t in styles)  # raw JSON: collapsed
+    captions = [t for t in styles if t["tag"] == "b" and t["top"] > 0]
+    assert any("The result's mask" in t["text"] for t in captions) and any("Why" in t["text"] for t in captions)
