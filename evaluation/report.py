@@ -338,10 +338,10 @@ def render(store: EvalStore, methods: list[str] | None = None, max_images: int =
     images = store.images()[:max_images]
     parts += ["<h2>Examples</h2>", f"<p class='what'>In the layout of Fig. 1 of {PAPERS['003']}: the input, then "
               "each method's map and the box with its best LSC.</p>", colorbar_legend(),
-              "<table class='grid'><tr><td>input</td>"
+              "<table class='grid'><tr><td>input: class, p = the model's<br>probability of it</td>"
               + "".join(f"<td>{LABELS.get(m, html.escape(m))}</td>" for m in ms) + "</tr>"]
     for im in images:
-        cells = [f"<td><div class='cap'>{html.escape(im['target_name'] or '')} ({im['confidence']:.2f})</div>"
+        cells = [f"<td><div class='cap'>{html.escape(im['target_name'] or '')}, p = {im['confidence']:.2f}</div>"
                  f"<img alt='input {html.escape(im['name'])}' src='{data_uri(picture_png(im['picture']))}'></td>"]
         for m in ms:
             r = results.get((im["image"], m))
@@ -355,7 +355,9 @@ def render(store: EvalStore, methods: list[str] | None = None, max_images: int =
             cells.append(f"<td><div class='cap'>{cap}</div><img alt='{html.escape(m)} map' "
                          f"src='{data_uri(boxed_png(r['map_png'], box))}'></td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</table><p>Numbers: LSC score, area a of the best box, confidence c on the resized crop.</p>"
+    parts.append("</table><p>Numbers: above an input, its class and the model's probability p of that class on the "
+                 "whole image; above a map, its LSC score, the area a of the best box and the confidence c on the "
+                 "resized crop.</p>"
                  "</body></html>")
     return "\n".join(parts)
 

@@ -24,6 +24,7 @@ table.smug-text td.method { font-weight: bold; white-space: nowrap; }
          margin: 0.15em 0.05em; border-radius: 3px; border: 2px solid transparent; vertical-align: top; }
 .smug-text-page span.w small { font-size: 12px; line-height: 1.3; }
 .smug-text-page span.sel { border-color: #000; }
+.smug-text-page span.unk { text-decoration: underline dotted; }
 .smug-text-page .meta { color: #333; font-size: 0.95em; }
 .smug-text-page .legend { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: center; margin: 0.5em 0 1em;
                           font-size: 15px; }
@@ -53,11 +54,13 @@ def _score(s: float) -> str:
     return "0" if s == 0 else f"{s:+.2g}"
 
 
-def render_row(words: list[str], scores: list[float], selected: list[bool] | None) -> str:
+def render_row(words: list[str], scores: list[float], selected: list[bool] | None,
+               unknown: frozenset[int] = frozenset()) -> str:
+    """One method's row: each word with its colour and score; ``unknown`` positions underlined (out of vocabulary)."""
     scale = max((abs(s) for s in scores), default=0.0)
     spans = []
     for i, (w, s) in enumerate(zip(words, scores)):
-        cls = "w sel" if selected is not None and selected[i] else "w"
+        cls = ("w sel" if selected is not None and selected[i] else "w") + (" unk" if i in unknown else "")
         spans.append(f'<span class="{cls}" style="background:{word_color(s, scale)};color:{text_color(s, scale)}" '
                      f'title="{s:+.4g}">{html.escape(w)}<small>{_score(s)}</small></span>')
     return " ".join(spans)
@@ -84,16 +87,28 @@ def render_explanation(e) -> str:
             f'{"keeps" if e.keeps_class else "does not keep"} the decision'
             f'{"" if e.masked_confidence is None else f" (masked rating {e.masked_confidence:.3f})"}.</p>')
     warn = "".join(f'<p class="meta">warning: {html.escape(w)}</p>' for w in e.warnings)
+    unknown = sorted(set(t.unknown))
+    vocab = ("Words the model does not know (out of its vocabulary, read as one unknown-word token; underlined "
+             "dotted): " + ", ".join(f"&ldquo;{html.escape(t.words[i])}&rdquo;" for i in unknown)
+             if unknown else "Every word is in the model's vocabulary.")
+    head += f'<p class="meta">{vocab}</p>'
     rows = []
     for r in t.rows:
         ms = r.measures
         rows.append(
             f'<tr><td class="method">{LABELS.get(r.method, html.escape(r.method))}</td>'
-            f"<td>{render_row(t.words, r.scores, r.selected)}</td>"
+            f"<td>{render_row(t.words, r.scores, r.selected, frozenset(unknown))}</td>"
             f'<td class="meta">sparsity {_fmt(ms.get("sparsity"))}<br>sufficiency {_fmt(ms.get("sufficiency"))}'
             f'<br>comprehensiveness {_fmt(ms.get("comprehensiveness"))}</td></tr>'
         )
     return f'{heading(e)}{head}{warn}<table class="smug-text">{"".join(rows)}</table>'
+
+
+MEASURES = ('<p class="meta">Measures of a method\'s selected words (boxed), on the explained score s (the rating, '
+            'or 1 &minus; rating for a negative text): <b>sparsity</b>: selected words / words; <b>sufficiency</b>: '
+            's(text) &minus; s(selected words only), lower is better, and negative when the selected words alone score '
+            'higher than the whole text; <b>comprehensiveness</b>: s(text) &minus; s(text without them), higher is '
+            'better; &ldquo;-&rdquo;: the method selected nothing.</p>')
 
 
 def legend() -> str:
@@ -106,7 +121,7 @@ def legend() -> str:
             f'{swatch(1.0, "word", "raises the rating")}{swatch(-1.0, "word", "lowers the rating")}'
             f'{swatch(0.0, "word", "selected by the method", "border-color:#000")}'
             "<span>colour strength: |score| relative to the row's largest; the number under a word: its score "
-            "(signed)</span></div>")
+            "(signed); underlined dotted: a word the model does not know</span></div>" + MEASURES)
 
 
 def render_fragment(explanations: list) -> str:

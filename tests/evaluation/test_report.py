@@ -92,6 +92,9 @@ def test_every_image_is_a_decodable_data_uri(store_path):
     assert "paper 0" not in page and all(title in page for title in PAPERS.values())  # papers by title
     assert "{&quot;" not in page and "<td>mnist-mlp</td>" in page  # settings as a table, not raw JSON
     assert "linear-gradient(" in page  # the colour bar
+    caps = re.findall(r"<div class='cap'>([^<]*)</div><img alt='input", page)
+    assert len(caps) == 3 and all(re.fullmatch(r".*, p = \d\.\d\d", c) for c in caps), caps  # labelled: p = ...
+    assert "the model's probability p of that class" in page  # and said what p is
 
 
 def test_every_method_is_drawn_on_the_one_colour_map(store_path):

@@ -24,7 +24,7 @@ def text_explanation(rating: float = 0.35, seed: int = 0) -> Explanation:
         scores = [float(v) for v in r.normal(0, 0.1, len(WORDS)) * (r.random(len(WORDS)) < 0.7)]
         rows.append(MethodRow(method, scores, [s != 0 for s in scores], {"sparsity": 0.4, "sufficiency": 0.1,
                                                                           "comprehensiveness": None}, 0.1))
-    text = TextParts(" ".join(WORDS), WORDS, [], False, rating, "negative" if rating < 0.5 else "positive", 0.2,
+    text = TextParts(" ".join(WORDS), WORDS, [4], False, rating, "negative" if rating < 0.5 else "positive", 0.2,
                      tuple(rows))
     return Explanation(model="text-cnn", input="text", method="smug", request={}, target=0, target_name="rating",
                        confidence=rating, status="optimal", objective=sum(rows[0].selected), lower_bound=3,
@@ -51,6 +51,9 @@ def test_page_has_heading_legend_and_every_score_in_print():
     assert headings[0] == "text-cnn: negative (rating 0.350) &middot; method smug &middot; status optimal"
     assert headings[1].startswith("text-cnn: positive (rating 0.800)")
     assert 'class="legend"' in page and "raises the rating" in page and "lowers the rating" in page
+    assert "negative when the selected words alone score higher" in page  # what sufficiency's sign means
+    assert page.count("Words the model does not know (out of its vocabulary") == 2 and "&ldquo;mess&rdquo;" in page
+    assert page.count(' unk"') == 2 * 4  # the unknown word, underlined in every row
     printed = re.findall(r"<small>([^<]*)</small>", page)
     legend = 3
     scores = [s for e in es for r in e.text.rows for s in r.scores]
