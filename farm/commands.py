@@ -45,7 +45,7 @@ def add_commands(sub) -> None:
                           "bare --dashboard: 127.0.0.1:8787)")
     run.add_argument("--skip-invalid", action="store_true", help="run the valid lines of a manifest with bad ones")
     run.add_argument("--retry-failed", action="store_true", help="also re-run jobs the store has as failed")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn on a terminal only)")
     gen = run.add_argument_group("a generated manifest (instead of MANIFEST)")
     gen.add_argument("--images", nargs="+", default=None, metavar="GLOB", help="image files or glob patterns")
     gen.add_argument("--models", default="efficientnet-lite0", help="comma-separated zoo names or .onnx paths")
