@@ -135,5 +135,7 @@ def load_model(name_or_path: str) -> tuple["OnnxModel", ZooEntry | None]:
         entry = ZOO[name_or_path]
         return OnnxModel.load(entry.onnx_path(), name=entry.name), entry
     if name_or_path.endswith(".onnx") or Path(name_or_path).exists():
-        return OnnxModel.load(name_or_path), None
+        from smug.models.module_export import exported_model  # a torch module's export: its own gradients
+
+        return exported_model(name_or_path) or OnnxModel.load(name_or_path), None
     raise ModelError(f"unknown model '{name_or_path}': use one of {sorted(ZOO)} or a path to an .onnx file")
