@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from functools import lru_cache
 from importlib import metadata
@@ -79,7 +80,8 @@ def canonical(request) -> dict:
 
 def plain(value: Any) -> Any:
     """``value`` as canonical JSON data: dataclasses as their non-label fields (and class name),
-    tuples as lists, integral floats as ints, numpy scalars as Python ones."""
+    tuples as lists, integral floats as ints, infinities as ``"inf"``/``"-inf"`` (robust's epsilon),
+    numpy scalars as Python ones."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                if f.metadata != LABEL}
@@ -92,6 +94,8 @@ def plain(value: Any) -> Any:
         return plain(value.tolist())
     if isinstance(value, np.generic):
         return plain(value.item())
+    if isinstance(value, float) and math.isinf(value):
+        return repr(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value

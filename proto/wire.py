@@ -16,11 +16,12 @@ import numpy as np
 
 from smug.common import jsonable
 from smug.pipeline import ExplainRequest, Explanation
-from smug.pipeline.request import (SMUG, WHOLE_NETWORK, ArrayInput, BaselineConfig, DemoInput, ImageBytes, ImageFile,
-                                   TextInput)
+from smug.pipeline.request import (ROBUST, SMUG, WHOLE_NETWORK, ArrayInput, BaselineConfig, DemoInput, ImageBytes,
+                                   ImageFile, TextInput)
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "uint8": np.uint8, "bool": np.bool_}
 MAX_DIMS = 8  # a tensor's rank on the wire (models read at most 4 plus the batch)
+UNBOUNDED = ("epsilon", math.inf)  # the one non-finite number a request may carry (robust: the whole domain)
 CHOICE = ("method", "baseline_method")  # ExplainParams fields that say which method, not its parameters
 TENSORS = {"mask": "mask", "pixel_mask": "pixel_mask", "saliency": "saliency", "base_mask": "base_mask",
            "base_saliency": "base_saliency", "picture": "image"}  # ImageParts field -> response field
@@ -134,6 +135,8 @@ def message(pb, model: str, source=None, text: str | bytes | None = None, method
         p.method = pb.FIRST_LAYER
     elif method == WHOLE_NETWORK:
         p.method = pb.WHOLE_NETWORK
+    elif method == ROBUST:
+        p.method = pb.ROBUST
     else:
         p.method = pb.BASELINE
         p.baseline_method = method
@@ -164,7 +167,7 @@ def request_fields(pb, req) -> dict:
     input excluded: the server resolves those)."""
     p = req.params
     method = {pb.METHOD_UNSPECIFIED: SMUG, pb.FIRST_LAYER: SMUG, pb.WHOLE_NETWORK: WHOLE_NETWORK,
-              pb.BASELINE: None}.get(p.method, "")
+              pb.ROBUST: ROBUST, pb.BASELINE: None}.get(p.method, "")
     if method == "":
         raise WireError(f"unknown method {p.method}")
     if method is None:
@@ -175,7 +178,7 @@ def request_fields(pb, req) -> dict:
     for f in p.DESCRIPTOR.fields:
         if f.name not in CHOICE and p.HasField(f.name):
             out[f.name] = getattr(p, f.name)
-            if f.type == f.TYPE_DOUBLE and not math.isfinite(out[f.name]):
+            if f.type == f.TYPE_DOUBLE and not math.isfinite(out[f.name]) and (f.name, out[f.name]) != UNBOUNDED:
                 raise WireError(f"{f.name} must be finite, got {out[f.name]}")
     return out
 

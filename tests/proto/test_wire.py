@@ -65,6 +65,8 @@ def test_a_request_survives_the_wire(rng):
                                 dict(keep_class=True, min_confidence=0.9, backend="z3", timeout=7),
                                 dict(method="whole-network", delta=0.5, min_confidence=0.6, backend="enum"),
                                 dict(method="gradcam"),
+                                dict(method="robust", epsilon=0.1, mode="cardinality", window=2, timeout=5),
+                                dict(method="robust", epsilon=float("inf")),
                                 dict(model="text-cnn", text="a fine film", top_k=5, keep_class=True)])
 def test_the_request_on_the_server_has_the_senders_identity(rng, kw):
     """Issue 27: ExplainRequest -> request_to_proto -> the server's decoding is the same question."""
