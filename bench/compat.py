@@ -2,9 +2,10 @@
 x exporters (TorchScript at opsets 13 and 17, dynamo at its default opset) x batch (fixed 1,
 dynamic), each explained by ``smug explain`` with SMUG and the baselines, as a new user would.
 
-Every cell runs the ``smug`` command line in a child process (its own timeout) and records
-``ok`` with its seconds, the one ``smug: error:`` line of a refusal, or ``FAIL`` with the last
-line of anything else (a traceback is a failure).  The table goes to docs/compat.md.
+Every row runs the ``smug explain`` command line once per method in one child process (the command
+line's own ``main``, so the interpreter's start and the imports are paid once a row; a timeout per
+row) and records ``ok`` with its seconds, the one ``smug: error:`` line of a refusal, or ``FAIL``
+with the last line of anything else (a traceback is a failure).  The table goes to docs/compat.md.
 """
 
 from __future__ import annotations
@@ -92,23 +93,76 @@ def preprocess(size: int) -> str:
     return json.dumps({"crop": size, "resize": round(size * 256 / 224), **PREPROCESS})
 
 
+def explain_args(model: Path, method: str, size: int, timeout: float, out: Path) -> list[str]:
+    """``smug explain``'s arguments for the demo photo on ``model`` with ``method``."""
+    return ["explain", str(IMAGE), "--model", str(model), "--method", method, "--preprocess", preprocess(size),
+            "--timeout", str(timeout), "--out", str(out), "--quiet"]
+
+
+def classify(code: int, stdout: str, stderr: str, seconds: float) -> Cell:
+    """A cell from the command's exit status and output: ``ok`` (an answer with a status), ``refused``
+    (exit 2 and one ``smug: error:`` line) or ``FAIL`` (anything else: a traceback, a wrong status)."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    if code in (0, 1) and "Traceback" not in stderr:
+        status = json.loads(stdout).get("status")
+        return Cell("ok", seconds, "") if status in ("optimal", "feasible", "map") else Cell("FAIL", seconds, status)
+    if code == 2 and len(lines) == 1 and lines[0].startswith("smug: error:"):
+        return Cell("refused", seconds, lines[0][len("smug: error: "):])
+    return Cell("FAIL", seconds, lines[-1] if lines else f"exit {code}")
+
+
 def run_cell(model: Path, method: str, size: int, timeout: float, out: Path) -> Cell:
     """``smug explain`` of the demo photo on ``model`` with ``method`` in a child process."""
-    cmd = [sys.executable, "-m", "smug", "explain", str(IMAGE), "--model", str(model), "--method", method,
-           "--preprocess", preprocess(size), "--timeout", str(timeout), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "smug", *explain_args(model, method, size, timeout, out)]
     t0 = time.perf_counter()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * 4 + 900)
     except subprocess.TimeoutExpired:
         return Cell("FAIL", time.perf_counter() - t0, "no answer in time")
-    seconds = time.perf_counter() - t0
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
-    if r.returncode in (0, 1) and "Traceback" not in r.stderr:
-        status = json.loads(r.stdout).get("status")
-        return Cell("ok", seconds, "") if status in ("optimal", "feasible", "map") else Cell("FAIL", seconds, status)
-    if r.returncode == 2 and len(lines) == 1 and lines[0].startswith("smug: error:"):
-        return Cell("refused", seconds, lines[0][len("smug: error: "):])
-    return Cell("FAIL", seconds, lines[-1] if lines else f"exit {r.returncode}")
+    return classify(r.returncode, r.stdout, r.stderr, time.perf_counter() - t0)
+
+
+def run_row(model: Path, methods, size: int, timeout: float, out: Path) -> dict[str, Cell]:
+    """Every method's cell on ``model`` in one child process (:func:`row_child`: the command line's
+    ``main`` once per method, so the interpreter's start and the imports are paid once per row)."""
+    cmd = [sys.executable, "-m", "smug.bench.compat", "--row-child", str(model), "--methods", ",".join(methods),
+           "--size", str(size), "--timeout", str(timeout), "--out", str(out)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=(timeout * 4 + 300) * len(methods))
+        stdout = r.stdout
+    except subprocess.TimeoutExpired as exc:
+        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    cells = {}
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            c = json.loads(line)
+            cells[c.pop("method")] = Cell(**c)
+    return {m: cells.get(m, Cell("FAIL", 0.0, "no answer in time (or the process died)")) for m in methods}
+
+
+def row_child(model: Path, methods, size: int, timeout: float, out: Path) -> None:
+    """:func:`run_row`'s child: ``smug explain`` by the command line's own ``main`` per method, its
+    output captured; one JSON line per cell on stdout."""
+    import contextlib
+    import io
+    import traceback
+
+    from smug.clients.cli import main as cli
+
+    for method in methods:
+        stdout, stderr = io.StringIO(), io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                cli(explain_args(model, method, size, timeout, out / method))
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # a traceback: the failure this matrix looks for
+                traceback.print_exc()
+                code = 1
+        cell = classify(code, stdout.getvalue(), stderr.getvalue(), time.perf_counter() - t0)
+        print(json.dumps({"method": method, **cell.to_json()}), flush=True)
 
 
 def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log: Path | None = None) -> list[tuple]:
@@ -128,7 +182,7 @@ def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log:
         except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
             cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
         else:
-            cells = {m: run_cell(path, m, px, timeout, work / f"out-{m}") for m in methods}
+            cells = run_row(path, methods, px, timeout, work / "out")
         path.unlink(missing_ok=True)
         rows.append((arch, exporter, batch, cells))
         if log is not None:
@@ -222,11 +276,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="JSON-lines file: each finished row is appended; rows already in it are not run again")
     ap.add_argument("--gradient-paths", action="store_true",
                     help="only the gradient path of each row (in process: path, logit error, first layer)")
+    ap.add_argument("--row-child", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     add_doc_args(ap)
     ap.set_defaults(doc=DOC)
     a = ap.parse_args(argv)
     split = lambda s: [v for v in s.split(",") if v]  # noqa: E731
     methods = split(a.methods)
+    if a.row_child is not None:
+        row_child(a.row_child, methods, a.size, a.timeout, a.out)
+        return 0
     wanted = ([tuple(r.split(":")) for r in split(a.rows)] if a.rows else
               [(x, e, b) for x in split(a.archs) for e in split(a.exporters) for b in split(a.batches)])
     if a.gradient_paths:

@@ -101,9 +101,23 @@ def test_matrix_log_resumes_rows_run_before_and_sizes_each_architecture(tmp_path
         path.write_bytes(b"")
 
     monkeypatch.setattr(compat, "export", export)
-    monkeypatch.setattr(compat, "run_cell", lambda path, m, size, timeout, out: Cell("refused", 0.1, f"{m} {size}"))
+    monkeypatch.setattr(compat, "run_row", lambda path, ms, size, timeout, out: {m: Cell("refused", 0.1, f"{m} {size}")
+                                                                                for m in ms})
     rows = compat.run_matrix([("resnet18", "ts17", "1"), ("inception_v3", "ts17", "1")], ["gradient"], 64, 1.0,
                              tmp_path, log)
     assert ran == [("inception_v3", 75)] and rows[0][3]["gradient"] == Cell("ok", 3.0, "")
     assert rows[1][3]["gradient"].line == "gradient 75" and len(log.read_text().splitlines()) == 2
     assert compat.read_log(log, ["gradient", "rise"]) == {}  # a row lacking a method's cell runs again
+
+
+def test_row_child_runs_the_command_line_per_method_and_classifies_each(torchvision_onnx, tmp_path, capsys):
+    """One process, the command line's main per method: a map is ``ok``, an unknown method the one
+    ``smug: error:`` line of a refusal."""
+    import json
+
+    from smug.bench.compat import row_child
+
+    row_child(torchvision_onnx("resnet18", "ts17", "1", SIZE), ["occlusion", "no_such_method"], SIZE, 1.0, tmp_path)
+    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(c["method"], c["status"]) for c in cells] == [("occlusion", "ok"), ("no_such_method", "refused")]
+    assert "no_such_method" in cells[1]["line"] and (tmp_path / "occlusion" / "result.json").is_file()
