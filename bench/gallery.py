@@ -169,9 +169,12 @@ def readme(results: dict) -> str:
         r = results["entries"][name]
         f = r["facts"]
         links = ", ".join(f"[`{p}`]({p})" for p in r["files"])
-        kept = "-" if "objective" not in f else f"{_cell(f['objective'])} / {f['n_vars']}"
+        kept = "-" if f.get("objective") is None else f"{f['objective']} / {f['n_vars']}"
+        if f.get("base_size") is not None:
+            kept += f" (smug_base {f['base_size']})"
         lines.append(f"| {links} | `{r['command']}` | {_cell(f.get('status'))} | {kept} | "
-                     f"{_cell(f.get('lower_bound'))} | {_cell(f.get('keeps_class'))} | "
+                     f"{_cell(f.get('lower_bound') if f.get('objective') is not None else None)} | "
+                     f"{_cell(f.get('keeps_class'))} | "
                      f"{_cell(f.get('masked_confidence'))} | {_cell(f.get('top_k'))} | {_cell(f.get('gamma'))} | "
                      f"{r['made']} |")
     return "\n".join(lines) + "\n"

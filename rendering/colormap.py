@@ -11,8 +11,8 @@ import numpy as np
 COLORMAP = "viridis"  # magnitudes over [0, max]
 DIVERGING = "RdBu_r"  # signed maps over [-max|.|, max|.|], white at 0
 RULES = {  # what a reader needs to read a map drawn under each colour map
-    COLORMAP: "magnitude map (viridis) over the input in grey: |score| from 0 (the grey input shows) to the map's "
-              "own maximum (yellow)",
+    COLORMAP: "magnitude map (viridis) over the input in grey: |score| from 0 (dark purple, faint) to the map's "
+              "own maximum (yellow, strong)",
     DIVERGING: "signed map (red-blue, centred at 0) over the input in grey: red = evidence for the class, "
                "blue = against, 0 = the grey input shows",
 }

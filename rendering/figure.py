@@ -105,7 +105,7 @@ def wrapped(lines, width_inches: float) -> str:
 
 def rule_lines(rules: list[str], width_inches: float) -> str:
     """The colour rules in use, each once, one a line, for the bottom of a figure."""
-    return wrapped([f"colour: {r}" for r in dict.fromkeys(rules)], width_inches)
+    return wrapped(list(dict.fromkeys(rules)), width_inches)
 
 
 def bare(ax) -> None:

@@ -9,7 +9,8 @@ import numpy as np
 
 from smug.rendering.colormap import MapScale, colorize, map_scale
 
-ALPHA = 0.75  # the map's opacity over the input where its magnitude is largest
+ALPHA = 0.85  # the map's opacity over the input where its magnitude is largest
+FLOOR = 0.4  # a magnitude map's opacity at 0 (dark purple) where it is drawn: a peaked map's low values still show
 
 
 def png(array: np.ndarray) -> bytes:
@@ -47,15 +48,19 @@ def muted(picture: np.ndarray) -> np.ndarray:
 
 
 def overlay(picture: np.ndarray, saliency: np.ndarray, support: np.ndarray | None = None,
-            scale: MapScale | None = None, alpha: float = ALPHA) -> np.ndarray:
+            scale: MapScale | None = None) -> np.ndarray:
     """RGB uint8: the input in grey (:func:`muted`) with the map's colour (under ``scale``, by default
-    the map's own rule) laid over it in proportion to the value's strength (up to ``alpha``), so pixels
-    the map gives nothing stay grey; with ``support`` (a mask) the input outside it is faded to light grey."""
+    the map's own rule) laid over it: a signed map in proportion to |value| (up to :data:`ALPHA`, so 0
+    leaves the grey input), a magnitude map from :data:`FLOOR` at 0 to :data:`ALPHA` at its maximum.
+    With ``support`` (a mask) the map is drawn on it only and the input outside it is faded to light grey."""
     scale = scale or map_scale(saliency)
     base = muted(picture)
-    if support is not None and np.any(support) and not np.all(support):
-        base = np.where(np.asarray(support, dtype=bool)[..., None], base, 215.0 + (base - 40.0) * (25.0 / 140.0))
-    weight = alpha * scale.strength(saliency)[..., None]
+    inside = np.ones(np.shape(saliency), bool) if support is None else np.asarray(support, dtype=bool)
+    if not inside.all() and inside.any():
+        base = np.where(inside[..., None], base, 215.0 + (base - 40.0) * (25.0 / 140.0))
+    strength = scale.strength(saliency)
+    weight = ALPHA * strength if scale.signed else FLOOR + (ALPHA - FLOOR) * strength
+    weight = np.where(inside, weight, 0.0)[..., None]
     return ((1 - weight) * base + weight * colorize(scale.unit(saliency), scale.cmap)).round().clip(0, 255).astype(
         np.uint8)
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from smug.rendering.colormap import DIVERGING, RULES, colorize, map_scale
-from smug.rendering.pictures import ALPHA, kept_region, mask_png, overlay, overlay_png, saliency_png
+from smug.rendering.pictures import ALPHA, FLOOR, kept_region, mask_png, overlay, overlay_png, saliency_png
 
 
 def scale_rule(saliency):
@@ -31,13 +31,14 @@ def test_overlay_lays_the_map_over_the_grey_input():
     s = np.zeros((4, 4))
     s[0, 0], s[0, 2] = 1.0, 0.5
     out = decode(overlay_png(picture, s))
-    top = colorize(np.array(1.0)).astype(float)
+    top, half = colorize(np.array(1.0)).astype(float), colorize(np.array(0.5)).astype(float)
     assert np.abs(out[0, 0] - ((1 - ALPHA) * 40 + ALPHA * top)).max() <= 1  # black is mid-dark grey under the map
-    half = colorize(np.array(0.5)).astype(float)
-    assert np.abs(out[0, 2] - ((1 - ALPHA / 2) * 180 + ALPHA / 2 * half)).max() <= 1
+    w = FLOOR + (ALPHA - FLOOR) / 2
+    assert np.abs(out[0, 2] - ((1 - w) * 180 + w * half)).max() <= 1
     assert (out[1:, :] > 210).all()  # outside the map's support: faded to light grey, never darkened
-    dense = decode(overlay_png(picture, np.full((4, 4), 1e-6) + s))  # a dense map: nothing faded
-    assert np.abs(dense[3, 3] - 180).max() <= 1 and np.abs(dense[3, 0] - 40).max() <= 1
+    dense = decode(overlay_png(picture, np.full((4, 4), 1e-6) + s))  # a dense map: nothing faded, low values faint
+    low = colorize(np.array(0.0)).astype(float)
+    assert np.abs(dense[3, 3] - ((1 - FLOOR) * 180 + FLOOR * low)).max() <= 1
 
 
 def test_signed_overlay_is_diverging_and_clear_at_zero():
