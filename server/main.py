@@ -179,7 +179,9 @@ def config_from_args(a: argparse.Namespace) -> ServerConfig:
 
 def serve_from_args(a: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT, then drain; the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from smug.server.logs import configure
+
+    configure(sys.stderr)  # one JSON object a line, whoever logs (libraries and warnings included)
     config = config_from_args(a)
     srv = start(config)
     stop = threading.Event()
