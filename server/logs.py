@@ -31,9 +31,23 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry)
 
 
+OWN_HANDLERS = ("distributed", "bokeh", "tornado")  # loggers Dask gives their own stderr handler on import
+
+
 def configure(stream: IO[str] | None = None) -> logging.Handler:
     """Send every log record and Python warning of this process to ``stream`` (default: stderr) as JSON
-    lines: smug's records from INFO, other loggers' from WARNING.  Returns the handler."""
+    lines: smug's records from INFO, other loggers' from WARNING (Dask's too: its own plain-text
+    handlers are left out now and when it is imported later, through its ``logging`` setting).
+    Returns the handler."""
+    import dask.config
+
+    routed = {name: {"level": "WARNING", "propagate": True} for name in OWN_HANDLERS}
+    dask.config.set({"logging": {"version": 1, "incremental": True, "loggers": routed}})
+    for name in OWN_HANDLERS:  # already imported: the same by hand
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.setLevel(logging.WARNING)
+        logger.propagate = True
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonLines())
     root = logging.getLogger()

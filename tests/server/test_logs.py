@@ -11,13 +11,20 @@ from smug.server.logs import configure
 
 
 def test_every_record_and_warning_becomes_one_json_line():
+    import dask.config
+
+    dask_logging = dask.config.config.get("logging")
     root = logging.getLogger()
     saved = (list(root.handlers), root.level, logging.getLogger("smug").level)
+    dask_saved = [(n, list(logging.getLogger(n).handlers), logging.getLogger(n).level, logging.getLogger(n).propagate)
+                  for n in ("distributed", "bokeh", "tornado")]
     stream = io.StringIO()
     try:
         configure(stream)
         logging.getLogger("smug.server").info('{"event": "serving", "port": 1}')
         logging.getLogger("smug.server").info("a plain sentence")
+        import distributed  # noqa: F401 (its import gives the "distributed" logger a plain stderr handler)
+
         logging.getLogger("distributed.nanny").warning("Worker process still alive after %.1f seconds", 4.0)
         logging.getLogger("distributed.core").info("chatter below WARNING stays out")
         warnings.warn("a library's warning", UserWarning, stacklevel=1)
@@ -26,6 +33,11 @@ def test_every_record_and_warning_becomes_one_json_line():
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         logging.getLogger("smug").setLevel(saved[2])
+        dask.config.config["logging"] = dask_logging
+        for name, handlers, level, propagate in dask_saved:
+            logger = logging.getLogger(name)
+            logger.handlers[:], logger.propagate = handlers, propagate
+            logger.setLevel(level)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[0] == {"event": "serving", "port": 1}
     assert lines[1] == {"event": "log", "logger": "smug.server", "level": "info", "message": "a plain sentence"}
