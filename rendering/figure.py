@@ -66,9 +66,11 @@ def claim(e) -> str:
     if e.method == "whole-network":
         question = (f"the fewest whose masked input keeps the class (the target's logit above every other by more "
                     f"than delta = {c.get('delta') or 0:g})")
+    elif c.get("top_k") is not None and c.get("gamma") is not None:
+        question = (f"minimal for its constraints (top-{c['top_k']} first-layer neurons kept above "
+                    f"gamma = {c['gamma']:g} x their value)")
     else:
-        question = f"minimal for its constraints (top-{c.get('top_k')} first-layer neurons kept above " \
-                   f"gamma = {c.get('gamma'):g} x their value)"
+        question = f"minimal for the question of method {e.method}"
     if e.status == "optimal":
         return f"{kept}, proven {question}"
     return f"{kept}; not proven minimal: proven lower bound {e.lower_bound}"

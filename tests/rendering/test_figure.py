@@ -70,3 +70,9 @@ def test_the_figure_of_a_flat_input_is_drawn(image_answer):
                          mask=e.image.mask[:1])
     png = answer_figure(type(e)(**{**{k: getattr(e, k) for k in e.__dataclass_fields__}, "image": flat}))
     assert Image.open(io.BytesIO(png)).size[0] >= 900
+
+
+def test_a_method_without_k_and_gamma_is_still_described(image_answer):
+    e = image_answer(method="robust")
+    e = type(e)(**{**{k: getattr(e, k) for k in e.__dataclass_fields__}, "request": {"config": {"window": 4}}})
+    assert "proven minimal for the question of method robust" in answer_facts(e).lines[0]
