@@ -18,12 +18,12 @@
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from smug.solver.robust_bounds import back_substitute, fixing_minimum, layer_bounds, margin_matrix
+from smug.solver.robust_cuts import CutBound, attack_direction, exact_direction, group_size
 from smug.solver.robust_hitting import minimum_hitting_set, no_hitting_set_of_size
 from smug.solver.robust_lp import MarginLP, prove_class
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
@@ -167,13 +167,6 @@ def contrastive_sets(verifier: Verifier, fixed: np.ndarray, classes: list[int], 
     return out
 
 
-def _exact_direction(x: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """``d = end - x``, with ``d_p = 0`` wherever ``x_p + d_p`` is not exactly ``end_p``."""
-    d = end - x
-    exact = [Fraction(a) + Fraction(b) == Fraction(c) for a, b, c in zip(x.tolist(), d.tolist(), end.tolist())]
-    return np.where(exact, d, 0.0)
-
-
 def _vertex_direction(problem, N_row: np.ndarray, j: int, lo32: np.ndarray, hi32: np.ndarray,
                       steps: int = 8) -> np.ndarray:
     """Multipliers whose minimising vertex is a good attack on class ``j``: CROWN's, or the vertex
@@ -260,7 +253,7 @@ def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), round
         for _ in range(rounds):
             if time.perf_counter() > deadline:
                 break
-            d = _exact_direction(problem.x, np.where(direction >= 0, lo32, hi32))
+            d = exact_direction(problem.x, np.where(direction >= 0, lo32, hi32))
             k = largest_refuted(problem, box, d, j, deadline, lp_steps=problem.x.size)
             if k < 0:
                 break
@@ -273,61 +266,72 @@ def fixing_lower_bound(verifier: Verifier, deadline: float = float("inf"), round
     return min(best, problem.n_vars)
 
 
-def group_size(problem) -> int:
-    """The most input entries one feature holds."""
-    return int(np.bincount(problem.group[problem.group >= 0]).max(initial=1))
-
-
 def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
                         start: RobustExplanation | None = None) -> RobustExplanation:
     """Implicit hitting sets (module docstring), started from ``start`` (default: a subset-minimal
     explanation).  Returns the best robust ``E`` with ``lower_bound``; ``OPTIMAL`` when they meet.
-    Hitting sets: :func:`smug.solver.robust_hitting.minimum_hitting_set` (its bound is exact)."""
+
+    Every counterexample, whatever class it reaches, adds two constraints that every robust ``E``
+    meets: its contrastive set with a need (:func:`largest_refuted`), and a direction for knapsack
+    cuts (:class:`~smug.solver.robust_cuts.CutBound`: one per direction and size ``K``).  The proven
+    lower bound is the best of :func:`fixing_lower_bound`, the hitting sets' (exact packing bound,
+    SAT) and the cuts' (exact LP duality at the largest ``K`` it reaches).  Candidates: a set of
+    ``lower`` features meeting every cut at ``K = lower`` (MILP), else a minimum hitting set."""
     t0 = time.perf_counter()
     problem = verifier.query.problem
     best = start if start is not None else subset_minimal(verifier, deadline)
     best_fixed, proof = best.fixed.copy(), best.proof
     n = problem.n_vars
     sets: list[np.ndarray] = []
+    needs: list[int] = []
     margins = float_margins(problem, problem.x[None, :])[:, 0]
     classes = [j for j in np.argsort(margins, kind="stable").tolist() if j != problem.target]
-
-    needs: list[int] = []
-    box = verifier.query.outer_box(np.zeros(n, bool))
+    nothing = np.zeros(n, bool)
+    box = verifier.query.outer_box(nothing)
+    lo32, hi32 = (b.astype(np.float64) for b in verifier.query.inner_box32(nothing))
     g = group_size(problem)
+    cuts = CutBound(problem, box)
 
     def add(cex: Counterexample) -> None:
-        """The cut ``sum_{f in A} m_f >= need`` of a counterexample: ``A`` its perturbed features
-        (shrunk), ``need`` one more than the features of ``A`` it survives fixing
-        (:func:`largest_refuted` along its own direction)."""
+        """The constraints of a counterexample: ``sum_{f in A} m_f >= need`` with ``A`` its perturbed
+        features (shrunk) and ``need`` one more than the features of ``A`` it survives fixing
+        (:func:`largest_refuted` along its own direction); and its direction for the knapsack cuts."""
         small = shrink(verifier, cex, np.ones(n, bool))
         feats = np.flatnonzero(small.perturbed(problem))
-        d = _exact_direction(problem.x, small.input)
+        d = exact_direction(problem.x, small.input)
         k = largest_refuted(problem, box, d, small.beats, deadline)
         sets.append(feats)
         needs.append(max(1, min(len(feats), k // g + 1)))
+        j = cex.beats
+        cuts.directions.append((attack_direction(problem, cex.input, j, lo32, hi32, gradient(problem, cex.input, j)), j))
 
     for cex in best.counterexamples.values():
         add(cex)
-    for cex in contrastive_sets(verifier, np.zeros(n, bool), classes):
+    for cex in contrastive_sets(verifier, nothing, classes):
         add(cex)
     lower, status, iterations = fixing_lower_bound(verifier, deadline), FEASIBLE, 0
     while time.perf_counter() < deadline:
         iterations += 1
-        hs = minimum_hitting_set(sets, n, timeout=max(0.1, min(10.0, deadline - time.perf_counter())),
-                                 min_size=lower, needs=needs)
-        lower = max(lower, hs.lower_bound)
-        if lower >= int(best_fixed.sum()):
+        size = int(best_fixed.sum())
+        left = lambda: max(0.1, min(10.0, deadline - time.perf_counter()))  # noqa: E731
+        covering = list(zip(sets, needs))
+        lower = max(lower, cuts.bound(lower, size, covering, deadline))
+        if lower >= size:
             status = OPTIMAL
             break
+        hs = minimum_hitting_set(sets, n, timeout=left(), min_size=lower, needs=needs)
+        lower = max(lower, hs.lower_bound)
         H = hs.chosen
         if H.sum() > lower and no_hitting_set_of_size(sets, n, int(H.sum()) - 1, needs=needs):
             lower = int(H.sum())  # SAT proves the candidate minimum of the hitting sets
-        if lower >= int(best_fixed.sum()):
+        if lower >= size:
             status = OPTIMAL
             break
-        if H.sum() >= best_fixed.sum():
-            break  # the hitting-set solver finds nothing smaller than the best: not proven optimal
+        level = cuts.candidate(lower, covering, left())
+        if level is not None:
+            H = level  # meets every constraint at the lowest size not yet refuted
+        elif H.sum() >= size:
+            break  # nothing smaller than the best meets the constraints found: not proven optimal
         cheap = contrastive_sets(verifier, H, classes)
         for cex in cheap:
             add(cex)
@@ -341,5 +345,6 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break  # the verifier ran out of time on H: keep the best and the bound
         add(verdict.counterexample)
     stats = verifier.stats.as_dict() | {"hitting_sets": len(sets), "iterations": iterations,
+                                        "directions": len(cuts.directions),
                                         "median_set": float(np.median([len(s) for s in sets])) if sets else 0.0}
     return RobustExplanation(best_fixed, status, lower, proof, {}, (), stats, time.perf_counter() - t0)
