@@ -1,0 +1,56 @@
+"""A robust answer re-checked by z3 on its dumps and by onnxruntime (issue 30): a subset-minimal
+answer passes; a counterexample moved off its box, or a set that is not robust, is caught."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from smug.debugging.robust_check import COUNTEREXAMPLE, check_answer, header, prove
+from smug.models.runtime import OnnxModel
+from smug.pipeline.robust import explain_robust
+from smug.pipeline.robust_config import RobustConfig
+from smug.pipeline.robust_dump import answer_checks, robust_dump
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    """(1, 3, 3) -> Gemm(9, 6) -> Relu -> Gemm(6, 3)."""
+    r = np.random.default_rng(4)
+    inits = [numpy_helper.from_array((np.round(r.normal(size=(6, 9)) * 8) / 8).astype(np.float32), "w1"),
+             numpy_helper.from_array((np.round(r.normal(size=6) * 4) / 16).astype(np.float32), "b1"),
+             numpy_helper.from_array((np.round(r.normal(size=(3, 6)) * 8) / 8).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.zeros(3, np.float32), "b2")]
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w1", "b1"], ["h"], transB=1),
+             helper.make_node("Relu", ["h"], ["a"]), helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("robust") / "tiny.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_a_subset_answer_passes_and_a_moved_counterexample_fails(net):
+    model = OnnxModel.load(net)
+    x = (np.random.default_rng(1).integers(0, 17, (1, 3, 3)) / 16).astype(np.float32)
+    config = RobustConfig(epsilon=0.25)
+    answer = explain_robust(model, x, config, timeout=20)
+    assert answer.size > 0 and len(answer.counterexamples) == answer.size
+    e_dump, why = answer_checks(model, x, config, answer)
+    assert header(e_dump)["fixed"] == np.flatnonzero(answer.fixed).tolist()
+    report = check_answer(e_dump, why, net, timeout=60)
+    assert report.ok and report.robust == "robust" and report.replayed == answer.size
+    j = why[0]
+    moved = np.asarray(j.input, np.float64).copy()
+    moved[header(j.dump)["fixed"] or 0] += 1.0  # off the box (or off x on a fixed entry)
+    bad = check_answer(e_dump, [dataclasses.replace(j, input=moved)], net, timeout=60)
+    assert not bad.ok and bad.failed == (j.feature,)
+    # E without a feature is not robust: z3 finds a counterexample on its dump
+    assert prove(j.dump, 60) == COUNTEREXAMPLE
+    assert prove(robust_dump(model, x, config, answer.fixed, "smt2"), 60) == "robust"
