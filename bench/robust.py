@@ -1,14 +1,16 @@
 """Robust explanations (issue 30): smug's subset- and cardinality-minimal modes against VeriX.
 
-    nice -n 10 python -m smug.bench.robust --digits 100                     # smug on both networks
+    nice -n 10 python -m smug.bench.robust --digits 100                     # smug on the three networks
+    python -m smug.bench.robust --nets mnist-10x2 --digits 10 --cpu-clock   # budgets in CPU seconds
     python -m smug.bench.robust --stage marabou --marabou-python VENV/bin/python --verix-digits 5
     python -m smug.bench.robust --stage write                               # the docs section only
 
 The first ``--digits`` digits of the MNIST test split (:func:`smug.bench.datasets.mnist_split`),
 epsilon 0.05 (L-inf, clipped to [0, 1]), one feature per pixel, the predicted class, on VeriX's
-``mnist-10x2`` (``../shared/peers/verix/``) and the zoo's ``mnist-mlp``.  Per digit: the
+``mnist-10x2`` (``../shared/peers/verix/``) and the zoo's ``mnist-mlp`` and ``mnist-cnn``.  Per digit: the
 subset-minimal answer (``--subset-timeout``), then the cardinality search seeded with it
-(``--card-timeout`` more seconds): sizes, wall and CPU seconds, status, the proven lower bound,
+(``--card-timeout`` more seconds; with ``--cpu-clock`` both budgets count this process's CPU
+seconds, for a machine shared with other work): sizes, wall and CPU seconds, status, the proven lower bound,
 and a re-check of every kept pixel's counterexample (exact replay in the box of E minus that
 pixel).  ``--stage marabou`` runs ``bench/robust_marabou.py`` in a separate environment holding
 ``maraboupy==2.0.0`` (not a smug dependency): VeriX's one-query-per-pixel traversal on the first
@@ -32,7 +34,8 @@ from smug.bench.datasets import mnist_split
 
 STORE = OUT / "robust.jsonl"
 MARABOU_STORE = OUT / "robust_marabou.jsonl"
-NETS = {"mnist-10x2": ROOT.parent / "shared" / "peers" / "verix" / "mnist-10x2.onnx", "mnist-mlp": None}
+NETS = {"mnist-10x2": ROOT.parent / "shared" / "peers" / "verix" / "mnist-10x2.onnx", "mnist-mlp": None,
+        "mnist-cnn": None}
 EPSILON = 0.05
 
 
@@ -86,15 +89,23 @@ def run_smug(net: str, digit: int, x: np.ndarray, subset_timeout: float, card_ti
         "cardinality": {"size": card.size, "status": card.status, "lower_bound": card.lower_bound,
                         "proof": card.proof, "seconds": t2 - t1, "cpu": c2 - c1,
                         "fixed": np.flatnonzero(card.fixed).tolist()},
-        "stats": card.stats,
+        "stats": card.stats, "commit": _commit(),
     }
 
 
+def _commit() -> str:
+    """The code's commit (records of older code are kept apart: one store per run of the bench)."""
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 def stage_smug(args) -> None:
+    if args.cpu_clock:  # every deadline of the solver reads this clock: budgets in CPU seconds of this process
+        time.perf_counter = time.process_time
     _, _, xt, _ = mnist_split()
     done = _done(STORE)
     STORE.parent.mkdir(parents=True, exist_ok=True)
-    for d in range(args.digits):
+    for d in range(args.start, args.digits):
         for net in args.nets:
             if f"{net}/{d}" in done:
                 continue
@@ -182,7 +193,8 @@ def stage_write(args) -> None:
             "timeouts / not proven"]
     body = "\n".join([
         f"Epsilon {EPSILON} (L-inf, clipped to [0, 1]), one feature per pixel, predicted class; smug's subset "
-        f"timeout {args.subset_timeout:g} s, cardinality {args.card_timeout:g} s more (seeded with the subset answer). "
+        f"timeout {args.subset_timeout:g} s, cardinality {args.card_timeout:g} s more (seeded with the subset answer)"
+        f"{', both in CPU seconds (--cpu-clock)' if args.cpu_clock else ''}. "
         f"Machine: 2 cores shared with other engineers, `{uptime()}` when written.", "",
         *table(head, rows), "",
         "Per digit (sizes in pixels; `*`: subset search timed out, E robust but not every pixel justified; "
@@ -202,9 +214,11 @@ def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--stage", choices=("smug", "marabou", "write", "all"), default="all")
     ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
-    ap.add_argument("--digits", type=int, default=100)
+    ap.add_argument("--digits", type=int, default=100, help="digits [--start, --digits) of the test split")
+    ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--subset-timeout", type=float, default=120.0)
     ap.add_argument("--card-timeout", type=float, default=60.0)
+    ap.add_argument("--cpu-clock", action="store_true", help="budgets in CPU seconds of this process, not wall")
     ap.add_argument("--marabou-python", default=None)
     ap.add_argument("--verix-digits", type=int, default=5)
     ap.add_argument("--verix-timeout", type=float, default=1800.0)

@@ -83,7 +83,8 @@ def _integer_cut(problem, w: np.ndarray, rhs: Fraction, up_to: int, j: int) -> C
     if top == 0.0:
         return Cut(np.zeros(problem.n_vars, np.int64), 1, up_to, j)  # nothing helps: no E of <= up_to is robust
     shift = WEIGHT_BITS - 1 - math.frexp(top)[1]  # top * 2**shift < 2**(WEIGHT_BITS - 1)
-    W = np.ceil(np.ldexp(w, shift)).astype(np.int64)  # exact scaling, then rounded up
+    W = np.ceil(np.ldexp(w, shift)).astype(np.int64)  # exact scaling (but underflow), then rounded up
+    W = np.where(w > 0, np.maximum(W, 1), 0)  # a weight that underflowed is still above 0
     weights = np.zeros(problem.n_vars, np.int64)
     grouped = problem.group >= 0
     np.add.at(weights, problem.group[grouped], W[grouped])
