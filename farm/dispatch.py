@@ -49,7 +49,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 EVENT_TOPIC = "smug-farm"  # a Dask task announces each start here: {"jobs": [keys], "pid"} (attempts)
 SATURATION_KEY = "distributed.scheduler.worker-saturation"
@@ -135,13 +135,15 @@ def chunk_size(median_s: float | None, waiting: int, threads: int) -> int:
 
 class Pending:
     """Tasks made on demand: ``make(item)`` for each of ``items`` as it is about to be sent, so
-    that a batch holds only its tasks in flight (an image's bytes, say), not all of them."""
+    that a batch holds only its tasks in flight (an image's bytes, say), not all of them.
+    ``items`` may be a stream (read as tasks go out) of ``size`` items (default: ``len(items)``)."""
 
-    def __init__(self, items: Sequence, make: Callable[[Any], Task]):
+    def __init__(self, items: Iterable, make: Callable[[Any], Task], size: int | None = None):
         self.items, self.make = items, make
+        self.size = len(items) if size is None else size
 
     def __len__(self) -> int:
-        return len(self.items)
+        return self.size
 
     def __iter__(self) -> Iterator[Task]:
         return map(self.make, self.items)

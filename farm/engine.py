@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Iterator
 
 from smug.farm import cluster, dispatch
 from smug.farm.jobs import Job, job_of
+from smug.farm.spool import Spool
 from smug.farm.store import Record, Store
 from smug.farm.worker import ModelBundle, Outcome, WorkerJob, execute, worker_facts
 from smug.pipeline import ExplainRequest
@@ -54,7 +55,8 @@ class BatchState:
 def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, client=None, workers: int | None = None,
         scheduler: str | None = None, job_timeout: float | None = None, retries: int = 2,
         memory_limit: str | int | None = "auto", retry_failed: bool = False,
-        progress: Callable[[BatchState], None] | None = None, dashboard: str | None = None) -> Iterator[JobResult]:
+        progress: Callable[[BatchState], None] | None = None, dashboard: str | None = None,
+        work: Callable[..., Outcome] = execute) -> Iterator[JobResult]:
     """Run ``requests`` on Dask and yield each result as it finishes (also written into ``store``).
 
     ``client``: a ``distributed.Client`` of your own; else ``scheduler`` (``tcp://HOST:8786``);
@@ -65,7 +67,13 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
     is how often a job that kills its worker is re-run before it is recorded as failed
     (the embedded cluster's ``allowed-failures``; a real cluster's scheduler has its own).
     The embedded cluster listens on loopback only and serves Dask's dashboard only at
-    ``dashboard`` (an address such as ``127.0.0.1:8787``; none by default).
+    ``dashboard`` (an address such as ``127.0.0.1:8787``; none by default).  ``work``: what a
+    worker runs per job, :func:`~smug.farm.worker.execute` (the pipeline), or
+    :func:`~smug.farm.worker.noop` to measure the farm alone.
+
+    ``requests`` are kept on disk (a :class:`~smug.farm.spool.Spool`, as a manifest's jobs
+    already are; the first of each id), recorded in the store a chunk at a time and sent as
+    workers free up, so a batch of any length holds only the jobs in flight in memory.
     """
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
@@ -74,49 +82,65 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
     own = not isinstance(store, Store)
     db = Store(store) if own else store
     try:
-        jobs = list({j.id: j for j in (job_of(r) for r in requests)}.values())
-        db.add(jobs)
-        todo = db.todo([j.id for j in jobs], retry_failed)
-        batch = [j for j in jobs if j.id in todo]
-        skipped = len(jobs) - len(batch)
-        if not batch:
+        jobs = requests if isinstance(requests, Spool) else Spool(job_of(r) for r in requests)
+        todo = _recorded(db, jobs, retry_failed)
+        skipped = len(jobs) - todo
+        if not todo:
             if progress:
                 progress(BatchState(0, 0, 0, 0, skipped))
             return
         with cluster.connect(client, workers, scheduler, retries, memory_limit, dashboard) as c:
-            yield from _Batch(c, db, batch, job_timeout, retries, skipped, progress).results()
+            yield from _Batch(c, db, jobs, todo, retry_failed, job_timeout, retries, skipped, progress, work).results()
     finally:
         if own:
             db.close()
 
 
-class _Batch:
-    """One run's tasks (a job each, plus a user's model shipped once) through :func:`~smug.farm.dispatch.dispatch`."""
+def _recorded(store: Store, jobs: Spool, retry_failed: bool) -> int:
+    """Record ``jobs`` in ``store`` as pending (a transaction per chunk of the spool); how many need running."""
+    todo = 0
+    for chunk in jobs.chunks():
+        store.add(chunk)
+        todo += len(store.todo([j.id for j in chunk], retry_failed))
+    return todo
 
-    def __init__(self, client, store: Store, jobs: list[Job], job_timeout: float | None, retries: int, skipped: int,
-                 progress: Callable[[BatchState], None] | None):
+
+class _Batch:
+    """One run's tasks (a job each, plus a user's model shipped once) through :func:`~smug.farm.dispatch.dispatch`:
+    read from the spool a chunk at a time, filtered by the store, a job held only from its sending to its result."""
+
+    def __init__(self, client, store: Store, jobs: Spool, todo: int, retry_failed: bool, job_timeout: float | None,
+                 retries: int, skipped: int, progress: Callable[[BatchState], None] | None, work: Callable):
         self.client, self.store, self.job_timeout, self.retries = client, store, job_timeout, retries
-        self.jobs = {job_key(j.id): j for j in jobs}
+        self.spool, self.retry_failed, self.work = jobs, retry_failed, work
+        self.jobs: dict[str, Job] = {}  # the jobs sent and not finished, by task key
         self.counts = {"done": 0, "failed": 0}
         self.running = 0
-        self.total, self.skipped, self.progress = len(jobs), skipped, progress
+        self.total, self.skipped, self.progress = todo, skipped, progress
         self.bundles: dict[str, object] = {}
 
     def results(self) -> Iterator[JobResult]:
         self._check_workers()
-        tasks = dispatch.Pending(list(self.jobs.items()), self._task)  # an image's bytes are read as it goes out
+        tasks = dispatch.Pending(self._todo(), self._task, self.total)  # an image's bytes are read as it goes out
         for finished in dispatch.dispatch(self.client, tasks, self.retries, depends=self._bundle,
                                           on_change=self._running):
-            job = self.jobs[finished.key]
+            job = self.jobs.pop(finished.key)
             record = _record(job, finished)
             self.store.finish(record)
             self.counts[record.state] += 1
             self._report()
             yield _result(job, record)
 
-    def _task(self, keyed: tuple[str, Job]) -> dispatch.Task:
-        key, job = keyed
-        return dispatch.Task(key, execute, (WorkerJob.of(job.id, job.request, self.job_timeout),))
+    def _todo(self) -> Iterator[Job]:
+        """The spool's jobs that the store still has to run, in order."""
+        for chunk in self.spool.chunks():
+            todo = self.store.todo([j.id for j in chunk], self.retry_failed)
+            yield from (j for j in chunk if j.id in todo)
+
+    def _task(self, job: Job) -> dispatch.Task:
+        key = job_key(job.id)
+        self.jobs[key] = job
+        return dispatch.Task(key, self.work, (WorkerJob.of(job.id, job.request, self.job_timeout),))
 
     def _running(self, n: int) -> None:
         self.running = n

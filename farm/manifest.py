@@ -17,7 +17,9 @@ then in the working folder.
 
 Each line becomes an :class:`~smug.pipeline.ExplainRequest` through
 :meth:`~smug.pipeline.ExplainRequest.build`, so a bad line is refused with the same words
-as a single request, and its line number, before anything is submitted.
+as a single request, and its line number, before anything is submitted.  The manifest is
+read line by line and its jobs are kept on disk (:mod:`smug.farm.spool`), so its length does
+not bound the submitting process's memory.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from __future__ import annotations
 import csv
 import glob
 import inspect
-import io
 import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 from smug.farm.jobs import Job, job_of
+from smug.farm.spool import Spool
 from smug.pipeline import ExplainRequest, RequestError
 from smug.pipeline.request import zoo_kind
 
@@ -67,7 +69,7 @@ class LineError:
 class Manifest:
     """The valid jobs of a manifest (first occurrence of each id), its bad lines, and repeated lines."""
 
-    jobs: tuple[Job, ...]
+    jobs: Sequence[Job]  # a Spool: on disk, read in order as often as needed
     errors: tuple[LineError, ...] = ()
     duplicates: tuple[tuple[int, int], ...] = ()  # (line, the earlier line with the same job id)
 
@@ -79,22 +81,29 @@ class Manifest:
 
 
 def read_manifest(path: str | Path, fmt: str | None = None) -> Manifest:
-    """A JSONL or CSV manifest (``fmt``, default: ``csv`` for a ``.csv`` file, JSON Lines otherwise)."""
+    """A JSONL or CSV manifest (``fmt``, default: ``csv`` for a ``.csv`` file, JSON Lines otherwise),
+    read line by line; its jobs are kept on disk (:class:`~smug.farm.spool.Spool`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError([LineError(1 + path.read_bytes()[: exc.start].count(b"\n"), "not UTF-8 text")]) from None
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"unknown manifest format {fmt!r}: jsonl or csv")
-    rows = csv_rows(text) if fmt == "csv" else jsonl_rows(text)
-    return collect(_built(rows, path.parent))
+    with open(path, "rb") as f:
+        lines = _decoded(f)
+        return collect(_built(csv_rows(lines) if fmt == "csv" else jsonl_rows(lines), path.parent))
 
 
-def jsonl_rows(text: str) -> Iterable[tuple[int, dict | LineError]]:
+def _decoded(f: BinaryIO) -> Iterator[str]:
+    """The lines of a binary file as text (line ends kept); :class:`ManifestError` at the first that is not UTF-8."""
+    for number, raw in enumerate(f, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ManifestError([LineError(number, "not UTF-8 text")]) from None
+
+
+def jsonl_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict | LineError]]:
     """(line number, fields or the error) for every non-blank line that is not a ``#`` comment."""
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
@@ -105,9 +114,9 @@ def jsonl_rows(text: str) -> Iterable[tuple[int, dict | LineError]]:
         yield number, fields if isinstance(fields, dict) else LineError(number, "a line must be a JSON object")
 
 
-def csv_rows(text: str) -> Iterable[tuple[int, dict | LineError]]:
-    """(line number, fields) for every data row of a CSV text with a header."""
-    reader = csv.DictReader(io.StringIO(text))
+def csv_rows(lines: Iterable[str]) -> Iterable[tuple[int, dict | LineError]]:
+    """(line number, fields) for every data row of CSV lines with a header."""
+    reader = csv.DictReader(lines)
     for row in reader:
         number = reader.line_num
         if None in row:
@@ -169,17 +178,14 @@ def _built(rows: Iterable[tuple[int, dict | LineError]], base: Path | None) -> I
 
 
 def collect(built: Iterable[tuple[int, Job | LineError]]) -> Manifest:
-    """Jobs in order (the first line of each id), errors, and repeated lines."""
-    jobs, errors, duplicates, first = [], [], [], {}
+    """Jobs in order (the first line of each id, kept on disk), errors, and repeated lines."""
+    jobs, errors, duplicates = Spool(), [], []
     for number, item in built:
         if isinstance(item, LineError):
             errors.append(item)
-        elif item.id in first:
-            duplicates.append((number, first[item.id]))
-        else:
-            first[item.id] = number
-            jobs.append(item)
-    return Manifest(tuple(jobs), tuple(errors), tuple(duplicates))
+        elif not jobs.add(item):
+            duplicates.append((number, jobs.line_of(item.id)))
+    return Manifest(jobs, tuple(errors), tuple(duplicates))
 
 
 # ---- generated on the command line ----------------------------------------------------

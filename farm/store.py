@@ -167,17 +167,24 @@ class Store:
         """Rows written under an older id scheme (:data:`~smug.farm.jobs.SCHEME`; rows without
         ``id_scheme`` are scheme 1) that ``jobs`` ask again (the same line, name, input, model and
         method) under another id: they stay readable and exportable, and are not reused, so a run
-        of ``jobs`` recomputes them.  Each: id, line, name, input, model, method, state, id_scheme."""
-        ours = {(j.line, j.name, j.request.input_label(), j.request.model, j.request.method) for j in jobs}
-        have = {j.id for j in jobs}
-        out = []
-        for row in self.rows():
-            scheme = row["request"].get("id_scheme", 1)
-            key = (row["line"], row["name"], row["input"], row["model"], row["method"])
-            if scheme != SCHEME and key in ours and row["id"] not in have:
-                out.append({**{k: row[k] for k in ("id", "line", "name", "input", "model", "method", "state")},
-                            "id_scheme": scheme})
-        return out
+        of ``jobs`` recomputes them.  Each: id, line, name, input, model, method, state, id_scheme.
+        Only the older rows are held while ``jobs`` stream past (none: ``jobs`` are not read)."""
+        cols = ("id", "line", "name", "input", "model", "method", "state")
+        older: dict[tuple, list[dict]] = {}
+        with reading(self.path):
+            for row in self.db.execute(f"SELECT {', '.join(cols)}, COALESCE(json_extract(request, '$.id_scheme'), 1) "
+                                       "AS scheme FROM jobs WHERE scheme != ? ORDER BY line, id", (SCHEME,)):
+                r = {**dict(zip(cols, row)), "id_scheme": row[-1]}
+                older.setdefault((r["line"], r["name"], r["input"], r["model"], r["method"]), []).append(r)
+        if not older:
+            return []
+        asked, have = set(), set()
+        for j in jobs:
+            key = (j.line, j.name, j.request.input_label(), j.request.model, j.request.method)
+            if key in older:
+                asked.add(key)
+                have.add(j.id)
+        return [row for key, rows in older.items() if key in asked for row in rows if row["id"] not in have]
 
     def ids(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM jobs ORDER BY line, id")]

@@ -111,6 +111,12 @@ def execute(task: WorkerJob, bundle: ModelBundle | None = None) -> Outcome:
         return Outcome(False, reason=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - t0, worker=worker)
 
 
+def noop(task: WorkerJob, bundle: ModelBundle | None = None) -> Outcome:
+    """A job that does nothing but arrive (its input's bytes included) and answer: what the farm
+    itself costs per job (``smug.farm.run(..., work=noop)``, ``bench/farm.py --noop``)."""
+    return Outcome(True, {"status": "noop"}, worker=worker_address())
+
+
 def worker_facts() -> dict:
     """What the client checks on each worker before a batch (``client.run``)."""
     from smug.farm.jobs import smug_version
