@@ -132,11 +132,17 @@ def run_row(model: Path, methods, size: int, timeout: float, out: Path) -> dict[
         stdout = r.stdout
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    return row_cells(stdout, methods)
+
+
+def row_cells(stdout: str, methods) -> dict[str, Cell]:
+    """The cells :func:`row_child` printed (one JSON line each); a method without one failed."""
     cells = {}
     for line in stdout.splitlines():
         if line.startswith("{"):
             c = json.loads(line)
-            cells[c.pop("method")] = Cell(**c)
+            method = c.pop("method")
+            cells[method] = Cell(**c)
     return {m: cells.get(m, Cell("FAIL", 0.0, "no answer in time (or the process died)")) for m in methods}
 
 

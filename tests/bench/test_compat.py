@@ -115,9 +115,13 @@ def test_row_child_runs_the_command_line_per_method_and_classifies_each(torchvis
     ``smug: error:`` line of a refusal."""
     import json
 
-    from smug.bench.compat import row_child
+    from smug.bench.compat import row_cells, row_child
 
-    row_child(torchvision_onnx("resnet18", "ts17", "1", SIZE), ["occlusion", "no_such_method"], SIZE, 1.0, tmp_path)
-    cells = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    methods = ["occlusion", "no_such_method", "rise"]
+    row_child(torchvision_onnx("resnet18", "ts17", "1", SIZE), methods[:2], SIZE, 1.0, tmp_path)
+    out = capsys.readouterr().out
+    cells = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [(c["method"], c["status"]) for c in cells] == [("occlusion", "ok"), ("no_such_method", "refused")]
     assert "no_such_method" in cells[1]["line"] and (tmp_path / "occlusion" / "result.json").is_file()
+    parsed = row_cells(out, methods)  # what the parent reads; a method the child never reached failed
+    assert [parsed[m].status for m in methods] == ["ok", "refused", "FAIL"]
