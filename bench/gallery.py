@@ -5,7 +5,8 @@ the numbers of every answer go to ``results.json`` and the gallery's README is w
 this code gives.  The one way to make the gallery:
 
     python -m smug.bench.gallery                  # MNIST, text and the page screenshots (a few minutes)
-    python -m smug.bench.gallery --photos         # also EfficientNet-Lite0 on the photos (several minutes)
+    python -m smug.bench.gallery --photos         # also EfficientNet-Lite0 on the photos (several minutes;
+                                                  # tench-keep-class runs into its solver timeouts)
     python -m smug.bench.gallery --only mnist-plain,siamese_cat-plain   # just these entries
 
 Entries not made in a run keep their earlier record in ``results.json``; page screenshots need Chromium.
@@ -177,6 +178,10 @@ def readme(results: dict) -> str:
                      f"{_cell(f.get('keeps_class'))} | "
                      f"{_cell(f.get('masked_confidence'))} | {_cell(f.get('top_k'))} | {_cell(f.get('gamma'))} | "
                      f"{r['made']} |")
+    missing = [n for n in order if n not in results["entries"]]
+    if missing:
+        lines += ["", "Not made by the last runs (make one with `python -m smug.bench.gallery --only NAME`): "
+                  + ", ".join(f"`{n}`" for n in missing) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +209,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"entries": {}}
     import smug
 
+    stamp = f"smug {smug.__version__} {revision()}".strip()  # the code of this run (+: uncommitted changes in it)
     for e in chosen:
         if e.kind == "photos" and not IMAGENET.is_dir():
             print(f"{e.name}: skipped (no shared ImageNet sample at ../shared/data)", file=sys.stderr)
@@ -219,7 +225,7 @@ def main() -> None:
         for name, data in files.items():
             write_atomic(GALLERY / name, data)
         results["entries"][e.name] = {"command": e.command, "files": sorted(files), "facts": made,
-                                      "made": f"smug {smug.__version__} {revision()}".strip()}
+                                      "made": stamp}
         print(f"{e.name}: {time.process_time() - t0:.1f} s CPU (this process), load {load_average()}",
               file=sys.stderr)
     write_atomic(RESULTS, (json.dumps(results, indent=1, sort_keys=True) + "\n").encode())

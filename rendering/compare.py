@@ -1,5 +1,5 @@
 """Maps side by side (paper 000 Fig. 2 / paper 003 Fig. 1 layout): the input, then each method's
-map laid over it, on a grid of at most :data:`COLUMNS` panels a row, under a title that names the
+map laid over it, on a grid of at most :data:`COLUMNS` panels a row (rows balanced), under a title that names the
 model and the target class, with each kind of map's colour rule stated under the grid."""
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def comparison_figure(panels: list[tuple[str, object]], size: float | None = Non
     first = panels[0][1]
     picture = np.asarray(first.picture)
     n = len(panels) + 1
-    cols = min(COLUMNS, n)
-    rows = math.ceil(n / cols)
+    rows = math.ceil(n / COLUMNS)
+    cols = math.ceil(n / rows)  # balanced rows: 6 panels as 2 x 3, not 4 + 2
     width, height = figure_size(cols, rows, extra=1.6)
     if size is not None:
         width, height = width * size / PANEL, height * size / PANEL
