@@ -198,36 +198,9 @@ def lp_bound(A: np.ndarray, b: np.ndarray, y: np.ndarray, bits: int = 30) -> int
 
 
 def master(A: np.ndarray, b: np.ndarray, integer: bool, timeout: float, max_size: int | None = None):
-    """HiGHS on ``min sum m  s.t.  A m >= b`` (rows scaled to right-hand side 1), ``m`` in [0, 1] or
-    0/1, ``sum m <= max_size``: a float solver, so its answer is a candidate (and its duals are
-    multipliers for :func:`lp_bound`)."""
-    import highspy
+    """HiGHS on ``min sum m  s.t.  A m >= b`` (rows scaled to right-hand side 1: the weights span
+    many magnitudes), ``sum m <= max_size``: candidates and multipliers for :func:`lp_bound`."""
+    from smug.solver.robust_hitting import covering
 
-    from smug.common import quiet_highs
-
-    m, n = A.shape
-    h = quiet_highs()
-    for key, val in [("output_flag", False), ("threads", 1), ("time_limit", max(0.05, float(timeout))),
-                     ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)]:
-        h.setOptionValue(key, val)
     S = sp.csr_matrix(A.astype(np.float64) / b.astype(np.float64)[:, None])
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, m
-    lp.col_cost_ = np.ones(n)
-    lp.col_lower_ = np.zeros(n)
-    lp.col_upper_ = np.ones(n)
-    lp.row_lower_ = np.ones(m)
-    lp.row_upper_ = np.full(m, highspy.kHighsInf)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = S.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = S.indices.astype(np.int32)
-    lp.a_matrix_.value_ = S.data.astype(np.float64)
-    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = n, m
-    if integer:
-        lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-    h.passModel(lp)
-    if max_size is not None:
-        h.addRow(-highspy.kHighsInf, float(max_size), n, np.arange(n, dtype=np.int32), np.ones(n))
-    h.run()
-    return h
-
+    return covering(S, integer, timeout, max_size=max_size)

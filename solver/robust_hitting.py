@@ -45,8 +45,11 @@ def packing_bound(A: sp.csr_matrix, y: np.ndarray, needs: np.ndarray | None = No
     return math.ceil(Fraction(sum(int(a) * int(c) for a, c in zip(yi, b)), denom))
 
 
-def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None, min_size: int = 0,
-           needs: np.ndarray | None = None):
+def covering(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None, min_size: int = 0,
+             needs: np.ndarray | None = None, max_size: int | None = None):
+    """HiGHS on ``min sum m  s.t.  A m >= needs`` (default 1), ``min_size <= sum m <= max_size``, ``m`` in
+    [0, 1] (or 0/1 with ``integer``, warm-started at ``start``): a float solver, its answers are
+    candidates and multipliers for exact bounds."""
     import highspy
 
     m, n = A.shape
@@ -69,8 +72,9 @@ def _solve(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | 
     if integer:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * n
     h.passModel(lp)
-    if min_size > 0:  # sum m >= min_size: a size every answer is known to need
-        h.addRow(float(min_size), highspy.kHighsInf, n, np.arange(n, dtype=np.int32), np.ones(n))
+    if min_size > 0 or max_size is not None:  # sum m >= min_size: a size every answer is known to need
+        h.addRow(float(min_size), highspy.kHighsInf if max_size is None else float(max_size), n,
+                 np.arange(n, dtype=np.int32), np.ones(n))
     if integer and start is not None:
         sol = highspy.HighsSolution()
         sol.col_value = list(np.asarray(start, np.float64))
@@ -88,10 +92,10 @@ def minimum_hitting_set(sets: list[np.ndarray], n: int, timeout: float, start: n
         return HittingSet(np.zeros(n, bool), 0)
     A = incidence(sets, n)
     b = np.ones(len(sets), np.int64) if needs is None else np.asarray(needs, np.int64)
-    relaxed = _solve(A, False, timeout, needs=b)
+    relaxed = covering(A, False, timeout, needs=b)
     y = np.asarray(relaxed.getSolution().row_dual, np.float64)
     bound = max(packing_bound(A, y, b), packing_bound(A, -y, b))
-    mip = _solve(A, True, timeout, start, min_size, b)
+    mip = covering(A, True, timeout, start, min_size, b)
     x = np.asarray(mip.getSolution().col_value, np.float64)
     chosen = x > 0.5 if len(x) == n else np.zeros(n, bool)
     if not np.all(A @ chosen.astype(np.float64) >= b):  # no usable answer: the first elements of each set
