@@ -122,13 +122,16 @@ def run_cell(model: Path, method: str, size: int, timeout: float, out: Path) -> 
     return classify(r.returncode, r.stdout, r.stderr, time.perf_counter() - t0)
 
 
-def run_row(model: Path, methods, size: int, timeout: float, out: Path) -> dict[str, Cell]:
+def run_row(model: Path, methods, size: int, timeout: float, out: Path, smug_timeout: float | None = None
+            ) -> dict[str, Cell]:
     """Every method's cell on ``model`` in one child process (:func:`row_child`: the command line's
     ``main`` once per method, so the interpreter's start and the imports are paid once per row)."""
+    smug_timeout = timeout if smug_timeout is None else smug_timeout
     cmd = [sys.executable, "-m", "smug.bench.compat", "--row-child", str(model), "--methods", ",".join(methods),
-           "--size", str(size), "--timeout", str(timeout), "--out", str(out)]
+           "--size", str(size), "--timeout", str(timeout), "--smug-timeout", str(smug_timeout), "--out", str(out)]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=(timeout * 4 + 300) * len(methods))
+        r = subprocess.run(cmd, capture_output=True, text=True,
+                           timeout=(max(timeout, smug_timeout) * 4 + 300) * len(methods))
         stdout = r.stdout
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -146,9 +149,9 @@ def row_cells(stdout: str, methods) -> dict[str, Cell]:
     return {m: cells.get(m, Cell("FAIL", 0.0, "no answer in time (or the process died)")) for m in methods}
 
 
-def row_child(model: Path, methods, size: int, timeout: float, out: Path) -> None:
-    """:func:`run_row`'s child: ``smug explain`` by the command line's own ``main`` per method, its
-    output captured; one JSON line per cell on stdout."""
+def row_child(model: Path, methods, size: int, timeout: float, out: Path, smug_timeout: float | None = None) -> None:
+    """:func:`run_row`'s child: ``smug explain`` by the command line's own ``main`` per method (``--timeout``
+    ``timeout``; SMUG's ``smug_timeout`` when given), its output captured; one JSON line per cell on stdout."""
     import contextlib
     import io
     import traceback
@@ -160,7 +163,8 @@ def row_child(model: Path, methods, size: int, timeout: float, out: Path) -> Non
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                cli(explain_args(model, method, size, timeout, out / method))
+                seconds = smug_timeout if method == "smug" and smug_timeout is not None else timeout
+                cli(explain_args(model, method, size, seconds, out / method))
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
@@ -171,7 +175,8 @@ def row_child(model: Path, methods, size: int, timeout: float, out: Path) -> Non
         print(json.dumps({"method": method, **cell.to_json()}), flush=True)
 
 
-def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log: Path | None = None) -> list[tuple]:
+def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log: Path | None = None,
+               smug_timeout: float | None = None) -> list[tuple]:
     """One row per (arch, exporter, batch) of ``rows_wanted`` at :func:`arch_size`: its cells by method
     (an export failure fills the row).  With ``log`` (JSON lines), each row is appended as it finishes
     and the rows already there are kept, not run again (a run stopped half-way resumes)."""
@@ -188,7 +193,7 @@ def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log:
         except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
             cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
         else:
-            cells = run_row(path, methods, px, timeout, work / "out")
+            cells = run_row(path, methods, px, timeout, work / "out", smug_timeout)
         path.unlink(missing_ok=True)
         rows.append((arch, exporter, batch, cells))
         if log is not None:
@@ -278,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224,
                     help="input size in pixels (at least each architecture's smallest, MIN_SIZE)")
     ap.add_argument("--timeout", type=float, default=20.0, help="smug's --timeout per cell")
+    ap.add_argument("--smug-timeout", type=float, default=None, help="--timeout of the SMUG cells (default: --timeout)")
     ap.add_argument("--log", type=Path, default=None,
                     help="JSON-lines file: each finished row is appended; rows already in it are not run again")
     ap.add_argument("--gradient-paths", action="store_true",
@@ -290,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     split = lambda s: [v for v in s.split(",") if v]  # noqa: E731
     methods = split(a.methods)
     if a.row_child is not None:
-        row_child(a.row_child, methods, a.size, a.timeout, a.out)
+        row_child(a.row_child, methods, a.size, a.timeout, a.out, a.smug_timeout)
         return 0
     wanted = ([tuple(r.split(":")) for r in split(a.rows)] if a.rows else
               [(x, e, b) for x in split(a.archs) for e in split(a.exporters) for b in split(a.batches)])
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         publish(a, "compat_gradient_paths", "Gradient paths", invocation("compat"), body)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_matrix(wanted, methods, a.size, a.timeout, Path(tmp), a.log)
+        rows = run_matrix(wanted, methods, a.size, a.timeout, Path(tmp), a.log, a.smug_timeout)
     publish(a, "compat", "Compatibility matrix", invocation("compat"), markdown(rows, methods, a.size))
     return int(any(c.status == "FAIL" for *_, cells in rows for c in cells.values()))
 

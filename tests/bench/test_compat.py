@@ -101,8 +101,8 @@ def test_matrix_log_resumes_rows_run_before_and_sizes_each_architecture(tmp_path
         path.write_bytes(b"")
 
     monkeypatch.setattr(compat, "export", export)
-    monkeypatch.setattr(compat, "run_row", lambda path, ms, size, timeout, out: {m: Cell("refused", 0.1, f"{m} {size}")
-                                                                                for m in ms})
+    monkeypatch.setattr(compat, "run_row", lambda path, ms, size, timeout, out, smug_timeout: {
+        m: Cell("refused", 0.1, f"{m} {size}") for m in ms})
     rows = compat.run_matrix([("resnet18", "ts17", "1"), ("inception_v3", "ts17", "1")], ["gradient"], 64, 1.0,
                              tmp_path, log)
     assert ran == [("inception_v3", 75)] and rows[0][3]["gradient"] == Cell("ok", 3.0, "")
