@@ -203,13 +203,16 @@ def figures(maps: dict[str, np.ndarray], picture: np.ndarray | None, arrays: dic
 
     missing = "" if picture is not None else " (No input picture: pass --image to see it underneath.)"
 
-    def add(name: str, values: np.ndarray, title: str, caption: str, scale: MapScale, support=None, bar=True):
+    def add(name: str, values: np.ndarray, title: str, caption: str, scale: MapScale, support=None,
+            tinted: str | None = None):
+        """A map with its colour bar, or (``tinted``: what a tinted block is) a yes/no picture with that legend."""
         out[f"{name}.png"] = MapFigure(png(overlay(under, values, support, scale)), title, caption + missing,
-                                       scale.rule if bar else f"Tinted: kept; {FADED}.", scale if bar else None)
+                                       scale.rule if tinted is None else f"Tinted: {tinted}; {FADED}.",
+                                       scale if tinted is None else None)
 
     if kept is not None:
         add("kept", kept, f"The result's mask: {len(report.get('why', {}))} blocks",
-            "The kept blocks tinted, every other block faded.", on_off, kept > 0, bar=False)
+            "The kept blocks tinted, every other block faded.", on_off, kept > 0, tinted="kept")
     saliency = arrays.get("saliency")
     if kept is not None and saliency is not None and saliency.shape == shape:
         add("saliency", saliency, "Saliency (Eq. 4) over the input",
@@ -225,7 +228,7 @@ def figures(maps: dict[str, np.ndarray], picture: np.ndarray | None, arrays: dic
     if "forced" in maps:
         add("forced", maps["forced"], f"Blocks every mask needs: {len(report['forced_blocks'])}",
             "A row holds only with each of these blocks on, so no mask can leave them out.", on_off, maps["forced"] > 0,
-            bar=False)
+            tinted="needed by every mask")
     return out
 
 
@@ -237,6 +240,9 @@ def _where(dump: ParsedDump, name: str) -> str:
 
 
 def _names(names: list[str], most: int = 6) -> str:
+    """The first ``most`` names and how many more ("-" for none)."""
+    if not names:
+        return "-"
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
@@ -247,7 +253,9 @@ def sections(dump: ParsedDump, report: dict) -> list[tuple[str, str]]:
     out = []
     if report.get("infeasible") or report.get("unsatisfiable_rows"):
         facts = report.get("row_facts", {})
-        body = ["<p class='verdict'>No mask satisfies every row: the constraints contradict each other.</p>"]
+        relax = (" A smaller gamma (or a smaller k: fewer neurons held) relaxes the rows." if dump.kind == "first-layer"
+                 else "")
+        body = [f"<p class='verdict'>No mask satisfies every row: the constraints contradict each other.{relax}</p>"]
         if report.get("unsatisfiable_rows"):
             body.append("<p>These rows fail even for the best mask (their highest reachable value is below what they "
                         "need):</p>" + table(["row", "needs", "highest reachable"],
