@@ -25,3 +25,7 @@ def __getattr__(name: str):
 
         return with_request_parameters(explain)
     raise AttributeError(f"module 'smug' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})  # explain too, before its first use (tab completion)
