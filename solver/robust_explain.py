@@ -9,10 +9,13 @@
   monotone in the box, so each counterexample stays valid for the final ``E``.
 * **Cardinality-minimal** (:func:`cardinality_minimal`): implicit hitting sets (Ignatiev et al.,
   "Abduction-based explanations", AAAI 2019): every counterexample's perturbed features form a
-  contrastive set that any robust ``E`` must hit; a minimum hitting set of the sets found so far
-  (MaxSAT, RC2: exact integers) is a proven lower bound; it is verified, and either proven robust
-  (then optimal) or refuted by a new counterexample, shrunk to a small contrastive set.
-  Anytime: the best proven ``E`` and the lower bound at every step.
+  contrastive set that any robust ``E`` must hit, and its direction gives knapsack cuts
+  (:mod:`smug.solver.robust_cuts`) that every robust ``E`` of at most ``K`` features meets, whatever
+  class the counterexample reached; the proven lower bound is the best of the hitting sets' (exact
+  packing bound, SAT) and the cuts' (exact LP duality).  A candidate (a set meeting every cut at the
+  lowest size not refuted, else a minimum hitting set) is verified, and either proven robust (then
+  optimal) or refuted by a new counterexample.  Anytime: the best proven ``E`` and the lower bound
+  at every step.
 """
 
 from __future__ import annotations
