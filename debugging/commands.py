@@ -51,6 +51,12 @@ def run_command(a: argparse.Namespace) -> int:
         return 0
     if a.command == "check":
         from smug.debugging.check import check
+        from smug.debugging.robust_check import check_files, is_robust_dump
+
+        if is_robust_dump(a.dump):  # robust (issue 30): E proven robust by z3
+            ok, message = check_files(a.dump, a.result, a.timeout)
+            print(message, file=sys.stdout if ok else sys.stderr)
+            return 0 if ok else 1
 
         report = check(a.dump, a.result, a.timeout)
         if a.json:

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -81,3 +82,42 @@ def check_answer(e_dump: str, justifications, onnx_path: str | None = None, time
     return RobustReport(verdict == ROBUST and not failed, verdict, len(justifications) - len(failed), tuple(failed),
                         time.perf_counter() - t0)
 
+
+
+def is_robust_dump(path: str | Path) -> bool:
+    """The file is a robust dump (its header says so); False for any other file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = [next(f, "") for _ in range(50)]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(line.startswith(MARK) and '"kind":"robust"' in line for line in head)
+
+
+def check_files(dump_path: str | Path, result_path: str | Path, timeout: float = 600.0) -> tuple[bool, str]:
+    """``smug check DUMP RESULT`` for a robust dump: the result's E (its ``mask_blocks``) is the
+    dump's, the dump is intact (its end line's sha256), and z3 proves it unsat (robust)."""
+    from smug.debugging.check import load_result
+    from smug.debugging.reader import DumpError, _check_end
+
+    path = Path(dump_path)
+    text = path.read_text(encoding="utf-8")
+    meta = header(text)
+    _check_end(path, text, "smt2", meta)
+    result = load_result(result_path)
+    for key in ("model", "target"):
+        if result.get(key) != meta.get(key):
+            raise DumpError(f"the result does not belong to this dump: its {key} is {result.get(key)!r}, "
+                            f"the dump's {meta.get(key)!r}")
+    cols = meta["grid"][1]
+    fixed = sorted(r * cols + c for r, c in result.get("mask_blocks") or [])
+    if fixed != meta["fixed"]:
+        raise DumpError(f"the result's E ({len(fixed)} features) is not the dump's ({len(meta['fixed'])})")
+    t0 = time.perf_counter()
+    verdict = prove(text, timeout)
+    seconds = time.perf_counter() - t0
+    if verdict == ROBUST:
+        return True, f"confirmed: z3 proves E ({len(fixed)} features) robust (unsat) in {seconds:.1f} s"
+    if verdict == COUNTEREXAMPLE:
+        return False, f"REJECTED: z3 finds an input in the box of E ({len(fixed)} features) that reaches the target"
+    return False, f"not confirmed: z3 gave no answer in {timeout:g} s"

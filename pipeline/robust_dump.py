@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from smug.models.runtime import OnnxModel
-from smug.pipeline.robust import robust_query
+from smug.pipeline.robust import pixel_grid, robust_query
 from smug.pipeline.robust_config import RobustConfig
 from smug.solver.dump_formats import end_line, header_lines
 from smug.solver.robust_dump import robust_lp, robust_smtlib
@@ -33,7 +33,8 @@ def robust_dump(model: OnnxModel, x: np.ndarray, config: RobustConfig, fixed: np
     meta = {"kind": "robust", "format": format, "model": model.name, "target": int(query.problem.target),
             "smug_version": sys.modules["smug"].__version__,
             "params": {"epsilon": config.epsilon, "window": config.window, "domain": list(config.domain)},
-            "n_vars": int(query.n_vars), "fixed": np.flatnonzero(fixed).tolist(),
+            "n_vars": int(query.n_vars), "grid": list(pixel_grid(model, config.window).shape),
+            "fixed": np.flatnonzero(fixed).tolist(),
             "free_inputs": np.flatnonzero(query.free_inputs(fixed)).tolist(),
             "x": query.problem.x.tolist()}  # exact: a float's JSON text reads back as the same float
     body = FORMATS[format](query, fixed, header_lines(meta))

@@ -54,3 +54,29 @@ def test_a_subset_answer_passes_and_a_moved_counterexample_fails(net):
     # E without a feature is not robust: z3 finds a counterexample on its dump
     assert prove(j.dump, 60) == COUNTEREXAMPLE
     assert prove(robust_dump(model, x, config, answer.fixed, "smt2"), 60) == "robust"
+
+
+def test_smug_check_confirms_a_robust_result_file(net, tmp_path):
+    """``smug check DUMP RESULT`` on a robust dump: the result's E is proven robust; a result with
+    another E is refused as not belonging to the dump."""
+    import argparse
+    import json
+
+    from smug.debugging.commands import run_command
+    from smug.debugging.reader import DumpError
+    from smug.pipeline import explain
+
+    x = (np.random.default_rng(1).integers(0, 17, (1, 3, 3)) / 16).astype(np.float32)
+    e = explain(x, net, method="robust", epsilon=0.25, timeout=20)
+    result = tmp_path / "result.json"
+    result.write_text(json.dumps(e.to_json()))
+    fixed = e.image.mask.ravel().astype(bool)
+    dump = tmp_path / "e.smt2"
+    dump.write_text(robust_dump(OnnxModel.load(net), x, RobustConfig(epsilon=0.25), fixed))
+    args = argparse.Namespace(command="check", dump=str(dump), result=str(result), timeout=60.0, json=False)
+    assert run_command(args) == 0
+    other = fixed.copy()
+    other[np.flatnonzero(fixed)[0]] = False
+    dump.write_text(robust_dump(OnnxModel.load(net), x, RobustConfig(epsilon=0.25), other))
+    with pytest.raises(DumpError, match="not the dump's"):
+        run_command(args)
