@@ -79,10 +79,12 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
         raise ValueError(f"retries must be >= 0, got {retries}")
     if job_timeout is not None and not job_timeout > 0:
         raise ValueError(f"job_timeout must be positive, got {job_timeout}")
-    own = not isinstance(store, Store)
+    own, spooled = not isinstance(store, Store), isinstance(requests, Spool)
     db = Store(store) if own else store
+    jobs = requests if spooled else Spool()
     try:
-        jobs = requests if isinstance(requests, Spool) else Spool(job_of(r) for r in requests)
+        for r in () if spooled else requests:
+            jobs.add(job_of(r))
         todo = _recorded(db, jobs, retry_failed)
         skipped = len(jobs) - todo
         if not todo:
@@ -94,6 +96,8 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
     finally:
         if own:
             db.close()
+        if not spooled:
+            jobs.close()
 
 
 def _recorded(store: Store, jobs: Spool, retry_failed: bool) -> int:
