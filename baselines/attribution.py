@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from smug.deadline import Deadline
+from smug.events import Progress
 from smug.models.runtime import OnnxModel
 
 # Modules whose import registers built-in methods (imported on first use).
@@ -97,11 +99,11 @@ def methods() -> list[str]:
 
 def attribute(
     model: OnnxModel, x: np.ndarray, target: int | None = None, method: str = "gradient", *,
-    deadline: float | None = None, progress: Callable[[dict], None] | None = None, **params
+    deadline: Deadline | None = None, progress: Progress | None = None, **params
 ) -> Attribution:
     """Attribution of ``model``'s ``target`` logit (default: the predicted class) at the
-    model-space input ``x`` (shape ``model.input_shape``) by ``method``.  ``deadline`` (an
-    absolute ``time.time()``) and ``progress`` form the call's :mod:`~smug.baselines.budget`:
+    model-space input ``x`` (shape ``model.input_shape``) by ``method``.  ``deadline`` (a
+    :class:`~smug.deadline.Deadline`) and ``progress`` form the call's :mod:`~smug.baselines.budget`:
     the long-running methods report progress and stop at the deadline with what they have
     (``params['stopped_at_deadline']`` then says so)."""
     from smug.baselines.budget import budget

@@ -1,40 +1,39 @@
 """The time budget and progress channel of one baseline call.
 
-:func:`~smug.baselines.attribution.attribute` sets a :class:`Budget` (a deadline as an absolute
-``time.time()`` and a progress callback) for the duration of the call; the methods with long
+:func:`~smug.baselines.attribution.attribute` sets a :class:`Budget` (a :class:`~smug.deadline.Deadline`
+and a progress callback) for the duration of the call; the methods with long
 loops (SIS, extremal perturbation, SFL, RISE, occlusion) read it through :func:`current`, report
-``done / total`` work units and stop at the deadline with what they have, saying so in their
+``done / total`` work units (:class:`~smug.events.WorkDone`) and stop at the deadline with what they have, saying so in their
 info (``stopped_at_deadline``).  Without a budget nothing is reported and nothing stops early.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-Progress = Callable[[dict], None]
+from smug.deadline import Deadline
+from smug.events import Progress, WorkDone
 
 
 @dataclass(frozen=True)
 class Budget:
-    """When the call's answer is due (``math.inf``: never) and where progress goes."""
+    """When the call's answer is due (``Deadline()``: never) and where progress goes."""
 
-    deadline: float = math.inf
+    deadline: Deadline = field(default_factory=Deadline)
     progress: Progress | None = None
     every: float = 0.5  # seconds between two progress events of one loop
 
     def expired(self) -> bool:
-        return time.time() >= self.deadline
+        return self.deadline.expired()
 
     def report(self, method: str, done: int, total: int) -> None:
-        """One progress event ``{"event": "stage", "stage": "attribute", "state": "progress", ...}``."""
+        """One progress event: ``WorkDone("attribute", method, done, total)``."""
         if self.progress is not None:
-            self.progress({"event": "stage", "stage": "attribute", "state": "progress", "t": time.time(),
-                           "method": method, "done": int(done), "total": int(total)})
+            self.progress(WorkDone("attribute", method, int(done), int(total)))
 
 
 _CURRENT: ContextVar[Budget] = ContextVar("smug_baseline_budget", default=Budget())
@@ -46,9 +45,9 @@ def current() -> Budget:
 
 
 @contextmanager
-def budget(deadline: float | None = None, progress: Progress | None = None) -> Iterator[Budget]:
-    """Make ``Budget(deadline, progress)`` current inside the ``with`` block."""
-    b = Budget(math.inf if deadline is None else float(deadline), progress)
+def budget(deadline: Deadline | None = None, progress: Progress | None = None) -> Iterator[Budget]:
+    """Make ``Budget(deadline, progress)`` current inside the ``with`` block (None: no deadline)."""
+    b = Budget(deadline or Deadline(), progress)
     token = _CURRENT.set(b)
     try:
         yield b

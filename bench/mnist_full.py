@@ -26,7 +26,7 @@ from smug.bench.common import add_doc_args, invocation, parser, publish, table, 
 from smug.bench.datasets import mnist_split
 from smug.encoders.network import encode_network
 from smug.models.zoo import load_model
-from smug.pipeline.isolation import solve_isolated
+from smug.isolation.runner import solve_isolated
 from smug.solver.backends import backends
 from smug.solver.network_solve import solve_network
 

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from smug.events import Event, Improved, Stage
 from smug.pipeline import DeadlineExceeded, ExplainRequest, Explanation, save_texts
 from smug.pipeline.request import (BACKENDS, DEFAULT_TIMEOUT, InputError, ModelError, RequestError,
                                    method_parameters)
@@ -277,11 +278,11 @@ class ProgressLine:
         self.out, self.clock, self.t0 = out, time.perf_counter, time.perf_counter()
         self.stage, self.mask = "", ""
 
-    def __call__(self, ev: dict) -> None:
-        if ev.get("event") == "stage" and ev.get("state") == "started":
-            self.stage = ev["stage"]
-        elif ev.get("event") == "improved":
-            self.mask = f"  mask {ev['size']}, proven >= {ev['lower_bound']}"
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, Stage) and not ev.finished:
+            self.stage = ev.stage
+        elif isinstance(ev, Improved):
+            self.mask = f"  mask {ev.size}, proven >= {ev.lower_bound}"
         self.out.write(f"\r\x1b[Ksmug: {self.stage:<9s} {self.clock() - self.t0:6.1f} s{self.mask}")
         self.out.flush()
 

@@ -22,6 +22,7 @@ from typing import IO, Iterable, Iterator
 
 import numpy as np
 
+from smug.events import Improved, Stage
 from smug.pipeline import ExplainRequest, Explanation
 from smug.proto.wire import (ModelInfo, explanation_from_proto, from_tensor, message, model_info_from_proto,
                              request_to_proto)
@@ -56,25 +57,6 @@ class RemoteError(ValueError):
         super().__init__(f"{getattr(code, 'name', code)}: {message}")
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A pipeline stage (queue, encode, solve) started or finished, ``seconds`` after the request."""
-
-    stage: str
-    finished: bool
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Improvement:
-    """A better verified mask or a better proven lower bound, ``seconds`` into the solve."""
-
-    size: int
-    lower_bound: int
-    seconds: float
-    mask: np.ndarray | None  # bool, flat over the block grid
 
 
 @dataclass(frozen=True)
@@ -187,13 +169,14 @@ class Client:
 
     def explain_stream(self, source: Source = None, model: str = "efficientnet-lite0", *,
                        deadline: float | None = None, text: str | bytes | None = None,
-                       **params) -> Iterator[Stage | Improvement | Explanation]:
-        """Progress as it happens: :class:`Stage` and :class:`Improvement` events, then the
+                       **params) -> Iterator[Stage | Improved | Explanation]:
+        """Progress as it happens: :class:`~smug.events.Stage` and :class:`~smug.events.Improved` events
+        (the pipeline's own), then the
         :class:`Explanation` (always last).  Closing the iterator cancels the request."""
         params.setdefault("method", "smug")
         yield from self.stream(self._request(source, model, text, params), deadline)
 
-    def stream(self, request, deadline: float | None = None) -> Iterator[Stage | Improvement | Explanation]:
+    def stream(self, request, deadline: float | None = None) -> Iterator[Stage | Improved | Explanation]:
         """:meth:`explain_stream` of a ``smug.v1.ExplainRequest`` message (e.g. a validated
         :class:`~smug.pipeline.ExplainRequest` through :func:`smug.proto.wire.request_to_proto`)."""
         stream = self.stub.ExplainStream(request, timeout=deadline or self.deadline, metadata=self._metadata)
@@ -204,7 +187,7 @@ class Client:
                     yield Stage(ev.stage.stage, ev.stage.finished, ev.stage.seconds)
                 elif kind == "improved":
                     m = ev.improved
-                    yield Improvement(m.size, m.lower_bound, m.seconds, from_tensor(m.mask))
+                    yield Improved(m.size, m.lower_bound, m.seconds, from_tensor(m.mask))
                 else:
                     yield self._explanation(ev.result)
         except self._grpc.RpcError as exc:
@@ -288,7 +271,7 @@ def explain_with_progress(client: Client, source: Source, model: str, out: IO[st
     return progress_line(client.explain_stream(source, model, **params), out, width)
 
 
-def progress_line(events: Iterable[Stage | Improvement | Explanation], out: IO[str] | None = None,
+def progress_line(events: Iterable[Stage | Improved | Explanation], out: IO[str] | None = None,
                   width: int = 30) -> Explanation:
     """A stream's events drawn as a one-line progress bar on ``out``: the bar is the proven share
     of the mask (lower bound / size; full = proven minimal); returns the explanation."""
@@ -298,7 +281,7 @@ def progress_line(events: Iterable[Stage | Improvement | Explanation], out: IO[s
     for ev in events:
         if isinstance(ev, Stage):
             stage = ev.stage if not ev.finished else stage
-        elif isinstance(ev, Improvement):
+        elif isinstance(ev, Improved):
             size, lower = ev.size, ev.lower_bound
         else:
             result = ev

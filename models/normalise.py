@@ -17,7 +17,7 @@ import tempfile
 
 import onnx
 
-from smug.models.runtime import onnxruntime
+from smug.models.ort import onnxruntime
 
 # onnxruntime's basic optimisers that would change weights (folding BatchNorm, Add or
 # Mul into a Conv) are left off: the normalised graph keeps every weight as it is.

@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from smug.models.errors import ModelError
-from smug.models.torch_backend import torch_module
+from smug.models.torch_env import torch_module
 
 torch = torch_module()  # imported only where gradients are needed (torch on purpose)
 F = torch.nn.functional

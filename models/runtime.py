@@ -19,48 +19,12 @@ import numpy as np
 import onnx
 
 from smug.models.errors import ModelError  # noqa: F401 (re-exported)
+from smug.models.ort import fixed_batch, open_session
 
 T = TypeVar("T")
 
 #: names the way torch copies are built (smug.models.torch_backend.convert) in their disk-cache key
 CONVERSION_SCHEME = "checked5"
-
-
-def onnxruntime():
-    """The onnxruntime module (``smug-explain[cpu]`` or ``[gpu]``: the two are alternatives)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ModelError("no ONNX Runtime installed: pip install 'smug-explain[cpu]' (or '[gpu]' on a CUDA "
-                         "machine, instead of cpu)") from None
-    return ort
-
-
-def _providers() -> list[str]:
-    ort = onnxruntime()
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return [p for p in wanted if p in available] or available
-
-
-def _session(model: onnx.ModelProto):
-    ort = onnxruntime()
-    opts = ort.SessionOptions()
-    threads = int(os.environ.get("SMUG_ORT_THREADS", "0"))
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=_providers())
-
-
-def fixed_batch(proto: onnx.ModelProto) -> int | None:
-    """The first graph input's batch size when the graph fixes it, None when it is dynamic."""
-    inits = {i.name for i in proto.graph.initializer}
-    first = next((i for i in proto.graph.input if i.name not in inits), None)
-    dims = first.type.tensor_type.shape.dim if first is not None else []
-    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-        return int(dims[0].dim_value)
-    return None
 
 
 @dataclass
@@ -193,7 +157,7 @@ class OnnxModel:
     # ---- onnxruntime -------------------------------------------------------
     @cached_property
     def session(self):
-        return _session(self.proto)
+        return open_session(self.proto)
 
     @cached_property
     def fixed_batch(self) -> int | None:
@@ -247,7 +211,7 @@ class OnnxModel:
             for n in names:
                 if n not in known:
                     proto.graph.output.append(onnx.ValueInfoProto(name=n))
-            return _session(proto)
+            return open_session(proto)
 
         sess = self.derived(("tensors", tuple(names)), build)
         x = np.asarray(x, dtype=np.float32)

@@ -1,37 +1,14 @@
-"""torch settings and the ONNX -> torch conversion (the gradient path) in one place."""
+"""The ONNX -> torch conversion (the gradient path), checked against onnxruntime; torch's settings
+(:func:`torch_module`, :func:`device`) are :mod:`smug.models.torch_env`'s, imported from here too."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import onnx
 
 from smug.models.errors import ModelError
-from smug.models.runtime import fixed_batch
-
-
-def torch_module():
-    """Import torch with smug's thread policy (1 thread unless SMUG_TORCH_THREADS)."""
-    import torch
-
-    threads = int(os.environ.get("SMUG_TORCH_THREADS", "1"))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    # IG ranks neurons by small differences: full float32 on GPUs too (no TF32 shortcuts)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    return torch
-
-
-def device():
-    """``$SMUG_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``), else CUDA when present."""
-    torch = torch_module()
-    wanted = os.environ.get("SMUG_DEVICE")
-    if wanted:
-        return torch.device(wanted)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
+from smug.models.ort import fixed_batch
+from smug.models.torch_env import device, torch_module  # noqa: F401 (their usual import path)
 
 #: the gradient paths of :func:`convert`, in the order they are tried
 PATHS = ("onnx2torch", "onnx2torch (raw graph)", "onnx graph evaluator")
@@ -91,7 +68,7 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
     that batch wrap the module with :func:`chunked`.  Nothing agrees: :class:`ModelError` naming
     each path's reason."""
     from smug.models.normalise import normalised
-    from smug.models.runtime import onnxruntime
+    from smug.models.ort import onnxruntime
 
     torch = torch_module()
     probe = probe_inputs(proto) if probe is None else probe

@@ -6,10 +6,10 @@
 
 One request type (:class:`ExplainRequest`, validated before any heavy work), one
 :func:`run` for every modality and method, one :class:`Explanation`, one deadline
-(:class:`Deadline`) and one isolation runner (:mod:`smug.pipeline.isolation`).
+(:class:`Deadline`) and one isolation runner (:mod:`smug.isolation`).
 """
 
-from smug.pipeline.deadline import Deadline, DeadlineExceeded
+from smug.deadline import Deadline, DeadlineExceeded
 from smug.pipeline.explanation import SCHEMA_VERSION, Explanation, ImageParts, MethodRow, TextParts, save_texts
 from smug.pipeline.request import ExplainRequest, RequestError
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from smug.baselines.attribution import attribute
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.explanation import MAP, Explanation, ImageParts
 from smug.pipeline.inputs import ImageSubject
 from smug.pipeline.request import ExplainRequest
@@ -19,7 +19,7 @@ def explain(request: ExplainRequest, subject: ImageSubject, stages: Stages,
     deadline = Deadline.after(request.timeout).earlier(deadline)
     deadline.check("attribute")
     with stages.stage("attribute"):
-        a = attribute(subject.model, subject.x, target=target, method=request.method, deadline=deadline.at,
+        a = attribute(subject.model, subject.x, target=target, method=request.method, deadline=deadline,
                       progress=stages.emit, **request.config.params)
     stopped = bool(a.params.get("stopped_at_deadline"))
     return Explanation(

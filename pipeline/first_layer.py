@@ -7,7 +7,7 @@ import numpy as np
 from smug.encoders.first_layer import find_first_layer
 from smug.encoders.saliency import base_mask, eq4_scores, smug_saliency
 from smug.encoders.smug import SmugEncoding, encode_smug
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.explanation import Explanation, ImageParts
 from smug.pipeline.inputs import ImageSubject, masked_prediction
 from smug.pipeline.keep_class import KEEP_BUDGET, Verdict, keep_decision

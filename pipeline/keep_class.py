@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 
 KEEP_BUDGET = 4  # the whole ladder gets this many solver timeouts (or the request's deadline, if sooner)
 GAMMAS = (0.6, 0.9, 0.99)

@@ -59,7 +59,7 @@ def explain(request, subject, deadline, stages):
         query = robust_query(subject.model, subject.x, config, target)
     deadline.check("solve")
     timeout = min(request.timeout, deadline.remaining())
-    with stages.stage("solve", timeout=timeout):
+    with stages.stage("solve"):
         verifier = Verifier(query, runtime=runtime_replay(subject.model))
         end = time.perf_counter() + timeout
         answer = subset_minimal(verifier, end)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from smug.encoders.network import check_budget
 from smug.ir import MaskProblem, NetworkProblem
 from smug.pipeline import baseline, first_layer, robust, text, whole_network
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.explanation import Explanation
 from smug.pipeline.identity import bound_to
 from smug.pipeline.inputs import load_image, load_text
@@ -19,7 +19,7 @@ def run(request: ExplainRequest, progress: Progress | None = None, deadline: Dea
     """Explain ``request``.  ``progress`` gets stage events and every improved verified mask;
     ``deadline`` (default: none beyond the request's solver timeout) caps the whole run:
     the solve gets what is left of it, and a stage that cannot start raises
-    :class:`~smug.pipeline.deadline.DeadlineExceeded`."""
+    :class:`~smug.deadline.DeadlineExceeded`."""
     deadline = deadline or Deadline()
     return replace(_explain(request, Stages(progress), deadline), **bound_to(request))
 
@@ -153,9 +153,17 @@ def dump(request: ExplainRequest, progress: Progress | None = None, format: str 
 
 
 def warm(names: tuple[str, ...]) -> None:
-    """Import the solvers and load zoo models ahead of the first request (a server worker's ``--preload``)."""
+    """Import the solvers and torch (when installed: seconds on a loaded machine, which a first request
+    would otherwise spend inside its deadline) and load zoo models ahead of the first request (a server
+    worker's ``--preload``)."""
     import smug.solver.z3_backend  # noqa: F401
+    from smug.models.torch_backend import torch_module
     from smug.models.zoo import load_model
+
+    try:
+        torch_module()
+    except ImportError:  # torch is optional: the gradient paths say so when a request needs it
+        pass
 
     for name in names:
         load_model(name)

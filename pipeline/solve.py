@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.explanation import Explanation, ImageParts
 from smug.pipeline.inputs import ImageSubject, masked_prediction
-from smug.pipeline.isolation import GRACE_S, solve_isolated
+from smug.isolation.runner import GRACE_S, solve_isolated
 from smug.pipeline.request import ExplainRequest
 from smug.pipeline.stages import Stages
 from smug.solver.solve import Solution
@@ -19,7 +19,7 @@ def solve_stage(problem, request: ExplainRequest, deadline: Deadline, stages: St
     left = deadline.remaining()
     timeout = min(request.timeout, max(left - GRACE_S, left / 2))
     grace = min(GRACE_S, max(0.0, left - timeout))
-    with stages.stage("solve", timeout=timeout):
+    with stages.stage("solve"):
         return solve_isolated(problem, request.backend, timeout, progress=stages.progress, grace=grace)
 
 

@@ -20,7 +20,7 @@ from smug.baselines.attribution import attribute
 from smug.encoders.text import TextEncoding, encode_text, masked_ids
 from smug.metrics.text import Comprehensiveness, Sufficiency, WordSparsity
 from smug.models.text_cnn import TokenizedText, ratings
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.explanation import Explanation, MethodRow, TextParts
 from smug.pipeline.inputs import TextSubject
 from smug.pipeline.keep_class import KEEP_BUDGET, Verdict, keep_decision

@@ -9,7 +9,7 @@ from smug.encoders.first_layer import UnsupportedModel
 from smug.encoders.graph_check import graph_margins
 from smug.encoders.network import encode_network
 from smug.ir import NetworkProblem
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.explanation import Explanation, ImageParts
 from smug.pipeline.inputs import ImageSubject
 from smug.pipeline.request import ExplainRequest

@@ -63,9 +63,10 @@ HURRY_LEAD_S = 5.0  # what a hurried worker may need to re-check its best mask a
 def hurry_after(grace: float) -> float:
     """Seconds into a drain of ``grace`` seconds at which busy workers are hurried: half the grace
     (in-flight requests may still finish on their own), but never later than :data:`HURRY_LEAD_S`
-    before its end, so at once for a grace under 5 s.  From the hurry, a worker stops its solves,
-    checks its best mask once more by exact arithmetic and answers: 7.5-9 s measured for the
-    1600-block hard stem (top-k 3000) on a machine at load 13, most of it that check."""
+    before its end, so at once for a grace under 5 s.  From the hurry, a worker stops its solves and
+    answers with the best verified mask they reported, whose exact check the isolation runner made
+    while they ran (:mod:`smug.isolation.runner`); that check after the stop took 7.5-9 s for the
+    1600-block hard stem (top-k 3000) at load 13, and now the answer leaves within the grace."""
     return max(0.0, min(grace / 2, grace - HURRY_LEAD_S))
 
 
@@ -104,7 +105,7 @@ def start(config: ServerConfig) -> SmugServer:
 
     pb, pb_grpc = load()
     pool = WorkerPool(config.workers, config.worker_threads, config.memory_mb, config.grace, config.preload,
-                      assemble_s=config.deadline_margin)
+                      margin=config.deadline_margin)
     try:
         service = SmugService(config, pool)
         pb_grpc.add_SmugServicer_to_server(service, server)

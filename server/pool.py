@@ -1,14 +1,18 @@
 """Solver worker processes: dispatch, deadlines, memory cap, cancellation, replacement.
 
 A request takes an idle worker (waiting in line while all are busy or still starting),
-sends it one job and relays its events.  A worker is idle only once it is warm: a new or
-replacement worker joins the line when it has imported the solvers and loaded its
-``--preload`` models, so its start never counts against a request's deadline and a
-deadline shorter than a cold start cannot get one fresh worker after another killed.  The worker is killed (SIGKILL) and replaced by a fresh
-one when the client cancels, when it runs past its limit plus ``grace`` (the gRPC
-deadline, or the solver timeout it announced), when its resident memory passes
-``memory_mb``, or when it reported running out of memory; a worker that died on its
-own is replaced too.  A job the worker itself reports as failed (bad input, a bug)
+sends it one job and relays its events (:mod:`smug.events`).  A worker is idle only once it
+is warm: a new or replacement worker joins the line when it has imported the solvers and
+loaded its ``--preload`` models, so its start never counts against a request's deadline and a
+deadline shorter than a cold start cannot get one fresh worker after another killed.
+
+Time comes from one place, the job's :class:`~smug.deadline.Deadline` (when the answer is due
+at the client): the worker is told that deadline less ``margin`` (the time the answer needs to
+travel back), a request waits in line until then at most, and an answer that comes later than
+the client's deadline is not sent.  The worker is killed (SIGKILL) and replaced by a fresh one
+when the client cancels, when it is still busy ``grace`` seconds past the client's deadline, when
+its resident memory passes ``memory_mb``, or when it reported running out of memory; a worker
+that died on its own is replaced too.  A job the worker itself reports as failed (bad input, a bug)
 leaves the worker in service.  Nothing a worker does can take the server down.
 
 Each worker leads its own process group, which every solver process it forks joins, so
@@ -30,12 +34,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from smug.common import proc_status_bytes
+from smug.deadline import Deadline
+from smug.events import Event
 from smug.server.errors import ServiceError
 from smug.server.worker import worker_main
 
 POLL_S = 0.05
 MEMORY_CHECK_S = 0.2
 START_S = 300.0  # a starting worker silent this long (imports, --preload) is replaced
+KILLED_BY = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}  # signals sent from outside, not crashes
 
 
 def _rss_mb(pid: int) -> float:
@@ -74,10 +81,9 @@ class Job:
 
     kind: str
     payload: dict
-    on_event: Callable[[dict], None] = lambda ev: None
+    on_event: Callable[[Event], None] = lambda ev: None
     cancelled: Callable[[], bool] = lambda: False
-    wait_until: float | None = None  # wall clock: give up waiting for a worker
-    limit: float | None = None  # wall clock: kill the worker after this (plus grace)
+    deadline: Deadline = field(default_factory=Deadline)  # the answer is due at the client (none: no limit)
     stats: dict = field(default_factory=dict)  # queue_s, work_s, worker pid
 
 
@@ -91,12 +97,12 @@ class _NotStarted(ServiceError):
 
 class WorkerPool:
     def __init__(self, size: int, threads: int = 1, memory_mb: int = 4096, grace: float = 2.0,
-                 preload: tuple[str, ...] = (), assemble_s: float = 0.5):
+                 preload: tuple[str, ...] = (), margin: float = 0.5):
         self._ctx = mp.get_context("spawn")
         self._args = (threads, tuple(preload), os.getpid())
         self.memory_mb = memory_mb
         self.grace = grace
-        self.assemble_s = assemble_s  # after the solver's timeout: time to build and send the answer
+        self.margin = margin  # a worker's deadline is the client's less this: the answer's way back
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._workers: dict[int, Worker] = {}
@@ -169,7 +175,7 @@ class WorkerPool:
         while True:
             if job.cancelled():
                 raise ServiceError("CANCELLED", "the client cancelled the request while it waited for a worker")
-            if job.wait_until is not None and time.time() >= job.wait_until:
+            if job.deadline.minus(self.margin).expired():
                 raise ServiceError("DEADLINE_EXCEEDED", "the deadline passed while the request waited for a worker")
             try:
                 w = self._idle.get(timeout=POLL_S)
@@ -219,11 +225,11 @@ class WorkerPool:
 
     def _watch(self, w: Worker, job: Job):
         try:
-            w.conn.send((job.kind, job.payload))
+            w.conn.send((job.kind, {**job.payload, "deadline": job.deadline.minus(self.margin)}))
         except (OSError, EOFError):
             raise _NotStarted("UNAVAILABLE", "the worker process died before the job started; it was replaced: "
                                              "retry") from None
-        limit = job.limit
+        kill_at = job.deadline.at + self.grace
         next_mem = time.time() + MEMORY_CHECK_S
         heard = False  # any message of this job yet: a worker silent until it died never began the job
         while True:
@@ -234,12 +240,11 @@ class WorkerPool:
                     raise self._died(w, heard) from None
                 heard = True
                 if msg[0] == "event":
-                    ev = msg[1]
-                    if ev.get("stage") == "solve" and ev.get("state") == "started":
-                        solve_end = time.time() + float(ev.get("timeout", 0)) + self.assemble_s
-                        limit = solve_end if limit is None else min(limit, solve_end)
-                    job.on_event(ev)
+                    job.on_event(msg[1])
                     continue
+                if msg[0] == "result" and job.deadline.expired():
+                    raise ServiceError("DEADLINE_EXCEEDED", f"the answer was ready {time.time() - job.deadline.at:.2f} s "
+                                                            "after the client's deadline; it was not sent")
                 if msg[0] == "result":
                     return msg[1]
                 raise _Reported(msg[1], msg[2])
@@ -248,9 +253,10 @@ class WorkerPool:
                 raise self._died(w, heard)
             if job.cancelled():
                 raise ServiceError("CANCELLED", "the client cancelled the request; its worker was stopped")
-            if limit is not None and now > limit + self.grace:
+            if now > kill_at:
                 raise ServiceError("DEADLINE_EXCEEDED_KILLED",
-                                   f"the worker ran {now - limit:.1f} s past its time limit; it was killed and replaced")
+                                   f"the worker ran {now - job.deadline.at:.1f} s past the client's deadline; it was "
+                                   "killed and replaced")
             if now >= next_mem:
                 next_mem = now + MEMORY_CHECK_S
                 rss = _rss_mb(w.pid)
@@ -260,16 +266,17 @@ class WorkerPool:
 
     @staticmethod
     def _died(w: Worker, heard: bool = True) -> ServiceError:
-        """A worker that died mid-job: killed (SIGKILL: from outside, or the kernel's OOM killer) is
-        ``UNAVAILABLE``, worth a retry on the fresh worker; any other death is a bug, ``INTERNAL``;
-        one that died before a word of the job is :class:`_NotStarted` (:meth:`run` sends it on)."""
+        """A worker that died mid-job: killed by a signal from outside (an operator, the kernel's OOM
+        killer, a shutting-down system) is ``UNAVAILABLE``, worth a retry on the fresh worker; a crash
+        (a fault signal) or an exit of its own is a bug, ``INTERNAL``; one that died before a word of
+        the job is :class:`_NotStarted` (:meth:`run` sends it on)."""
         w.process.join(timeout=1)
         code = w.process.exitcode
         if not heard:
             return _NotStarted("UNAVAILABLE", f"the worker process died (exit code {code}) before the job started")
-        if code == -signal.SIGKILL:
-            return ServiceError("UNAVAILABLE", "the worker process was killed (SIGKILL) during the request; "
-                                               "it was replaced: retry")
+        if code is not None and -code in KILLED_BY:
+            return ServiceError("UNAVAILABLE", f"the worker process was killed ({signal.Signals(-code).name}) during "
+                                               "the request; it was replaced: retry")
         return ServiceError("INTERNAL", f"the worker process died (exit code {code}); it was replaced")
 
     def close(self, timeout: float = 5.0) -> None:

@@ -13,9 +13,11 @@ import grpc
 
 from smug.proto import load
 from smug.server.config import ServerConfig
-from smug.pipeline import Deadline, ExplainRequest, RequestError
+from smug.deadline import Deadline
+from smug.events import Event, Improved, Stage, WorkDone
+from smug.pipeline import ExplainRequest, RequestError
 from smug.pipeline.models import InputError, check_model_input
-from smug.pipeline.request import ArrayInput, ImageBytes
+from smug.pipeline.request import WHOLE_NETWORK, ArrayInput, ImageBytes
 from smug.proto.wire import (WireError, explanation_to_proto, input_of, model_info_to_proto, request_fields,
                              to_tensor)
 from smug.server.errors import ServiceError, invalid, public, shown
@@ -37,7 +39,7 @@ class Call:
         remaining = context.time_remaining()
         self.stopping = stopping  # set when the server stops: calls still open end by the server's hand
         self.t0 = time.time()
-        self.deadline = None if remaining is None or remaining > 1e8 else self.t0 + remaining
+        self.deadline = Deadline() if remaining is None or remaining > 1e8 else Deadline(self.t0 + remaining)
         self.rpc, self.context = rpc, context
         meta = dict(context.invocation_metadata() or ())
         self.id = str(meta.get("x-request-id") or uuid.uuid4().hex[:16])[:64]
@@ -53,7 +55,7 @@ class Call:
         return self._done.is_set()
 
     def expired(self) -> bool:
-        return self.deadline is not None and time.time() >= self.deadline - DEADLINE_SLACK_S
+        return self.deadline.minus(DEADLINE_SLACK_S).expired()
 
     def cancelled(self) -> bool:
         """The client cancelled (an expired deadline is not a cancellation: the worker gets its grace)."""
@@ -99,10 +101,8 @@ class SmugService(pb_grpc.SmugServicer):
     def _inspect_upload(self, call: Call, payload: dict) -> dict:
         """An upload's inspection, bounded: stopped when the RPC ends (a cancel or its deadline: nobody
         waits for the answer) and after ``upload_timeout`` seconds."""
-        limit = time.time() + self.config.upload_timeout
-        if call.deadline is not None:
-            limit = min(limit, call.deadline)
-        job = Job("inspect", payload, cancelled=call.ended, wait_until=limit, limit=limit)
+        job = Job("inspect", payload, cancelled=call.ended,
+                  deadline=Deadline.after(self.config.upload_timeout).earlier(call.deadline))
         self.running[call.id] = job.stats
         try:
             return self.pool.run(job)
@@ -144,13 +144,14 @@ class SmugService(pb_grpc.SmugServicer):
                                                      "(SubmitBatch, WatchBatch) already open; retry later")
 
     def _check_deadline(self, call: Call) -> None:
-        if call.deadline is not None and call.deadline - time.time() <= self.config.deadline_margin:
+        if call.deadline.remaining() <= self.config.deadline_margin:
             raise ServiceError("DEADLINE_EXCEEDED",
-                               f"the deadline leaves {max(0.0, call.deadline - time.time()):.3f} s, not more than "
+                               f"the deadline leaves {call.deadline.remaining():.3f} s, not more than "
                                f"the {self.config.deadline_margin} s the server keeps to answer; nothing was started")
 
     def _request(self, call: Call, request, kind: str):
-        """The message as a validated :class:`ExplainRequest` (INVALID_ARGUMENT naming the fault)."""
+        """The message decoded into a validated :class:`ExplainRequest` (the pipeline's checks, INVALID_ARGUMENT
+        naming the fault), then this server's policy (:meth:`_check_policy`)."""
         check_model_ref(request.model)
         rec = self.registry.resolve(request.model)
         call.log["model"] = rec.aliases[0] if rec.aliases else rec.id
@@ -160,39 +161,47 @@ class SmugService(pb_grpc.SmugServicer):
                           else "text input needs a text model such as 'text-cnn'")
         try:
             params = request_fields(pb, request)
-            self._check_policy(params, rec)
-            source, text = input_of(request)
-            if text is not None:
-                text = _decode_text(text)
-            elif isinstance(source, ArrayInput):
-                check_model_input(source.array, rec.input_shape)
-            elif isinstance(source, ImageBytes) and not rec.zoo:
-                raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
-            elif isinstance(source, ImageBytes):
-                check_image(source.data)
-            elif not rec.zoo and rec.kind != "text":
-                raise invalid("an input is required (tensor or image) for a model outside the zoo")
             dump_options = {"format": params.pop("dump_format", "smt2"), "bound": params.pop("dump_bound", None)}
             if kind == "dump":
                 params.pop("timeout", None)
                 params.pop("backend", None)
-            return ExplainRequest.build(source, rec.source, text=text, **params), rec, dump_options
+            source, text = input_of(request)
+            req = ExplainRequest.build(source, rec.source, text=text, **params)
         except (WireError, RequestError, InputError) as exc:
             raise invalid(str(exc)) from None
+        self._check_policy(req, rec)
+        return req, rec, dump_options
 
-    def _check_policy(self, params: dict, rec) -> None:
-        """What this server allows beyond the pipeline's own checks (registry facts, its time cap)."""
-        if "timeout" in params and not 0 < params["timeout"] <= self.config.max_timeout:
-            raise invalid(f"timeout must lie in (0, {self.config.max_timeout}] seconds, got {params['timeout']}")
-        if "target" in params and not 0 <= params["target"] < rec.n_classes:
-            raise invalid(f"target {params['target']} is not one of the model's {rec.n_classes} classes")
+    def _check_policy(self, req: ExplainRequest, rec) -> None:
+        """What this server allows beyond the pipeline's own checks: its caps (time, IG steps) and the
+        registry's facts about the model (classes, input shape, a zoo preprocessing for encoded images,
+        whether it can be encoded whole), checked before a worker is taken."""
+        if not req.timeout <= self.config.max_timeout:
+            raise invalid(f"timeout must lie in (0, {self.config.max_timeout}] seconds, got {req.timeout}")
+        if req.target is not None and not req.target < rec.n_classes:
+            raise invalid(f"target {req.target} is not one of the model's {rec.n_classes} classes")
+        config = getattr(req.config, "smug", req.config)  # text options hold their SMUG config
         side = max(rec.input_shape[-2:]) if len(rec.input_shape) >= 2 else rec.input_shape[-1]
-        if "window" in params and not 1 <= params["window"] <= side:
-            raise invalid(f"window must lie in [1, {side}], got {params['window']}")
-        if "ig_steps" in params and not 1 <= params["ig_steps"] <= MAX_IG_STEPS:
-            raise invalid(f"ig_steps must lie in [1, {MAX_IG_STEPS}] on this server, got {params['ig_steps']}")
-        if params.get("method") == "whole-network" and not rec.whole_network:
+        window = getattr(config, "window", None)
+        if window is not None and not window <= side:
+            raise invalid(f"window must lie in [1, {side}], got {window}")
+        ig_steps = getattr(config, "ig_steps", None)
+        if ig_steps is not None and not ig_steps <= MAX_IG_STEPS:
+            raise invalid(f"ig_steps must lie in [1, {MAX_IG_STEPS}] on this server, got {ig_steps}")
+        if req.method == WHOLE_NETWORK and not rec.whole_network:
             raise invalid("this model cannot be encoded whole (see smug.encoders.network.SUPPORTED_OPS)")
+        source = req.input
+        if isinstance(source, ArrayInput):
+            try:
+                check_model_input(source.array, rec.input_shape)
+            except InputError as exc:
+                raise invalid(str(exc)) from None
+        elif isinstance(source, ImageBytes) and not rec.zoo:
+            raise invalid("encoded images need a zoo model (its preprocessing); send a tensor instead")
+        elif isinstance(source, ImageBytes):
+            check_image(source.data)
+        elif not rec.zoo and rec.kind != "text":
+            raise invalid("an input is required (tensor or image) for a model outside the zoo")
 
     def _job(self, call: Call, request, kind: str, on_event=lambda ev: None):
         """Validate ``request`` (an ExplainRequest message), then run it on a worker."""
@@ -201,10 +210,8 @@ class SmugService(pb_grpc.SmugServicer):
         if kind == "dump" and req.problem_kind is None:
             raise invalid(f"the baseline {req.method!r} has no constraints to dump")
         self._admit(call)
-        margin = self.config.deadline_margin
-        deadline = Deadline() if call.deadline is None else Deadline(call.deadline - margin)
-        job = Job(kind, {"request": req, "deadline": deadline, **dump_options}, on_event=on_event, cancelled=call.cancelled,
-                  wait_until=None if call.deadline is None else call.deadline - margin, limit=call.deadline)
+        job = Job(kind, {"request": req, **dump_options}, on_event=on_event, cancelled=call.cancelled,
+                  deadline=call.deadline)
         self.running[call.id] = job.stats
         try:
             return self.pool.run(job), rec, job.stats
@@ -353,7 +360,8 @@ class SmugService(pb_grpc.SmugServicer):
                     raise invalid(f"item {n} is empty (neither options nor a request)")
             if not requests:
                 raise invalid("the batch has no requests")
-            if call.ended():  # the client went after its last item: it hears of no batch, so none runs
+            if call.ended() or call.log.get("cancelled_by") == "server":  # the stream was cut (by the client, or
+                # by _cut: its iterator may end before gRPC's done-callback comes): the client hears of no batch
                 raise ServiceError("CANCELLED", "the client ended the SubmitBatch call before its answer")
             job_timeout = retries = None
             if options is not None and options.HasField("job_timeout"):
@@ -419,20 +427,11 @@ def _named(result, name: str, zoo: bool):
     return replace(result, request={**result.request, "model": name}, model=result.model if zoo else name)
 
 
-def _decode_text(raw: bytes) -> str:
-    """The request's text field (bytes on the wire) as str; INVALID_ARGUMENT when it is not UTF-8."""
-    try:
-        return bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise invalid(f"text is not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}") from None
-
-
-def _event(ev: dict, t0: float):
-    """A worker event dict -> ProgressEvent."""
-    seconds = max(0.0, float(ev.get("t", time.time())) - t0)
-    if ev.get("event") == "improved":
-        return pb.ProgressEvent(improved=pb.MaskImproved(size=int(ev["size"]), lower_bound=int(ev["lower_bound"]),
-                                                         seconds=float(ev.get("elapsed", 0.0)),
-                                                         mask=to_tensor(pb, ev.get("mask"))))
-    return pb.ProgressEvent(stage=pb.StageEvent(stage=str(ev.get("stage")), finished=ev.get("state") == "finished",
-                                                seconds=seconds))
+def _event(ev: Event, t0: float):
+    """A pipeline event -> ProgressEvent (a stage's time counted from the request's arrival, ``t0``)."""
+    if isinstance(ev, Improved):
+        return pb.ProgressEvent(improved=pb.MaskImproved(size=ev.size, lower_bound=ev.lower_bound, seconds=ev.seconds,
+                                                         mask=to_tensor(pb, ev.mask)))
+    finished = isinstance(ev, Stage) and ev.finished
+    stage = ev.stage if isinstance(ev, (Stage, WorkDone)) else str(ev)
+    return pb.ProgressEvent(stage=pb.StageEvent(stage=stage, finished=finished, seconds=max(0.0, time.time() - t0)))

@@ -3,12 +3,12 @@
 Workers are started with ``spawn`` (never ``fork`` from the threaded gRPC process) by
 :class:`smug.server.pool.WorkerPool` and keep their models warm between jobs.  A job is
 a validated :class:`~smug.pipeline.ExplainRequest` with its
-:class:`~smug.pipeline.Deadline` (the gRPC deadline minus the server's margin); the
+:class:`~smug.deadline.Deadline` (the gRPC deadline minus the server's margin, set by the pool); the
 worker calls the pipeline, which isolates the solve in a child process held to that
 deadline, so the worker itself never runs a solver.
 
 Messages, parent -> worker: ``(kind, payload)`` or ``None`` (exit); worker -> parent:
-``("ready", pid)`` once, when it is warm (before any job), then ``("event", dict)``,
+``("ready", pid)`` once, when it is warm (before any job), then ``("event", Event)`` (:mod:`smug.events`),
 ``("result", object)`` or ``("error", code, message)``.
 
 A worker leads its own process group (its solver children join it, so the pool kills
@@ -26,26 +26,26 @@ import time
 from dataclasses import asdict
 from typing import Callable
 
-from smug.pipeline.isolation import resume, stop_early
+from smug.events import Event, Progress
+from smug.isolation.runner import resume, stop_early
 
-Emit = Callable[[dict], None]
 PARENT_CHECK_S = 0.2
 
 
-def explain_job(job: dict, emit: Emit):
+def explain_job(job: dict, emit: Progress):
     from smug.pipeline import run
 
     return run(job["request"], progress=emit, deadline=job["deadline"])
 
 
-def dump_job(job: dict, emit: Emit) -> dict:
+def dump_job(job: dict, emit: Progress) -> dict:
     from smug.pipeline import dump
 
     d = dump(job["request"], progress=emit, format=job.get("format", "smt2"), bound=job.get("bound"))
     return {"text": d.text, "constraints": d.constraints, "format": job.get("format", "smt2")}
 
 
-def inspect_job(job: dict, emit: Emit) -> dict:
+def inspect_job(job: dict, emit: Progress) -> dict:
     """Facts about a model file or zoo entry (:func:`smug.pipeline.models.model_facts`)."""
     from smug.pipeline.models import model_facts
 
@@ -110,7 +110,7 @@ def worker_main(conn, threads: int = 1, preload: tuple[str, ...] = (), server: i
         resume()
         lock = threading.Lock()
 
-        def emit(ev: dict) -> None:
+        def emit(ev: Event) -> None:
             with lock:
                 conn.send(("event", ev))
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable
 
 import numpy as np
 
+from smug.events import Progress
 from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
 from smug.solver.network_bounds import BoundContext, crown_bounds, interval_bounds, margin_lines
@@ -80,7 +80,7 @@ def canonical_network(problem: NetworkProblem, mask: np.ndarray, deadline: float
 
 
 def solve_canonical(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0,
-                    progress: Callable[[dict], None] | None = None, **options) -> Solution:
+                    progress: Progress | None = None, **options) -> Solution:
     """:func:`~smug.solver.network_solve.solve_network`, then (on a proven optimum) the canonical
     tie-break in the time left of ``timeout``."""
     t0 = time.perf_counter()

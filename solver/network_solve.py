@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import time
 from math import comb
-from typing import Callable
 
 import numpy as np
 
+from smug.events import Improved, Progress
 from smug.ir import NetworkProblem
 from smug.solver.backends import WHOLE_NETWORK
 from smug.solver.certificate import certify_network
@@ -66,7 +66,7 @@ class _Run:
     """One :func:`solve_network` call: the problem and its bounds, the clock, and the answers."""
 
     def __init__(self, problem: NetworkProblem, backend: str, timeout: float,
-                 progress: Callable[[dict], None] | None, memory_mb: float = ENUM_MEMORY_MB):
+                 progress: Progress | None, memory_mb: float = ENUM_MEMORY_MB):
         self.problem, self.backend, self.progress, self.memory_mb = problem, backend, progress, memory_mb
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + timeout
@@ -175,8 +175,7 @@ class _Run:
 
     def report(self, mask: np.ndarray | None, lower: int) -> None:
         if self.progress is not None and mask is not None:
-            self.progress({"event": "improved", "size": int(mask.sum()), "lower_bound": int(lower),
-                           "elapsed": time.perf_counter() - self.t0, "mask": mask.copy()})
+            self.progress(Improved(int(mask.sum()), int(lower), time.perf_counter() - self.t0, mask.copy()))
 
     def done(self, mask: np.ndarray | None, lower: int, proof: str, proven: bool) -> Solution:
         """The answer for ``mask`` (None: no verified mask), certified exactly."""
@@ -258,7 +257,7 @@ class _Run:
 
 
 def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True,
-                  max_masks: int = MAX_ENUMERATED_MASKS, progress: Callable[[dict], None] | None = None,
+                  max_masks: int = MAX_ENUMERATED_MASKS, progress: Progress | None = None,
                   enum_memory_mb: float = ENUM_MEMORY_MB) -> Solution:
     """Smallest mask whose masked input keeps ``problem.target`` (see the module docstring);
     ``progress`` as in :func:`smug.solver.solve.solve` (verified masks and proven bounds).
@@ -270,8 +269,7 @@ def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float
     empty_keeps = certify_network(problem, empty).valid
     whole = None if empty_keeps else whole_input_mask(problem)
     if whole is not None and progress is not None:  # an answer before any bound or proof work
-        progress({"event": "improved", "size": int(whole.sum()), "lower_bound": 1,
-                  "elapsed": time.perf_counter() - t0, "mask": whole.copy()})
+        progress(Improved(int(whole.sum()), 1, time.perf_counter() - t0, whole.copy()))
     run = _Run(problem, backend, timeout, progress, enum_memory_mb)
     if empty_keeps:
         return run.done(empty, 0, EMPTY_KEEPS, True)

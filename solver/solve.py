@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
+from smug.events import Improved, Progress
 from smug.ir import LinearForm, MaskProblem, linear_form
 from smug.solver.backends import FIRST_LAYER, check_backend
 from smug.solver.certificate import Certificate, certify
@@ -140,7 +140,7 @@ class _Search:
     """Per-component state: the best verified mask (``best``, where ``have``) and proven lower bounds."""
 
     def __init__(self, n_vars: int, comps: list[Component], rows_of: list[list[Row]], options: SolveOptions,
-                 progress: Callable[[dict], None] | None, t0: float):
+                 progress: Progress | None, t0: float):
         self.comps, self.rows_of, self.options = comps, rows_of, options
         self.progress, self.t0 = progress, t0
         self.best = np.zeros(n_vars, dtype=bool)
@@ -206,16 +206,15 @@ class _Search:
         size, lower = int(self.best.sum()), self.lower_bound
         if self.reported is None or size < self.reported[0] or lower > self.reported[1]:
             self.reported = (size, lower)
-            self.progress({"event": "improved", "size": size, "lower_bound": lower,
-                           "elapsed": time.perf_counter() - self.t0, "mask": self.best.copy()})
+            self.progress(Improved(size, lower, time.perf_counter() - self.t0, self.best.copy()))
 
 
 def solve(
     problem: MaskProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True, margin: float = 1e-4,
-    progress: Callable[[dict], None] | None = None, options: SolveOptions | None = None,
+    progress: Progress | None = None, options: SolveOptions | None = None,
 ) -> Solution:
     """Minimal mask for ``problem`` (see the module docstring).  ``progress`` (optional) is
-    called with ``{"event": "improved", "size", "lower_bound", "elapsed", "mask"}`` whenever
+    called with an :class:`~smug.events.Improved` (size, lower bound, seconds, mask) whenever
     the verified mask shrinks or the proven lower bound grows.  ``options``: tuning and
     ablations (:class:`SolveOptions`; default: the tuned values)."""
     check_request("first-layer", backend, timeout)

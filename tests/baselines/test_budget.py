@@ -11,6 +11,8 @@ from scipy.special import softmax
 
 from smug.baselines.attribution import attribute
 from smug.baselines.budget import Budget, Ticker, budget, current
+from smug.deadline import Deadline
+from smug.events import WorkDone
 from smug.baselines.perturbation import Layout
 from smug.baselines.sis import _mask_gradient, find_sis, gradient_backward_selection, sis, sis_collection
 from smug.encoders.blocks import BlockGrid
@@ -93,13 +95,13 @@ def test_auto_selection_is_exact_for_small_inputs(tiny_conv, rng):
 
 def test_ticker_reports_and_stops_at_the_deadline():
     events = []
-    with budget(time.time() + 3600, events.append) as b:
+    with budget(Deadline.after(3600), events.append) as b:
         assert current() is b
         t = Ticker("m", 4)
         assert all(t.tick() for _ in range(4)) and not t.stopped
-    assert events[-1]["done"] == 4 and events[-1]["total"] == 4 and events[-1]["method"] == "m"
+    assert events[-1] == WorkDone("attribute", "m", 4, 4) and str(events[-1]) == "attribute: m 4/4"
     assert current() == Budget()  # reset after the block
-    with budget(time.time() - 1):
+    with budget(Deadline.after(-1)):
         t = Ticker("m", 4)
         assert t.tick() is False and t.stopped
         t2 = Ticker("m", 1)
@@ -118,7 +120,7 @@ def test_baselines_stop_at_a_past_deadline_with_what_they_have(tiny_conv, rng, m
     model, _ = tiny_conv
     x = rng.normal(size=model.input_shape).astype(np.float32)
     events = []
-    att = attribute(model, x, method=method, deadline=time.time() - 1, progress=events.append, **params)
+    att = attribute(model, x, method=method, deadline=Deadline.after(-1), progress=events.append, **params)
     p = att.params
     assert p["stopped_at_deadline"] is True and np.all(np.isfinite(att.map)) and events
     if used is not None:
@@ -146,16 +148,16 @@ def test_sis_stops_its_suffix_search_at_the_deadline_and_says_so():
         if _suffix_batch(keep):
             calls["suffix"] += 1
             if calls["suffix"] == 1:  # the deadline passes while the first suffix batch runs
-                time.sleep(max(0.0, deadline - time.time()) + 0.01)
+                time.sleep(deadline.remaining() + 0.01)
         return keep.astype(np.float64) @ w
 
-    deadline = time.time() + 5
+    deadline = Deadline.after(5)
     with budget(deadline):
         res = sis_collection(f, 8, 30.0, max_sets=None, batch=2)
     assert res["stopped_at_deadline"] is True and len(res["sets"]) == 1
     (found,) = res["sets"]
     assert f(np.isin(np.arange(8), found)[None])[0] >= 30.0  # sufficient
     assert calls["suffix"] == 1  # the linear scan ended at the deadline (bisection runs one size a call)
-    with budget(time.time() + 3600):
+    with budget(Deadline.after(3600)):
         full = sis_collection(f, 8, 30.0, max_sets=None, batch=2)
     assert full["stopped_at_deadline"] is False and sorted(full["sets"][0].tolist()) == [3, 4, 5, 6, 7]

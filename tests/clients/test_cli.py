@@ -190,16 +190,15 @@ def test_progress_line_shows_stages_and_masks():
     import io
 
     from smug.clients.cli import ProgressLine
+    from smug.events import Improved, Stage
 
     out = io.StringIO()
     line = ProgressLine(out)
-    for ev in ({"event": "stage", "stage": "load", "state": "started"},
-               {"event": "stage", "stage": "solve", "state": "started", "timeout": 9},
-               {"event": "improved", "size": 12, "lower_bound": 3}):
+    for ev in (Stage("load"), Stage("load", True, 0.5), Stage("solve"), Improved(12, 3, 0.2)):
         line(ev)
     line.close()
     frames = out.getvalue().split("\r")
-    assert "load" in frames[1] and "solve" in frames[2] and "mask 12, proven >= 3" in frames[3]
+    assert "load" in frames[1] and "load" in frames[2] and "solve" in frames[3] and "mask 12, proven >= 3" in frames[4]
     assert out.getvalue().endswith("\r\x1b[K")  # the line is cleared: stdout's JSON stays alone
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from smug.pipeline import ExplainRequest, encode, explain
-from smug.pipeline.deadline import Deadline
+from smug.deadline import Deadline
 from smug.pipeline.inputs import load_image, load_text_model
 from smug.pipeline.keep_class import BISECTIONS, GAMMAS, Verdict, ladder, refine
 from smug.solver.certificate import certify

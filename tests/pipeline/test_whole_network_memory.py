@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from smug.events import Improved
 from smug.ir import DenseLayer, NetworkProblem
-from smug.pipeline.isolation import solve_isolated
-from smug.pipeline.solve_host import free_heap_bytes, memory_limit
+from smug.isolation.runner import solve_isolated
+from smug.isolation.limits import free_heap_bytes, memory_limit
 from smug.solver.certificate import certify_network
 from smug.solver.network_solve import solve_network
 from smug.solver.solve import Solution
@@ -116,7 +117,7 @@ def _abort(problem, backend, timeout, progress):
 
     import time
 
-    progress({"event": "improved", "size": 60, "lower_bound": 2, "elapsed": 0.0, "mask": np.ones(60, bool)})
+    progress(Improved(60, 2, 0.0, np.ones(60, bool)))
     time.sleep(0.5)  # the queue's feeder thread sends it (a real solver reports long before it dies)
     os.abort()
 

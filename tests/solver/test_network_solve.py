@@ -5,6 +5,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from smug.events import Improved
 from smug.solver.certificate import certify_network, exact_logits
 from smug.solver.network_bounds import interval_bounds
 from smug.solver.network_solve import FIT_SHARE, NETWORK_BACKENDS, _Run, solve_network
@@ -143,9 +144,9 @@ def test_the_first_answer_comes_before_any_bound_is_computed(seed, monkeypatch):
     p = tiny_cnn_problem(seed, window=2, second_conv=seed % 2 == 1)
     events = []
     sol = solve_network(p, "auto", timeout=30, progress=lambda e: events.append((len(calls), e)))
-    improved = [(bounds_done, e) for bounds_done, e in events if e["event"] == "improved"]
+    improved = [(bounds_done, e) for bounds_done, e in events if isinstance(e, Improved)]
     if sol.objective == 0:
         return  # the empty mask keeps the class: nothing to report
     bounds_done, first = improved[0]
     assert bounds_done == 0
-    assert certify_network(p, first["mask"]).valid and first["size"] == int(first["mask"].sum())
+    assert certify_network(p, first.mask).valid and first.size == int(first.mask.sum())

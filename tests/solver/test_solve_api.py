@@ -9,6 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from smug.events import Improved
 from smug.solver import backends
 from smug.solver.network_solve import NETWORK_BACKENDS
 from smug.solver.solve import (BACKENDS, CERTIFY_RESERVE, EXACT_SHARE, HIGHS_SHARE, STATUSES, Solution,
@@ -184,12 +185,12 @@ RECORDED = {
 def test_refactored_solve_answers_as_before(index, backend, prove):
     problem = _recorded_problem(index)
     k, _ = ref.ref_minimum(problem)
-    events: list[dict] = []
+    events: list[Improved] = []
     sol = solve(problem, backend=backend, timeout=TIMEOUT, prove=prove, progress=events.append)
     status, objective, lower, progress = RECORDED[index][(backend, prove)]
     assert (sol.status, sol.objective, sol.lower_bound) == (status, objective, lower), sol.proof
-    assert tuple((e["size"], e["lower_bound"]) for e in events) == progress
-    assert all(e["event"] == "improved" and ref.ref_valid(problem, e["mask"]) for e in events)
+    assert tuple((e.size, e.lower_bound) for e in events) == progress
+    assert all(isinstance(e, Improved) and ref.ref_valid(problem, e.mask) for e in events)
     if k is None:
         assert status == "infeasible"
     else:  # the recorded answers themselves sandwich the brute-force optimum

@@ -1,14 +1,18 @@
 """The one child-process runner: every solve runs here, whatever the front end.
 
-A solve runs in a child process (a solve host, :mod:`smug.pipeline.solve_host`: forked
+A solve runs in a child process (a solve host, :mod:`smug.isolation.host`: forked
 once, then kept for the next solve) with a cap on its memory growth (``RLIMIT_AS``, less
 the free heap it may reuse without growing: see
-:func:`~smug.pipeline.solve_host.memory_limit`); its progress events (each improved,
-exactly checked mask with its proven lower bound) come back through a pipe as they
-happen, and the child is killed when the deadline (plus ``GRACE_S``) has passed.  A
-solver crash, a memory blow-up or a z3 check that overruns its timeout therefore never
-takes the caller down, and a killed solve still answers: its best reported mask,
-certified again here, comes back as ``feasible`` with its proven lower bound.
+:func:`~smug.isolation.limits.memory_limit`); its progress events (each improved,
+exactly checked mask with its proven lower bound, :class:`~smug.events.Improved`) come
+back through a pipe as they happen, and the child is killed when the deadline (plus
+``GRACE_S``) has passed.  A solver crash, a memory blow-up or a z3 check that overruns
+its timeout therefore never takes the caller down, and a killed solve still answers: its
+best reported mask, certified again here, comes back as ``feasible`` with its proven
+lower bound.  That certificate is made while the child still works (:class:`_Certifier`,
+a thread that checks each newly reported mask by exact arithmetic), so a solve that is
+killed or stopped answers at once instead of after an exact check of its best mask
+(seconds for a large first layer on a loaded machine).
 ``backend="portfolio"`` races every backend of the problem's kind (the solver's
 registry) in sibling children; the first proven optimum wins.  On Linux a child is
 killed by the kernel when the process that forked it dies (``PR_SET_PDEATHSIG``), so no
@@ -20,22 +24,23 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from typing import Callable
 
 import numpy as np
 
-from smug.pipeline import solve_host
+from smug.events import Improved, Progress
+from smug.isolation import host as solve_host
 from smug.solver.backends import PORTFOLIO, PROBLEM_KINDS, kind_of
 from smug.solver.entry import solver_for
-from smug.solver.certificate import certify, certify_network
+from smug.solver.certificate import Certificate, certify, certify_network
 from smug.solver.solve import Solution
 
 GRACE_S = 1.0  # past the solver's timeout before its child is killed
 MEMORY_MB = 8192  # per child, on top of what the parent had mapped
 POLL_S = 0.05
-Progress = Callable[[dict], None]
+CERTIFY_AFTER_S = 0.5  # into a solve, the runner starts checking its reported masks (see _Certifier)
 _STOP = threading.Event()  # set by stop_early(): running solves end now with their best verified mask
 
 
@@ -50,6 +55,62 @@ def resume() -> None:
     _STOP.clear()
 
 
+class _Certifier:
+    """A thread that checks each backend's newest reported mask by exact arithmetic while the solve
+    goes on (one check at a time; a mask reported during a check replaces any still waiting), so a
+    stopped or killed solve has its best mask's certificate at hand.  It starts checking
+    :data:`CERTIFY_AFTER_S` into the solve: a solve that proves its answer sooner costs no check."""
+
+    def __init__(self, problem, start: float):
+        self.check = certify if kind_of(problem) == "first-layer" else certify_network
+        self.problem, self.start = problem, start + CERTIFY_AFTER_S
+        self.cond = threading.Condition()
+        self.waiting: dict[str, np.ndarray] = {}  # backend -> newest mask not yet checked
+        self.busy: str | None = None  # the backend whose mask is being checked
+        self.checked: dict[str, tuple[np.ndarray, Certificate]] = {}  # backend -> its last checked mask
+        self.closed = False
+        threading.Thread(target=self._loop, daemon=True, name="smug-certifier").start()
+
+    def offer(self, backend: str, mask: np.ndarray) -> None:
+        with self.cond:
+            self.waiting[backend] = np.asarray(mask, dtype=bool)
+            self.cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.closed and (not self.waiting or time.perf_counter() < self.start):
+                    self.cond.wait(max(POLL_S, self.start - time.perf_counter()))
+                if self.closed:
+                    return
+                backend, mask = self.waiting.popitem()
+                self.busy = backend
+            cert = self.check(self.problem, mask)
+            with self.cond:
+                if cert.valid:  # every reported mask passed the exact check in the child; checked again here
+                    self.checked[backend] = (mask, cert)
+                self.busy = None
+                self.cond.notify_all()
+
+    def best(self, backend: str, newest: np.ndarray) -> tuple[np.ndarray, Certificate] | None:
+        """The backend's last checked mask with its certificate, at once (``newest``, its last reported
+        mask, or an earlier, larger one when ``newest`` is still unchecked); when none was checked yet,
+        ``newest``, checked by the thread or here, whichever comes first.  None: it failed the check."""
+        with self.cond:
+            while backend not in self.checked and self.busy == backend:  # its first mask, being checked
+                self.cond.wait()
+            if backend in self.checked:
+                return self.checked[backend]
+            self.waiting.pop(backend, None)
+        cert = self.check(self.problem, newest)
+        return (newest, cert) if cert.valid else None
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
 @dataclass
 class _Member:
     """One backend's host and what it reported."""
@@ -58,7 +119,7 @@ class _Member:
     host: solve_host.Host
     solution: Solution | None = None
     error: str | None = None
-    best: dict = field(default_factory=dict)  # its last "improved" event
+    best: Improved | None = None  # its last improved mask
 
     def settled(self) -> bool:
         return self.solution is not None or self.error is not None
@@ -74,23 +135,27 @@ def solve_isolated(problem, backend: str, timeout: float, progress: Progress | N
     t0 = time.perf_counter()
     race: dict[str, _Member] = {}
     winner = None
+    certifier = _Certifier(problem, t0)
     try:
         for b in members:
             race[b] = _Member(b, solve_host.start(solver, problem, b, timeout, memory_mb))
-        winner = _collect(race, t0 + timeout + grace, progress)
+        winner = _collect(race, t0 + timeout + grace, progress, certifier)
+        sol = winner or _best_of(race, backend, certifier)
     finally:
+        certifier.close()
         for m in race.values():  # a host that answered takes the next solve; the others end now
             solve_host.finish(m.host, reusable=m.solution is not None)
     elapsed = time.perf_counter() - t0
-    sol = winner or _best_of(problem, race, backend)
     if backend == PORTFOLIO:
         sol = replace(sol, backend=f"portfolio:{sol.backend}")
     return replace(sol, timings={**sol.timings, "isolated_total": elapsed})
 
 
-def _collect(race: dict[str, _Member], kill_at: float, progress: Progress | None) -> Solution | None:
-    """Read the hosts' messages until one proves its answer, all settled, or ``kill_at``.
-    A host that ends without an answer is seen as its pipe's end, after its last message."""
+def _collect(race: dict[str, _Member], kill_at: float, progress: Progress | None,
+             certifier: _Certifier) -> Solution | None:
+    """Read the hosts' messages until one proves its answer, all settled, ``kill_at``, or
+    :func:`stop_early`.  A host that ends without an answer is seen as its pipe's end, after its
+    last message."""
     lower = 0
     while (now := time.perf_counter()) < kill_at and not all(m.settled() for m in race.values()) \
             and not _STOP.is_set():
@@ -103,11 +168,13 @@ def _collect(race: dict[str, _Member], kill_at: float, progress: Progress | None
                 m.host.process.join(timeout=1)
                 m.error = _death(m.host.process.exitcode)
                 continue
-            if kind == "event" and payload.get("event") == "improved":
+            if kind == "event" and isinstance(payload, Improved):
+                if m.best is None or payload.size < m.best.size:
+                    certifier.offer(m.backend, payload.mask)
                 m.best = payload
-                lower = max(lower, int(payload.get("lower_bound", 0)))
+                lower = max(lower, payload.lower_bound)
                 if progress is not None:  # a racing member may know a better bound
-                    progress({**payload, "lower_bound": lower, "backend": m.backend})
+                    progress(replace(payload, lower_bound=lower, backend=m.backend))
             elif kind == "event":
                 if progress is not None:
                     progress(payload)
@@ -137,18 +204,18 @@ def _death(exitcode: int | None) -> str:
     return f"the solve process died (exit code {exitcode})"
 
 
-def _best_of(problem, race: dict[str, _Member], backend: str) -> Solution:
-    """No proven answer: the smallest verified mask any child returned or reported, with the
-    largest proven lower bound; ``unknown`` when there is none."""
+def _best_of(race: dict[str, _Member], backend: str, certifier: _Certifier) -> Solution:
+    """No proven answer: the smallest verified mask any child returned or reported (a reported one
+    with the certificate :class:`_Certifier` made), with the largest proven lower bound; ``unknown``
+    when there is none."""
     lower = max([m.solution.lower_bound for m in race.values() if m.solution] +
-                [int(m.best.get("lower_bound", 0)) for m in race.values()] + [0])
+                [m.best.lower_bound for m in race.values() if m.best is not None] + [0])
     candidates = [m.solution for m in race.values() if m.solution is not None and m.solution.mask is not None]
-    check = certify if kind_of(problem) == "first-layer" else certify_network
     for m in race.values():
-        if m.solution is None and m.best.get("mask") is not None:
-            mask = np.asarray(m.best["mask"], dtype=bool)
-            cert = check(problem, mask)
-            if cert.valid:  # every reported mask passed the exact check in the child; checked again here
+        if m.solution is None and m.best is not None and m.best.mask is not None:
+            checked = certifier.best(m.backend, np.asarray(m.best.mask, dtype=bool))
+            if checked is not None:
+                mask, cert = checked
                 candidates.append(Solution.feasible(
                     mask, lower, m.backend, f"{m.error}: best verified mask it reported, and the proven lower bound",
                     cert, components=0))

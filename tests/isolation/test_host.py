@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import numpy as np
-from smug.pipeline import solve_host
-from smug.pipeline.isolation import solve_isolated
+from smug.isolation import host as solve_host
+from smug.isolation.runner import solve_isolated
 from smug.solver.solve import solve
 
 from _reference import random_network, reference_minimum

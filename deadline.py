@@ -2,7 +2,9 @@
 
 A :class:`Deadline` is an absolute wall-clock time (``time.time()``), so it means the
 same in every process of a request: the CLI, a server worker, a farm task and the
-isolated solve all read the one the front end made.
+isolated solve all read the one the front end made.  It lives in the foundation, so the
+baselines' budget, the solver's runner, the server's calls and its worker pool hold this one
+type instead of floats of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ class Deadline:
     def after(cls, seconds: float | None) -> "Deadline":
         """``seconds`` from now (None: no deadline)."""
         return cls(math.inf if seconds is None else time.time() + float(seconds))
+
+    @property
+    def bounded(self) -> bool:
+        """Whether there is a deadline at all."""
+        return math.isfinite(self.at)
+
+    def minus(self, seconds: float) -> "Deadline":
+        """``seconds`` earlier (a margin kept for the answer's way back)."""
+        return Deadline(self.at - float(seconds))
 
     def remaining(self) -> float:
         """Seconds left (never negative; ``math.inf`` without a deadline)."""

@@ -31,15 +31,12 @@ forking *thread* ends) kills them only when this process dies.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import gc
 import multiprocessing as mp
 import os
 import pickle
 import queue
 import random
-import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -49,78 +46,10 @@ from typing import Callable
 import numpy as np
 
 from smug.common import proc_status_bytes
+from smug.isolation.limits import die_with_parent, free_heap_bytes, keep_freed_memory, memory_limit, trim_heap
 
 MAX_IDLE_HOSTS = 4  # kept between solves (a portfolio races up to this many backends)
-TRIM_ABOVE = 64 << 20  # a host gives its free heap back to the system past this after a job
 START_S = 30.0  # longest wait for a host to load a job
-
-
-@functools.lru_cache(maxsize=1)
-def _libc():
-    """The C library of this Linux process (``None`` elsewhere, or when it cannot be loaded); loaded once."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this process when its parent (thread) dies; elsewhere nothing changes."""
-    try:
-        _libc().prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except AttributeError:  # no C library, or no prctl
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _keep_freed_memory() -> None:
-    """glibc: a host keeps what it frees for reuse (no trimming, blocks up to 32 MiB from the
-    heap) instead of mapping fresh zeroed pages for each numpy temporary.  A parent run with
-    ``MALLOC_TRIM_THRESHOLD_`` set (Dask's nanny sets it on every worker) otherwise pays
-    about 3x the page faults and 1.25x the solve time (``bench/farm.py``)."""
-    try:
-        libc = _libc()
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's largest dynamic value)
-    except AttributeError:  # no C library, or not glibc
-        return
-
-
-class _MallInfo2(ctypes.Structure):
-    """glibc's ``struct mallinfo2`` (all ``size_t``)."""
-
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-def free_heap_bytes() -> int:
-    """Bytes free inside this process's malloc arenas (glibc >= 2.33; 0 elsewhere).  A solve
-    reuses them without mapping anything, so ``RLIMIT_AS`` alone would not count them."""
-    try:
-        mallinfo2 = _libc().mallinfo2
-    except AttributeError:
-        return 0
-    mallinfo2.restype = _MallInfo2
-    return int(mallinfo2().fordblks)
-
-
-def memory_limit(mapped: int, cap: int, free_heap: int) -> int:
-    """The ``RLIMIT_AS`` that bounds what a solve touches by ``max(cap, free_heap)`` bytes: the
-    free heap counts against the cap as if the solve used all of it."""
-    return mapped + max(0, cap - free_heap)
-
-
-def _trim_heap() -> None:
-    """Give a big free heap back to the system between jobs (an idle host keeps little)."""
-    if free_heap_bytes() > TRIM_ABOVE:
-        try:
-            _libc().malloc_trim(0)
-        except AttributeError:
-            pass
 
 
 # ---- the host's side ----------------------------------------------------------------------------------
@@ -151,9 +80,9 @@ def _host_main(conn: Connection, parent: int) -> None:
     """Entry point of a host: jobs from ``conn`` until an error or its pipe's end.
     Solver banners (HiGHS prints one) go to stderr: the caller's stdout carries only its own output."""
     gc.freeze()  # the parent's objects: never traversed (nor copied on write) by this host's collections
-    _keep_freed_memory()
+    keep_freed_memory()
     if parent:
-        _die_with_parent(parent)
+        die_with_parent(parent)
     sys.stdout.flush()
     os.dup2(2, 1)
     start = _Start.now()
@@ -171,7 +100,7 @@ def _host_main(conn: Connection, parent: int) -> None:
         if not _serve(conn, *job):
             return
         _forget_job(start)
-        _trim_heap()
+        trim_heap()
 
 
 def _serve(conn: Connection, solver: Callable, problem, backend: str, timeout: float, memory_mb: int | None) -> bool:
