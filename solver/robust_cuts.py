@@ -35,6 +35,7 @@ from smug.common import U, UNDERFLOW as ETA
 from smug.solver.robust_bounds import back_substitute, fixing_minimum, layer_bounds, up
 
 WEIGHT_BITS = 40  # the largest weight of a cut is below 2**WEIGHT_BITS
+CANDIDATE_S = 2.0  # HiGHS seconds per candidate (a feasible point is enough: it is verified anyway)
 
 
 def group_size(problem) -> int:
@@ -103,10 +104,13 @@ def attack_direction(problem, v: np.ndarray, j: int, lo32: np.ndarray, hi32: np.
 
 
 def exact_direction(x: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """``d = end - x``, with ``d_p = 0`` wherever ``x_p + d_p`` is not exactly ``end_p``."""
+    """``d = end - x``, with ``d_p = 0`` wherever ``x_p + d_p`` is not exactly ``end_p`` (the
+    subtraction's rounding error, by Knuth's TwoSum, is not zero)."""
+    x, end = np.asarray(x, np.float64), np.asarray(end, np.float64)
     d = end - x
-    exact = [Fraction(a) + Fraction(b) == Fraction(c) for a, b, c in zip(x.tolist(), d.tolist(), end.tolist())]
-    return np.where(exact, d, 0.0)
+    back = d - end
+    err = (end - (d - back)) + (-x - back)  # exactly end - x - d (round to nearest, no overflow)
+    return np.where((err == 0) & np.isfinite(d), d, 0.0)
 
 
 @dataclass
@@ -162,12 +166,12 @@ class CutBound:
         return max(lower, lo + 1)
 
     def candidate(self, K: int, sets: list[tuple[np.ndarray, int]], timeout: float) -> np.ndarray | None:
-        """A set of at most ``K`` features meeting every row at ``K`` (HiGHS MILP, a candidate only),
-        or None."""
+        """A set of at most ``K`` features meeting every row at ``K`` (HiGHS MILP, a candidate only:
+        its best point within ``timeout``), or None."""
         A, b = self.rows(K, sets)
         if not len(A):
             return None
-        h = master(A, b, True, timeout, max_size=K)
+        h = master(A, b, True, min(timeout, CANDIDATE_S), max_size=K)
         x = np.asarray(h.getSolution().col_value, np.float64)
         if len(x) != self.problem.n_vars:
             return None

@@ -32,6 +32,7 @@ from smug.solver.robust_lp import MarginLP, prove_class
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
+NEED_SETS = 16  # contrastive sets whose need is computed (a binary search of bounds each)
 EXACT_CHUNK = 32  # chunks up to this many features get the complete (LP) check (8: 14.5 s CPU, 32: 11.7 s on mnist-10x2 digit 1)
 
 
@@ -81,17 +82,20 @@ def _justify(verifier: Verifier, fixed: np.ndarray, p: int, deadline: float):
 
 
 def subset_minimal(verifier: Verifier, deadline: float = float("inf"), order: np.ndarray | None = None,
-                   exact_chunk: int = EXACT_CHUNK) -> RobustExplanation:
-    """The traversal of the module docstring; raises ``ValueError`` when even ``E`` = every
-    feature is not robust (the input itself is not classified as the target with the margin)."""
+                   exact_chunk: int = EXACT_CHUNK, within: np.ndarray | None = None) -> RobustExplanation:
+    """The traversal of the module docstring, from ``within`` (a robust set; default every feature)
+    over its features; raises ``ValueError`` when ``within`` is not robust (for every feature: the
+    input itself is not classified as the target with the margin)."""
     t0 = time.perf_counter()
     problem = verifier.query.problem
-    fixed = np.ones(problem.n_vars, bool)
+    fixed = np.ones(problem.n_vars, bool) if within is None else np.asarray(within, bool).copy()
     start = verifier.verify(fixed, exact=True, deadline=deadline)
     if start.status != ROBUST:
-        raise ValueError("the input itself does not keep the target class with the required margin")
+        raise ValueError("the input itself does not keep the target class with the required margin"
+                         if within is None else "the set to start from is not proven robust")
     proof = start.proof
     order = sensitivity_order(verifier) if order is None else np.asarray(order)
+    order = order[fixed[order]]  # only features of the start can be freed
     kept: dict[int, Counterexample] = {}
     unresolved: list[int] = []
     pending = [order]
@@ -301,8 +305,9 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         (:func:`largest_refuted` along its own direction); and its direction for the knapsack cuts."""
         small = shrink(verifier, cex, np.ones(n, bool))
         feats = np.flatnonzero(small.perturbed(problem))
-        d = exact_direction(problem.x, small.input)
-        k = largest_refuted(problem, box, d, small.beats, deadline)
+        k = -1
+        if len(sets) < NEED_SETS:  # the need of the first sets (the knapsack cuts say more, for less)
+            k = largest_refuted(problem, box, exact_direction(problem.x, small.input), small.beats, deadline)
         sets.append(feats)
         needs.append(max(1, min(len(feats), k // g + 1)))
         j = cex.beats
@@ -330,7 +335,9 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         if lower >= size:
             status = OPTIMAL
             break
-        level = cuts.candidate(lower, covering, left())
+        # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
+        K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
+        level = cuts.candidate(K, covering, left())
         if level is not None:
             H = level  # meets every constraint at the lowest size not yet refuted
         elif H.sum() >= size:
@@ -341,8 +348,11 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         if cheap:
             continue
         verdict = verifier.verify(H, exact=True, deadline=deadline)
-        if verdict.status == ROBUST:
-            best_fixed, proof = H, verdict.proof
+        if verdict.status == ROBUST:  # a smaller robust E: free what it does not need (subset traversal)
+            smaller = subset_minimal(verifier, deadline, within=H)
+            best_fixed, proof = smaller.fixed, smaller.proof
+            for cex in smaller.counterexamples.values():
+                add(cex)
             continue
         if verdict.status != COUNTEREXAMPLE:
             break  # the verifier ran out of time on H: keep the best and the bound

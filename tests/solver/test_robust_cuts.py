@@ -68,3 +68,19 @@ def test_lp_bound_never_exceeds_the_integer_minimum():
         assert lp_bound(A, b, y) >= np.ceil(h.getInfo().objective_function_value - 1e-6) - 1  # near the LP's own
         for _ in range(3):  # any multipliers give a valid bound
             assert lp_bound(A, b, r.random(4) * 3) <= best
+
+
+def test_exact_direction_keeps_only_exact_moves():
+    from fractions import Fraction
+
+    r = np.random.default_rng(0)
+    x = r.random(3000)
+    x[:20] = 0.0
+    x[20:40] = 1e-300
+    end = np.where(r.random(3000) < 0.5, r.random(3000).astype(np.float32), np.clip(x + 0.05, 0, 1).astype(np.float32))
+    end = end.astype(np.float64)
+    d = exact_direction(x, end)
+    for a, b, c in zip(x.tolist(), d.tolist(), end.tolist()):
+        assert b == 0.0 or Fraction(a) + Fraction(b) == Fraction(c)
+    exact = [Fraction(a) + Fraction(c - a) == Fraction(c) for a, c in zip(x.tolist(), end.tolist())]
+    assert np.count_nonzero(d) == sum(e and c != a for e, a, c in zip(exact, x.tolist(), end.tolist()))

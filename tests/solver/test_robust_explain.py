@@ -49,3 +49,21 @@ def test_not_robust_input_is_refused():
     strict = dataclasses.replace(problem, delta=float(margin) + 1.0)
     with pytest.raises(ValueError, match="does not keep the target"):
         subset_minimal(Verifier(RobustQuery(strict, 0.1)))
+
+
+def test_subset_traversal_from_a_robust_set_stays_inside_it():
+    problem = tiny_network(3, n_in=12, pairs=True)
+    verifier = Verifier(RobustQuery(problem, 0.3125))
+    start = np.ones(problem.n_vars, bool)
+    start[[0, 5]] = False  # still robust?  the reference says
+    if not ref_robust(problem, start, 0.3125):
+        start[:] = True
+    sub = subset_minimal(verifier, within=start)
+    assert sub.status == SUBSET and not np.any(sub.fixed & ~start)
+    assert ref_robust(problem, sub.fixed, 0.3125)
+    for p, cex in sub.counterexamples.items():
+        without = sub.fixed.copy()
+        without[p] = False
+        assert is_counterexample(problem, without, 0.3125, cex.input)
+    with pytest.raises(ValueError, match="not proven robust"):
+        subset_minimal(verifier, within=np.zeros(problem.n_vars, bool))
