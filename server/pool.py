@@ -76,8 +76,9 @@ class Worker:
 
 
 @dataclass
-class Job:
-    """One unit of work and how to watch it."""
+class PoolJob:
+    """One unit of work for a worker process and how to watch it (not a farm job:
+    :class:`smug.farm.jobs.Job` is a batch's request with its id)."""
 
     kind: str
     payload: dict
@@ -171,7 +172,7 @@ class WorkerPool:
         return sum(_rss_mb(pid) for pid in self.pids())
 
     # ---- jobs --------------------------------------------------------------
-    def _acquire(self, job: Job) -> Worker:
+    def _acquire(self, job: PoolJob) -> Worker:
         while True:
             if job.cancelled():
                 raise ServiceError("CANCELLED", "the client cancelled the request while it waited for a worker")
@@ -185,7 +186,7 @@ class WorkerPool:
                 return w
             self._replace(w)  # died while idle (e.g. killed from outside): a fresh one joins
 
-    def run(self, job: Job):
+    def run(self, job: PoolJob):
         """The job's result; raises :class:`ServiceError` for every failure.  A worker that died before
         it said anything of the job (killed while idle, just before the job reached it) never began
         it: the job goes once more to another worker."""
@@ -194,7 +195,7 @@ class WorkerPool:
         except _NotStarted:
             return self._run_once(job)
 
-    def _run_once(self, job: Job):
+    def _run_once(self, job: PoolJob):
         t0 = time.time()
         w = self._acquire(job)
         job.stats.update(queue_s=time.time() - t0, pid=w.pid)
@@ -223,7 +224,7 @@ class WorkerPool:
             else:
                 self._replace(w)
 
-    def _watch(self, w: Worker, job: Job):
+    def _watch(self, w: Worker, job: PoolJob):
         try:
             w.conn.send((job.kind, {**job.payload, "deadline": job.deadline.minus(self.margin)}))
         except (OSError, EOFError):

@@ -21,7 +21,7 @@ from smug.pipeline.request import WHOLE_NETWORK, ArrayInput, ImageBytes
 from smug.proto.wire import (WireError, explanation_to_proto, input_of, model_info_to_proto, request_fields,
                              to_tensor)
 from smug.server.errors import ServiceError, invalid, public, shown
-from smug.server.pool import Job, WorkerPool
+from smug.server.pool import PoolJob, WorkerPool
 from smug.server.registry import ModelRegistry
 from smug.server.validation import check_image, check_model_ref
 
@@ -96,12 +96,12 @@ class SmugService(pb_grpc.SmugServicer):
 
     # ---- plumbing ----------------------------------------------------------
     def _inspect(self, payload: dict) -> dict:
-        return self.pool.run(Job("inspect", payload))
+        return self.pool.run(PoolJob("inspect", payload))
 
     def _inspect_upload(self, call: Call, payload: dict) -> dict:
         """An upload's inspection, bounded: stopped when the RPC ends (a cancel or its deadline: nobody
         waits for the answer) and after ``upload_timeout`` seconds."""
-        job = Job("inspect", payload, cancelled=call.ended,
+        job = PoolJob("inspect", payload, cancelled=call.ended,
                   deadline=Deadline.after(self.config.upload_timeout).earlier(call.deadline))
         self.running[call.id] = job.stats
         try:
@@ -210,7 +210,7 @@ class SmugService(pb_grpc.SmugServicer):
         if kind == "dump" and req.problem_kind is None:
             raise invalid(f"the baseline {req.method!r} has no constraints to dump")
         self._admit(call)
-        job = Job(kind, {"request": req, **dump_options}, on_event=on_event, cancelled=call.cancelled,
+        job = PoolJob(kind, {"request": req, **dump_options}, on_event=on_event, cancelled=call.cancelled,
                   deadline=call.deadline)
         self.running[call.id] = job.stats
         try:

@@ -12,7 +12,7 @@ import pytest
 
 from smug.deadline import Deadline
 from smug.pipeline import ExplainRequest
-from smug.server.pool import Job, WorkerPool, Worker
+from smug.server.pool import PoolJob, Worker, WorkerPool
 
 
 @pytest.mark.parametrize("how,code", [("SIGKILL", "UNAVAILABLE"), ("SIGTERM", "UNAVAILABLE"), ("exit", "INTERNAL")])
@@ -38,6 +38,6 @@ def test_the_worker_gets_the_jobs_deadline_less_the_margin(server, client):
     client.explain(model="mnist-mlp", method="whole-network", timeout=30.0)  # a warm worker is idle
     request = ExplainRequest.build(None, "mnist-mlp", method="whole-network", window=1, timeout=60.0)
     due = Deadline.after(4.0)
-    e = server.pool.run(Job("explain", {"request": request}, deadline=due))
+    e = server.pool.run(PoolJob("explain", {"request": request}, deadline=due))
     assert server.pool.margin == 1.5 and e.certificate["valid"] and e.status in ("feasible", "optimal")
     assert time.time() <= due.at - 0.5  # answered by the worker's deadline plus the answer's way back
