@@ -11,14 +11,14 @@ from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Verifier
 
 
 def test_subset_answer_is_robust_and_each_pixel_needed(mnist_test_split):
-    x = mnist_test_split[0][0]
-    e = explain(x, "mnist-mlp", method="robust", epsilon=0.01, timeout=60)
+    x = mnist_test_split[0][16]  # at epsilon 0.05 a dozen pixels must stay (at 0.01 none: a trivial answer)
+    e = explain(x, "mnist-mlp", method="robust", epsilon=0.05, timeout=60)
     info = e.encoding["robust"]
-    assert info["status"] == "subset-minimal" and info["counterexamples"] == e.objective
+    assert info["status"] == "subset-minimal" and info["counterexamples"] == e.objective > 0
     fixed = e.image.mask.ravel().astype(bool)
     assert fixed.sum() == e.objective
     model = load_model("mnist-mlp")[0]
-    verifier = Verifier(robust_query(model, x, RobustConfig(epsilon=0.01), e.target))  # a fresh verifier
+    verifier = Verifier(robust_query(model, x, RobustConfig(epsilon=0.05), e.target))  # a fresh verifier
     assert verifier.verify(fixed).status == ROBUST
     for p in np.flatnonzero(fixed)[:5]:  # dropping a pixel of E breaks robustness
         without = fixed.copy()
