@@ -103,3 +103,40 @@ def test_whole_network_portfolio_proves_and_survives_crashing_members():
     assert sol.status == "optimal" and sol.backend == "portfolio:enum" and sol.objective == reference_minimum(p)
     lost = solve_isolated(p, "portfolio", 5.0, solver=_all_crash)
     assert lost.status == "unknown" and lost.mask is None and "signal" not in lost.proof and "exit code 134" in lost.proof
+
+
+def test_a_stopped_solve_answers_at_once_with_a_mask_certified_while_it_ran(monkeypatch):
+    """Issue 28.9: the server's drain (stop_early) ends a running solve; its answer is the best reported
+    mask with the certificate the runner made while the child worked, not an exact check made after
+    the stop (seconds on a large first layer under load)."""
+    import threading
+
+    from smug.isolation import runner
+
+    checks: list[tuple[float, int]] = []  # (when, mask size) of every exact check in this process
+    monkeypatch.setattr(runner, "certify", lambda p, m: checks.append((time.perf_counter(), int(m.sum())))
+                        or certify(p, m))
+    events: list = []
+    ready = threading.Event()
+
+    def progress(ev):
+        events.append(ev)
+        if isinstance(ev, Improved):
+            threading.Timer(runner.CERTIFY_AFTER_S + 0.5, ready.set).start()
+
+    out: dict = {}
+    worker = threading.Thread(target=lambda: out.update(sol=solve_isolated(PROBLEM, "auto", 30.0, progress,
+                                                                           solver=_stuck)))
+    worker.start()
+    try:
+        assert ready.wait(20)
+        stopped = time.perf_counter()
+        runner.stop_early()
+        worker.join(10)
+    finally:
+        runner.resume()
+    sol = out["sol"]
+    assert time.perf_counter() - stopped < 1.0 and sol.status == "feasible" and sol.certificate.valid
+    assert "stopped early" in sol.proof and any(np.array_equal(sol.mask, e.mask) for e in events
+                                               if isinstance(e, Improved))
+    assert checks and all(when < stopped for when, _ in checks)  # every check was made before the stop
