@@ -384,7 +384,7 @@ def _dump(a: argparse.Namespace) -> int:
     from smug.common import write_atomic
     from smug.pipeline import dump
 
-    d = dump(requests_of(a)[0], format=a.format, bound=a.bound)
+    d = dump(requests_of(a)[0], format=a.format, bound=a.bound, result=a.result)
     write_atomic(a.out, d.text.encode())
     print(f"wrote {a.out} ({d.constraints} constraints, {a.format})")
     return 0
