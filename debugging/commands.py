@@ -11,17 +11,21 @@ FORMATS = ("smt2", "wcnf", "lp", "mps")
 
 
 def dump_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--format``, ``--bound``, ``--method`` and ``--delta`` for ``smug dump``; pass them to
-    ``smug.pipeline.dump(request, format=a.format, bound=a.bound)`` with the request built for
-    ``a.method``."""
+    """``--format``, ``--bound``, ``--method``, ``--delta``, ``--epsilon`` and ``--result`` for ``smug
+    dump``; pass them to ``smug.pipeline.dump(request, format=a.format, bound=a.bound, result=a.result)``
+    with the request built for ``a.method``."""
     parser.add_argument("--format", choices=FORMATS, default="smt2",
                         help="smt2 (exact; z3's minimize, or pure SMT-LIB2 with --bound), wcnf (MaxSAT; first "
                              "layer and text), lp / mps (the MILP, floats; every kind)")
     parser.add_argument("--bound", type=int, default=None, metavar="K",
                         help="smt2: assert (<= count K) instead of z3's minimize (pure SMT-LIB2)")
-    parser.add_argument("--method", default="smug", choices=("smug", "whole-network"),
-                        help="smug: the first-layer (or text) encoding; whole-network: Eq. 6")
+    parser.add_argument("--method", default="smug", choices=("smug", "whole-network", "robust"),
+                        help="smug: the first-layer (or text) encoding; whole-network: Eq. 6; robust: the question "
+                             "'is E robust?' (smt2 or lp)")
     parser.add_argument("--delta", type=float, default=None, help="whole network: logit margin to keep, >= 0")
+    parser.add_argument("--epsilon", type=float, default=None, help="robust: L-inf radius (inf: the whole domain)")
+    parser.add_argument("--result", default=None,
+                        help="robust: the result.json whose E is asked about (default: no pixel fixed)")
 
 
 def add_commands(sub) -> None:

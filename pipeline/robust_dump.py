@@ -24,6 +24,12 @@ FORMATS = {"smt2": robust_smtlib, "lp": robust_lp}
 def robust_dump(model: OnnxModel, x: np.ndarray, config: RobustConfig, fixed: np.ndarray, format: str = "smt2",
                 target: int | None = None) -> str:
     """The question for ``E = fixed`` (bool per feature) as a self-describing dump in ``format``."""
+    return dump_with_meta(model, x, config, fixed, format, target)[0]
+
+
+def dump_with_meta(model: OnnxModel, x: np.ndarray, config: RobustConfig, fixed: np.ndarray, format: str = "smt2",
+                   target: int | None = None) -> tuple[str, dict]:
+    """:func:`robust_dump` and the facts of its header."""
     if format not in FORMATS:
         raise ValueError(f"a robust question is written as {' or '.join(FORMATS)}, not {format!r}")
     query = robust_query(model, x, config, target)
@@ -38,7 +44,35 @@ def robust_dump(model: OnnxModel, x: np.ndarray, config: RobustConfig, fixed: np
             "free_inputs": np.flatnonzero(query.free_inputs(fixed)).tolist(),
             "x": query.problem.x.tolist()}  # exact: a float's JSON text reads back as the same float
     body = FORMATS[format](query, fixed, header_lines(meta))
-    return body + end_line(format, body)
+    return body + end_line(format, body), meta
+
+
+def request_dump(request, format: str = "smt2", result: str | None = None) -> tuple[str, dict]:
+    """``smug dump --method robust``: the question for the request's model and input, with ``E`` the
+    mask of ``result`` (a result.json of the same request; default: no feature fixed, the whole
+    epsilon-box)."""
+    import json
+    from pathlib import Path
+
+    from smug.pipeline.inputs import load_image
+
+    subject = load_image(request)
+    config: RobustConfig = request.config
+    grid = pixel_grid(subject.model, config.window)
+    fixed = np.zeros(grid.shape, bool)
+    if result is not None:
+        try:
+            doc = json.loads(Path(result).read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"cannot read the result {result} as JSON") from None
+        blocks = doc.get("mask_blocks") if isinstance(doc, dict) else None
+        if doc.get("method") != "robust" or blocks is None:
+            raise ValueError(f"{result} is not a robust answer with a mask")
+        for r, c in blocks:
+            if not (0 <= r < grid.shape[0] and 0 <= c < grid.shape[1]):
+                raise ValueError(f"{result}'s block ({r}, {c}) is outside the {grid.shape} grid of this request")
+            fixed[r, c] = True
+    return dump_with_meta(subject.model, subject.x, config, fixed.ravel(), format, subject.target(request.target))
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,22 @@ def _variables(problem, request: ExplainRequest, words: tuple[str, ...] | None) 
 
 
 def dump(request: ExplainRequest, progress: Progress | None = None, format: str = "smt2",
-         bound: int | None = None) -> Dump:
+         bound: int | None = None, result: str | None = None) -> Dump:
     """``request``'s problem (first-layer Eq. 3, text, or whole-network Eq. 6) as a self-describing
     dump in ``format`` (smt2, wcnf, lp, mps; :mod:`smug.solver.dump_formats`).  ``bound``: smt2
-    with ``count <= bound`` instead of z3's ``minimize``."""
+    with ``count <= bound`` instead of z3's ``minimize``.  A robust request writes the question "is
+    E robust?" (smt2 or lp; :func:`smug.pipeline.robust_dump.request_dump`), E the mask of the
+    robust answer ``result`` (a result.json; default none fixed)."""
+    if request.method == ROBUST:
+        from smug.pipeline.robust_dump import request_dump
+        from smug.solver.dump_formats import header_lines
+
+        if bound is not None:
+            raise ValueError("--bound does not apply to a robust question")
+        text, meta = request_dump(request, format, result)
+        return Dump(text, meta["n_vars"], tuple(header_lines(meta)[:-1]), format, meta)
+    if result is not None:
+        raise ValueError("a result's mask is dumped for robust requests only")
     import hashlib
     import json
     import sys

@@ -80,3 +80,28 @@ def test_smug_check_confirms_a_robust_result_file(net, tmp_path):
     dump.write_text(robust_dump(OnnxModel.load(net), x, RobustConfig(epsilon=0.25), other))
     with pytest.raises(DumpError, match="not the dump's"):
         run_command(args)
+
+
+def test_dump_and_check_from_the_command_line(net, tmp_path):
+    """``smug dump --method robust --result R`` writes E's question; ``smug check`` confirms it; the LP
+    of the same question reads in HiGHS."""
+    from smug.clients.cli import run_command as cli
+
+    x = (np.random.default_rng(1).integers(0, 17, (1, 3, 3)) / 16).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "answer"
+    base = [str(tmp_path / "x.npy"), "--model", net, "--method", "robust", "--epsilon", "0.25"]
+    assert cli(["explain", *base, "--timeout", "20", "--out", str(out)]) == 0
+    result = str(out / "result.json")
+    assert cli(["dump", *base, "--result", result, "--out", str(tmp_path / "e.smt2")]) == 0
+    assert cli(["check", str(tmp_path / "e.smt2"), result]) == 0
+    assert cli(["dump", *base, "--out", str(tmp_path / "none.smt2")]) == 0  # nothing fixed: not robust here
+    assert prove((tmp_path / "none.smt2").read_text(), 60) == COUNTEREXAMPLE
+    assert cli(["dump", *base, "--result", result, "--format", "lp", "--out", str(tmp_path / "e.lp")]) == 0
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    assert h.readModel(str(tmp_path / "e.lp")) == highspy.HighsStatus.kOk
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kInfeasible  # robust: no counterexample
