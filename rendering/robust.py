@@ -17,6 +17,9 @@ from smug.rendering.colormap import FADED
 from smug.rendering.figure import DPI, FONT, bare, draw_map, figure_size, interpolation, outline, to_png, wrapped
 from smug.rendering.pictures import kept_region
 
+CHANGE_RULE = ("counterexample's change v - x (red-blue, centred at 0) over the input in grey: red = raised, "
+               "blue = lowered, 0 = unchanged")
+
 
 def draw_robust(fig, picture: np.ndarray, pixel_mask: np.ndarray, epsilon: float, title: str = "",
                 change: np.ndarray | None = None, pixel: tuple[int, int] | None = None) -> None:
@@ -42,7 +45,8 @@ def draw_robust(fig, picture: np.ndarray, pixel_mask: np.ndarray, epsilon: float
     axes[1].set_title(f"E: {int(mask.sum())} fixed pixels (red outline)", fontsize=FONT)
     rules = [f"{FADED}: may move by epsilon = {epsilon:g} and the class stays"]
     if change is not None:
-        rules.append(draw_map(fig, axes[2], picture, np.asarray(change, np.float64), None).rule)
+        scale = draw_map(fig, axes[2], picture, np.asarray(change, np.float64), None)
+        rules.append(CHANGE_RULE if scale.signed else scale.rule)
         r, c = pixel
         axes[2].scatter([c], [r], s=120, facecolors="none", edgecolors="black", linewidths=1.5)
         axes[2].set_title(f"why pixel ({r}, {c}) stays: a counterexample\n(its change v - x; the pixel ringed)",

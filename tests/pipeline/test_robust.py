@@ -24,6 +24,16 @@ def test_subset_answer_is_robust_and_each_pixel_needed(mnist_test_split):
         without = fixed.copy()
         without[p] = False
         assert verifier.verify(without).status == COUNTEREXAMPLE
+    # the picture, with the counterexample of one pixel of E on request; a pixel outside E has none
+    from smug.pipeline.robust_picture import robust_picture
+
+    p = int(np.flatnonzero(fixed)[0])
+    png = robust_picture(model, x, RobustConfig(epsilon=0.05), fixed, pixel=(p // 28, p % 28), target=e.target)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > len(robust_picture(model, x, RobustConfig(epsilon=0.05),
+                                                                              fixed, target=e.target))
+    outside = int(np.flatnonzero(~fixed)[0])
+    with pytest.raises(ValueError, match="not in E"):
+        robust_picture(model, x, RobustConfig(epsilon=0.05), fixed, pixel=(outside // 28, outside % 28))
 
 
 @pytest.mark.parametrize("params, words", [({"epsilon": -1.0}, "epsilon"), ({"mode": "fast"}, "mode"),
