@@ -21,9 +21,8 @@ def __getattr__(name: str):
     stays cheap; its signature spells out the request's parameters (``help(smug.explain)``)."""
     if name == "explain":
         from smug.pipeline import explain
-        from smug.pipeline.request import with_request_parameters
 
-        return with_request_parameters(explain)
+        return explain
     raise AttributeError(f"module 'smug' has no attribute {name!r}")
 
 

@@ -11,7 +11,7 @@ One request type (:class:`ExplainRequest`, validated before any heavy work), one
 
 from smug.deadline import Deadline, DeadlineExceeded
 from smug.pipeline.explanation import SCHEMA_VERSION, Explanation, ImageParts, MethodRow, TextParts, save_texts
-from smug.pipeline.request import ExplainRequest, RequestError
+from smug.pipeline.request import ExplainRequest, RequestError, with_request_parameters
 
 _RUNNERS = ("Dump", "Encoded", "dump", "encode", "run")  # imported on first use: they load the model libraries
 
@@ -27,6 +27,7 @@ __all__ = ["Deadline", "DeadlineExceeded", "Dump", "Encoded", "ExplainRequest", 
            "RequestError", "SCHEMA_VERSION", "TextParts", "dump", "encode", "explain", "run", "save_texts"]
 
 
+@with_request_parameters  # help(explain) lists ExplainRequest.build's parameters and the methods'
 def explain(source=None, model="efficientnet-lite0", *, out_dir=None, progress=None, input_shape=None, **params):
     """One call: build the request from ``params`` (see :meth:`ExplainRequest.build`), run it,
     and write the files into ``out_dir`` when given.  ``model``: a zoo name, an ``.onnx`` path,
