@@ -47,7 +47,7 @@ def test_readme_command_runs(command, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_readme_python_examples_on_bundled_models_run(tmp_path, monkeypatch):
+def test_readme_python_examples_on_bundled_models_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     ran = 0
     for block in _blocks("python"):
@@ -59,6 +59,8 @@ def test_readme_python_examples_on_bundled_models_run(tmp_path, monkeypatch):
         if "e" in namespace:
             assert namespace["e"].certificate["valid"] and namespace["e"].status == "optimal"
     assert ran >= 2
+    printed = capsys.readouterr().out.splitlines()  # progress=print: each event one short line, no arrays
+    assert printed and max(len(line) for line in printed) <= 120, max(printed, key=len)[:300]
 
 
 def test_the_readme_s_manifest_lines_are_the_help_s_checked_examples():
