@@ -19,6 +19,12 @@ from smug.pipeline import ExplainRequest
 from smug.pipeline.request import zoo_kind
 
 
+# Dask keeps the last ``distributed.admin.low-level-log-length`` messages of each connection (default 1000), a
+# compute-task message with its task's inputs included: 1000 per worker of no-op jobs' messages grew the submitting
+# process by 8.9 MB per 10k jobs up to 100,000 (bench/farm.py --noop).  Connections made by a run keep a few.
+LOG_KEY, LOG_LENGTH = "distributed.admin.low-level-log-length", 16
+
+
 class FarmError(RuntimeError):
     """The batch cannot run on these workers (e.g. daemonic workers, another smug version)."""
 
@@ -91,7 +97,10 @@ def run(requests: Iterable[ExplainRequest | Job], store: str | Path | Store, cli
             if progress:
                 progress(BatchState(0, 0, 0, 0, skipped))
             return
-        with cluster.connect(client, workers, scheduler, retries, memory_limit, dashboard) as c:
+        import dask
+
+        with dask.config.set({LOG_KEY: LOG_LENGTH}), \
+                cluster.connect(client, workers, scheduler, retries, memory_limit, dashboard) as c:
             yield from _Batch(c, db, jobs, todo, retry_failed, job_timeout, retries, skipped, progress, work).results()
     finally:
         if own:
