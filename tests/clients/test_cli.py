@@ -137,7 +137,8 @@ def test_compare_reuses_a_saved_explanation(tmp_path, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["reused"] == {"smug": str(tmp_path / "e"), "smug_base": str(tmp_path / "e")}
     assert shown["seconds"]["smug"] == shown["seconds"]["smug_base"] == saved["timings"]["total"]
-    assert Image.open(tmp_path / "cmp.png").size == (4 * 320, 400)
+    width, height = Image.open(tmp_path / "cmp.png").size  # input + 3 maps: one row of the grid
+    assert width > 2 * height > 0
     for args, message in [(["--top-k", "50"], "config.top_k 3000 (here 50)"),
                           (["--methods", "gradient"], "its method smug is not among --methods"),
                           (["--target", "1"], "target None (here 1)")]:
