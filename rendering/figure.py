@@ -63,6 +63,15 @@ def claim(e) -> str:
         return f"no mask (status {e.status}): the solver found none in its time"
     kept = f"kept {e.objective} of {e.n_vars} {mask_unit(e)}"
     c = e.constraints
+    robust = (e.encoding or {}).get("robust") if e.method == "robust" else None
+    if robust is not None:
+        fixed = (f"kept {e.objective} of {e.n_vars} {mask_unit(e)}: with them fixed, every input within "
+                 f"epsilon = {robust['epsilon']:g} of the rest keeps the class (proven by {robust['proof']})")
+        if e.status == "optimal":
+            return f"{fixed}; proven the fewest"
+        minimal = ("subset-minimal (each kept one has a replayed counterexample); "
+                   if robust["status"] == "subset-minimal" else "")
+        return f"{fixed}; {minimal}not proven the fewest: proven lower bound {e.lower_bound}"
     if e.method == "whole-network":
         question = (f"the fewest whose masked input keeps the class (the target's logit above every other by more "
                     f"than delta = {c.get('delta') or 0:g})")
@@ -92,7 +101,7 @@ def answer_facts(e) -> AnswerFacts:
         panels = ("input", "map")
     elif e.image.pixel_mask is None:
         panels = ("input",)
-    elif e.method == "whole-network":
+    elif e.method in ("whole-network", "robust"):  # no per-pixel score: the mask is the answer
         panels = ("input", "kept")
     else:
         panels = ("input", "kept", "saliency")

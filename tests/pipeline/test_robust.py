@@ -34,6 +34,13 @@ def test_subset_answer_is_robust_and_each_pixel_needed(mnist_test_split):
     outside = int(np.flatnonzero(~fixed)[0])
     with pytest.raises(ValueError, match="not in E"):
         robust_picture(model, x, RobustConfig(epsilon=0.05), fixed, pixel=(outside // 28, outside % 28))
+    # the answer's own figure: the kept pixels (no saliency panel) and what is proven, in words
+    from smug.rendering.figure import answer_facts
+
+    facts = answer_facts(e)
+    assert facts.panels == ("input", "kept")
+    assert "epsilon = 0.05" in facts.lines[0] and "subset-minimal" in facts.lines[0]
+    assert f"proven lower bound {e.lower_bound}" in facts.lines[0]
 
 
 @pytest.mark.parametrize("params, words", [({"epsilon": -1.0}, "epsilon"), ({"mode": "fast"}, "mode"),
