@@ -1,7 +1,8 @@
 """The batch farm on Dask (issue 12): throughput against a plain loop, a worker killed, scheduling overhead.
 
     python -m smug.bench.farm                                  # writes docs/benchmarks.md
-    python -m smug.bench.farm --jobs 20 --rounds 1 --noop 50 --noop-workers 1,2 --no-doc   # quick look
+    python -m smug.bench.farm --jobs 20 --rounds 1 --overhead-jobs 50 --overhead-workers 1,2 --no-doc   # quick look
+    python -m smug.bench.farm --jobs 100000 --noop             # the farm alone at scale (its own section)
 
 Jobs: whole-network masks of the MNIST MLP (``--jobs`` held-out test digits, the farm's
 default solver timeout 10 s).  Measured on one machine:
@@ -15,9 +16,18 @@ default solver timeout 10 s).  Measured on one machine:
   against the loop's (status, objective);
 * 2 workers with one worker SIGKILLed after a third of the results: lost and duplicated
   jobs (both must be 0) and the time to finish;
-* per-job scheduling overhead: ``--noop`` jobs that do nothing, through the farm's own
-  submission path (one job per worker thread in flight), at 1..32 process workers on
+* per-job scheduling overhead: ``--overhead-jobs`` jobs that do nothing, through the farm's
+  own submission path (one job per worker thread in flight), at 1..32 process workers on
   loopback; overhead per job = wall time / jobs x workers.
+
+``--noop`` measures the farm alone at scale instead: a JSONL manifest of ``--jobs`` distinct
+requests (MNIST digit PNGs x timeouts; the requests are validated and identified as usual)
+goes through ``smug farm run``'s path (the manifest read into a spool, the store written a
+chunk at a time, the tasks sent as workers free up, each result committed), with workers
+that run :func:`smug.farm.worker.noop` instead of the pipeline, on a fresh embedded
+LocalCluster (process workers, one thread each, loopback) per run, each run in a fresh
+process: the submitting process's peak RSS (it holds Dask's scheduler too) at ``--jobs``
+and a tenth of it, and the throughput at each of ``--noop-workers``.
 
 Optionally (``--lite0 N``) N EfficientNet-Lite0 first-layer jobs (ImageNet photos from
 ``--data``) the same way, in ``--lite0-rounds`` rounds (default 1: a round of 20 jobs of
@@ -197,6 +207,106 @@ def noop_overhead(n: int, workers: int, queue: bool, chunks: bool) -> tuple[floa
     return wall, 1000 * wall / n * workers
 
 
+NOOP_IMAGES = 1000  # digit PNGs of a --noop manifest: line i asks image i % 1000, timeout 10 s + i // 1000 ms
+
+
+def noop_manifest(folder: Path, n: int) -> Path:
+    """A JSONL manifest of ``n`` distinct whole-network requests on :data:`NOOP_IMAGES` MNIST digit PNGs."""
+    from PIL import Image
+
+    _, _, x_test, _ = mnist_split()
+    for i in range(NOOP_IMAGES):
+        png = folder / f"d{i}.png"
+        if not png.exists():
+            Image.fromarray((x_test[i % len(x_test)].reshape(28, 28) * 255).astype("uint8"), mode="L").save(png)
+    path = folder / f"noop-{n}.jsonl"
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"input": f"d{i % NOOP_IMAGES}.png", "model": "mnist-mlp", "method": "whole-network",
+                                "timeout": 10 + (i // NOOP_IMAGES) / 1000}) + "\n")
+    return path
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (MB, Linux)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+class PeakRss:
+    """The largest :func:`rss_mb` seen every 10 ms while it runs (``with PeakRss() as p: ...; p.peak``)."""
+
+    def __enter__(self) -> "PeakRss":
+        import threading
+
+        self.peak, self.stop = rss_mb(), threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.stop.wait(0.01):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def noop_child(manifest: Path, workers: int) -> dict:
+    """One ``--noop`` run in this (fresh) process: ``smug farm run``'s path with no-op workers."""
+    from smug.farm import Store, read_manifest, run
+    from smug.farm.worker import noop
+
+    cpu = lambda: sum(os.times()[:2])  # noqa: E731 (this process)
+    start, c0, t0 = rss_mb(), cpu(), time.perf_counter()
+    with PeakRss() as peak, tempfile.TemporaryDirectory() as tmp:
+        jobs = read_manifest(manifest).checked().jobs
+        read, c1 = time.perf_counter() - t0, cpu()
+        results, t1 = 0, None  # counted, not kept: the store says which jobs ended
+        for _ in run(jobs, Path(tmp) / "farm.sqlite", workers=workers, work=noop):
+            results += 1
+            t1 = t1 or time.perf_counter()
+        t2 = time.perf_counter()
+        with Store(Path(tmp) / "farm.sqlite", create=False) as s:
+            ended = s.counts()["done"]  # a row per job id, done when its first result came
+    return {"jobs": len(jobs), "read_s": read, "read_cpu": c1 - c0, "run_s": t2 - t0 - read, "steady_s": t2 - t1,
+            "cpu_s": cpu() - c1, "rss_start": start, "rss_peak": peak.peak, "done": ended, "dup": results - ended}
+
+
+def noop_scale(a) -> str:
+    """The ``--noop`` section: peak memory at a tenth of ``--jobs`` and at ``--jobs``, throughput per worker count."""
+    small = max(1, a.jobs // 10)
+    counts = [int(w) for w in a.noop_workers.split(",")]
+    runs = [(small, w) for w in counts] + [(a.jobs, w) for w in map(int, a.noop_large_workers.split(","))]
+    rows, peaks = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        manifests = {n: noop_manifest(folder, n) for n in sorted({small, a.jobs})}
+        for n, w in runs:
+            argv = [sys.executable, "-m", "smug.bench.farm", "--noop-child", str(manifests[n]),
+                    "--noop-workers", str(w)]
+            doc = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+            peaks.setdefault(w, {})[n] = doc["rss_peak"]
+            rows.append([f"{n:,}", w, f"{doc['read_s']:.1f}", f"{doc['run_s']:.1f}", f"{n / doc['run_s']:.0f}",
+                         f"{n / doc['steady_s']:.0f}", f"{doc['cpu_s']:.1f}", f"{doc['rss_start']:.0f}",
+                         f"{doc['rss_peak']:.0f}", f"lost {n - doc['done']}, dup {doc['dup']}"])
+    growth = [f"{w} worker{'s' if w > 1 else ''}: {(p[a.jobs] - p[small]) / ((a.jobs - small) / 10_000):+.2f} MB "
+              f"per 10k jobs ({p[small]:.0f} MB at {small:,}, {p[a.jobs]:.0f} MB at {a.jobs:,})"
+              for w, p in peaks.items() if a.jobs in p and small in p and a.jobs > small]
+    return (f"**No-op jobs through `smug farm run`'s path** (a manifest of distinct whole-network requests, read "
+            f"into a spool, recorded in the store a chunk at a time, sent as workers free up; workers run "
+            f"`smug.farm.worker.noop`; a fresh process and embedded LocalCluster of process workers, one thread each, "
+            f"on loopback, per row; run: first submission to last result, cluster start included; steady: from the "
+            f"first result; CPU: the submitting process during the run, Dask's scheduler included; RSS: its "
+            f"resident memory before reading the manifest (smug imported), and the most seen every 10 ms from there to "
+            f"the end)\n\n"
+            + "\n".join(table(["jobs", "workers", "read manifest s", "run s", "jobs/s (run)", "jobs/s (steady)",
+                               "submitter CPU s", "RSS at start MB", "peak RSS MB", "check"], rows))
+            + ("\n\nPeak memory growth of the submitting process: " + "; ".join(growth) if growth else ""))
+
+
 def idle_cpu(workers: int, quiet: bool, seconds: float = 20.0) -> tuple[float, float]:
     """Percent of one core used by an idle embedded cluster: (the client's process, which holds the
     scheduler and the nannies; all the workers together), with the farm's housekeeping or Dask's own."""
@@ -282,8 +392,12 @@ def main(argv=None) -> None:
     ap = parser(__doc__)
     ap.add_argument("--jobs", type=int, default=200, help="MNIST whole-network jobs")
     ap.add_argument("--timeout", type=float, default=10.0, help="solver seconds per job")
-    ap.add_argument("--noop", type=int, default=500, help="no-op jobs per worker count")
-    ap.add_argument("--noop-workers", default="1,2,4,8,16,32", help="worker counts for the no-op overhead")
+    ap.add_argument("--overhead-jobs", type=int, default=500, help="no-op jobs per worker count (scheduling overhead)")
+    ap.add_argument("--overhead-workers", default="1,2,4,8,16,32", help="worker counts for the scheduling overhead")
+    ap.add_argument("--noop", action="store_true", help="only the farm at scale: --jobs no-op jobs (see above)")
+    ap.add_argument("--noop-workers", default="1,2,8,32", help="worker counts for --noop (at a tenth of --jobs)")
+    ap.add_argument("--noop-large-workers", default="2", help="worker counts that also run all --jobs (--noop)")
+    ap.add_argument("--noop-child", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of loop / farm / pool runs (MNIST)")
     ap.add_argument("--lite0-rounds", type=int, default=1, help="the same for the Lite0 jobs (about 20 min a round)")
     ap.add_argument("--lite0", type=int, default=0, help="EfficientNet-Lite0 first-layer jobs (0: none)")
@@ -293,7 +407,14 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.rounds < 1 or a.lite0_rounds < 1:
         ap.error("--rounds and --lite0-rounds must be at least 1")
+    if a.noop_child:  # one --noop run (noop_scale)
+        print(json.dumps(noop_child(a.noop_child, int(a.noop_workers))))
+        return
     load_before = uptime()
+    if a.noop:
+        body = f"Machine: {os.cpu_count()} cores; before: `{load_before}`\n\n{noop_scale(a)}\n\nAfter: `{uptime()}`"
+        publish(a, "farm-noop", "Batch farm at scale: no-op jobs (issue 28)", invocation("farm"), body)
+        return
     sections = []
     if a.loop_only:  # the one-thread loop's child process (loop_one_thread)
         requests = workload(a.loop_only, a)
@@ -306,11 +427,12 @@ def main(argv=None) -> None:
     for key, label, requests in workloads:
         sections.append(throughput(key, label, requests, a, a.rounds if key == "mnist" else a.lite0_rounds))
     noop_rows = []
-    for workers in [int(w) for w in a.noop_workers.split(",")]:
+    for workers in [int(w) for w in a.overhead_workers.split(",")]:
         for flow, queue, chunks in FLOWS:
-            wall, per_job = noop_overhead(a.noop, workers, queue, chunks)
-            noop_rows.append([workers, flow, a.noop, f"{wall:.2f}", f"{a.noop / wall:.0f}", f"{per_job:.1f}"])
-    sections.append(f"**Scheduling overhead**: {a.noop} no-op jobs through the farm's submission loop "
+            wall, per_job = noop_overhead(a.overhead_jobs, workers, queue, chunks)
+            noop_rows.append([workers, flow, a.overhead_jobs, f"{wall:.2f}", f"{a.overhead_jobs / wall:.0f}",
+                              f"{per_job:.1f}"])
+    sections.append(f"**Scheduling overhead**: {a.overhead_jobs} no-op jobs through the farm's submission loop "
                     f"(`smug.farm.dispatch`: the submitter keeping one job per worker thread in flight, or the "
                     f"scheduler's queue handing them out)\n\n" + "\n".join(
         table(["workers", "flow control", "jobs", "wall s", "jobs/s", "overhead per job x workers (ms)"], noop_rows)))
