@@ -14,7 +14,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 TRAINING = Path(__file__).resolve().parents[2] / "training"
 SCRIPTS = ["alignment", "baselines", "check", "compat", "farm", "hard_first_layer", "keep_class", "mnist_full", "robust",
-           "service_load", "smug_imagenet", "soundness", "startup", "table1", "text", "tie_break"]
+           "service_load", "slow_tests", "smug_imagenet", "soundness", "startup", "table1", "text", "tie_break"]
 
 
 def _help(cmd: list[str]) -> str:
