@@ -180,7 +180,9 @@ class _Search:
     def exact(self, n: int, until: float) -> None:
         """z3 on component n until ``until`` (a clause-only component: z3 for ``options.z3_share`` of the time,
         then, if it did not prove it, python-sat's RC2 on the same clauses, when installed); raises
-        :class:`_Unsatisfiable` when either proves no mask exists."""
+        :class:`_Unsatisfiable` when either proves no mask exists and none was verified exactly
+        (a verified mask wins over any engine's claim: infeasible is never said of a problem that
+        has a checked answer)."""
         c = self.comps[n]
         start = self.best[c.vars] if self.have[n] else None
         second = self.is_narrow(n) and rc2_backend.available()
@@ -192,7 +194,7 @@ class _Search:
             other = rc2_backend.minimise_rc2(self.rows_of[n], c.vars, until, self.lbs[n])
             found = other if other.proven else found
         if found.mask is None:
-            if found.proven:
+            if found.proven and not self.have[n]:  # a verified mask refutes any "unsatisfiable"
                 raise _Unsatisfiable
             return
         self.best[c.vars], self.have[n] = found.mask, True

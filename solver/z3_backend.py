@@ -254,18 +254,23 @@ def _check(solver, deadline: float, *assumptions):
     """``solver.check(*assumptions)`` held to ``deadline``: z3's own timeout is soft (a MaxSAT check
     was seen running 49 s past a 3 s timeout), so a timer also interrupts the context.  An
     interrupted check answers ``unknown``: z3 reports the cancellation as a ``Z3Exception``
-    ("canceled"), also when it struck inside a model callback (issue 31), and nothing was proven."""
+    ("canceled"), also when it struck inside a model callback (issue 31), and nothing was proven.
+
+    An ``unsat`` that arrives after ``deadline`` is ``unknown`` too: z3's own timeout (set from the
+    time left, so it expires after ``deadline``) and the interrupt both land there, and a cut-short
+    core-guided ``Optimize`` is not trusted to tell "out of time" from "no model"."""
     import z3
 
     timer = threading.Timer(max(0.0, deadline - time.perf_counter()) + INTERRUPT_SLACK, solver.ctx.interrupt)
     timer.daemon = True
     timer.start()
     try:
-        return solver.check(*assumptions)
+        answer = solver.check(*assumptions)
     except z3.Z3Exception:
         return z3.unknown
     finally:
         timer.cancel()
+    return z3.unknown if answer == z3.unsat and time.perf_counter() >= deadline else answer
 
 
 def _guarded(offer: Callable[[object], object]) -> Callable[[object], None]:

@@ -83,3 +83,48 @@ def test_the_sat_tie_break_says_when_the_deadline_came_first():
     out, done = rc2_backend.canonical_sat([rows[i] for i in comp.rows], comp.vars, start[comp.vars],
                                           time.perf_counter() - 1)
     assert not done and np.array_equal(out, start[comp.vars])
+
+
+def _feasible_clause_rows(n: int = 400, seed: int = 0) -> list:
+    """n rows over 6 of n variables each, every one satisfied by the all-on mask (so a claim that
+    no mask exists is false), and too many for RC2 to finish in 50 ms."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    while len(rows) < n:
+        coef = {int(v): Fraction(int(rng.integers(-2, 6))) for v in rng.choice(n, 6, replace=False)}
+        if sum(coef.values()) > 0:
+            rows.append((coef, sum(coef.values()) / 2))
+    return rows
+
+
+def test_an_interrupt_is_never_read_as_unsatisfiable(monkeypatch):
+    """RC2 records its interruption only after interrupting its oracle; a run that returns in
+    between (a thread switch under load) must not look like 'the clauses are unsatisfiable'.  Here
+    the record never comes; the old reading of RC2's flag claimed a proof in about 4 runs of 5."""
+    from pysat.examples.rc2 import RC2
+
+    from smug.solver.z3_backend import satisfies
+
+    def unrecorded(self) -> None:
+        if self.oracle:
+            self.oracle.interrupt()
+
+    monkeypatch.setattr(RC2, "interrupt", unrecorded)
+    rows = _feasible_clause_rows()
+    n = len(rows)
+    assert satisfies(rows, set(range(n)))
+    for _ in range(3):
+        res = rc2_backend.minimise_rc2(rows, np.arange(n), time.perf_counter() + 0.05)
+        assert not res.proven and res.mask is None
+
+
+def test_interrupted_at_says_whether_it_fired():
+    calls = []
+    with rc2_backend.interrupted_at(time.perf_counter() + 30, lambda: calls.append(1)) as fired:
+        pass
+    assert not fired.is_set() and not calls
+    with rc2_backend.interrupted_at(time.perf_counter(), lambda: calls.append(1)) as fired:
+        time.sleep(0.2)
+    assert fired.is_set() and calls == [1]

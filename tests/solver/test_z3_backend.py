@@ -117,3 +117,40 @@ def test_a_search_cancelled_inside_the_model_callback_answers_unknown_not_a_cras
     lb = _maxsat(z3, hard_constraints(z3, rows, m), m, variables, best, read, time.perf_counter() + 30, 0)
     assert reads, "z3 never called back: the test did not exercise the callback"
     assert lb == 0 and np.array_equal(best.mask, start)  # nothing proven, nothing lost
+
+
+def test_an_unsat_after_the_deadline_is_unknown():
+    """z3's own timeout and the interrupt both land after the deadline; a cut-short Optimize's
+    'unsat' there proves nothing."""
+    import z3
+
+    from smug.solver.z3_backend import _check
+
+    class LateUnsat:  # answers unsat, but only once the deadline has passed
+        ctx = z3.Context()
+
+        def check(self, *assumptions):
+            time.sleep(0.2)
+            return z3.unsat
+
+    assert _check(LateUnsat(), time.perf_counter() + 0.05) == z3.unknown
+    assert _check(LateUnsat(), time.perf_counter() + 30) == z3.unsat
+
+
+def test_a_verified_mask_outweighs_an_engines_unsatisfiable(monkeypatch):
+    """Whatever an exact engine claims, a problem with a mask that passed the exact check is never
+    reported infeasible (seen once under load: 'z3: component unsatisfiable' on a solvable problem)."""
+    import smug.solver.solve as solve_module
+    from smug.solver import rc2_backend
+    from smug.solver.z3_backend import SearchResult
+
+    def false_claim(rows, variables, *args, **kwargs):
+        return SearchResult(None, 0, True, 0.0)
+
+    monkeypatch.setattr(solve_module, "minimise", false_claim)
+    monkeypatch.setattr(rc2_backend, "minimise_rc2", false_claim)
+    for index in range(3):
+        problem = ref.random_problem(**CASES[index])
+        sol = solve(problem, backend="z3", timeout=10)
+        assert sol.status in ("feasible", "optimal") and sol.certificate.valid, sol.proof
+        assert ref.ref_valid(problem, sol.mask)
