@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 
@@ -17,10 +18,13 @@ def test_proc_status_bytes_reads_sizes_of_this_process_in_bytes():
     with open("/proc/self/statm") as f:  # the same size in pages, from another file
         statm = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     assert rss > 0 and abs(rss - statm) < 1 << 20
-    block = np.ones(64 << 20, np.uint8)  # 64 MiB, touched
+    # a fresh anonymous mapping, every page written: 64 MiB that cannot be memory the allocator
+    # already held resident (a freed numpy buffer reused would not move VmRSS)
+    block = mmap.mmap(-1, 64 << 20)
+    np.frombuffer(block, np.uint8)[:] = 1
     assert proc_status_bytes("VmRSS") - rss >= 60 << 20
     assert proc_status_bytes("VmSize", os.getpid()) >= proc_status_bytes("VmRSS") > 0
-    del block
+    block.close()
 
 
 def test_proc_status_bytes_is_zero_for_what_is_not_there():
