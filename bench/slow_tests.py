@@ -24,8 +24,9 @@ OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\s+(\S+)")
 
 
 def run_slow(select: str | None) -> tuple[int, str]:
-    """``pytest -m slow`` in a fresh interpreter from the project's root: (exit code, its output)."""
-    command = [sys.executable, "-m", "pytest", "-m", "slow", "-rA", "-q", "-p", "no:cacheprovider",
+    """``pytest -m slow`` in a fresh interpreter from the project's root, in one process (``-n 0``:
+    each test's seconds are its own, not shared with a second worker): (exit code, its output)."""
+    command = [sys.executable, "-m", "pytest", "-m", "slow", "-n", "0", "-rA", "-q", "-p", "no:cacheprovider",
                "--durations=0", "--durations-min=0", "tests"]
     if select:
         command += ["-k", select]

@@ -79,7 +79,7 @@ def test_text_requests_go_to_the_text_api(client):
 
 def test_stream_sends_improvements_before_the_result(client, hard):
     model_id, x = hard
-    events = list(client.explain_stream(x, model_id, top_k=3000, timeout=2.0))
+    events = list(client.explain_stream(x, model_id, top_k=3000, timeout=4.0))  # room for a busy machine
     assert isinstance(events[-1], Explanation)
     final = events[-1]
     improved = [e for e in events[:-1] if isinstance(e, Improved)]
@@ -103,9 +103,9 @@ def test_deadline_returns_feasible_best_so_far(client, hard):
     for t in threads:
         t.join()
     t0 = time.time()
-    # the optimum needs far longer; 8 s - the 1.5 s margin leaves room for encoding on a loaded machine
-    e = client.explain(x, model_id, top_k=3000, timeout=60.0, deadline=8.0)
-    assert time.time() - t0 < 8.0
+    # the optimum needs far longer; 12 s - the 1.5 s margin leaves room for encoding on a loaded machine
+    e = client.explain(x, model_id, top_k=3000, timeout=60.0, deadline=12.0)
+    assert time.time() - t0 < 12.0
     assert e.status == "feasible" and e.certificate["valid"]
     assert e.lower_bound < e.objective == int(e.mask.sum())
     assert e.config["timeout"] == 60.0  # asked for 60 s, the deadline cut it
@@ -115,7 +115,7 @@ def test_full_queue_is_refused_at_once(server, client, hard):
     model_id, x = hard
     assert wait_until(lambda: not _running(server), 20)  # nothing left over from earlier tests
     # jobs long enough that none can finish before the 4th request arrives, even on a loaded machine
-    req = client._request(x, model_id, None, dict(method="first-layer", top_k=3000, timeout=5.0))
+    req = client._request(x, model_id, None, dict(method="first-layer", top_k=3000, timeout=8.0))
     futures = [client.stub.Explain.future(req) for _ in range(3)]  # two workers + a queue of one
     assert wait_until(lambda: len(_running(server)) == 3, 10)
     t0 = time.time()
