@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass
 
 
+DEFAULT_TIMEOUT = 60.0  # seconds a solve may take when nobody names a limit (requests and the solver alike)
+
+
 class DeadlineExceeded(Exception):
     """The deadline passed before a stage could start; nothing was solved."""
 

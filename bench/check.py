@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from smug.bench import common
+from smug.deadline import DEFAULT_TIMEOUT
 
 
 def run_one(photo: Path, folder: Path, timeout: float) -> dict:
@@ -59,7 +60,7 @@ def main() -> None:
     ap = common.parser(__doc__)
     common.add_photo_args(ap, images=20)
     common.add_doc_args(ap)
-    ap.add_argument("--timeout", type=float, default=60.0, help="smug's solve time limit")
+    ap.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="smug's solve time limit")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,6 +24,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from smug.deadline import DEFAULT_TIMEOUT  # noqa: F401 (a request's default; front ends read it here)
 from smug.encoders.config import NetworkConfig, SmugConfig, TextSmugConfig
 from smug.models.errors import InputError, ModelError  # noqa: F401 (the errors a request can raise)
 from smug.models.preprocess import ImagePreprocess
@@ -39,7 +40,6 @@ ROBUST = "robust"  # robust (abductive) explanations over an epsilon-box (issue 
 METHOD_ALIASES = {"first-layer": SMUG, "whole_network": WHOLE_NETWORK, "ig": "integrated_gradients",
                   "gbp": "guided_backprop", "grad_cam": "gradcam"}
 TEXT_ROWS = ("smug", "smug_base", "text_ig", "text_sis")  # rows of a text explanation (paper 003 Fig. 4)
-DEFAULT_TIMEOUT = 60.0  # solver seconds when a request names none (every front end's default)
 MAX_TIMEOUT = 7 * 24 * 3600.0
 BACKENDS = all_backends()  # every backend name a request may give (the solver's registry)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from smug.deadline import DEFAULT_TIMEOUT
 from smug.models.runtime import OnnxModel
 from smug.pipeline.robust import pixel_grid, robust_query, runtime_replay
 from smug.pipeline.robust_config import RobustConfig
@@ -22,7 +23,7 @@ def grey(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def robust_picture(model: OnnxModel, x: np.ndarray, config: RobustConfig, fixed: np.ndarray,
-                   pixel: tuple[int, int] | None = None, target: int | None = None, timeout: float = 60.0) -> bytes:
+                   pixel: tuple[int, int] | None = None, target: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> bytes:
     """PNG of ``E = fixed`` (bool per feature) over the input; with ``pixel`` (row, column of a pixel
     of ``E``), also the counterexample in the box of ``E`` without that pixel's feature.  Raises
     ``ValueError`` when the pixel is not in ``E`` or ``E`` without it is proven robust."""

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from smug.deadline import DEFAULT_TIMEOUT
 from smug.events import Progress
 from smug.ir import NetworkProblem
 from smug.solver.certificate import certify_network
@@ -79,7 +80,7 @@ def canonical_network(problem: NetworkProblem, mask: np.ndarray, deadline: float
     return least_minimum(range(problem.n_vars), mask, deadline, ask)
 
 
-def solve_canonical(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0,
+def solve_canonical(problem: NetworkProblem, backend: str = "auto", timeout: float = DEFAULT_TIMEOUT,
                     progress: Progress | None = None, **options) -> Solution:
     """:func:`~smug.solver.network_solve.solve_network`, then (on a proven optimum) the canonical
     tie-break in the time left of ``timeout``."""

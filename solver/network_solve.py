@@ -25,6 +25,7 @@ from math import comb
 
 import numpy as np
 
+from smug.deadline import DEFAULT_TIMEOUT
 from smug.events import Improved, Progress
 from smug.ir import NetworkProblem
 from smug.solver.backends import WHOLE_NETWORK
@@ -256,7 +257,7 @@ class _Run:
         return self.done(res.mask, res.lower_bound, Z3_PROVEN if res.proven else Z3_STOPPED, res.proven)
 
 
-def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True,
+def solve_network(problem: NetworkProblem, backend: str = "auto", timeout: float = DEFAULT_TIMEOUT, prove: bool = True,
                   max_masks: int = MAX_ENUMERATED_MASKS, progress: Progress | None = None,
                   enum_memory_mb: float = ENUM_MEMORY_MB) -> Solution:
     """Smallest mask whose masked input keeps ``problem.target`` (see the module docstring);

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from smug.deadline import DEFAULT_TIMEOUT
 from smug.events import Improved, Progress
 from smug.ir import LinearForm, MaskProblem, linear_form
 from smug.solver.backends import FIRST_LAYER, check_backend
@@ -212,7 +213,7 @@ class _Search:
 
 
 def solve(
-    problem: MaskProblem, backend: str = "auto", timeout: float = 60.0, prove: bool = True, margin: float = 1e-4,
+    problem: MaskProblem, backend: str = "auto", timeout: float = DEFAULT_TIMEOUT, prove: bool = True, margin: float = 1e-4,
     progress: Progress | None = None, options: SolveOptions | None = None,
 ) -> Solution:
     """Minimal mask for ``problem`` (see the module docstring).  ``progress`` (optional) is

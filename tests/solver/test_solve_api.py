@@ -209,3 +209,17 @@ def test_table_arity_option_reaches_z3(monkeypatch):
     assert solve(problem, backend="z3", timeout=TIMEOUT).objective == k and not calls
     sol = solve(problem, backend="z3", timeout=TIMEOUT, options=SolveOptions(z3=Z3Options(table_arity=0)))
     assert sol.status == "optimal" and sol.objective == k and calls  # every row LRA: cardinality search
+
+
+def test_every_solver_entry_point_defaults_to_the_one_default_timeout():
+    import inspect
+
+    from smug.deadline import DEFAULT_TIMEOUT
+    from smug.pipeline.request import ExplainRequest
+    from smug.solver.canonical_network import solve_canonical
+    from smug.solver.network_solve import solve_network
+    from smug.solver.solve import solve
+
+    for fn in (solve, solve_network, solve_canonical):
+        assert inspect.signature(fn).parameters["timeout"].default is DEFAULT_TIMEOUT, fn.__name__
+    assert ExplainRequest.build(None, "mnist-mlp").timeout == DEFAULT_TIMEOUT
