@@ -92,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="whole network or --keep-class: also keep softmax(target) (text: the explained score) "
                          ">= this")
     ex.add_argument("--timeout", type=float, default=None,
-                    help=f"solver time limit in seconds (default {DEFAULT_TIMEOUT:g})")
+                    help=f"time limit in seconds (default {DEFAULT_TIMEOUT:g}): the solver's; a baseline "
+                         "stops there too, with its map so far")
     ex.add_argument("--out", default="smug-out", help="output folder (result.json, mask/saliency/overlay PNGs)")
     ex.add_argument("--json-lines", action="store_true",
                     help="print one compact JSON object per explanation and line (the default for several "
@@ -106,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--methods", default="smug,smug_base,gradient,integrated_gradients,gradcam",
                       help="comma-separated: smug, smug_base and any baseline name")
     cmp_.add_argument("--timeout", type=float, default=None,
-                      help=f"solver time limit in seconds (smug; default {DEFAULT_TIMEOUT:g})")
+                      help=f"time limit in seconds of each method (default {DEFAULT_TIMEOUT:g}; a baseline "
+                           "stops there with its map so far)")
     cmp_.add_argument("--out", default="comparison.png", help="output PNG")
     cmp_.add_argument("--from", dest="reuse", action="append", default=[], metavar="RESULT",
                       help="reuse a saved explanation (smug explain's result.json or its --out folder) for the "
