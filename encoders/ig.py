@@ -39,6 +39,15 @@ class ZeroActivation(InputError):
 
 
 @dataclass(frozen=True)
+class NumpyProbability:
+    """``F`` and ``dF/da`` on a batch of points ``(B, *shape)`` in numpy (float64), for networks whose tail
+    needs no torch (:class:`~smug.encoders.dense_tail.DenseTail`)."""
+
+    value: Callable[[np.ndarray], np.ndarray]  # (B, *shape) -> (B,)
+    gradient: Callable[[np.ndarray], np.ndarray]  # (B, *shape) -> (B, *shape)
+
+
+@dataclass(frozen=True)
 class IGResult:
     attribution: np.ndarray  # same shape as the activations
     steps: int  # gradient evaluations used
@@ -90,7 +99,7 @@ def check_activation(activation: np.ndarray) -> None:
 
 
 def integrated_gradients(
-    prob: Callable,  # torch: activations batch (B, *shape) -> target probability (B,)
+    prob: Callable | NumpyProbability,  # torch: activations batch (B, *shape) -> target probability (B,)
     activation: np.ndarray,
     steps: int = 32,
     schedule: str = "uniform",
@@ -98,12 +107,15 @@ def integrated_gradients(
     coarse: int = 16,
 ) -> IGResult:
     """IG of ``prob`` at ``activation`` against the zero baseline with ``steps`` gradient
-    evaluations placed by ``schedule``, ``batch`` at a time (default :func:`default_batch`)."""
+    evaluations placed by ``schedule``, ``batch`` at a time (default :func:`default_batch`).
+    ``prob`` is a torch function, differentiated by autograd, or a :class:`NumpyProbability`."""
     if steps < 1:
         raise ValueError("IG needs at least one step")
     if schedule not in SCHEDULES:
         raise ValueError(f"IG schedule must be one of {SCHEDULES}, got {schedule!r}")
     check_activation(activation)
+    if isinstance(prob, NumpyProbability):
+        return _numpy_integrated_gradients(prob, activation, steps, schedule, batch, coarse)
     torch = torch_module()
     dev = device()
     t0 = time.perf_counter()
@@ -129,10 +141,36 @@ def integrated_gradients(
         w = torch.as_tensor(weights[i : i + batch], dtype=torch.float64, device=dev).view(view)
         total += (grad.double() * w).sum(0, keepdim=True)
     attribution = (a.double() * total)[0].cpu().numpy()
+    return _result(attribution, len(alphas), f_grid, t0)
+
+
+def _numpy_integrated_gradients(prob: NumpyProbability, activation: np.ndarray, steps: int, schedule: str,
+                                batch: int | None, coarse: int) -> IGResult:
+    """:func:`integrated_gradients` on a :class:`NumpyProbability` (the same nodes, weights and sums, in float64)."""
+    t0 = time.perf_counter()
+    a = np.asarray(activation, dtype=np.float32).astype(np.float64)
+    batch = batch or default_batch(a.size)
+    view = (-1,) + (1,) * a.ndim
+
+    def points(alphas: np.ndarray) -> np.ndarray:
+        return alphas.reshape(view) * a[None]
+
+    grid = np.linspace(0.0, 1.0, coarse + 1) if schedule == "adaptive" else np.array([0.0, 1.0])
+    f_grid = np.concatenate([prob.value(points(grid[i : i + batch])) for i in range(0, len(grid), batch)])
+    alphas, weights = _nodes(schedule, steps, f_grid)
+    total = np.zeros_like(a)
+    for i in range(0, len(alphas), batch):
+        grad = prob.gradient(points(alphas[i : i + batch]))
+        total += np.tensordot(weights[i : i + batch], grad, axes=1)
+    return _result(a * total, len(alphas), f_grid, t0)
+
+
+def _result(attribution: np.ndarray, steps: int, f_grid: np.ndarray, t0: float) -> IGResult:
+    """The :class:`IGResult` of ``attribution``: completeness against ``F(a) - F(0)`` (the grid's ends)."""
     f1, f0 = float(f_grid[-1]), float(f_grid[0])
     gap = f1 - f0
     err = abs(attribution.sum() - gap) / abs(gap) if gap != 0 else float(abs(attribution.sum()))
-    return IGResult(attribution, len(alphas), f1, f0, float(err), time.perf_counter() - t0)
+    return IGResult(attribution, steps, f1, f0, float(err), time.perf_counter() - t0)
 
 
 def auto_integrated_gradients(

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from smug.encoders.blocks import BlockGrid
+from smug.encoders.dense_tail import PATH as DENSE_PATH, dense_tail
 from smug.encoders.config import FORMS, SmugConfig, check_encoding_parameters  # noqa: F401 (re-exported)
 from smug.encoders.first_layer import FirstLayer, find_first_layer
-from smug.encoders.ig import IGResult, auto_integrated_gradients, integrated_gradients
+from smug.encoders.ig import IGResult, NumpyProbability, auto_integrated_gradients, integrated_gradients
 from smug.ir import MaskProblem
 from smug.models.runtime import OnnxModel
+from smug.models.torch_backend import TOLERANCE
 
 @dataclass(frozen=True)
 class SmugEncoding:
@@ -23,6 +25,7 @@ class SmugEncoding:
     attribution: np.ndarray  # their IG attributions
     constrained: np.ndarray  # the kept neurons that got a constraint (positive original value)
     ig: IGResult
+    gradients: dict = field(default_factory=dict)  # the numpy tail's entry of encoding.gradients, when IG used it
 
 
 def select_top_k(attribution: np.ndarray, k: int) -> np.ndarray:
@@ -79,6 +82,28 @@ def target_probability(model: OnnxModel, layer: FirstLayer, x: np.ndarray, targe
     return prob
 
 
+def ig_probability(model: OnnxModel, layer: FirstLayer, x: np.ndarray, activation: np.ndarray, target: int
+                   ) -> tuple[object, dict]:
+    """What IG differentiates: the numpy tail (:mod:`smug.encoders.dense_tail`) when the network has one
+    and it gives onnxruntime's logits on ``x`` too, else the torch tail (:func:`target_probability`);
+    with the numpy tail's ``encoding.gradients`` entry (empty for torch: the model reports its own)."""
+    tail = dense_tail(model, layer)
+    if tail is not None:
+        err = tail.logit_error(activation[None], model.logits(x[None]))
+        if err <= TOLERANCE:
+            shape = activation.shape
+
+            def value(points: np.ndarray) -> np.ndarray:
+                return tail.probability(points.reshape(len(points), -1), target)
+
+            def gradient(points: np.ndarray) -> np.ndarray:
+                return tail.gradient(points.reshape(len(points), -1), target).reshape((len(points), *shape))
+
+            report = {f"from {layer.activation_tensor}": {"path": DENSE_PATH, "max_abs_logit_error": err}}
+            return NumpyProbability(value, gradient), report
+    return target_probability(model, layer, x, target), {}
+
+
 def encode_smug(
     model: OnnxModel, x: np.ndarray, config: SmugConfig = SmugConfig(), target: int | None = None,
     layer: FirstLayer | None = None,
@@ -87,7 +112,7 @@ def encode_smug(
     x, target = model.checked_input(x, target)
     layer = layer or find_first_layer(model)
     activation = model.tensors(x[None], [layer.activation_tensor])[layer.activation_tensor][0]
-    prob = target_probability(model, layer, x, target)
+    prob, gradients = ig_probability(model, layer, x, activation, target)
     if config.ig_steps is None:
         ig = auto_integrated_gradients(prob, activation, tolerance=config.ig_tolerance)
     else:
@@ -97,5 +122,5 @@ def encode_smug(
     problem, constrained = build_problem(layer, x, neurons, grid, config.gamma, config.form, config.baseline)
     return SmugEncoding(
         problem=problem, grid=grid, layer=layer, target=target, neurons=neurons,
-        attribution=ig.attribution.ravel()[neurons], constrained=constrained, ig=ig,
+        attribution=ig.attribution.ravel()[neurons], constrained=constrained, ig=ig, gradients=gradients,
     )

@@ -61,7 +61,11 @@ class ModuleModel(OnnxModel):
         return model
 
     def derived(self, key, build):
-        """:meth:`OnnxModel.derived`, except that the torch copies are the twin where it agrees."""
+        """:meth:`OnnxModel.derived`, except that the torch copies are the twin where it agrees, and that
+        there is no numpy tail (``("dense_tail", t)``, :mod:`smug.encoders.dense_tail`): a module's
+        gradients are its own torch code's."""
+        if self.twin is not None and isinstance(key, tuple) and key[0] == "dense_tail":
+            return None
         if self.twin is not None and (key in ("full_torch", "fast_torch") or (isinstance(key, tuple)
                                                                               and key[0] == "tail")):
             direct = super().derived(("direct", key), lambda: self._direct(key))

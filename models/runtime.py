@@ -73,8 +73,8 @@ class OnnxModel:
         Keys in use: ``("tensors", names)``, ``("tail", start)`` and ``("disk", name)`` here;
         ``"full_torch"``, ``"fast_torch"``, ``"guided_torch"``, ``"node_outputs"``,
         ``"rectgrad_torch"``, ``"lrp_torch"``, ``"text_layers"`` (smug.baselines),
-        ``"activation_torch"`` (smug.metrics.cascade), ``"first_layer"`` (smug.pipeline) and
-        ``"network_layers"`` (smug.encoders.network)."""
+        ``"activation_torch"`` (smug.metrics.cascade), ``"first_layer"`` (smug.pipeline),
+        ``"network_layers"`` (smug.encoders.network) and ``("dense_tail", start)`` (smug.encoders.dense_tail)."""
         with self._derived_lock:
             if key not in self._derived:
                 self._derived[key] = build()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from smug.encoders.dense_tail import dense_tail
 from smug.encoders.first_layer import find_first_layer
 from smug.encoders.saliency import base_mask, eq4_scores, smug_saliency
 from smug.encoders.smug import SmugEncoding, encode_smug
@@ -23,7 +24,8 @@ def encode(request: ExplainRequest, subject: ImageSubject, stages: Stages) -> Sm
     are timed under ``load``, IG under ``ig``, the rest under ``encode``."""
     with stages.stage("load"):
         layer = subject.model.derived("first_layer", lambda: find_first_layer(subject.model))
-        subject.model.torch_tail(layer.activation_tensor)
+        if dense_tail(subject.model, layer) is None:  # IG's tail: numpy where the network has one, else torch
+            subject.model.torch_tail(layer.activation_tensor)
     with stages.stage("encode"):
         enc = encode_smug(subject.model, subject.x, request.config, target=subject.target(request.target),
                           layer=layer)
@@ -70,7 +72,7 @@ def explain(request: ExplainRequest, subject: ImageSubject, deadline: Deadline, 
                         encoding={"layer": enc.layer.kind, "activation": enc.layer.activation,
                                   "kept_neurons": int(len(enc.neurons)), "constraints": enc.problem.n_constraints,
                                   "components": sol.components, "form": request.config.form,
-                                  "gradients": subject.model.gradient_paths(subject.x),
+                                  "gradients": {**subject.model.gradient_paths(subject.x), **enc.gradients},
                                   **({} if keep_report is None else {"top_k": keep_report["constraints"]["top_k"],
                                                                      "gamma": keep_report["constraints"]["gamma"],
                                                                      "keep_class": keep_report})},
