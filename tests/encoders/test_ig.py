@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from smug.encoders.ig import ZeroActivation, auto_integrated_gradients, integrated_gradients
+from smug.encoders.ig import NumpyProbability, ZeroActivation, auto_integrated_gradients, integrated_gradients
 from smug.encoders.smug import select_top_k
 from smug.models.errors import InputError
 from smug.models.torch_backend import device, torch_module
@@ -31,6 +31,31 @@ def test_ig_matches_the_closed_form(schedule, rng):
     res = integrated_gradients(sigmoid_model(w), a, steps=128, schedule=schedule)
     np.testing.assert_allclose(res.attribution, closed_form_ig(a, w), atol=2e-5)
     assert res.completeness_error < 1e-3
+
+
+def numpy_sigmoid_model(w) -> NumpyProbability:
+    """sigmoid(w.a) and its gradient s(1 - s) w, in numpy."""
+
+    def value(points):
+        return 1 / (1 + np.exp(-(points * w).reshape(len(points), -1).sum(1)))
+
+    def gradient(points):
+        s = value(points)
+        return (s * (1 - s)).reshape((-1,) + (1,) * w.ndim) * w[None]
+
+    return NumpyProbability(value, gradient)
+
+
+@pytest.mark.parametrize("schedule", ["uniform", "adaptive", "gauss-legendre"])
+def test_numpy_ig_matches_the_closed_form_and_the_torch_ig(schedule, rng):
+    a = rng.uniform(0, 1, size=(2, 3, 3))
+    w = rng.normal(size=(2, 3, 3))
+    res = integrated_gradients(numpy_sigmoid_model(w), a, steps=128, schedule=schedule, batch=7)
+    np.testing.assert_allclose(res.attribution, closed_form_ig(a, w), atol=2e-5)
+    assert res.completeness_error < 1e-3 and res.steps == integrated_gradients(sigmoid_model(w), a, 128, schedule).steps
+    torch_res = integrated_gradients(sigmoid_model(w), a, steps=32, schedule=schedule)
+    np.testing.assert_allclose(integrated_gradients(numpy_sigmoid_model(w), a, steps=32, schedule=schedule).attribution,
+                               torch_res.attribution, atol=1e-6)
 
 
 def test_auto_ig_meets_its_completeness_tolerance(rng):
