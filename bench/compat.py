@@ -30,6 +30,7 @@ EXPORTERS = ("ts13", "ts17", "dynamo")  # TorchScript exporter at opset 13 / 17;
 BATCHES = ("1", "dynamic")
 METHODS = ("smug", "gradient", "integrated_gradients", "gradcam", "occlusion", "rise")
 DOC = ROOT / "docs" / "compat.md"
+EXPORT_FAILURE = "export: "  # a row's cells when torch's exporter fails on the architecture
 PREPROCESS = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # torchvision's ImageNet statistics
 IMAGE = ROOT / "models" / "assets" / "siamese-cat.jpg"
 #: the smallest input an architecture takes: inception_v3's stem needs 75 px; vgg11_bn's adaptive pool
@@ -191,7 +192,7 @@ def run_matrix(rows_wanted, methods, size: int, timeout: float, work: Path, log:
         try:
             export(arch, exporter, batch, px, path)
         except Exception as exc:  # the exporter's own failure: reported in the row, not smug's
-            cells = {m: Cell("FAIL", 0.0, f"export: {type(exc).__name__}") for m in methods}
+            cells = {m: Cell("FAIL", 0.0, f"{EXPORT_FAILURE}{type(exc).__name__}") for m in methods}
         else:
             cells = run_row(path, methods, px, timeout, work / "out", smug_timeout)
         path.unlink(missing_ok=True)
@@ -250,7 +251,7 @@ def gradient_paths(rows_wanted, size: int, work: Path) -> str:
         try:
             export(arch, exporter, batch, px, path)
         except Exception as exc:  # the exporter's own failure
-            cells = [f"export: {type(exc).__name__}", "", "", ""]
+            cells = [f"{EXPORT_FAILURE}{type(exc).__name__}", "", "", ""]
         else:
             cells = gradient_path(path)
         out.append([arch, exporter, batch, *cells])
@@ -266,9 +267,11 @@ def markdown(rows, methods, size: int) -> str:
     for m in methods:
         secs = [cells[m].seconds for *_, cells in rows if cells[m].status == "ok"]
         medians.append(f"{statistics.median(secs):.1f} s" if secs else "-")
-    fails = sum(c.status == "FAIL" for *_, cells in rows for c in cells.values())
+    failed = [c for *_, cells in rows for c in cells.values() if c.status == "FAIL"]
+    exports = sum(c.line.startswith(EXPORT_FAILURE) for c in failed)
     return "\n".join([*body, "", *table(["median (ok cells)", *methods], [["", *medians]]), "",
-                      f"Failures (tracebacks or wrong answers): {fails}. "
+                      f"Failures (tracebacks or wrong answers): {len(failed) - exports}. "
+                      f"Cells of rows torch could not export (smug never ran): {exports}. "
                       f"Load average after the run: {load_average()}."])
 
 

@@ -77,11 +77,12 @@ def test_gradcam_on_a_vision_transformer_is_one_error_line(torchvision_onnx, tmp
 
 def test_matrix_table_has_a_cell_per_method_and_the_medians():
     rows = [("resnet18", "ts17", "1", {"smug": Cell("ok", 2.0, ""), "gradcam": Cell("refused", 0.5, "a | b")}),
-            ("resnet18", "dynamo", "1", {"smug": Cell("ok", 4.0, ""), "gradcam": Cell("FAIL", 1.0, "boom")})]
+            ("resnet18", "dynamo", "1", {"smug": Cell("ok", 4.0, ""), "gradcam": Cell("FAIL", 1.0, "boom")}),
+            ("vit_b_16", "ts13", "1", {m: Cell("FAIL", 0.0, "export: UnsupportedOperatorError") for m in ("smug", "gradcam")})]
     md = markdown(rows, ["smug", "gradcam"], 64)
     assert "| resnet18 | ts17 | 1 | 64 | ok 2.0 s | refused: a / b |" in md
     assert "|  | 3.0 s | - |" in md  # medians over the ok cells only
-    assert "Failures (tracebacks or wrong answers): 1." in md
+    assert "Failures (tracebacks or wrong answers): 1. Cells of rows torch could not export (smug never ran): 2." in md
 
 
 def test_matrix_log_resumes_rows_run_before_and_sizes_each_architecture(tmp_path, monkeypatch):
