@@ -46,12 +46,18 @@ class DenseTail:
 
     def logits(self, acts: np.ndarray) -> np.ndarray:
         """``T`` of a batch of flattened activations ``(B, n)``, float64 ``(B, classes)``."""
+        return self._forward(acts)[0]
+
+    def _forward(self, acts: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """``T(acts)`` and each layer's ReLU mask (``z > 0``; None for a layer without ReLU)."""
         h = np.asarray(acts, dtype=np.float64)
+        masks: list[np.ndarray | None] = []
         for layer in self.layers:
             h = np.asarray(layer.weight @ h.T).T + layer.bias
+            masks.append(h > 0 if layer.relu else None)
             if layer.relu:
                 h = np.maximum(h, 0.0)
-        return h
+        return h, masks
 
     def logit_error(self, acts: np.ndarray, logits: np.ndarray) -> float:
         """Max abs difference between ``T(acts)`` and onnxruntime's ``logits`` of the same inputs."""
@@ -63,13 +69,7 @@ class DenseTail:
 
     def gradient(self, acts: np.ndarray, target: int) -> np.ndarray:
         """``dF/da`` at each row of ``acts`` ``(B, n)``, float64, by the backward pass."""
-        h = np.asarray(acts, dtype=np.float64)
-        masks = []
-        for layer in self.layers:
-            h = np.asarray(layer.weight @ h.T).T + layer.bias
-            masks.append(h > 0 if layer.relu else None)
-            if layer.relu:
-                h = np.maximum(h, 0.0)
+        h, masks = self._forward(acts)
         p = _softmax(h)
         g = -p[:, target, None] * p
         g[:, target] += p[:, target]

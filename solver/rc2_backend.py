@@ -15,45 +15,17 @@ without it :func:`available` is False and z3 does both jobs.
 from __future__ import annotations
 
 import importlib.util
-import threading
 import time
-from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import numpy as np
 
 from smug.solver.tie_break import UNDECIDED, least_minimum
-from smug.solver.z3_backend import Row, SearchResult, adopted, satisfies, threshold_clauses
+from smug.solver.z3_backend import Row, SearchResult, adopted, interrupted_at, satisfies, threshold_clauses
 
 
 def available() -> bool:
     """Whether python-sat is installed."""
     return importlib.util.find_spec("pysat") is not None
-
-
-@contextmanager
-def interrupted_at(deadline: float, interrupt: Callable[[], None]) -> Iterator[threading.Event]:
-    """Call ``interrupt`` at ``deadline``; the event says whether it was called.
-
-    The event is set *before* ``interrupt`` runs, so an answer obtained while the event is clear
-    was never cut short.  RC2's own ``interrupted`` flag is not enough: it is reset when
-    ``compute`` starts its loop and set after the oracle is interrupted, so an interrupt landing
-    outside that window makes an interrupted run look finished and its empty core look like
-    "the clauses are unsatisfiable" (seen: 1 run in 180 at a 0.4 s budget on a 551-block
-    component whose all-on mask satisfies every row)."""
-    fired = threading.Event()
-
-    def fire() -> None:
-        fired.set()
-        interrupt()
-
-    timer = threading.Timer(max(0.0, deadline - time.perf_counter()), fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield fired
-    finally:
-        timer.cancel()
 
 
 def _clauses(rows: list[Row], number: dict[int, int]) -> list[list[int]]:

@@ -32,8 +32,9 @@ import itertools
 import math
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 from fractions import Fraction
 
 import numpy as np
@@ -250,6 +251,31 @@ def canonical(rows: list[Row], variables: np.ndarray, mask: np.ndarray, deadline
     return least_minimum(variables, mask, deadline, ask)
 
 
+@contextmanager
+def interrupted_at(deadline: float, interrupt: Callable[[], None]) -> Iterator[threading.Event]:
+    """Call ``interrupt`` at ``deadline``; the event says whether it was called.
+
+    The event is set *before* ``interrupt`` runs, so an answer obtained while the event is clear
+    was never cut short.  RC2's own ``interrupted`` flag is not enough: it is reset when
+    ``compute`` starts its loop (:mod:`~smug.solver.rc2_backend`) and set after the oracle is interrupted, so an interrupt landing
+    outside that window makes an interrupted run look finished and its empty core look like
+    "the clauses are unsatisfiable" (seen: 1 run in 180 at a 0.4 s budget on a 551-block
+    component whose all-on mask satisfies every row)."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        interrupt()
+
+    timer = threading.Timer(max(0.0, deadline - time.perf_counter()), fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
 def _check(solver, deadline: float, *assumptions):
     """``solver.check(*assumptions)`` held to ``deadline``: z3's own timeout is soft (a MaxSAT check
     was seen running 49 s past a 3 s timeout), so a timer also interrupts the context.  An
@@ -261,16 +287,13 @@ def _check(solver, deadline: float, *assumptions):
     core-guided ``Optimize`` is not trusted to tell "out of time" from "no model"."""
     import z3
 
-    timer = threading.Timer(max(0.0, deadline - time.perf_counter()) + INTERRUPT_SLACK, solver.ctx.interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
-        answer = solver.check(*assumptions)
-    except z3.Z3Exception:
-        return z3.unknown
-    finally:
-        timer.cancel()
-    return z3.unknown if answer == z3.unsat and time.perf_counter() >= deadline else answer
+    with interrupted_at(deadline + INTERRUPT_SLACK, solver.ctx.interrupt) as fired:
+        try:
+            answer = solver.check(*assumptions)
+        except z3.Z3Exception:
+            return z3.unknown
+    late = fired.is_set() or time.perf_counter() >= deadline
+    return z3.unknown if answer == z3.unsat and late else answer
 
 
 def _guarded(offer: Callable[[object], object]) -> Callable[[object], None]:

@@ -154,3 +154,17 @@ def test_a_verified_mask_outweighs_an_engines_unsatisfiable(monkeypatch):
         sol = solve(problem, backend="z3", timeout=10)
         assert sol.status in ("feasible", "optimal") and sol.certificate.valid, sol.proof
         assert ref.ref_valid(problem, sol.mask)
+
+
+def test_interrupted_at_says_whether_it_fired():
+    import threading
+
+    from smug.solver.z3_backend import interrupted_at
+
+    called = threading.Event()
+    with interrupted_at(time.perf_counter() + 30, called.set) as fired:
+        pass
+    assert not fired.is_set() and not called.is_set()
+    with interrupted_at(time.perf_counter(), called.set) as fired:
+        assert called.wait(30)  # the interrupt ran, and the event was set before it
+        assert fired.is_set()
