@@ -61,7 +61,12 @@ def test_batch_on_a_separate_scheduler_and_workers(scheduler, tmp_path, digits):
 
 
 def test_daemonic_workers_are_refused_before_anything_runs(tmp_path):
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
+    import dask
+
+    # daemonic workers, whatever this process's Dask configuration holds now (a farm run still suspended
+    # in another test of the same process keeps distributed.worker.daemon False until it is closed)
+    with dask.config.set({"distributed.worker.daemon": True}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as lc, \
             distributed.Client(lc) as c:
         with pytest.raises(FarmError, match="DASK_DISTRIBUTED__WORKER__DAEMON=False"):
             list(run([ExplainRequest.build(None, "mnist-mlp", method="whole-network")], store=tmp_path / "r.sqlite",
