@@ -64,12 +64,12 @@ def answer(name: str, source: str | None, model: str, **params) -> tuple[dict[st
 
 def comparison(name: str, source: str | None, model: str) -> tuple[dict[str, bytes], dict]:
     from smug.pipeline import explain
-    from smug.rendering.compare import comparison_sheet
+    from smug.rendering.compare import comparison_png
 
     runs = {m: explain(source, model, method=m, timeout=60) for m in COMPARED if m != "smug_base"}
     panels = [(m, runs["smug" if m == "smug_base" else m]) for m in COMPARED]
     smug = runs["smug"]
-    return {f"{name}.png": comparison_sheet(panels)}, {**facts(smug), "base_size": int(smug.base_mask.sum())}
+    return {f"{name}.png": comparison_png(panels)}, {**facts(smug), "base_size": int(smug.base_mask.sum())}
 
 
 def text_page(name: str) -> tuple[dict[str, bytes], dict]:

@@ -329,7 +329,7 @@ def _remote(a: argparse.Namespace, request: ExplainRequest) -> Explanation:
 
 def _compare(a: argparse.Namespace) -> int:
     from smug.common import write_atomic
-    from smug.rendering.compare import comparison_sheet
+    from smug.rendering.compare import comparison_png
 
     methods = [m for m in a.methods.split(",") if m]
     if not methods:
@@ -347,7 +347,7 @@ def _compare(a: argparse.Namespace) -> int:
         e = done[key] if names is None else _relabeled(done[key], names)
         panels.append((m, e))
         seconds[m] = e.timings["total"]
-    write_atomic(a.out, comparison_sheet(panels))
+    write_atomic(a.out, comparison_png(panels))
     reuse = {m: str(saved[requests[m].method][0]) for m in methods if requests[m].method in saved}
     print(json.dumps({"out": a.out, "seconds": seconds, "reused": reuse}, indent=2))
     return 0

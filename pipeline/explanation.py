@@ -279,22 +279,27 @@ class Explanation:
         return answer_figure(self)
 
     def plot(self):
-        """The same figure as a matplotlib ``Figure``, for image answers: a notebook shows it once, as a
-        cell's value (it is not a pyplot figure, so the inline backend does not show it a second time at
-        the cell's end, and figures made in a loop stay out of pyplot's list); ``fig.savefig(path)``
-        writes it from a script."""
+        """The same figure as a matplotlib ``Figure`` (the ``plot`` extra), for image answers: a notebook
+        shows it once, as a cell's value (it is not a pyplot figure, so the inline backend does not show it
+        a second time at the cell's end, and figures made in a loop stay out of pyplot's list);
+        ``fig.savefig(path)`` writes it from a script.  It holds :meth:`figure`'s pixels, one for one."""
         if self.image is None:
             raise ValueError("plot() draws image answers; a text answer is shown by its page (explanation.html, "
                              "or the notebook display)")
-        import matplotlib.pyplot  # noqa: F401 (selects the backend: in a notebook, the inline one shows Figures)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from PIL import Image
 
-        from smug.rendering.figure import DPI, answer_size, draw_answer
-
-        fig = Figure(figsize=answer_size(self), dpi=DPI, layout="constrained")
+        try:
+            import matplotlib.pyplot  # noqa: F401 (selects the backend: in a notebook, the inline one shows Figures)
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("plot() needs matplotlib (pip install 'smug-explain[plot]'); figure() returns the "
+                              "same picture as PNG bytes without it") from None
+        pixels = np.asarray(Image.open(io.BytesIO(self.figure())).convert("RGB"))
+        dpi = 100
+        fig = Figure(figsize=(pixels.shape[1] / dpi, pixels.shape[0] / dpi), dpi=dpi)
         FigureCanvasAgg(fig)  # drawn in memory: fig.canvas.draw() and buffer_rgba() work as on pyplot's figures
-        draw_answer(fig, self)
+        fig.figimage(pixels, origin="upper")
         return fig
 
     def save(self, out_dir: str | os.PathLike) -> list[Path]:

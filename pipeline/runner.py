@@ -1,4 +1,7 @@
-"""``run(request) -> Explanation``: the one path from a request to an answer, for every front end."""
+"""``run(request) -> Explanation``: the one path from a request to an answer, for every front end.
+
+Each method's module (and the encoders and solvers it pulls in) is imported when a request first
+needs it, so that a start pays for its own method only (issue 29: start-up)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from dataclasses import dataclass, field, replace
 
 from smug.encoders.network import check_budget
 from smug.ir import MaskProblem, NetworkProblem
-from smug.pipeline import baseline, first_layer, robust, text, whole_network
 from smug.deadline import Deadline
 from smug.pipeline.explanation import Explanation
 from smug.pipeline.identity import bound_to
@@ -26,6 +28,8 @@ def run(request: ExplainRequest, progress: Progress | None = None, deadline: Dea
 
 def _explain(request: ExplainRequest, stages: Stages, deadline: Deadline) -> Explanation:
     if request.modality == "text":
+        from smug.pipeline import text
+
         with stages.stage("load"):
             subject = load_text(request)
         return text.explain(request, subject, deadline, stages)
@@ -33,11 +37,19 @@ def _explain(request: ExplainRequest, stages: Stages, deadline: Deadline) -> Exp
     with stages.stage("load"):
         subject = load_image(request, check_budget if lowered else None)
     if request.method == SMUG:
+        from smug.pipeline import first_layer
+
         return first_layer.explain(request, subject, deadline, stages)
     if request.method == WHOLE_NETWORK:
+        from smug.pipeline import whole_network
+
         return whole_network.explain(request, subject, deadline, stages)
     if request.method == ROBUST:
+        from smug.pipeline import robust
+
         return robust.explain(request, subject, deadline, stages)
+    from smug.pipeline import baseline
+
     return baseline.explain(request, subject, stages, deadline)
 
 
@@ -57,6 +69,8 @@ def encode(request: ExplainRequest, progress: Progress | None = None) -> Encoded
         raise ValueError(f"the baseline {request.method!r} has no constraints to encode")
     stages = Stages(progress)
     if request.modality == "text":
+        from smug.pipeline import text
+
         with stages.stage("load"):
             subject = load_text(request)
         enc = text.encode(request, subject, stages)
@@ -64,8 +78,12 @@ def encode(request: ExplainRequest, progress: Progress | None = None) -> Encoded
     with stages.stage("load"):
         image = load_image(request)
     if request.method == WHOLE_NETWORK:
+        from smug.pipeline import whole_network
+
         problem = whole_network.encode(request, image, stages)
         return Encoded(problem, problem.target, image.model.name, problem)
+    from smug.pipeline import first_layer
+
     enc = first_layer.encode(request, image, stages)
     return Encoded(enc.problem, enc.target, image.model.name, enc)
 

@@ -4,9 +4,12 @@ other map by its magnitude over [0, max] on a perceptually uniform one (``viridi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+from smug.rendering.colormap_tables import TABLES
 
 COLORMAP = "viridis"  # magnitudes over [0, max]
 DIVERGING = "RdBu_r"  # signed maps over [-max|.|, max|.|], white at 0
@@ -58,12 +61,18 @@ def map_scale(saliency: np.ndarray) -> MapScale:
     return MapScale(COLORMAP, 0.0, max(float(np.abs(s).max()) if s.size else 0.0, 1e-12))
 
 
-def colorize(values: np.ndarray, name: str = COLORMAP) -> np.ndarray:
-    """RGB uint8 (..., 3) of ``values`` in [0, 1] under the colour map ``name``."""
-    import matplotlib
+@functools.cache
+def table(name: str) -> np.ndarray:
+    """The colour map ``name`` as a (256, 3) uint8 table (:mod:`smug.rendering.colormap_tables`)."""
+    return np.array([[int(h[i:i + 2], 16) for i in (0, 2, 4)] for h in "".join(TABLES[name]).split()], np.uint8)
 
-    rgba = np.asarray(matplotlib.colormaps[name](np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)))
-    return (rgba[..., :3] * 255).round().astype(np.uint8)
+
+def colorize(values: np.ndarray, name: str = COLORMAP) -> np.ndarray:
+    """RGB uint8 (..., 3) of ``values`` in [0, 1] under the colour map ``name`` (entry ``floor(256 v)``,
+    the last for 1, as matplotlib indexes its tables)."""
+    lut = table(name)
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0.0, 1.0)
+    return lut[np.minimum((v * len(lut)).astype(np.intp), len(lut) - 1)]
 
 
 def css_gradient(name: str = COLORMAP, stops: int = 9) -> str:

@@ -1,6 +1,7 @@
 """Maps side by side (paper 000 Fig. 2 / paper 003 Fig. 1 layout): the input, then each method's
-map laid over it, on a grid of at most :data:`COLUMNS` panels a row (rows balanced), under a title that names the
-model and the target class, with each kind of map's colour rule stated under the grid."""
+map laid over it, on a grid of at most :data:`COLUMNS` panels a row (rows balanced: 6 panels as
+2 x 3, not 4 + 2), under a title that names the model and the target class, with each kind of
+map's colour rule stated under the grid."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import math
 import numpy as np
 
 from smug.rendering.colormap import FADED
-from smug.rendering.figure import (DPI, FONT, PANEL, bare, class_phrase, draw_map, figure_size, interpolation,
-                                   rule_lines, to_png, unit_word, wrapped)
+from smug.rendering.figure import class_phrase, map_panel, unit_word
+from smug.rendering.sheet import Panel, Sheet, png
 
 COLUMNS = 4
 
@@ -48,41 +49,24 @@ def panel_of(method: str, e) -> tuple[np.ndarray, np.ndarray | None, str]:
     return e.saliency, None, method
 
 
-def comparison_figure(panels: list[tuple[str, object]], size: float | None = None):
-    """A matplotlib ``Figure``: the input, then one map per ``(method, explanation)`` panel over it,
-    each with its colour bar; the title names the model and the class, the bottom line each colour
-    rule in use.  ``size``: inches per panel (default :data:`smug.rendering.figure.PANEL`)."""
-    from matplotlib.figure import Figure
-
+def comparison(panels: list[tuple[str, object]]) -> Sheet:
+    """The input, then one map per ``(method, explanation)`` panel over it, each with its colour bar;
+    the title names the model and the class, the bottom lines each colour rule in use."""
     first = panels[0][1]
     picture = np.asarray(first.picture)
     n = len(panels) + 1
     rows = math.ceil(n / COLUMNS)
-    cols = math.ceil(n / rows)  # balanced rows: 6 panels as 2 x 3, not 4 + 2
-    width, height = figure_size(cols, rows, extra=1.6)
-    if size is not None:
-        width, height = width * size / PANEL, height * size / PANEL
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        bare(ax)
-    for ax in axes[n:]:
-        ax.set_axis_off()
-    axes[0].imshow(picture, interpolation=interpolation(picture))
-    axes[0].set_title("input", fontsize=FONT)
-    rules = []
-    for ax, (method, e) in zip(axes[1:], panels):
+    shown, rules = [Panel("input", picture)], []
+    for method, e in panels:
         saliency, support, title = panel_of(method, e)
-        rules.append(draw_map(fig, ax, picture, saliency, support).rule)
-        if support is not None:
-            rules.append(FADED)
-        ax.set_title(title, fontsize=FONT)
-    fig.suptitle(wrapped([f"smug compare on {first.model}: {class_phrase(first)}, {len(panels)} maps of this "
-                          "class, each scaled to its own maximum"], width), fontsize=FONT)
-    fig.supxlabel(rule_lines(rules, width), fontsize=FONT)
-    return fig
+        panel, rule = map_panel(title, picture, saliency, support)
+        shown.append(panel)
+        rules += [rule, *([FADED] if support is not None else [])]
+    title = (f"smug compare on {first.model}: {class_phrase(first)}, {len(panels)} maps of this class, each scaled "
+             "to its own maximum")
+    return Sheet((title,), tuple(shown), tuple(dict.fromkeys(rules)), columns=math.ceil(n / rows))
 
 
-def comparison_sheet(panels: list[tuple[str, object]], size: float | None = None) -> bytes:
-    """PNG of :func:`comparison_figure`."""
-    return to_png(comparison_figure(panels, size))
+def comparison_png(panels: list[tuple[str, object]]) -> bytes:
+    """PNG of :func:`comparison`."""
+    return png(comparison(panels))

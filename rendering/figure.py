@@ -8,25 +8,21 @@ laid over the input with a colour bar and the colour rule stated under them.
 * a baseline: input | its map over the input (nothing is kept or proven)
 
 Every map is coloured by the rules of :mod:`smug.rendering.colormap` (signed maps diverging at 0,
-magnitudes sequential); no rank squeezing: a flat map looks flat and a peaked one peaked.
+magnitudes sequential); no rank squeezing: a flat map looks flat and a peaked one peaked.  The figure
+is a :class:`smug.rendering.sheet.Sheet` (words and panels as data, drawn by Pillow).
 Explanations are read by their attributes only (``model``, ``method``, ``status``, ``image``, ...),
 so this module needs nothing from the pipeline.
 """
 
 from __future__ import annotations
 
-import io
-import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 
-from smug.rendering.colormap import FADED, MapScale, map_scale
+from smug.rendering.colormap import FADED, map_scale
 from smug.rendering.pictures import kept_region, overlay
-
-DPI = 100
-PANEL = 3.7  # inches per panel: 370 px at 100 dpi
-FONT = 12  # points: every text on a figure
+from smug.rendering.sheet import Panel, Sheet, png
 
 
 @dataclass(frozen=True)
@@ -108,96 +104,33 @@ def answer_facts(e) -> AnswerFacts:
     return AnswerFacts(title, lines, panels)
 
 
-def wrapped(lines, width_inches: float) -> str:
-    """``lines`` joined by newlines, each wrapped to the figure's width at :data:`FONT` points."""
-    chars = max(40, int(width_inches * 72 / (FONT * 0.55)))
-    return "\n".join(textwrap.fill(line, chars) for line in lines)
-
-
-def rule_lines(rules: list[str], width_inches: float) -> str:
-    """The colour rules in use, each once, one a line, for the bottom of a figure."""
-    return wrapped(list(dict.fromkeys(rules)), width_inches)
-
-
-def bare(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def interpolation(picture: np.ndarray) -> str:
-    """Small inputs (MNIST) are drawn as pixels, photos smoothly."""
-    return "nearest" if np.shape(picture)[0] < 64 else "antialiased"
-
-
-def draw_map(fig, ax, picture: np.ndarray, saliency: np.ndarray, support: np.ndarray | None) -> MapScale:
-    """The map over the input on ``ax`` with its colour bar; returns the scale (its rule goes under the figure)."""
-    import matplotlib
-    from matplotlib.colors import Normalize
-
+def map_panel(caption: str, picture: np.ndarray, saliency: np.ndarray,
+              support: np.ndarray | None) -> tuple[Panel, str]:
+    """A map over the input as a panel with its colour bar, and the rule its colours follow."""
     scale = map_scale(saliency)
-    ax.imshow(overlay(picture, saliency, support, scale), interpolation=interpolation(picture))
-    bar = fig.colorbar(matplotlib.cm.ScalarMappable(Normalize(scale.lo, scale.hi), scale.cmap), ax=ax, shrink=0.85)
-    bar.set_label(scale.label, fontsize=FONT)
-    bar.ax.tick_params(labelsize=FONT - 1)
-    return scale
+    return Panel(caption, overlay(picture, saliency, support, scale), scale=scale), scale.rule
 
 
-def outline(ax, pixel_mask: np.ndarray) -> None:
-    """The mask's border in red (matplotlib outlines grids of at least 2 x 2: a flat input's is not)."""
-    m = np.asarray(pixel_mask)
-    if m.any() and not m.all() and min(m.shape) > 1:
-        ax.contour(m.astype(float), levels=[0.5], colors="red", linewidths=1.5)
-
-
-def draw_answer(fig, e) -> AnswerFacts:
-    """Draw the answer ``e`` into the matplotlib figure ``fig`` (see the module docstring)."""
+def answer_sheet(e) -> Sheet:
+    """The answer ``e`` as a sheet (see the module docstring)."""
     facts = answer_facts(e)
     picture, image = np.asarray(e.image.picture), e.image
-    axes = np.atleast_1d(fig.subplots(1, len(facts.panels)))
-    rules = []
-    for ax, panel in zip(axes, facts.panels):
-        bare(ax)
+    panels, rules = [], []
+    for panel in facts.panels:
         if panel == "input":
-            ax.imshow(picture, interpolation=interpolation(picture))
-            ax.set_title("input", fontsize=FONT)
+            panels.append(Panel("input", picture))
         elif panel == "kept":
-            ax.imshow(kept_region(picture, image.pixel_mask), interpolation=interpolation(picture))
-            outline(ax, image.pixel_mask)
-            ax.set_title(f"kept {unit_word(e)}: {e.objective} (red outline)", fontsize=FONT)
+            panels.append(Panel(f"kept {unit_word(e)}: {e.objective} (red outline)",
+                                kept_region(picture, image.pixel_mask), outline=image.pixel_mask))
             rules.append(FADED)
-        elif panel == "saliency":
-            rules.append(draw_map(fig, ax, picture, image.saliency, image.pixel_mask).rule)
-            ax.set_title("saliency (Eq. 4) over the input", fontsize=FONT)
         else:
-            rules.append(draw_map(fig, ax, picture, image.saliency, None).rule)
-            ax.set_title(f"{e.method} map over the input", fontsize=FONT)
-    width = fig.get_size_inches()[0]
-    fig.suptitle(wrapped((facts.title, *facts.lines), width), fontsize=FONT)
-    if rules:
-        fig.supxlabel(rule_lines(rules, width), fontsize=FONT)
-    return facts
-
-
-def figure_size(panels: int, rows: int = 1, extra: float = 1.4) -> tuple[float, float]:
-    """Inches for ``rows`` x ``panels`` panels plus room for the title and the rule lines."""
-    return max(PANEL * panels + 1.0, 9.0), PANEL * rows + extra
-
-
-def to_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def answer_size(e) -> tuple[float, float]:
-    """The answer figure's size in inches."""
-    return figure_size(len(answer_facts(e).panels))
+            caption = "saliency (Eq. 4) over the input" if panel == "saliency" else f"{e.method} map over the input"
+            shown, rule = map_panel(caption, picture, image.saliency, image.pixel_mask if panel == "saliency" else None)
+            panels.append(shown)
+            rules.append(rule)
+    return Sheet((facts.title, *facts.lines), tuple(panels), tuple(dict.fromkeys(rules)))
 
 
 def answer_figure(e) -> bytes:
-    """PNG of :func:`draw_answer` (a bare matplotlib figure: no pyplot state, no backend switched)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=answer_size(e), dpi=DPI, layout="constrained")
-    draw_answer(fig, e)
-    return to_png(fig)
+    """PNG of :func:`answer_sheet`."""
+    return png(answer_sheet(e))

@@ -1,5 +1,10 @@
 """Exact problem decomposition: mask variables that share no constraint are
-independent, so the optimum is the sum of the optima of connected components."""
+independent, so the optimum is the sum of the optima of connected components.
+
+The components are found by :func:`component_labels` (hooking and pointer jumping in numpy) rather
+than ``scipy.sparse.csgraph``: that package imports ``scipy.sparse.linalg`` and ``scipy.linalg``,
+about 0.2 s at every start and as much again at exit (docs/benchmarks.md, start-up; issue 29).
+``tests/solver/test_components.py`` holds it to ``scipy.sparse.csgraph.connected_components``."""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from smug.ir import MaskProblem
 
@@ -28,12 +32,32 @@ def incidence(problem: MaskProblem) -> sp.csr_matrix:
     return m
 
 
+def component_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For nodes ``0..n-1`` and undirected edges ``a[i] - b[i]``: each node's component, labelled by
+    its smallest node.  Invariant: ``label[v] <= v`` and ``label[v]`` is in ``v``'s component; each
+    round hooks every edge's two labels to the smaller (labels are roots: fully jumped), then jumps
+    pointers until every label is a root; it ends when every edge's ends share a label."""
+    label = np.arange(n)
+    a, b = np.asarray(a, np.intp), np.asarray(b, np.intp)
+    while True:
+        la, lb = label[a], label[b]
+        low = np.minimum(la, lb)
+        hooked = label.copy()
+        np.minimum.at(hooked, la, low)
+        np.minimum.at(hooked, lb, low)
+        while not np.array_equal(hooked[hooked], hooked):
+            hooked = hooked[hooked]
+        if np.array_equal(hooked, label):
+            return label
+        label = hooked
+
+
 def split(problem: MaskProblem) -> tuple[list[Component], np.ndarray]:
     """Connected components over rows and variables, and the rows that read no variable."""
     B = incidence(problem)
     n_r, n_v = B.shape
-    graph = sp.bmat([[None, B], [B.T, None]], format="csr") if n_r and n_v else sp.csr_matrix((n_r + n_v, n_r + n_v))
-    _, labels = connected_components(graph, directed=False)
+    edges = B.tocoo()
+    labels = component_labels(n_r + n_v, edges.row, n_r + edges.col)
     row_lab, var_lab = labels[:n_r], labels[n_r:]
     used_vars = np.asarray(B.sum(axis=0)).ravel() > 0
     comps = []

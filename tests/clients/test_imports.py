@@ -29,3 +29,12 @@ def imported_after(code: str) -> set[str]:
 ])
 def test_the_command_line_loads_no_model_or_cluster_library_before_it_needs_one(step):
     assert imported_after(step) == set()
+
+
+def test_a_whole_explanation_with_its_pictures_needs_neither_torch_nor_matplotlib(tmp_path):
+    """Issue 29: ``smug explain --model mnist-mlp`` (IG in numpy, every picture drawn with Pillow) imports
+    neither; the files it writes are all there."""
+    step = ("from smug.clients.cli import run_command\n"
+            f"run_command(['explain', '--model', 'mnist-mlp', '--out', {str(tmp_path / 'out')!r}, '--quiet'])")
+    assert not imported_after(step) & {"torch", "matplotlib"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"result.json", "figure.png", "overlay.png"}

@@ -58,12 +58,13 @@ def test_api_takes_a_model_proto_and_a_batch(tmp_path):
     assert one.objective == es[0].objective
 
 
-def figure_pixels(e) -> tuple[int, int]:
-    """(height, width) of the answer figure in pixels."""
-    from smug.rendering.figure import DPI, answer_size
+def figure_pixels(e) -> np.ndarray:
+    """The answer figure's RGB pixels."""
+    import io
 
-    w, h = answer_size(e)
-    return round(h * DPI), round(w * DPI)
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(e.figure())).convert("RGB"))
 
 
 def test_plot_is_the_answer_figure_as_a_matplotlib_figure(network):
@@ -73,19 +74,21 @@ def test_plot_is_the_answer_figure_as_a_matplotlib_figure(network):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
+    from smug.rendering.figure import answer_sheet
+
     before = plt.get_fignums()
     fig = network.plot()
     try:
         assert isinstance(fig, Figure)
         assert plt.get_fignums() == before  # not a pyplot figure: a notebook shows it once, as the cell's value
-        inp, kept = fig.axes  # a whole-network answer: the input and its kept pixels (no score to map)
-        assert np.array_equal(inp.images[0].get_array(), network.picture)
-        assert kept.collections  # the mask's outline
-        title = fig.get_suptitle()
-        assert f"class {network.target}" in title and "status optimal" in title and "keeps the decision" in title
         fig.canvas.draw()
         pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-        assert pixels.shape[:2] == figure_pixels(network) and pixels.std() > 20  # drawn, not blank
+        assert np.array_equal(pixels, figure_pixels(network)) and pixels.std() > 20  # the figure, pixel for pixel
+        sheet = answer_sheet(network)  # a whole-network answer: the input and its kept pixels (no score to map)
+        assert [p.caption.split(":")[0] for p in sheet.panels] == ["input", "kept blocks"]
+        assert np.array_equal(sheet.panels[0].picture, network.picture)
+        assert f"class {network.target}" in sheet.words and "status optimal" in sheet.words
+        assert "keeps the decision" in sheet.words
     finally:
         plt.close(fig)
 
@@ -117,7 +120,7 @@ def test_notebook_display_in_headless_chromium(network, tmp_path):
     assert {"method", "status", "keeps the decision", "certificate valid"} <= set(styles)
     assert styles["optimal"]["size"] >= 12
     img = np.asarray(Image.open(screenshot(path, tmp_path / "cell.png", 1200, 700)).convert("RGB")).astype(int)
-    h, w = figure_pixels(network)
+    h, w = figure_pixels(network).shape[:2]
     figure = img[:h, :w]  # the figure, at its own size
     red = (figure[..., 0] > 180) & (figure[..., 1] < 80) & (figure[..., 2] < 80)
     assert figure.std() > 20 and red.sum() > 200  # drawn, the kept pixels outlined in red

@@ -38,3 +38,11 @@ def test_one_scale_rule_per_kind_of_map():
     assert scale.unit(np.array([-3.0, 0.0, 3.0])).tolist() == [0.0, 0.5, 1.0]
     assert scale.strength(np.array([-3.0, 1.5])).tolist() == [1.0, 0.5]
     assert map_scale(np.zeros((2, 2))).hi > 0  # a flat map is drawn flat, not divided by zero
+
+
+@pytest.mark.parametrize("name", ["viridis", "RdBu_r"])
+def test_tables_are_matplotlibs_own(name):
+    """The shipped tables (no matplotlib at run time) are matplotlib's colour maps rounded to 8 bits."""
+    values = np.concatenate([np.linspace(0, 1, 1001), np.random.default_rng(0).random(5000)])
+    ref = (np.asarray(matplotlib.colormaps[name](values))[..., :3] * 255).round()
+    assert np.array_equal(colorize(values, name), ref)

@@ -3,11 +3,13 @@ colour bar, smug and smug_base told apart by their kept blocks, one colour rule 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
-from matplotlib.text import Text
+from PIL import Image
 
 from smug.rendering.colormap import RULES
-from smug.rendering.compare import block_pixels, comparison_figure, map_picture
+from smug.rendering.compare import block_pixels, comparison, comparison_png, map_picture
 
 
 def test_grid_title_rules_and_kept_blocks(image_answer):
@@ -15,17 +17,17 @@ def test_grid_title_rules_and_kept_blocks(image_answer):
     ig = image_answer(method="integrated_gradients", status="map", objective=None, signed=True, keeps=None)
     panels = [("smug", smug), ("smug_base", smug)] + [(m, ig) for m in ("integrated_gradients", "occlusion",
                                                                       "a", "b", "c", "d")]
-    fig = comparison_figure(panels)
-    words = " ".join(t.get_text().replace("\n", " ") for t in fig.findobj(Text) if t.get_text())
+    sheet = comparison(panels)
+    words = sheet.words
     assert "mnist-mlp: class 3 'three' (p = 0.973)" in words
     assert RULES["viridis"] in words and RULES["RdBu_r"] in words  # each kind's rule, once
     assert words.count(RULES["RdBu_r"]) == 1
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    titles = [p.caption for p in sheet.panels]
     assert titles[:3] == ["input", "smug: 3 of 49 blocks kept (optimal)", "smug_base: 49 of 49 blocks kept"]
-    w, h = fig.get_size_inches()
-    assert w / h < 2  # 9 panels on a grid, not one strip
-    maps = [np.asarray(ax.images[0].get_array()) for ax in fig.axes if ax.images][1:3]
-    assert not np.array_equal(maps[0], maps[1])  # smug and smug_base look different
+    assert sheet.grid == (3, 3) and all(p.scale for p in sheet.panels[1:])  # 9 panels on a grid, each map its bar
+    w, h = Image.open(io.BytesIO(comparison_png(panels))).size
+    assert w / h < 2  # not one strip
+    assert not np.array_equal(sheet.panels[1].picture, sheet.panels[2].picture)  # smug and smug_base differ
 
 
 def test_block_pixels_and_map_picture(image_answer):
