@@ -364,10 +364,41 @@ OPS = {
 }
 
 
-def _unit(op: str, ins: list[str], attrs: dict, consts: dict):
+def _conv_unit(ins: list[str], attrs: dict, consts: dict):
+    """A frozen ``torch.nn.Conv2d`` for a 2-D ``Conv`` node whose weights (and bias) are constants and
+    whose padding is explicit (uneven padding first by a ``ZeroPad2d``); None otherwise (the node
+    stays :func:`_conv`)."""
+    w = consts.get(ins[1]) if len(ins) > 1 else None
+    b = consts.get(ins[2]) if len(ins) > 2 and ins[2] else None
+    if w is None or w.dim() != 4 or (len(ins) > 2 and ins[2] and b is None) or not w.is_floating_point():
+        return None
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "VALID"):
+        return None
+    pads = list(attrs.get("pads", [0, 0, 0, 0])) if auto == "NOTSET" else [0, 0, 0, 0]
+    even = pads[:2] == pads[2:]
+    groups = int(attrs.get("group", 1))
+    co, cig, kh, kw = w.shape
+    conv = torch.nn.Conv2d(cig * groups, co, (kh, kw), stride=tuple(attrs.get("strides", (1, 1))),
+                           padding=tuple(pads[:2]) if even else 0, dilation=tuple(attrs.get("dilations", (1, 1))),
+                           groups=groups, bias=b is not None).to(w.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        if b is not None:
+            conv.bias.copy_(b)
+    conv.requires_grad_(False)
+    # ONNX pads: (top, left, bottom, right); ZeroPad2d: (left, right, top, bottom)
+    return conv if even else torch.nn.Sequential(torch.nn.ZeroPad2d((pads[1], pads[3], pads[0], pads[2])), conv)
+
+
+def _unit(op: str, ins: list[str], attrs: dict, consts: dict, conv_units: bool = False):
     """The torch module that runs a ReLU-like node -- ``Relu``, or ``Clip`` whose lower bound is the
     constant 0: ``ReLU``, ``ReLU6`` or ``Hardtanh(0, max)`` -- so that the baselines that hook
-    ReLU-like modules (Guided Backprop, RectGrad, cascades) find them; None for any other node."""
+    ReLU-like modules (Guided Backprop, RectGrad, cascades) find them; with ``conv_units``, also a
+    constant 2-D convolution (:func:`_conv_unit`, for :func:`smug.models.torch_fast.onednn_convs`);
+    None for any other node."""
+    if op == "Conv":
+        return _conv_unit(ins, attrs, consts) if conv_units else None
     if op == "Relu":
         return torch.nn.ReLU()
     if op != "Clip":
@@ -390,9 +421,11 @@ def _unit(op: str, ins: list[str], attrs: dict, consts: dict):
 class GraphModule(torch.nn.Module):
     """``proto``'s graph evaluated with :data:`OPS` (one input tensor per graph input, in order;
     the first graph output returned).  Constants are buffers; nodes are plain tuples, except that
-    ReLU-like nodes run as modules (:func:`_unit`, in ``units`` in the order of the nodes)."""
+    ReLU-like nodes (and with ``conv_units`` constant convolutions) run as modules (:func:`_unit`, in
+    ``units`` in the order of the nodes).  It references no converter's classes, so a pickled copy
+    loads with torch alone."""
 
-    def __init__(self, proto: onnx.ModelProto):
+    def __init__(self, proto: onnx.ModelProto, conv_units: bool = False):
         super().__init__()
         g = proto.graph
         missing = sorted({n.op_type for n in g.node if n.domain not in ("", "ai.onnx") or n.op_type not in OPS})
@@ -421,18 +454,25 @@ class GraphModule(torch.nn.Module):
                 attrs[a.name] = v
             if n.op_type == "Split":
                 attrs["_outputs"] = len(n.output)
-            unit = _unit(n.op_type, list(n.input), attrs, consts)
+            unit = _unit(n.op_type, list(n.input), attrs, consts, conv_units)
             if unit is not None:
                 self.units.append(unit)
             self.node_units.append(None if unit is None else len(self.units) - 1)
             self.nodes.append((n.op_type, list(n.input), list(n.output), attrs))
+        last = {name: i for i, (_, ins, _, _) in enumerate(self.nodes) for name in ins if name}
+        self.release: list[list[str]] = [[] for _ in self.nodes]  # per node: tensors read for the last time
+        for name, i in last.items():
+            if name != self.output and name not in inits:
+                self.release[i].append(name)
 
     def forward(self, *args):
         env = {name: getattr(self, f"c{i}") for i, name in enumerate(self.const_names)}
         env.update(zip(self.inputs, args))
-        for (op, ins, outs, attrs), unit in zip(self.nodes, self.node_units):
+        for (op, ins, outs, attrs), unit, done in zip(self.nodes, self.node_units, self.release):
             if unit is not None:
                 env[outs[0]] = self.units[unit](env[ins[0]])
+                for name in done:  # freed as soon as no node reads it (autograd keeps what it needs)
+                    env.pop(name, None)
                 continue
             a = {k: getattr(self, v[1]) if isinstance(v, tuple) and v and v[0] == "buffer" else v
                  for k, v in attrs.items()}
@@ -444,6 +484,8 @@ class GraphModule(torch.nn.Module):
                 env.update(zip(outs, out))
             else:
                 env[outs[0]] = out
+            for name in done:
+                env.pop(name, None)
         return env[self.output]
 
 

@@ -24,7 +24,7 @@ from smug.models.ort import fixed_batch, open_session
 T = TypeVar("T")
 
 #: names the way torch copies are built (smug.models.torch_backend.convert) in their disk-cache key
-CONVERSION_SCHEME = "checked5"
+CONVERSION_SCHEME = "checked6"
 
 
 @dataclass
@@ -237,7 +237,7 @@ class OnnxModel:
             batch = self.fixed_batch
             x = np.random.default_rng(0).normal(size=(batch or 2, *self.input_shape)).astype(np.float32)
             probe = [np.asarray(self.tensors(x, [start])[start], dtype=np.float32), x]
-            return chunked(fast_convert(sub, convert(sub, probe, batch), probe), batch)
+            return chunked(fast_convert(sub, convert(sub, probe, batch, evaluator_first=True), probe), batch)
 
         return self.derived(("tail", start), lambda: self.torch_module_cached(f"tail-{start}", build))
 

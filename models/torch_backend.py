@@ -32,11 +32,11 @@ def onnx2torch_module(proto: onnx.ModelProto):
         return _convert(proto)
 
 
-def graph_module(proto: onnx.ModelProto):
+def graph_module(proto: onnx.ModelProto, conv_units: bool = False):
     """smug's own evaluator of the ONNX graph (:class:`~smug.models.onnx_torch.GraphModule`)."""
     from smug.models.onnx_torch import GraphModule
 
-    return GraphModule(proto)
+    return GraphModule(proto, conv_units)
 
 
 def probe_inputs(proto: onnx.ModelProto) -> list[np.ndarray]:
@@ -56,7 +56,8 @@ def probe_inputs(proto: onnx.ModelProto) -> list[np.ndarray]:
     return out
 
 
-def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None):
+def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch: int | None = None,
+            evaluator_first: bool = False):
     """ONNX graph -> torch module (eval mode, frozen weights, on :func:`device`) that computes the
     same logits as onnxruntime.  Tried in the order of :data:`PATHS`: onnx2torch on the graph
     normalised by onnxruntime's basic optimisation (:func:`smug.models.normalise.normalised`), onnx2torch
@@ -66,7 +67,10 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
     returned, its path and error kept as the module's ``smug_conversion`` dict.  For a graph with a
     fixed batch size (``batch``, default :func:`fixed_batch`) the probe has that many inputs; callers
     that batch wrap the module with :func:`chunked`.  Nothing agrees: :class:`ModelError` naming
-    each path's reason."""
+    each path's reason.  ``evaluator_first`` (the IG tails): smug's evaluator is tried first, with its
+    constant convolutions as ``Conv2d`` modules (sped up like onnx2torch's by
+    :func:`~smug.models.torch_fast.fast_convert`); its pickle needs neither onnx2torch nor the
+    torchvision it imports (about 3 s of a cold start)."""
     from smug.models.normalise import normalised
     from smug.models.ort import onnxruntime
 
@@ -86,7 +90,9 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
     except Exception:  # onnxruntime could not optimise it: the other paths read the graph as given
         simple = proto
     builders = {PATHS[0]: lambda: onnx2torch_module(simple), PATHS[1]: lambda: onnx2torch_module(proto),
-                PATHS[2]: lambda: graph_module(simple)}
+                PATHS[2]: lambda: graph_module(simple, conv_units=evaluator_first)}
+    if evaluator_first:
+        builders = {PATHS[2]: builders[PATHS[2]], **builders}
     reasons = []
     for path, build in builders.items():
         try:

@@ -80,7 +80,7 @@ def test_no_agreeing_conversion_is_one_error_naming_each_path(tiny_conv, monkeyp
 
     real = torch_backend.graph_module
 
-    def off_by_one(proto):
+    def off_by_one(proto, conv_units=False):
         module = real(proto)
         module.forward = lambda *a: real(proto)(*a) + 1.0
         return module
@@ -89,3 +89,54 @@ def test_no_agreeing_conversion_is_one_error_naming_each_path(tiny_conv, monkeyp
     monkeypatch.setattr(torch_backend, "graph_module", off_by_one)
     with pytest.raises(ModelError, match="onnx2torch: logits differ.*onnx graph evaluator: logits differ"):
         torch_backend.convert(tiny_conv[0].proto)
+
+
+def test_convolution_units_compute_the_evaluators_own_function(tiny_conv):
+    """The IG tails' evaluator (issue 29): constant convolutions as ``Conv2d`` modules (uneven pads
+    through a ``ZeroPad2d``) give the logits and input gradient of the functional evaluator, and
+    every intermediate tensor is released after its last reader."""
+    from smug.models.onnx_torch import GraphModule
+
+    proto = tiny_conv[0].proto  # its Conv has uneven pads (top 1, left 0, bottom 0, right 1)
+    plain, units = GraphModule(proto), GraphModule(proto, conv_units=True)
+    convs = [m for m in units.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 and not any(isinstance(m, torch.nn.Conv2d) for m in plain.modules())
+    x = np.random.default_rng(1).normal(size=(3, 2, 9, 9)).astype(np.float32)
+    for target in range(4):
+        assert np.allclose(_torch_gradient(units, x[0], target), _torch_gradient(plain, x[0], target), atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(units(torch.as_tensor(x)), plain(torch.as_tensor(x)), atol=1e-5)
+    readers = {}
+    for i, (_, ins, _, _) in enumerate(units.nodes):
+        for name in ins:
+            readers[name] = i
+    released = {name: i for i, names in enumerate(units.release) for name in names}
+    intermediates = {name for _, _, outs, _ in units.nodes for name in outs} - {units.output}
+    assert released == {name: readers[name] for name in intermediates | set(units.inputs) if name in readers}
+
+
+def test_an_ig_tail_loads_back_without_onnx2torch(tmp_path):
+    """The IG tail is smug's evaluator (checked against onnxruntime like every copy), cached on
+    disk; a fresh process loads it with torch alone (no onnx2torch, no torchvision: ~3 s of a cold
+    start) and gets the same gradient."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, torch\n"
+            "from smug.models.zoo import load_model\n"
+            "from smug.encoders.first_layer import find_first_layer\n"
+            "m = load_model('mnist-cnn')[0]\n"
+            "start = find_first_layer(m).activation_tensor\n"
+            "tail = m.torch_tail(start)\n"
+            "x = np.random.default_rng(0).uniform(size=(1, *m.input_shape)).astype(np.float32)\n"
+            "a = torch.as_tensor(m.tensors(x, [start])[start]).requires_grad_(True)\n"
+            "(g,) = torch.autograd.grad(tail(a, torch.as_tensor(x))[0, 3], a)\n"
+            "print(tail.smug_conversion['path'].replace(' ', '_'), 'onnx2torch' in sys.modules, 'torchvision' in sys.modules,"
+            " float(g.abs().sum()))\n")
+    env = {**__import__("os").environ, "SMUG_CACHE": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+            for _ in range(2)]  # the first builds and caches the tail, the second loads it
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    (path1, _, _, g1), (path2, o2t, tv, g2) = (r.stdout.split()[-4:] for r in runs)
+    assert path1 == path2 == "onnx_graph_evaluator"
+    assert (o2t, tv) == ("False", "False") and float(g1) == float(g2) > 0
