@@ -35,7 +35,15 @@ def end_process(code: object) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """Run one command.  As the executable (``argv`` None) a CLI command ends the process by
-    :func:`end_process`; called with ``argv`` it raises ``SystemExit`` as usual."""
+    :func:`end_process`; called with ``argv`` it raises ``SystemExit`` as usual.
+
+    Unless the user set it, the executable runs numpy's OpenBLAS on one thread
+    (``OPENBLAS_NUM_THREADS=1``, read when numpy loads): smug's dense algebra is small, and the
+    idle BLAS threads' spinning cost a ``smug explain --model mnist-mlp`` about 0.15 CPU s of
+    1.6 with no wall-clock gain (docs/benchmarks.md, start-up); torch and onnxruntime keep their
+    own threads."""
+    if argv is None:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = sys.argv[1:] if argv is None else list(argv)
     if args[:1] == ["serve"]:
         from smug.server.main import main as serve

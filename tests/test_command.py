@@ -46,3 +46,20 @@ def test_the_executable_returns_the_commands_status():
     with pytest.raises(SystemExit) as raised:  # called with arguments it raises as usual
         main(["explain", "--model", "no-such-model"])
     assert raised.value.code == 2
+
+
+def test_the_executable_runs_openblas_on_one_thread_unless_told_otherwise(tmp_path):
+    import json
+    import os
+
+    probe = ("import json, os, sys; from smug.command import main; "
+             "sys.argv = ['smug', 'models']; "
+             "import smug.clients.cli as cli; real = cli.main; "
+             "cli.main = lambda args: (print(json.dumps(os.environ.get('OPENBLAS_NUM_THREADS'))), real(args)); "
+             "main()")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    mine = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={**env, "OPENBLAS_NUM_THREADS": "4"})
+    assert plain.returncode == 0 and mine.returncode == 0, plain.stderr + mine.stderr
+    assert json.loads(plain.stdout.splitlines()[0]) == "1" and json.loads(mine.stdout.splitlines()[0]) == "4"
