@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -139,3 +140,13 @@ def test_a_saved_explanation_loads_back_whole(network, tmp_path):
         Explanation.load(tmp_path / "e")
     with pytest.raises(ValueError, match="no saved explanation"):
         Explanation.load(tmp_path / "nothing")
+
+
+def test_plot_without_matplotlib_names_the_extra(network, monkeypatch):
+    """matplotlib is only the ``plot`` extra now (every picture is drawn with Pillow): plot() says
+    how to get it, and figure() still gives the picture."""
+    for name in ("matplotlib", "matplotlib.pyplot", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)  # import of a None entry raises ImportError
+    with pytest.raises(ImportError, match=r"smug-explain\[plot\]"):
+        network.plot()
+    assert network.figure().startswith(b"\x89PNG")
