@@ -471,20 +471,18 @@ class GraphModule(torch.nn.Module):
         for (op, ins, outs, attrs), unit, done in zip(self.nodes, self.node_units, self.release):
             if unit is not None:
                 env[outs[0]] = self.units[unit](env[ins[0]])
-                for name in done:  # freed as soon as no node reads it (autograd keeps what it needs)
-                    env.pop(name, None)
-                continue
-            a = {k: getattr(self, v[1]) if isinstance(v, tuple) and v and v[0] == "buffer" else v
-                 for k, v in attrs.items()}
-            xs = [env[i] if i else None for i in ins]
-            while xs and xs[-1] is None:
-                xs.pop()
-            out = OPS[op](*xs, **a)
-            if isinstance(out, tuple):
-                env.update(zip(outs, out))
             else:
-                env[outs[0]] = out
-            for name in done:
+                a = {k: getattr(self, v[1]) if isinstance(v, tuple) and v and v[0] == "buffer" else v
+                     for k, v in attrs.items()}
+                xs = [env[i] if i else None for i in ins]
+                while xs and xs[-1] is None:
+                    xs.pop()
+                out = OPS[op](*xs, **a)
+                if isinstance(out, tuple):
+                    env.update(zip(outs, out))
+                else:
+                    env[outs[0]] = out
+            for name in done:  # freed as soon as no node reads it (autograd keeps what it needs)
                 env.pop(name, None)
         return env[self.output]
 

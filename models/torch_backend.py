@@ -91,10 +91,10 @@ def convert(proto: onnx.ModelProto, probe: list[np.ndarray] | None = None, batch
         simple = proto
     builders = {PATHS[0]: lambda: onnx2torch_module(simple), PATHS[1]: lambda: onnx2torch_module(proto),
                 PATHS[2]: lambda: graph_module(simple, conv_units=evaluator_first)}
-    if evaluator_first:
-        builders = {PATHS[2]: builders[PATHS[2]], **builders}
+    order = (PATHS[2], PATHS[0], PATHS[1]) if evaluator_first else PATHS
     reasons = []
-    for path, build in builders.items():
+    for path in order:
+        build = builders[path]
         try:
             module = build().eval().to(device())
             for p in module.parameters():

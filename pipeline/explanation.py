@@ -286,7 +286,8 @@ class Explanation:
         if self.image is None:
             raise ValueError("plot() draws image answers; a text answer is shown by its page (explanation.html, "
                              "or the notebook display)")
-        from PIL import Image
+        from smug.rendering.figure import answer_sheet
+        from smug.rendering.sheet import render
 
         try:
             import matplotlib.pyplot  # noqa: F401 (selects the backend: in a notebook, the inline one shows Figures)
@@ -295,7 +296,7 @@ class Explanation:
         except ImportError:
             raise ImportError("plot() needs matplotlib (pip install 'smug-explain[plot]'); figure() returns the "
                               "same picture as PNG bytes without it") from None
-        pixels = np.asarray(Image.open(io.BytesIO(self.figure())).convert("RGB"))
+        pixels = np.asarray(render(answer_sheet(self)))  # figure()'s pixels, without its PNG round trip
         dpi = 100
         fig = Figure(figsize=(pixels.shape[1] / dpi, pixels.shape[0] / dpi), dpi=dpi)
         FigureCanvasAgg(fig)  # drawn in memory: fig.canvas.draw() and buffer_rgba() work as on pyplot's figures

@@ -59,12 +59,12 @@ def comparison(panels: list[tuple[str, object]]) -> Sheet:
     shown, rules = [Panel("input", picture)], []
     for method, e in panels:
         saliency, support, title = panel_of(method, e)
-        panel, rule = map_panel(title, picture, saliency, support)
+        panel = map_panel(title, picture, saliency, support)
         shown.append(panel)
-        rules += [rule, *([FADED] if support is not None else [])]
+        rules += [panel.scale.rule, *([FADED] if support is not None else [])]
     title = (f"smug compare on {first.model}: {class_phrase(first)}, {len(panels)} maps of this class, each scaled "
              "to its own maximum")
-    return Sheet((title,), tuple(shown), tuple(dict.fromkeys(rules)), columns=math.ceil(n / rows))
+    return Sheet((title,), tuple(shown), tuple(rules), columns=math.ceil(n / rows))
 
 
 def comparison_png(panels: list[tuple[str, object]]) -> bytes:

@@ -104,11 +104,10 @@ def answer_facts(e) -> AnswerFacts:
     return AnswerFacts(title, lines, panels)
 
 
-def map_panel(caption: str, picture: np.ndarray, saliency: np.ndarray,
-              support: np.ndarray | None) -> tuple[Panel, str]:
-    """A map over the input as a panel with its colour bar, and the rule its colours follow."""
+def map_panel(caption: str, picture: np.ndarray, saliency: np.ndarray, support: np.ndarray | None) -> Panel:
+    """A map over the input as a panel with its colour bar (its rule: ``panel.scale.rule``)."""
     scale = map_scale(saliency)
-    return Panel(caption, overlay(picture, saliency, support, scale), scale=scale), scale.rule
+    return Panel(caption, overlay(picture, saliency, support, scale), scale=scale)
 
 
 def answer_sheet(e) -> Sheet:
@@ -125,10 +124,10 @@ def answer_sheet(e) -> Sheet:
             rules.append(FADED)
         else:
             caption = "saliency (Eq. 4) over the input" if panel == "saliency" else f"{e.method} map over the input"
-            shown, rule = map_panel(caption, picture, image.saliency, image.pixel_mask if panel == "saliency" else None)
+            shown = map_panel(caption, picture, image.saliency, image.pixel_mask if panel == "saliency" else None)
             panels.append(shown)
-            rules.append(rule)
-    return Sheet((facts.title, *facts.lines), tuple(panels), tuple(dict.fromkeys(rules)))
+            rules.append(shown.scale.rule)
+    return Sheet((facts.title, *facts.lines), tuple(panels), tuple(rules))
 
 
 def answer_figure(e) -> bytes:

@@ -44,9 +44,9 @@ def robust_sheet(picture: np.ndarray, pixel_mask: np.ndarray, epsilon: float, ti
     if change is not None:
         r, c = pixel
         caption = f"why pixel ({r}, {c}) stays: a counterexample\n(its change v - x; the pixel ringed)"
-        shown, rule = map_panel(caption, picture, np.asarray(change, np.float64), None)
-        panels.append(dataclasses.replace(shown, ring=(r, c)))
-        rules.append(CHANGE_RULE if shown.scale.signed else rule)
+        shown = dataclasses.replace(map_panel(caption, picture, np.asarray(change, np.float64), None), ring=(r, c))
+        panels.append(shown)
+        rules.append(CHANGE_RULE if shown.scale.signed else shown.scale.rule)
     return Sheet((title,) if title else (), tuple(panels), tuple(rules))
 
 

@@ -61,7 +61,8 @@ class Panel:
 
 @dataclass(frozen=True)
 class Sheet:
-    """``title`` lines, the ``panels`` on a grid of ``columns``, the colour ``rules`` (each once) under it."""
+    """``title`` lines, the ``panels`` on a grid of ``columns``, the colour ``rules`` under it (each once:
+    repeats are dropped here, so callers list a rule per panel)."""
 
     title: tuple[str, ...]
     panels: tuple[Panel, ...]
@@ -73,6 +74,7 @@ class Sheet:
             raise ValueError("a sheet has at least one panel")
         if self.columns < 0:
             raise ValueError(f"columns must be >= 0, not {self.columns}")
+        object.__setattr__(self, "rules", tuple(dict.fromkeys(self.rules)))
 
     @property
     def grid(self) -> tuple[int, int]:
