@@ -68,7 +68,11 @@ def _kept_replay(verifier, answer) -> bool:
     return True
 
 
-def run_smug(net: str, digit: int, x: np.ndarray, subset_timeout: float, card_timeout: float) -> dict:
+def run_smug(net: str, digit: int, x: np.ndarray, subset_timeout: float, card_timeout: float,
+             budget: float | None = None) -> dict:
+    """smug's two modes on one digit: the subset search, then the cardinality search seeded with it
+    (``card_timeout`` more seconds; with ``budget``, both end ``budget`` seconds after the start, one
+    deadline as in the pipeline's cardinality mode)."""
     from smug.pipeline.robust import RobustConfig, robust_query, runtime_replay
     from smug.solver.robust import Verifier
     from smug.solver.robust_explain import cardinality_minimal, subset_minimal
@@ -77,10 +81,11 @@ def run_smug(net: str, digit: int, x: np.ndarray, subset_timeout: float, card_ti
     query = robust_query(model, x.reshape(model.input_shape), RobustConfig(epsilon=EPSILON))
     verifier = Verifier(query, runtime=runtime_replay(model))
     # wall seconds by time.monotonic: --cpu-clock turns the solver's clock (time.perf_counter) into CPU seconds
-    t0, c0 = time.monotonic(), time.process_time()
-    sub = subset_minimal(verifier, time.perf_counter() + subset_timeout)
+    t0, c0, start = time.monotonic(), time.process_time(), time.perf_counter()
+    end = start + budget if budget is not None else float("inf")
+    sub = subset_minimal(verifier, min(start + subset_timeout, end))
     t1, c1 = time.monotonic(), time.process_time()
-    card = cardinality_minimal(verifier, time.perf_counter() + card_timeout, start=sub)
+    card = cardinality_minimal(verifier, min(time.perf_counter() + card_timeout, end), start=sub)
     t2, c2 = time.monotonic(), time.process_time()
     return {
         "key": f"{net}/{digit}", "net": net, "digit": digit, "target": int(query.problem.target),
@@ -90,7 +95,7 @@ def run_smug(net: str, digit: int, x: np.ndarray, subset_timeout: float, card_ti
         "cardinality": {"size": card.size, "status": card.status, "lower_bound": card.lower_bound,
                         "proof": card.proof, "seconds": t2 - t1, "cpu": c2 - c1,
                         "fixed": np.flatnonzero(card.fixed).tolist()},
-        "stats": card.stats, "commit": COMMIT,
+        "stats": card.stats, "commit": COMMIT, "budget": budget,
     }
 
 
@@ -113,7 +118,8 @@ def stage_smug(args) -> None:
         for net in args.nets:
             if f"{net}/{d}" in done:
                 continue
-            rec = run_smug(net, d, xt[d].ravel().astype(np.float64), args.subset_timeout, args.card_timeout)
+            rec = run_smug(net, d, xt[d].ravel().astype(np.float64), args.subset_timeout, args.card_timeout,
+                           args.budget)
             with STORE.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             s, c = rec["subset"], rec["cardinality"]
@@ -223,6 +229,8 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--subset-timeout", type=float, default=120.0)
     ap.add_argument("--card-timeout", type=float, default=60.0)
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds per digit for both modes together (one deadline, as `--mode cardinality`)")
     ap.add_argument("--cpu-clock", action="store_true", help="budgets in CPU seconds of this process, not wall")
     ap.add_argument("--marabou-python", default=None)
     ap.add_argument("--verix-digits", type=int, default=5)

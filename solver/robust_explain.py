@@ -29,6 +29,7 @@ from smug.solver.robust_bounds import back_substitute, fixing_minimum, layer_bou
 from smug.solver.robust_cuts import CutBound, attack_direction, exact_direction, group_size
 from smug.solver.robust_hitting import minimum_hitting_set, no_hitting_set_of_size
 from smug.solver.robust_lp import MarginLP, prove_class
+from smug.solver.robust_strategies import Strategies
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
@@ -298,6 +299,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     lo32, hi32 = (b.astype(np.float64) for b in verifier.query.inner_box32(nothing))
     g = group_size(problem)
     cuts = CutBound(problem, box)
+    strategies = Strategies(problem)
 
     def add(cex: Counterexample) -> None:
         """The constraints of a counterexample: ``sum_{f in A} m_f >= need`` with ``A`` its perturbed
@@ -311,7 +313,10 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         sets.append(feats)
         needs.append(max(1, min(len(feats), k // g + 1)))
         j = cex.beats
-        cuts.directions.append((attack_direction(problem, cex.input, j, lo32, hi32, gradient(problem, cex.input, j)), j))
+        extended = attack_direction(problem, cex.input, j, lo32, hi32, gradient(problem, cex.input, j))
+        cuts.directions.append((extended, j))
+        strategies.add(cex.input - problem.x, best_fixed)
+        strategies.add(extended, best_fixed)
 
     for cex in best.counterexamples.values():
         add(cex)
@@ -337,7 +342,9 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break
         # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
-        level = cuts.candidate(K, covering, left())
+        level = strategies.candidate(size - 1, left()) if iterations % 2 else None
+        if level is None:
+            level = cuts.candidate(K, covering, left())
         if level is not None:
             H = level  # meets every constraint at the lowest size not yet refuted
         elif H.sum() >= size:
