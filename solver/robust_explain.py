@@ -300,6 +300,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     g = group_size(problem)
     cuts = CutBound(problem, box)
     strategies = Strategies(problem)
+    strategies.admit(best_fixed)
 
     def add(cex: Counterexample) -> None:
         """The constraints of a counterexample: ``sum_{f in A} m_f >= need`` with ``A`` its perturbed
@@ -358,6 +359,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         if verdict.status == ROBUST:  # a smaller robust E: free what it does not need (subset traversal)
             smaller = subset_minimal(verifier, deadline, within=H)
             best_fixed, proof = smaller.fixed, smaller.proof
+            strategies.admit(best_fixed)
             for cex in smaller.counterexamples.values():
                 add(cex)
             continue

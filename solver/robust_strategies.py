@@ -17,7 +17,10 @@ The margin ``z_t - z_j`` along (S1) is piecewise linear in ``m``.  It is lineari
 with ``mu_j`` the margin and ``g`` the gradient of ``z_t - z_j`` at ``v_d(m*)``.  The candidate is a
 smallest ``m`` meeting every row ``(S2) >= delta`` (HiGHS, a multi-knapsack over 0/1 ``m``); a
 strategy it does not beat in float gets its rows re-linearised at the candidate, until it beats
-them all or the rounds run out.  Nothing here is a proof: candidates are verified by
+them all or the rounds run out.  A linearisation can be wrong far from its point (the margin is
+neither convex nor concave in ``m``), so no row may exclude a set known to beat every strategy
+(:meth:`Strategies.admit`: a robust ``E``); its right-hand side is lowered to let it in.  Nothing
+here is a proof: candidates are verified by
 :class:`~smug.solver.robust.Verifier` like every other (see :mod:`smug.solver.robust_explain`).
 """
 
@@ -43,11 +46,18 @@ class Strategies:
     directions: list[np.ndarray] = field(default_factory=list)
     coef: list[np.ndarray] = field(default_factory=list)  # per row: float per feature
     rhs: list[float] = field(default_factory=list)
+    admitted: list[np.ndarray] = field(default_factory=list)  # sets no row may exclude (float per feature)
+
+    def admit(self, fixed: np.ndarray) -> None:
+        """``fixed`` beats every strategy (it is robust): every row, now and later, lets it in."""
+        m = np.asarray(fixed, np.float64)
+        self.admitted.append(m)
+        self.rhs = [min(r, float(c @ m)) for c, r in zip(self.coef, self.rhs)]
 
     def add(self, d: np.ndarray, at: np.ndarray) -> None:
         """A new direction, linearised at the set ``at`` (bool per feature)."""
         self.directions.append(np.asarray(d, np.float64))
-        self.linearise(self.directions[-1], at)
+        self.linearise(len(self.directions) - 1, at)
 
     def point(self, d: np.ndarray, fixed: np.ndarray) -> np.ndarray:
         """(S1): the input strategy ``d`` plays against ``fixed``."""
@@ -64,9 +74,10 @@ class Strategies:
         m[self.problem.target] = np.inf
         return m.min(axis=0)
 
-    def linearise(self, d: np.ndarray, at: np.ndarray) -> None:
-        """Rows (S2) of direction ``d`` at ``at`` for the classes closest to the target."""
+    def linearise(self, r: int, at: np.ndarray) -> None:
+        """Rows (S2) of direction ``r`` at ``at`` for the classes closest to the target."""
         problem = self.problem
+        d = self.directions[r]
         v = self.point(d, at)
         mu = float_margins(problem, v[None, :])[:, 0]
         mu[problem.target] = np.inf
@@ -77,7 +88,7 @@ class Strategies:
             c = np.zeros(problem.n_vars)
             np.add.at(c, problem.group[grouped], c_entry[grouped])
             self.coef.append(c)
-            self.rhs.append(problem.delta + SLACK - mu[j] + float(c @ m_at))
+            self.rhs.append(min([problem.delta + SLACK - mu[j] + float(c @ m_at)] + [float(c @ a) for a in self.admitted]))
 
     def _smallest(self, max_size: int, timeout: float) -> np.ndarray | None:
         """A smallest 0/1 ``m`` meeting every row, with ``sum m <= max_size`` (HiGHS; None: none found)."""
@@ -114,5 +125,5 @@ class Strategies:
             if not len(losing):
                 return H
             for r in losing.tolist():
-                self.linearise(self.directions[r], H)
+                self.linearise(r, H)
         return None
