@@ -145,7 +145,7 @@ def stage_marabou(args) -> None:
                 jobs.append({**base, "key": f"verix/{net}/{d}", "mode": "verix", "timeout": args.verix_timeout})
             if rec is None or not args.checks:
                 continue
-            for mode in ("subset", "cardinality"):
+            for mode in args.check_modes:
                 key = f"check/{mode}/{net}/{d}"
                 if key not in done:
                     fixed = np.zeros(784, bool)
@@ -161,6 +161,16 @@ def stage_marabou(args) -> None:
 def _med(values) -> str:
     values = list(values)
     return f"{statistics.median(values):.1f}" if values else "-"
+
+
+def _budgets(records: dict[str, dict], args) -> str:
+    """How the written records' time was bounded (from the records: ``--budget`` is kept in each)."""
+    budgets = sorted({r.get("budget") for r in records.values() if r["net"] in args.nets}, key=str)
+    if budgets == [None]:
+        return (f"smug's subset timeout {args.subset_timeout:g} s, cardinality {args.card_timeout:g} s more "
+                "(seeded with the subset answer)")
+    return ("one budget per digit for both of smug's modes (the subset search, then the cardinality search "
+            f"seeded with it, one deadline as `--mode cardinality`): {', '.join(f'{b:g} s' for b in budgets if b)}")
 
 
 def stage_write(args) -> None:
@@ -203,9 +213,8 @@ def stage_write(args) -> None:
     head = ["network", "digits", "method", "size (median)", "wall s (median)", "CPU s (median)", "proven",
             "timeouts / not proven"]
     body = "\n".join([
-        f"Epsilon {EPSILON} (L-inf, clipped to [0, 1]), one feature per pixel, predicted class; smug's subset "
-        f"timeout {args.subset_timeout:g} s, cardinality {args.card_timeout:g} s more (seeded with the subset answer)"
-        f"{', both in CPU seconds (--cpu-clock)' if args.cpu_clock else ''}. "
+        f"Epsilon {EPSILON} (L-inf, clipped to [0, 1]), one feature per pixel, predicted class; {_budgets(smug, args)}"
+        f"{', in CPU seconds (--cpu-clock)' if args.cpu_clock else ''}. "
         f"Machine: 2 cores shared with other engineers, `{uptime()}` when written.", "",
         *table(head, rows), "",
         "Per digit (sizes in pixels; `*`: subset search timed out, E robust but not every pixel justified; "
@@ -235,6 +244,8 @@ def main() -> None:
     ap.add_argument("--marabou-python", default=None)
     ap.add_argument("--verix-digits", type=int, default=5)
     ap.add_argument("--verix-timeout", type=float, default=1800.0)
+    ap.add_argument("--check-modes", nargs="+", default=["subset", "cardinality"], choices=["subset", "cardinality"],
+                    help="--stage marabou: whose answers Marabou re-checks")
     ap.add_argument("--no-checks", dest="checks", action="store_false",
                     help="--stage marabou: run VeriX only, no re-check of smug's answers")
     add_doc_args(ap)

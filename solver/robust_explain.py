@@ -12,10 +12,12 @@
   contrastive set that any robust ``E`` must hit, and its direction gives knapsack cuts
   (:mod:`smug.solver.robust_cuts`) that every robust ``E`` of at most ``K`` features meets, whatever
   class the counterexample reached; the proven lower bound is the best of the hitting sets' (exact
-  packing bound, SAT) and the cuts' (exact LP duality).  A candidate (a set meeting every cut at the
-  lowest size not refuted, else a minimum hitting set) is verified, and either proven robust (then
-  optimal) or refuted by a new counterexample.  Anytime: the best proven ``E`` and the lower bound
-  at every step.
+  packing bound, SAT) and the cuts' (exact LP duality).  A candidate is verified, and either proven
+  robust (then its subset-minimal part is the new best) or refuted by a new counterexample.  Every
+  other round the candidate is the smallest set that beats every attack seen so far
+  (:mod:`smug.solver.robust_strategies`, smaller than the best); otherwise, and when there is none,
+  a set meeting every cut at the lowest size not refuted, else a minimum hitting set.  Anytime: the
+  best proven ``E`` and the lower bound at every step.
 """
 
 from __future__ import annotations
@@ -283,8 +285,9 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     meets: its contrastive set with a need (:func:`largest_refuted`), and a direction for knapsack
     cuts (:class:`~smug.solver.robust_cuts.CutBound`: one per direction and size ``K``).  The proven
     lower bound is the best of :func:`fixing_lower_bound`, the hitting sets' (exact packing bound,
-    SAT) and the cuts' (exact LP duality at the largest ``K`` it reaches).  Candidates: a set of
-    ``lower`` features meeting every cut at ``K = lower`` (MILP), else a minimum hitting set."""
+    SAT) and the cuts' (exact LP duality at the largest ``K`` it reaches).  Candidates, every other
+    round: a smallest set beating every counterexample's strategy (:class:`Strategies`); otherwise
+    (or when there is none) a set meeting every cut at ``K`` (MILP), else a minimum hitting set."""
     t0 = time.perf_counter()
     problem = verifier.query.problem
     best = start if start is not None else subset_minimal(verifier, deadline)
@@ -343,7 +346,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break
         # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
-        level = strategies.candidate(size - 1, left()) if iterations % 2 else None
+        level = strategies.candidate(size - 1, deadline) if iterations % 2 else None
         if level is None:
             level = cuts.candidate(K, covering, left())
         if level is not None:
@@ -367,6 +370,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break  # the verifier ran out of time on H: keep the best and the bound
         add(verdict.counterexample)
     stats = verifier.stats.as_dict() | {"hitting_sets": len(sets), "iterations": iterations,
-                                        "directions": len(cuts.directions),
+                                        "directions": len(cuts.directions), "strategy_solves": strategies.solves,
+                                        "strategy_seconds": round(strategies.seconds, 2),
                                         "median_set": float(np.median([len(s) for s in sets])) if sets else 0.0}
     return RobustExplanation(best_fixed, status, lower, proof, {}, (), stats, time.perf_counter() - t0)

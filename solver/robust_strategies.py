@@ -26,6 +26,7 @@ here is a proof: candidates are verified by
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,7 @@ from smug.solver.robust import float_margins, gradient
 CLASSES_PER_ROW = 2  # the classes closest to the target at the linearisation point get a row each
 SLACK = 1e-4  # float margin a candidate asks of every strategy beyond delta (candidates only)
 ROUNDS = 8  # re-linearisations per candidate
+SOLVE_S = 10.0  # HiGHS seconds per multi-knapsack at most (as every step of the search; a candidate anyway)
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Strategies:
     coef: list[np.ndarray] = field(default_factory=list)  # per row: float per feature
     rhs: list[float] = field(default_factory=list)
     admitted: list[np.ndarray] = field(default_factory=list)  # sets no row may exclude (float per feature)
+    solves: int = 0
+    seconds: float = 0.0
 
     def admit(self, fixed: np.ndarray) -> None:
         """``fixed`` beats every strategy (it is robust): every row, now and later, lets it in."""
@@ -106,19 +110,24 @@ class Strategies:
             idx = np.flatnonzero(c).astype(np.int32)
             h.addRow(r, highspy.kHighsInf, len(idx), idx, c[idx])
         h.addRow(0.0, float(max_size), n, cols, np.ones(n))
+        t0 = time.perf_counter()
         h.run()
+        self.solves, self.seconds = self.solves + 1, self.seconds + time.perf_counter() - t0
         x = np.asarray(h.getSolution().col_value, np.float64)
         if h.getInfo().primal_solution_status != 2 or len(x) != n:  # 2: a feasible point
             return None
         return x > 0.5
 
-    def candidate(self, max_size: int, timeout: float, rounds: int = ROUNDS) -> np.ndarray | None:
+    def candidate(self, max_size: int, deadline: float, rounds: int = ROUNDS) -> np.ndarray | None:
         """A set of at most ``max_size`` features whose input beats every strategy in float (S1),
-        or None when the rows admit none (or the rounds run out)."""
+        or None when the rows admit none (or the rounds or the time run out)."""
         if not self.coef:
             return None
         for _ in range(rounds):
-            H = self._smallest(max_size, timeout)
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return None
+            H = self._smallest(max_size, min(SOLVE_S, left))
             if H is None:
                 return None
             losing = np.flatnonzero(self.margins(H) <= self.problem.delta + SLACK / 2)
