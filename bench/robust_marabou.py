@@ -15,7 +15,9 @@ Each job line is ``{"key", "mode", "net", "x" (flat, in the network's input orde
   x, can some class reach the target's logit?"; *unsat* makes the pixel irrelevant, anything
   else keeps it in the explanation;
 * ``check``: one Marabou query for a given explanation (``fixed`` pixels at x, the rest in the
-  box): *unsat* re-verifies it with an engine independent of smug.
+  box): *unsat* re-verifies it with an engine independent of smug; *sat* comes with Marabou's
+  witness input, which ``bench/robust.py`` replays in exact arithmetic (Marabou's arithmetic is
+  floating point with tolerances: a witness may miss the box or the class by a rounding error).
 
 This file imports only numpy and maraboupy (it runs outside smug's environment).
 """
@@ -47,8 +49,9 @@ def _network(path: str):
     return net
 
 
-def query(path: str, x: np.ndarray, target: int, eps: float, free: np.ndarray, timeout: int) -> str:
-    """'unsat' (robust), 'sat' (a counterexample) or another Marabou exit code."""
+def query(path: str, x: np.ndarray, target: int, eps: float, free: np.ndarray, timeout: int) -> tuple[str, list | None]:
+    """'unsat' (robust), 'sat' (a counterexample) or another Marabou exit code, and on 'sat' the
+    input Marabou found (its witness: smug replays it exactly, Marabou works in floats)."""
     from maraboupy import Marabou, MarabouCore
     from maraboupy.MarabouUtils import Equation
 
@@ -70,8 +73,9 @@ def query(path: str, x: np.ndarray, target: int, eps: float, free: np.ndarray, t
         disjuncts.append([eq])
     net.addDisjunctionConstraint(disjuncts)
     options = Marabou.createOptions(verbosity=0, timeoutInSeconds=int(timeout))
-    exit_code, _, _ = net.solve(options=options, verbose=False)
-    return exit_code
+    exit_code, values, _ = net.solve(options=options, verbose=False)
+    witness = [float(values[int(v)]) for v in inputs.tolist()] if exit_code == "sat" else None
+    return exit_code, witness
 
 
 def sensitivity_order(path: str, x: np.ndarray, eps: float) -> np.ndarray:
@@ -104,7 +108,7 @@ def verix(job: dict) -> dict:
             continue
         trial = free.copy()
         trial[p] = True
-        code = query(job["net"], x, job["target"], job["epsilon"], trial, max(1, int(deadline - time.perf_counter())))
+        code, _ = query(job["net"], x, job["target"], job["epsilon"], trial, max(1, int(deadline - time.perf_counter())))
         calls += 1
         codes[code] = codes.get(code, 0) + 1
         if code == "unsat":
@@ -120,8 +124,8 @@ def check(job: dict) -> dict:
     t0 = time.perf_counter()
     x = np.asarray(job["x"], np.float64)
     free = ~np.asarray(job["fixed"], bool)
-    code = query(job["net"], x, job["target"], job["epsilon"], free, job["timeout"])
-    return {"key": job["key"], "code": code, "seconds": time.perf_counter() - t0}
+    code, witness = query(job["net"], x, job["target"], job["epsilon"], free, job["timeout"])
+    return {"key": job["key"], "code": code, "witness": witness, "seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
