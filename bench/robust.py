@@ -206,8 +206,9 @@ def _replay(smug: dict[str, dict], key: str, check: dict) -> dict | None:
 def _witness_summary(checks: list[dict]) -> str:
     outside = max(c["replay"]["outside"] for c in checks)
     margins = [c["replay"]["margin"] for c in checks]
-    return (f"witnesses up to {outside:.1e} outside the box, exact margin {min(margins):.1e} to {max(margins):.1e} "
-            "> 0 once inside it: Marabou's float tolerance")
+    where = "inside the box" if outside == 0 else f"up to {outside:.1e} outside the box (moved inside it)"
+    return (f"witnesses {where} keep the class, exact margin {min(margins):.1e} to {max(margins):.1e}: Marabou's "
+            "float tolerance")
 
 
 def stage_write(args) -> None:

@@ -124,16 +124,20 @@ class CutBound:
     directions: list[tuple[np.ndarray, int]] = field(default_factory=list)
     _cuts: dict[int, list[Cut | None]] = field(default_factory=dict)
 
-    def cuts(self, K: int) -> list[Cut]:
-        """The cuts of every direction valid for every robust ``E`` of at most ``K`` features."""
+    def cuts(self, K: int, deadline: float = float("inf")) -> list[Cut]:
+        """The cuts valid for every robust ``E`` of at most ``K`` features, of every direction (of the
+        first ones when the deadline passes: the others wait for a later call)."""
         have = self._cuts.setdefault(K, [])
         for d, j in self.directions[len(have):]:
+            if time.perf_counter() >= deadline:
+                break
             have.append(knapsack_cut(self.problem, self.box, d, j, K))
         return [c for c in have if c is not None]
 
-    def rows(self, K: int, sets: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, K: int, sets: list[tuple[np.ndarray, int]],
+             deadline: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
         """Integer rows ``A m >= b`` (dense) of the cuts at ``K`` and the covering rows."""
-        cuts = self.cuts(K)
+        cuts = self.cuts(K, deadline)
         A = np.zeros((len(cuts) + len(sets), self.problem.n_vars), np.int64)
         b = np.zeros(len(A), np.int64)
         for i, c in enumerate(cuts):
@@ -142,10 +146,11 @@ class CutBound:
             A[i, s], b[i] = 1, need
         return A, b
 
-    def proves(self, K: int, sets: list[tuple[np.ndarray, int]], timeout: float) -> bool:
+    def proves(self, K: int, sets: list[tuple[np.ndarray, int]], timeout: float,
+               deadline: float = float("inf")) -> bool:
         """True when the rows at ``K`` prove (exact LP duality, :func:`lp_bound`) that no robust ``E``
         has at most ``K`` features."""
-        A, b = self.rows(K, sets)
+        A, b = self.rows(K, sets, deadline)
         if not len(A):
             return False
         if np.any(A.sum(axis=1) < b):
@@ -159,7 +164,7 @@ class CutBound:
         lo, hi = lower - 1, upper  # proves(lo) known (or vacuous), proves(hi) not asked
         while hi - lo > 1 and time.perf_counter() < deadline:
             mid = (lo + hi) // 2
-            if self.proves(mid, sets, max(0.05, min(5.0, deadline - time.perf_counter()))):
+            if self.proves(mid, sets, max(0.05, min(5.0, deadline - time.perf_counter())), deadline):
                 lo = mid
             else:
                 hi = mid

@@ -336,6 +336,8 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         if lower >= size:
             status = OPTIMAL
             break
+        if time.perf_counter() >= deadline:
+            break  # every step below would start past the deadline
         hs = minimum_hitting_set(sets, n, timeout=left(), min_size=lower, needs=needs)
         lower = max(lower, hs.lower_bound)
         H = hs.chosen
@@ -343,6 +345,8 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             lower = int(H.sum())  # SAT proves the candidate minimum of the hitting sets
         if lower >= size:
             status = OPTIMAL
+            break
+        if time.perf_counter() >= deadline:
             break
         # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
