@@ -20,6 +20,7 @@ Results: ``out/robust.jsonl`` and ``out/robust_marabou.jsonl`` (a re-run skips w
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -158,6 +159,12 @@ def stage_marabou(args) -> None:
                     str(MARABOU_STORE)], check=True)
 
 
+@functools.lru_cache(maxsize=1)
+def mnist_test_images() -> np.ndarray:
+    """The MNIST test split's images (read once)."""
+    return mnist_split()[2]
+
+
 def replay_witness(net: str, digit: int, fixed_features: list[int], witness: list[float]) -> dict:
     """Marabou's *sat* witness against smug's ``E``, in exact arithmetic: how far it lies outside the
     box of ``E`` (float64, 0 inside) and the smallest exact margin ``logit[t] - logit[j] - delta`` at the
@@ -166,9 +173,8 @@ def replay_witness(net: str, digit: int, fixed_features: list[int], witness: lis
     from smug.pipeline.robust import RobustConfig, robust_query
     from smug.solver.robust import exact_margins
 
-    _, _, xt, _ = mnist_split()
     model = _model(net)
-    query = robust_query(model, xt[digit].reshape(model.input_shape).astype(np.float64), RobustConfig(epsilon=EPSILON))
+    query = robust_query(model, mnist_test_images()[digit].reshape(model.input_shape).astype(np.float64), RobustConfig(epsilon=EPSILON))
     fixed = np.zeros(query.n_vars, bool)
     fixed[fixed_features] = True
     v = np.asarray(witness, np.float64)
