@@ -323,8 +323,10 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         strategies.add(extended, best_fixed)
 
     for cex in best.counterexamples.values():
+        if time.perf_counter() >= deadline:
+            break
         add(cex)
-    for cex in contrastive_sets(verifier, nothing, classes):
+    for cex in contrastive_sets(verifier, nothing, classes) if time.perf_counter() < deadline else ():
         add(cex)
     lower, status, iterations = fixing_lower_bound(verifier, deadline), FEASIBLE, 0
     while time.perf_counter() < deadline:
@@ -373,6 +375,8 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         if verdict.status != COUNTEREXAMPLE:
             break  # the verifier ran out of time on H: keep the best and the bound
         add(verdict.counterexample)
+    if lower >= best_fixed.sum():
+        status = OPTIMAL  # the bound met a best found after it (the loop's time ran out first)
     stats = verifier.stats.as_dict() | {"hitting_sets": len(sets), "iterations": iterations,
                                         "directions": len(cuts.directions), "strategy_solves": strategies.solves,
                                         "strategy_seconds": round(strategies.seconds, 2),
