@@ -361,6 +361,8 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break  # nothing smaller than the best meets the constraints found: not proven optimal
         cheap = contrastive_sets(verifier, H, classes)
         for cex in cheap:
+            if time.perf_counter() >= deadline:
+                break
             add(cex)
         if cheap:
             continue
