@@ -170,10 +170,11 @@ class CutBound:
                 hi = mid
         return max(lower, lo + 1)
 
-    def candidate(self, K: int, sets: list[tuple[np.ndarray, int]], timeout: float) -> np.ndarray | None:
+    def candidate(self, K: int, sets: list[tuple[np.ndarray, int]], timeout: float,
+                  deadline: float = float("inf")) -> np.ndarray | None:
         """A set of at most ``K`` features meeting every row at ``K`` (HiGHS MILP, a candidate only:
-        its best point within ``timeout``), or None."""
-        A, b = self.rows(K, sets)
+        its best point within ``timeout``; the cuts computed before ``deadline``), or None."""
+        A, b = self.rows(K, sets, deadline)
         if not len(A):
             return None
         h = master(A, b, True, min(timeout, CANDIDATE_S), max_size=K)

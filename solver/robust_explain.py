@@ -302,7 +302,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     lo32, hi32 = (b.astype(np.float64) for b in verifier.query.inner_box32(nothing))
     g = group_size(problem)
     cuts = CutBound(problem, box)
-    strategies = Strategies(problem)
+    strategies = Strategies(verifier.query)
     strategies.admit(best_fixed)
 
     def add(cex: Counterexample) -> None:
@@ -354,7 +354,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
         level = strategies.candidate(size - 1, deadline) if iterations % 2 else None
         if level is None:
-            level = cuts.candidate(K, covering, left())
+            level = cuts.candidate(K, covering, left(), deadline)
         if level is not None:
             H = level  # meets every constraint at the lowest size not yet refuted
         elif H.sum() >= size:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from smug.common import quiet_highs
-from smug.solver.robust import float_margins, gradient
+from smug.solver.robust import RobustQuery, float_margins, gradient
 
 CLASSES_PER_ROW = 2  # the classes closest to the target at the linearisation point get a row each
 SLACK = 1e-4  # float margin a candidate asks of every strategy beyond delta (candidates only)
@@ -44,13 +44,17 @@ SOLVE_S = 10.0  # HiGHS seconds per multi-knapsack at most (as every step of the
 class Strategies:
     """The restricted adversary: attack directions and the linear rows (S2) built so far."""
 
-    problem: object
+    query: RobustQuery
     directions: list[np.ndarray] = field(default_factory=list)
     coef: list[np.ndarray] = field(default_factory=list)  # per row: float per feature
     rhs: list[float] = field(default_factory=list)
     admitted: list[np.ndarray] = field(default_factory=list)  # sets no row may exclude (float per feature)
     solves: int = 0
     seconds: float = 0.0
+
+    @property
+    def problem(self):
+        return self.query.problem
 
     def admit(self, fixed: np.ndarray) -> None:
         """``fixed`` beats every strategy (it is robust): every row, now and later, lets it in."""
@@ -65,9 +69,7 @@ class Strategies:
 
     def point(self, d: np.ndarray, fixed: np.ndarray) -> np.ndarray:
         """(S1): the input strategy ``d`` plays against ``fixed``."""
-        g = self.problem.group
-        kept = np.where(g >= 0, np.asarray(fixed, bool)[np.maximum(g, 0)], True)
-        return self.problem.x + np.where(kept, 0.0, d)
+        return self.problem.x + np.where(self.query.free_inputs(fixed), d, 0.0)
 
     def margins(self, fixed: np.ndarray) -> np.ndarray:
         """Float margin ``min_j z_t - z_j`` of every strategy's input against ``fixed``."""

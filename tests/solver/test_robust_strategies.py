@@ -31,7 +31,7 @@ def directions(problem, eps: float, count: int, seed: int) -> list[np.ndarray]:
 def test_point_moves_exactly_the_entries_of_free_features(pairs):
     problem = tiny_network(4, n_in=8, pairs=pairs)
     d = directions(problem, 0.25, 1, 0)[0]
-    strategies = Strategies(problem)
+    strategies = Strategies(RobustQuery(problem, 0.25))
     fixed = np.zeros(problem.n_vars, bool)
     fixed[::2] = True
     v = strategies.point(d, fixed)
@@ -44,7 +44,7 @@ def test_point_moves_exactly_the_entries_of_free_features(pairs):
 
 def test_rows_are_exact_on_the_linear_region_of_their_point():
     problem = tiny_network(7, n_in=9)
-    strategies = Strategies(problem)
+    strategies = Strategies(RobustQuery(problem, 0.125))
     r = np.random.default_rng(1)
     checked = 0
     for d in directions(problem, 0.125, 6, 2):
@@ -83,7 +83,7 @@ def pre_activations(problem, v: np.ndarray) -> list[np.ndarray]:
 @pytest.mark.parametrize("seed,eps", [(3, 0.25), (5, 0.5), (6, float("inf"))])
 def test_a_candidate_beats_every_strategy_and_is_no_larger_than_asked(seed, eps):
     problem = tiny_network(seed, n_in=8)
-    strategies = Strategies(problem)
+    strategies = Strategies(RobustQuery(problem, eps))
     everything = np.ones(problem.n_vars, bool)
     strategies.admit(everything)  # x keeps the class: fixing everything beats every strategy
     for d in directions(problem, eps, 5, seed):
@@ -102,7 +102,7 @@ def test_a_candidate_beats_every_strategy_and_is_no_larger_than_asked(seed, eps)
 @pytest.mark.parametrize("seed,eps", [(1, 0.5), (4, 0.5), (7, 0.25)])
 def test_no_candidate_below_the_smallest_set_that_beats_a_linear_network(seed, eps):
     problem = tiny_network(seed, n_in=8, hidden=())  # no ReLU: the rows are exact everywhere
-    strategies = Strategies(problem)
+    strategies = Strategies(RobustQuery(problem, eps))
     everything = np.ones(problem.n_vars, bool)
     for d in directions(problem, eps, 4, 9):
         strategies.add(d, everything)
