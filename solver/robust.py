@@ -205,21 +205,28 @@ def float_margins(problem: NetworkProblem, V: np.ndarray) -> np.ndarray:
     return H[problem.target][None, :] - H
 
 
+def gradients(problem: NetworkProblem, V: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Row ``r``: the gradient of ``logit[classes[r]] - logit[t]`` at ``V[r]`` (float64, each row's
+    linear region; a batch of rows)."""
+    H = np.asarray(V, np.float64)
+    patterns = []
+    for layer in problem.layers:
+        Z = H @ layer.weight.T + layer.bias
+        patterns.append(Z > 0)
+        H = np.maximum(Z, 0.0) if layer.relu else Z
+    G = np.zeros((len(H), problem.layers[-1].weight.shape[0]))
+    G[np.arange(len(H)), np.asarray(classes)] = 1.0
+    G[:, problem.target] -= 1.0
+    for k in range(len(problem.layers) - 1, -1, -1):
+        G = G @ problem.layers[k].weight
+        if k > 0 and problem.layers[k - 1].relu:
+            G = G * patterns[k - 1]
+    return G
+
+
 def gradient(problem: NetworkProblem, v: np.ndarray, j: int) -> np.ndarray:
     """Gradient of ``logit[j] - logit[t]`` at ``v`` (float64, the linear region of ``v``)."""
-    pattern = []
-    h = v
-    for layer in problem.layers:
-        z = layer.weight @ h + layer.bias
-        pattern.append(z > 0)
-        h = np.maximum(z, 0.0) if layer.relu else z
-    g = np.zeros(problem.layers[-1].weight.shape[0])
-    g[j], g[problem.target] = 1.0, -1.0
-    for k in range(len(problem.layers) - 1, -1, -1):
-        g = problem.layers[k].weight.T @ g
-        if k > 0 and problem.layers[k - 1].relu:
-            g = g * pattern[k - 1]
-    return g
+    return gradients(problem, np.asarray(v)[None, :], np.array([j]))[0]
 
 
 @dataclass
@@ -270,16 +277,16 @@ class Verifier:
         rows = [others.index(j) for j in classes]
         V = np.where(N[rows] >= 0, lo, hi)  # minimises the linear lower bound of the margin
         margins = float_margins(problem, V)
-        for r, j in enumerate(classes):
-            v = V[r]
-            step = (hi - lo) / 4
-            for _ in range(PGD_STEPS):
-                if margins[j, r] <= problem.delta:
-                    break
-                v = np.clip(v + step * np.sign(gradient(problem, v, j)), lo, hi).astype(np.float32).astype(np.float64)
-                margins[:, r] = float_margins(problem, v[None, :])[:, 0]
-                step = step * 0.7
-            V[r] = v
+        step = (hi - lo) / 4
+        cls = np.asarray(classes)
+        for _ in range(PGD_STEPS):  # projected sign-gradient steps, every class's row at once
+            live = np.flatnonzero(margins[cls, np.arange(len(cls))] > problem.delta)
+            if not len(live):
+                break
+            G = gradients(problem, V[live], cls[live])
+            V[live] = np.clip(V[live] + step * np.sign(G), lo, hi).astype(np.float32).astype(np.float64)
+            margins[:, live] = float_margins(problem, V[live])
+            step = step * 0.7
         order = np.argsort(margins[classes, np.arange(len(classes))])
         for r in order[:3]:
             cex = self.replay(V[r], fixed)
