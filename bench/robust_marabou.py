@@ -34,6 +34,7 @@ import numpy as np
 
 
 _NETWORKS: dict[str, tuple] = {}
+QUERY_TIMEOUT = 300  # seconds per Marabou query, as VeriX's release
 
 
 def _network(path: str):
@@ -104,7 +105,7 @@ def query_per_class(path: str, x: np.ndarray, target: int, eps: float, free: np.
         net = _network(path)
         _, outputs = _box(net, x, eps, free)
         net.addInequality([int(outputs[target]), int(outputs[j])], [1.0, -1.0], -1e-6)
-        code, _ = _solve(net, deadline - time.perf_counter())
+        code, _ = _solve(net, min(QUERY_TIMEOUT, deadline - time.perf_counter()))
         calls += 1
         if code != "unsat":
             break
@@ -143,6 +144,9 @@ def verix(job: dict) -> dict:
         code, n = query_per_class(job["net"], x, job["target"], job["epsilon"], trial, deadline)
         calls += n
         codes[code] = codes.get(code, 0) + 1
+        if sum(codes.values()) % 50 == 0:
+            print(f"{job['key']}: {sum(codes.values())} pixels, {codes}, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+                  flush=True)
         if code == "unsat":
             free = trial
         else:

@@ -193,19 +193,22 @@ def layer_bounds(layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarr
                  crown_max_width: int = CROWN_MAX_WIDTH,
                  minimum: Callable[[np.ndarray], np.ndarray] | None = None) -> Bounds:
     """Rigorous pre-activation bounds of every layer over the box (or the set inside it that
-    ``minimum`` describes, see :func:`back_substitute`): intervals, tightened by CROWN for the
-    layers no wider than ``crown_max_width`` (after the first, unless the set is not the box)."""
+    ``minimum`` describes, see :func:`back_substitute`): intervals, tightened by CROWN (after the
+    first layer, unless the set is not the box) for the neurons the intervals leave unstable, when
+    there are at most ``crown_max_width`` of them (every neuron of the last layer).  A neuron the
+    intervals prove stable keeps them: CROWN's relaxation of it is exact whatever its bounds."""
     lower: list[np.ndarray] = []
     upper: list[np.ndarray] = []
     lo, hi = box
     for k, layer in enumerate(layers):
         z_lo, z_hi = interval_layer(layer, lo, hi)
-        n = layer.weight.shape[0]
-        if (k > 0 or minimum is not None) and n <= crown_max_width:
-            eye = np.eye(n)
+        rows = np.flatnonzero((z_lo < 0) & (z_hi > 0)) if layer.relu else np.arange(len(z_lo))
+        if (k > 0 or minimum is not None) and 0 < len(rows) <= crown_max_width:
+            eye = np.zeros((len(rows), len(z_lo)))
+            eye[np.arange(len(rows)), rows] = 1.0
             c_lo, _ = back_substitute(layers, k, np.vstack([eye, -eye]), lower, upper, box, minimum)
-            z_lo = np.maximum(z_lo, c_lo[:n])
-            z_hi = np.minimum(z_hi, -c_lo[n:])
+            z_lo[rows] = np.maximum(z_lo[rows], c_lo[:len(rows)])
+            z_hi[rows] = np.minimum(z_hi[rows], -c_lo[len(rows):])
         lower.append(z_lo)
         upper.append(z_hi)
         lo, hi = (np.maximum(z_lo, 0.0), np.maximum(z_hi, 0.0)) if layer.relu else (z_lo, z_hi)
