@@ -137,7 +137,7 @@ def stage_marabou(args) -> None:
     for net in args.nets:
         path = str(_path(net))
         model = _model(net)
-        for d in range(args.digits):
+        for d in range(args.start, args.digits):
             rec = smug.get(f"{net}/{d}")
             x = xt[d].ravel().astype(np.float64)
             target = int(np.argmax(model.logits(x.reshape((1,) + tuple(model.input_shape)).astype(np.float32))[0]))

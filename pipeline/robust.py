@@ -62,9 +62,7 @@ def explain(request, subject, deadline, stages):
     with stages.stage("solve"):
         verifier = Verifier(query, runtime=runtime_replay(subject.model))
         end = time.perf_counter() + timeout
-        answer = subset_minimal(verifier, end)
-        if config.mode == "cardinality":
-            answer = cardinality_minimal(verifier, end, start=answer)
+        answer = (subset_minimal if config.mode == "subset" else cardinality_minimal)(verifier, end)
     grid = pixel_grid(subject.model, config.window)
     pixel_mask = grid.to_pixels(answer.fixed)
     robust = {"mode": config.mode, "epsilon": config.epsilon, "domain": list(config.domain),
