@@ -19,8 +19,12 @@ smallest ``m`` meeting every row ``(S2) >= delta`` (HiGHS, a multi-knapsack over
 strategy it does not beat in float gets its rows re-linearised at the candidate, until it beats
 them all or the rounds run out.  A linearisation can be wrong far from its point (the margin is
 neither convex nor concave in ``m``), so no row may exclude a set known to beat every strategy
-(:meth:`Strategies.admit`: a robust ``E``); its right-hand side is lowered to let it in.  Nothing
-here is a proof: candidates are verified by
+(:meth:`Strategies.admit`: a robust ``E``); its right-hand side is lowered to let it in.
+
+A candidate that beats every strategy by ``delta`` alone lies on the boundary of the attacks seen,
+and the next attack usually refutes it.  :meth:`Strategies.candidate` can ask a *push*: every row
+``(S2) >= delta + push`` (the admitted sets may then fall out); a pushed candidate is larger but far
+more often robust, and the subset traversal then shrinks it.  Nothing here is a proof: candidates are verified by
 :class:`~smug.solver.robust.Verifier` like every other (see :mod:`smug.solver.robust_explain`).
 """
 
@@ -96,8 +100,9 @@ class Strategies:
             self.coef.append(c)
             self.rhs.append(min([problem.delta + SLACK - mu[j] + float(c @ m_at)] + [float(c @ a) for a in self.admitted]))
 
-    def _smallest(self, max_size: int, timeout: float) -> np.ndarray | None:
-        """A smallest 0/1 ``m`` meeting every row, with ``sum m <= max_size`` (HiGHS; None: none found)."""
+    def _smallest(self, max_size: int, timeout: float, push: float = 0.0) -> np.ndarray | None:
+        """A smallest 0/1 ``m`` meeting every row raised by ``push``, with ``sum m <= max_size``
+        (HiGHS; None: none found)."""
         import highspy
 
         n = self.problem.n_vars
@@ -110,7 +115,7 @@ class Strategies:
         h.changeColsIntegrality(n, cols, np.full(n, highspy.HighsVarType.kInteger))
         for c, r in zip(self.coef, self.rhs):
             idx = np.flatnonzero(c).astype(np.int32)
-            h.addRow(r, highspy.kHighsInf, len(idx), idx, c[idx])
+            h.addRow(r + push, highspy.kHighsInf, len(idx), idx, c[idx])
         h.addRow(0.0, float(max_size), n, cols, np.ones(n))
         t0 = time.perf_counter()
         h.run()
@@ -120,19 +125,20 @@ class Strategies:
             return None
         return x > 0.5
 
-    def candidate(self, max_size: int, deadline: float, rounds: int = ROUNDS) -> np.ndarray | None:
+    def candidate(self, max_size: int, deadline: float, rounds: int = ROUNDS, push: float = 0.0) -> np.ndarray | None:
         """A set of at most ``max_size`` features whose input beats every strategy in float (S1),
-        or None when the rows admit none (or the rounds or the time run out)."""
+        by about ``push`` more than ``delta``, or None when the rows admit none (or the rounds or the
+        time run out)."""
         if not self.coef:
             return None
         for _ in range(rounds):
             left = deadline - time.perf_counter()
             if left <= 0:
                 return None
-            H = self._smallest(max_size, min(SOLVE_S, left))
+            H = self._smallest(max_size, min(SOLVE_S, left), push)
             if H is None:
                 return None
-            losing = np.flatnonzero(self.margins(H) <= self.problem.delta + SLACK / 2)
+            losing = np.flatnonzero(self.margins(H) <= self.problem.delta + (SLACK + push) / 2)
             if not len(losing):
                 return H
             for r in losing.tolist():
