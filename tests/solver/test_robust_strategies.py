@@ -113,3 +113,21 @@ def test_no_candidate_below_the_smallest_set_that_beats_a_linear_network(seed, e
     assert strategies.candidate(smallest, deadline=time.perf_counter() + 5.0) is not None
     assert smallest > 0
     assert strategies.candidate(smallest - 1, deadline=time.perf_counter() + 5.0) is None
+
+
+@pytest.mark.parametrize("seed,eps", [(1, 0.5), (4, 0.5), (7, 0.25)])
+def test_a_pushed_candidate_on_a_linear_network_is_a_smallest_set_beating_every_strategy_by_the_push(seed, eps):
+    problem = tiny_network(seed, n_in=8, hidden=())  # no ReLU: the rows are exact everywhere
+    strategies = Strategies(RobustQuery(problem, eps))
+    everything = np.ones(problem.n_vars, bool)
+    for d in directions(problem, eps, 4, 9):
+        strategies.add(d, everything)
+    clean = plain_margin(problem, problem.x)
+    for push in (0.0, 0.1 * clean, 0.3 * clean):
+        beats = lambda m: all(plain_margin(problem, strategies.point(d, m)) > problem.delta + SLACK + push  # noqa: E731
+                              for d in strategies.directions)
+        sets = [np.isin(np.arange(problem.n_vars), s) for k in range(problem.n_vars + 1)
+                for s in itertools.combinations(range(problem.n_vars), k)]
+        smallest = min(int(m.sum()) for m in sets if beats(m))
+        H = strategies.candidate(problem.n_vars, deadline=time.perf_counter() + 5.0, push=push)
+        assert H is not None and int(H.sum()) == smallest and beats(H)  # brute force over every set
