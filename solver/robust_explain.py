@@ -36,7 +36,8 @@ from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier,
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
 NEED_SETS = 16  # contrastive sets whose need is computed (a binary search of bounds each)
-PUSH_START, PUSH_UP, PUSH_DOWN = 0.05, 2.0, 0.7  # the strategies' push (of the input's margin): start, refuted, proven
+PUSH_FIRST, PUSH_UP, PUSH_DOWN = 0.05, 2.0, 0.7  # the strategies' push: first after a refutation (of the input's
+# margin; it starts at 0), then times PUSH_UP when refuted, PUSH_DOWN when proven, PUSH_DOWN**2 when none is smaller
 EXACT_CHUNK = 32  # chunks up to this many features get the complete (LP) check (8: 14.5 s CPU, 32: 11.7 s on mnist-10x2 digit 1)
 
 
@@ -330,7 +331,7 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
     for cex in contrastive_sets(verifier, nothing, classes) if time.perf_counter() < deadline else ():
         add(cex)
     lower, status, iterations = fixing_lower_bound(verifier, deadline), FEASIBLE, 0
-    push = PUSH_START * max(0.0, float(np.delete(margins, problem.target).min()))
+    push, first_push = 0.0, PUSH_FIRST * max(0.0, float(np.delete(margins, problem.target).min()))
     while time.perf_counter() < deadline:
         iterations += 1
         size = int(best_fixed.sum())
@@ -355,8 +356,8 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
         level = strategies.candidate(size - 1, deadline, push=push) if iterations % 2 else None
-        pushed = level is not None
-        if iterations % 2 and not pushed:
+        strategic = level is not None
+        if iterations % 2 and not strategic:
             push *= PUSH_DOWN * PUSH_DOWN  # nothing smaller beats every strategy by that much: ask less
         if level is None:
             level = cuts.candidate(K, covering, left(), deadline)
@@ -370,10 +371,11 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
                 break
             add(cex)
         if cheap:
-            push *= PUSH_UP if pushed else 1.0
+            push = max(first_push, push * PUSH_UP) if strategic else push
             continue
         verdict = verifier.verify(H, exact=True, deadline=deadline)
-        push *= (PUSH_DOWN if verdict.status == ROBUST else PUSH_UP) if pushed else 1.0
+        if strategic:
+            push = push * PUSH_DOWN if verdict.status == ROBUST else max(first_push, push * PUSH_UP)
         if verdict.status == ROBUST:  # a smaller robust E: free what it does not need (subset traversal)
             smaller = subset_minimal(verifier, deadline, within=H)
             best_fixed, proof = smaller.fixed, smaller.proof
