@@ -221,31 +221,35 @@ def stage_write(args) -> None:
     smug, mar = _done(STORE), _done(MARABOU_STORE)
     rows, per_digit = [], []
     commits = {r.get("commit") or "?" for r in smug.values() if r["net"] in args.nets}
-    for net in args.nets:
-        recs = [r for k, r in smug.items() if r["net"] == net]
-        if not recs:
-            continue
+    groups = [(net, code) for net in args.nets for code in sorted({r.get("commit") or "?" for r in smug.values()
+                                                                      if r["net"] == net})]
+    for net, code in groups:
+        recs = [r for r in smug.values() if r["net"] == net and (r.get("commit") or "?") == code]
+        several = sum(n == net for n, _ in groups) > 1  # the net's digits ran on several commits: rows each
+        net_label = f"{net} ({code})" if several else net
         sub = [r["subset"] for r in recs]
         card = [r["cardinality"] for r in recs]
         verix = [mar[f"verix/{net}/{r['digit']}"] for r in recs if f"verix/{net}/{r['digit']}" in mar]
-        checks = [mar[k] | {"replay": _replay(smug, k, mar[k])} for k in mar if k.startswith("check/") and f"/{net}/" in k]
-        rows.append([net, len(recs), "smug subset", _med(s["size"] for s in sub), _med(s["seconds"] for s in sub),
+        digits = {str(r["digit"]) for r in recs}
+        checks = [mar[k] | {"replay": _replay(smug, k, mar[k])} for k in mar
+                  if k.startswith("check/") and f"/{net}/" in k and k.rsplit("/", 1)[1] in digits]
+        rows.append([net_label, len(recs), "smug subset", _med(s["size"] for s in sub), _med(s["seconds"] for s in sub),
                      _med(s["cpu"] for s in sub),
                      f"{sum(s['status'] == 'subset-minimal' for s in sub)}/{len(sub)} subset-minimal, "
                      f"{sum(s['kept_replay'] for s in sub)}/{len(sub)} replayed",
                      sum(s["unresolved"] > 0 for s in sub)])
-        rows.append([net, len(recs), "smug cardinality", _med(c["size"] for c in card),
+        rows.append([net_label, len(recs), "smug cardinality", _med(c["size"] for c in card),
                      _med(c["seconds"] for c in card), _med(c["cpu"] for c in card),
                      f"{sum(c['status'] == 'optimal' for c in card)}/{len(card)} optimal, lower bound median "
                      f"{_med(c['lower_bound'] for c in card)}", sum(c["status"] != "optimal" for c in card)])
         if verix:
-            rows.append([net, len(verix), "VeriX (Marabou, one query per pixel)", _med(v["size"] for v in verix),
+            rows.append([net_label, len(verix), "VeriX (Marabou, one query per pixel)", _med(v["size"] for v in verix),
                          _med(v["seconds"] for v in verix), _med(v["cpu"] for v in verix),
                          f"{_med(v['calls'] for v in verix)} Marabou calls", sum(v["timed_out"] for v in verix)])
         if checks:
             sat = [c for c in checks if c["code"] == "sat"]
             false_sat = [c for c in sat if c["replay"] is not None and not c["replay"]["counterexample"]]
-            rows.append([net, len(checks), "Marabou re-check of smug's E", "-", _med(c["seconds"] for c in checks),
+            rows.append([net_label, len(checks), "Marabou re-check of smug's E", "-", _med(c["seconds"] for c in checks),
                          "-", f"{sum(c['code'] == 'unsat' for c in checks)}/{len(checks)} unsat (robust); "
                          f"{len(sat)} sat, of which {len(sat) - len(false_sat)} with a witness that is a counterexample "
                          "in exact arithmetic" + (f" (the others: {_witness_summary(false_sat)})" if false_sat else ""),

@@ -36,8 +36,9 @@ from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier,
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
 NEED_SETS = 16  # contrastive sets whose need is computed (a binary search of bounds each)
-PUSH_FIRST, PUSH_UP, PUSH_DOWN = 0.05, 2.0, 0.7  # the strategies' push: first after a refutation (of the input's
-# margin; it starts at 0), then times PUSH_UP when refuted, PUSH_DOWN when proven, PUSH_DOWN**2 when none is smaller
+PUSH_FIRST, PUSH_UP, PUSH_DOWN, PUSH_TRIES = 0.05, 2.0, 0.7, 4  # the strategies' push: first after a refutation (of the input's
+# margin; it starts at 0), then times PUSH_UP when refuted, PUSH_DOWN when proven, PUSH_DOWN**2 when none is
+# smaller; up to PUSH_TRIES candidates a round while cheap attacks refute them
 EXACT_CHUNK = 32  # chunks up to this many features get the complete (LP) check (8: 14.5 s CPU, 32: 11.7 s on mnist-10x2 digit 1)
 
 
@@ -330,6 +331,17 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
         add(cex)
     for cex in contrastive_sets(verifier, nothing, classes) if time.perf_counter() < deadline else ():
         add(cex)
+
+    def refuted_cheaply(H: np.ndarray) -> bool:
+        """True when cheap attacks (:func:`contrastive_sets`) refute ``H``; their counterexamples are added
+        (those found before the deadline)."""
+        found = contrastive_sets(verifier, H, classes)
+        for cex in found:
+            if time.perf_counter() >= deadline:
+                break
+            add(cex)
+        return bool(found)
+
     lower, status, iterations = fixing_lower_bound(verifier, deadline), FEASIBLE, 0
     push, first_push = 0.0, PUSH_FIRST * max(0.0, float(np.delete(margins, problem.target).min()))
     while time.perf_counter() < deadline:
@@ -355,23 +367,27 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break
         # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
-        level = strategies.candidate(size - 1, deadline, push=push) if iterations % 2 else None
-        strategic = level is not None
-        if iterations % 2 and not strategic:
-            push *= PUSH_DOWN * PUSH_DOWN  # nothing smaller beats every strategy by that much: ask less
+        level, strategic, refuted_any = None, False, False
+        for _ in range(PUSH_TRIES if iterations % 2 else 0):  # strategy candidates, pushed further when refuted
+            if time.perf_counter() >= deadline:
+                break
+            level = strategies.candidate(size - 1, deadline, push=push)
+            if level is None:
+                push *= PUSH_DOWN * PUSH_DOWN  # nothing smaller beats every strategy by that much: ask less
+                break
+            if not refuted_cheaply(level):
+                strategic = True  # no cheap attack refutes it: verified below
+                break
+            push, level, refuted_any = max(first_push, push * PUSH_UP), None, True
+        if refuted_any and level is None:
+            continue  # the attacks' counterexamples are in: bounds first
         if level is None:
             level = cuts.candidate(K, covering, left(), deadline)
         if level is not None:
             H = level  # meets every constraint at the lowest size not yet refuted
         elif H.sum() >= size:
             break  # nothing smaller than the best meets the constraints found: not proven optimal
-        cheap = contrastive_sets(verifier, H, classes)
-        for cex in cheap:
-            if time.perf_counter() >= deadline:
-                break
-            add(cex)
-        if cheap:
-            push = max(first_push, push * PUSH_UP) if strategic else push
+        if not strategic and refuted_cheaply(H):
             continue
         verdict = verifier.verify(H, exact=True, deadline=deadline)
         if strategic:
