@@ -15,7 +15,9 @@
   packing bound, SAT) and the cuts' (exact LP duality).  A candidate is verified, and either proven
   robust (then its subset-minimal part is the new best) or refuted by a new counterexample.  Every
   other round the candidate is the smallest set that beats every attack seen so far
-  (:mod:`smug.solver.robust_strategies`, smaller than the best); otherwise, and when there is none,
+  (:mod:`smug.solver.robust_strategies`, smaller than the best), by a push beyond ``delta`` that
+  grows while cheap attacks refute the candidates (a candidate on the boundary of the attacks seen
+  is rarely robust); otherwise, and when there is none,
   a set meeting every cut at the lowest size not refuted, else a minimum hitting set.  Anytime: the
   best proven ``E`` and the lower bound at every step.
 """
