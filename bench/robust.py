@@ -13,7 +13,7 @@ subset-minimal answer (``--subset-timeout``), then the cardinality search seeded
 seconds, for a machine shared with other work): sizes, wall and CPU seconds, status, the proven lower bound,
 and a re-check of every kept pixel's counterexample (exact replay in the box of E minus that
 pixel).  ``--stage marabou`` runs ``bench/robust_marabou.py`` in a separate environment holding
-``maraboupy==2.0.0`` (not a smug dependency): VeriX's one-query-per-pixel traversal on the first
+``maraboupy==2.0.0`` (not a smug dependency): VeriX's traversal (a Marabou query per pixel and other class, as published) on the first
 ``--verix-digits`` digits, and one Marabou query per smug answer re-verifying it independently.
 Results: ``out/robust.jsonl`` and ``out/robust_marabou.jsonl`` (a re-run skips what is there).
 """
@@ -243,7 +243,7 @@ def stage_write(args) -> None:
                      f"{sum(c['status'] == 'optimal' for c in card)}/{len(card)} optimal, lower bound median "
                      f"{_med(c['lower_bound'] for c in card)}", sum(c["status"] != "optimal" for c in card)])
         if verix:
-            rows.append([net_label, len(verix), "VeriX (Marabou, one query per pixel)", _med(v["size"] for v in verix),
+            rows.append([net_label, len(verix), "VeriX (Marabou, a query per pixel and class)", _med(v["size"] for v in verix),
                          _med(v["seconds"] for v in verix), _med(v["cpu"] for v in verix),
                          f"{_med(v['calls'] for v in verix)} Marabou calls", sum(v["timed_out"] for v in verix)])
         if checks:
