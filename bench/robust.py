@@ -13,8 +13,8 @@ subset-minimal answer (``--subset-timeout``), then the cardinality search seeded
 seconds, for a machine shared with other work): sizes, wall and CPU seconds, status, the proven lower bound,
 and a re-check of every kept pixel's counterexample (exact replay in the box of E minus that
 pixel).  ``--stage marabou`` runs ``bench/robust_marabou.py`` in a separate environment holding
-``maraboupy==2.0.0`` (not a smug dependency): VeriX's traversal (a Marabou query per pixel and other class, as published) on the first
-``--verix-digits`` digits, and one Marabou query per smug answer re-verifying it independently.
+``maraboupy==2.0.0`` (not a smug dependency): VeriX's traversal (a Marabou query per pixel and
+other class, as published) on the first ``--verix-digits`` digits, and one Marabou query per smug answer re-verifying it independently.
 Results: ``out/robust.jsonl`` and ``out/robust_marabou.jsonl`` (a re-run skips what is there).
 """
 
