@@ -99,17 +99,31 @@ def test_a_candidate_beats_every_strategy_and_is_no_larger_than_asked(seed, eps)
     assert found and found[0] < problem.n_vars  # some candidate fixes less than everything
 
 
-@pytest.mark.parametrize("seed,eps", [(1, 0.5), (4, 0.5), (7, 0.25)])
-def test_no_candidate_below_the_smallest_set_that_beats_a_linear_network(seed, eps):
-    problem = tiny_network(seed, n_in=8, hidden=())  # no ReLU: the rows are exact everywhere
+def linear_strategies(seed: int, eps: float):
+    """A network with no ReLU (the rows are exact everywhere) and four random strategies against it."""
+    problem = tiny_network(seed, n_in=8, hidden=())
     strategies = Strategies(RobustQuery(problem, eps))
     everything = np.ones(problem.n_vars, bool)
     for d in directions(problem, eps, 4, 9):
         strategies.add(d, everything)
-    beats = lambda m: all(plain_margin(problem, strategies.point(d, m)) > problem.delta + SLACK  # noqa: E731
-                          for d in strategies.directions)
-    smallest = min(k for k in range(problem.n_vars + 1)
-                   if any(beats(np.isin(np.arange(problem.n_vars), s)) for s in itertools.combinations(range(problem.n_vars), k)))
+    return problem, strategies
+
+
+def smallest_beating(problem, strategies, push: float) -> int:
+    """Brute force: the fewest features of a set whose input beats every strategy by ``delta + SLACK + push``."""
+    n = problem.n_vars
+    for k in range(n + 1):
+        for s in itertools.combinations(range(n), k):
+            m = np.isin(np.arange(n), s)
+            if all(plain_margin(problem, strategies.point(d, m)) > problem.delta + SLACK + push for d in strategies.directions):
+                return k
+    raise AssertionError("no set beats every strategy")
+
+
+@pytest.mark.parametrize("seed,eps", [(1, 0.5), (4, 0.5), (7, 0.25)])
+def test_no_candidate_below_the_smallest_set_that_beats_a_linear_network(seed, eps):
+    problem, strategies = linear_strategies(seed, eps)
+    smallest = smallest_beating(problem, strategies, 0.0)
     assert strategies.candidate(smallest, deadline=time.perf_counter() + 5.0) is not None
     assert smallest > 0
     assert strategies.candidate(smallest - 1, deadline=time.perf_counter() + 5.0) is None
@@ -117,17 +131,9 @@ def test_no_candidate_below_the_smallest_set_that_beats_a_linear_network(seed, e
 
 @pytest.mark.parametrize("seed,eps", [(1, 0.5), (4, 0.5), (7, 0.25)])
 def test_a_pushed_candidate_on_a_linear_network_is_a_smallest_set_beating_every_strategy_by_the_push(seed, eps):
-    problem = tiny_network(seed, n_in=8, hidden=())  # no ReLU: the rows are exact everywhere
-    strategies = Strategies(RobustQuery(problem, eps))
-    everything = np.ones(problem.n_vars, bool)
-    for d in directions(problem, eps, 4, 9):
-        strategies.add(d, everything)
+    problem, strategies = linear_strategies(seed, eps)
     clean = plain_margin(problem, problem.x)
     for push in (0.0, 0.1 * clean, 0.3 * clean):
-        beats = lambda m: all(plain_margin(problem, strategies.point(d, m)) > problem.delta + SLACK + push  # noqa: E731
-                              for d in strategies.directions)
-        sets = [np.isin(np.arange(problem.n_vars), s) for k in range(problem.n_vars + 1)
-                for s in itertools.combinations(range(problem.n_vars), k)]
-        smallest = min(int(m.sum()) for m in sets if beats(m))
         H = strategies.candidate(problem.n_vars, deadline=time.perf_counter() + 5.0, push=push)
-        assert H is not None and int(H.sum()) == smallest and beats(H)  # brute force over every set
+        assert H is not None and int(H.sum()) == smallest_beating(problem, strategies, push)
+        assert all(plain_margin(problem, strategies.point(d, H)) > problem.delta + push for d in strategies.directions)
