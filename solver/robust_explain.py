@@ -37,10 +37,11 @@ from smug.solver.robust_strategies import Strategies
 from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier, float_margins, gradient
 
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
+REFUTED = "refuted"  # a candidate with a counterexample
 NEED_SETS = 16  # contrastive sets whose need is computed (a binary search of bounds each)
 PUSH_FIRST, PUSH_UP, PUSH_DOWN, PUSH_TRIES = 0.05, 2.0, 0.7, 4  # the strategies' push: first after a refutation (of the input's
 # margin; it starts at 0), then times PUSH_UP when refuted, PUSH_DOWN when proven, PUSH_DOWN**2 when none is
-# smaller; up to PUSH_TRIES candidates a round while cheap attacks refute them
+# smaller; up to PUSH_TRIES candidates a round while counterexamples refute them
 EXACT_CHUNK = 32  # chunks up to this many features get the complete (LP) check (8: 14.5 s CPU, 32: 11.7 s on mnist-10x2 digit 1)
 
 
@@ -344,6 +345,17 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             add(cex)
         return bool(found)
 
+    def judge(H: np.ndarray) -> str:
+        """REFUTED (counterexamples found, cheaply or by the verifier, and added), ROBUST (proven), or
+        the verifier's UNKNOWN (out of time)."""
+        if refuted_cheaply(H):
+            return REFUTED
+        verdict = verifier.verify(H, exact=True, deadline=deadline)
+        if verdict.status == COUNTEREXAMPLE:
+            add(verdict.counterexample)
+            return REFUTED
+        return verdict.status
+
     lower, status, iterations = fixing_lower_bound(verifier, deadline), FEASIBLE, 0
     push, first_push = 0.0, PUSH_FIRST * max(0.0, float(np.delete(margins, problem.target).min()))
     while time.perf_counter() < deadline:
@@ -369,41 +381,36 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
             break
         # the lowest size not refuted, and every other round halfway to the best (a smaller E sooner)
         K = lower if iterations % 2 else max(lower, (lower + size - 1) // 2)
-        level, strategic, refuted_any = None, False, False
+        outcome, tried = None, H
         for _ in range(PUSH_TRIES if iterations % 2 else 0):  # strategy candidates, pushed further when refuted
             if time.perf_counter() >= deadline:
                 break
-            level = strategies.candidate(size - 1, deadline, push=push)
-            if level is None:
+            candidate = strategies.candidate(size - 1, deadline, push=push)
+            if candidate is None:
                 push *= PUSH_DOWN * PUSH_DOWN  # nothing smaller beats every strategy by that much: ask less
                 break
-            if not refuted_cheaply(level):
-                strategic = True  # no cheap attack refutes it: verified below
+            outcome, tried = judge(candidate), candidate
+            if outcome != REFUTED:
+                push *= PUSH_DOWN if outcome == ROBUST else 1.0
                 break
-            push, level, refuted_any = max(first_push, push * PUSH_UP), None, True
-        if refuted_any and level is None:
-            continue  # the attacks' counterexamples are in: bounds first
-        if level is None:
+            push = max(first_push, push * PUSH_UP)
+        if outcome is None and time.perf_counter() >= deadline:
+            break
+        if outcome is None:  # no strategy candidate: one meeting every cut at K, else the hitting set
             level = cuts.candidate(K, covering, left(), deadline)
-        if level is not None:
-            H = level  # meets every constraint at the lowest size not yet refuted
-        elif H.sum() >= size:
-            break  # nothing smaller than the best meets the constraints found: not proven optimal
-        if not strategic and refuted_cheaply(H):
-            continue
-        verdict = verifier.verify(H, exact=True, deadline=deadline)
-        if strategic:
-            push = push * PUSH_DOWN if verdict.status == ROBUST else max(first_push, push * PUSH_UP)
-        if verdict.status == ROBUST:  # a smaller robust E: free what it does not need (subset traversal)
-            smaller = subset_minimal(verifier, deadline, within=H)
-            best_fixed, proof = smaller.fixed, smaller.proof
-            strategies.admit(best_fixed)
-            for cex in smaller.counterexamples.values():
-                add(cex)
-            continue
-        if verdict.status != COUNTEREXAMPLE:
-            break  # the verifier ran out of time on H: keep the best and the bound
-        add(verdict.counterexample)
+            if level is None and H.sum() >= size:
+                break  # nothing smaller than the best meets the constraints found: not proven optimal
+            tried = level if level is not None else H
+            outcome = judge(tried)
+        if outcome == REFUTED:
+            continue  # the counterexamples are in: bounds first
+        if outcome != ROBUST:
+            break  # the verifier ran out of time: keep the best and the bound
+        smaller = subset_minimal(verifier, deadline, within=tried)  # free what the smaller robust E does not need
+        best_fixed, proof = smaller.fixed, smaller.proof
+        strategies.admit(best_fixed)
+        for cex in smaller.counterexamples.values():
+            add(cex)
     if lower >= best_fixed.sum():
         status = OPTIMAL  # the bound met a best found after it (the loop's time ran out first)
     stats = verifier.stats.as_dict() | {"hitting_sets": len(sets), "iterations": iterations,
