@@ -213,4 +213,4 @@ def master(A: np.ndarray, b: np.ndarray, integer: bool, timeout: float, max_size
     from smug.solver.robust_hitting import covering
 
     S = sp.csr_matrix(A.astype(np.float64) / b.astype(np.float64)[:, None])
-    return covering(S, integer, timeout, max_size=max_size)
+    return covering(S, integer, timeout, max_size=max_size, presolve=not integer)  # a candidate keeps its time

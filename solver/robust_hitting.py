@@ -46,16 +46,17 @@ def packing_bound(A: sp.csr_matrix, y: np.ndarray, needs: np.ndarray | None = No
 
 
 def covering(A: sp.csr_matrix, integer: bool, timeout: float, start: np.ndarray | None = None, min_size: int = 0,
-             needs: np.ndarray | None = None, max_size: int | None = None):
+             needs: np.ndarray | None = None, max_size: int | None = None, presolve: bool = True):
     """HiGHS on ``min sum m  s.t.  A m >= needs`` (default 1), ``min_size <= sum m <= max_size``, ``m`` in
     [0, 1] (or 0/1 with ``integer``, warm-started at ``start``): a float solver, its answers are
-    candidates and multipliers for exact bounds."""
+    candidates and multipliers for exact bounds.  Without ``presolve`` the time limit holds (HiGHS'
+    MIP presolve does not look at it: 8 s past a 0.5 s limit on 300 knapsack rows over 784 columns)."""
     import highspy
 
     m, n = A.shape
     h = quiet_highs()
     for key, val in [("output_flag", False), ("threads", 1), ("time_limit", max(0.05, float(timeout))),
-                     ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0)]:
+                     ("mip_rel_gap", 0.0), ("mip_abs_gap", 0.0), ("presolve", "on" if presolve else "off")]:
         h.setOptionValue(key, val)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n, m
