@@ -99,7 +99,7 @@ def query_per_class(path: str, x: np.ndarray, target: int, eps: float, free: np.
     """VeriX's check of one box: a query per other class ``j`` (``y_target - y_j <= -1e-6``), in class
     order, stopping at the first answer that is not 'unsat'; that answer and the queries made."""
     code, calls = "unsat", 0
-    for j in range(10):
+    for j in range(np.asarray(_network(path).outputVars[0]).size):
         if j == target:
             continue
         net = _network(path)

@@ -39,9 +39,9 @@ from smug.solver.robust import COUNTEREXAMPLE, ROBUST, Counterexample, Verifier,
 SUBSET, OPTIMAL, FEASIBLE = "subset-minimal", "optimal", "feasible"
 REFUTED = "refuted"  # a candidate with a counterexample
 NEED_SETS = 16  # contrastive sets whose need is computed (a binary search of bounds each)
-PUSH_FIRST, PUSH_UP, PUSH_DOWN, PUSH_TRIES = 0.05, 2.0, 0.7, 4  # the strategies' push: first after a refutation (of the input's
-# margin; it starts at 0), then times PUSH_UP when refuted, PUSH_DOWN when proven, PUSH_DOWN**2 when none is
-# smaller; up to PUSH_TRIES candidates a round while counterexamples refute them
+# The strategies' push: 0 at first, PUSH_FIRST of the input's margin at the first refutation, then times PUSH_UP
+# when refuted, PUSH_DOWN when proven, PUSH_DOWN**2 when no smaller candidate exists; PUSH_TRIES candidates a round
+PUSH_FIRST, PUSH_UP, PUSH_DOWN, PUSH_TRIES = 0.05, 2.0, 0.7, 4
 EXACT_CHUNK = 32  # chunks up to this many features get the complete (LP) check (8: 14.5 s CPU, 32: 11.7 s on mnist-10x2 digit 1)
 
 
@@ -390,13 +390,15 @@ def cardinality_minimal(verifier: Verifier, deadline: float = float("inf"),
                 push *= PUSH_DOWN * PUSH_DOWN  # nothing smaller beats every strategy by that much: ask less
                 break
             outcome, tried = judge(candidate), candidate
-            if outcome != REFUTED:
-                push *= PUSH_DOWN if outcome == ROBUST else 1.0
-                break
-            push = max(first_push, push * PUSH_UP)
-        if outcome is None and time.perf_counter() >= deadline:
+            if outcome == REFUTED:
+                push = max(first_push, push * PUSH_UP)
+                continue
+            if outcome == ROBUST:
+                push *= PUSH_DOWN
             break
         if outcome is None:  # no strategy candidate: one meeting every cut at K, else the hitting set
+            if time.perf_counter() >= deadline:
+                break
             level = cuts.candidate(K, covering, left(), deadline)
             if level is None and H.sum() >= size:
                 break  # nothing smaller than the best meets the constraints found: not proven optimal
