@@ -137,6 +137,7 @@ class Batches:
         with Store(self._store_path(results), create=False) as store:
             while not ended():
                 running = results in self._active
+                c = store.counts()  # before the rows: every job these counts call finished is among them
                 new = [r for r in store.finished_since(since) if r["id"] not in sent]
                 since = max([since, *(r["finished"] for r in new)])
                 for row in new:
@@ -144,7 +145,6 @@ class Batches:
                     e = store.explanation(row["id"]) if row["state"] == "done" else None
                     yield Finished(row["id"], tuple(items.get(row["id"], ())), row["state"], row["reason"],
                                    int(row["attempts"] or 0), e, shown[row["id"]])
-                c = store.counts()
                 counts = Counts(c["total"], c["done"], c["failed"], c["pending"], running)
                 if new:
                     yield counts
