@@ -21,6 +21,7 @@ rational), which is what :mod:`smug.solver.certificate` checks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,13 +80,46 @@ def masked_input(x: np.ndarray, baseline: np.ndarray, group: np.ndarray, mask: n
     return np.where(keep, x, baseline)
 
 
+DENSE_PRODUCTS_MAX = 1 << 22  # weights up to this many entries, a quarter non-zero, are multiplied as dense arrays
+
+
 @dataclass(frozen=True)
 class DenseLayer:
-    """``y = W h + b``, followed by ReLU when ``relu``."""
+    """``y = W h + b``, followed by ReLU when ``relu``.
+
+    The products of the bound and attack code read :attr:`matrix` and its derived forms, built once
+    per layer: the same numbers as ``weight``, dense when the weight is small and not sparse
+    (scipy's per-product overhead is most of the cost of a 10x784 product)."""
 
     weight: sp.csr_matrix  # (n_out, n_in) float64
     bias: np.ndarray  # (n_out,) float64
     relu: bool
+
+    @cached_property
+    def matrix(self) -> np.ndarray | sp.csr_matrix:
+        """``weight`` as a dense array (at most :data:`DENSE_PRODUCTS_MAX` entries, a quarter non-zero) or CSR."""
+        W = sp.csr_matrix(self.weight)
+        size = W.shape[0] * W.shape[1]
+        return W.toarray() if size <= DENSE_PRODUCTS_MAX and 4 * W.nnz >= size else W
+
+    @cached_property
+    def matrix_t(self) -> np.ndarray | sp.csr_matrix:
+        """The transpose of :attr:`matrix` (CSR again when sparse)."""
+        W = self.matrix
+        return W.T if isinstance(W, np.ndarray) else sp.csr_matrix(W.T)
+
+    @cached_property
+    def abs_matrix_t(self) -> np.ndarray | sp.csr_matrix:
+        """``|W|`` transposed."""
+        return abs(self.matrix_t)
+
+    @cached_property
+    def signed_parts(self) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray | sp.csr_matrix]:
+        """``max(W, 0)`` and ``min(W, 0)`` (exact)."""
+        W = self.matrix
+        if isinstance(W, np.ndarray):
+            return np.maximum(W, 0.0), np.minimum(W, 0.0)
+        return W.maximum(0).tocsr(), W.minimum(0).tocsr()
 
 
 @dataclass(frozen=True)

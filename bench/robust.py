@@ -28,6 +28,7 @@ import subprocess
 import time
 from pathlib import Path
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads, as the smug executable (smug.command)
 import numpy as np
 
 from smug.bench.common import OUT, ROOT, add_doc_args, invocation, parser, publish, table, uptime

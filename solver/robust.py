@@ -199,7 +199,7 @@ def float_margins(problem: NetworkProblem, V: np.ndarray) -> np.ndarray:
     """float64 margins ``logit[t] - logit[j]`` of a batch (rows), candidates only."""
     H = np.asarray(V, np.float64).T
     for layer in problem.layers:
-        H = layer.weight @ H + layer.bias[:, None]
+        H = layer.matrix @ H + layer.bias[:, None]
         if layer.relu:
             H = np.maximum(H, 0.0)
     return H[problem.target][None, :] - H
@@ -211,14 +211,14 @@ def gradients(problem: NetworkProblem, V: np.ndarray, classes: np.ndarray) -> np
     H = np.asarray(V, np.float64)
     patterns = []
     for layer in problem.layers:
-        Z = H @ layer.weight.T + layer.bias
+        Z = np.asarray(layer.matrix @ H.T).T + layer.bias
         patterns.append(Z > 0)
         H = np.maximum(Z, 0.0) if layer.relu else Z
     G = np.zeros((len(H), problem.layers[-1].weight.shape[0]))
     G[np.arange(len(H)), np.asarray(classes)] = 1.0
     G[:, problem.target] -= 1.0
     for k in range(len(problem.layers) - 1, -1, -1):
-        G = G @ problem.layers[k].weight
+        G = np.asarray((problem.layers[k].matrix_t @ G.T).T)
         if k > 0 and problem.layers[k - 1].relu:
             G = G * patterns[k - 1]
     return G

@@ -99,11 +99,10 @@ class Bounds:
 
 def interval_layer(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rigorous bounds of ``W h + b`` for ``lo <= h <= hi``."""
-    W = layer.weight.tocsr()
-    Wp, Wn = W.maximum(0), W.minimum(0)
-    n = 2 * _row_terms(W) + 1
-    absolute = abs(Wp) @ np.abs(lo) + abs(Wn) @ np.abs(hi) + np.abs(layer.bias)
-    absolute = np.maximum(absolute, abs(Wp) @ np.abs(hi) + abs(Wn) @ np.abs(lo) + np.abs(layer.bias))
+    Wp, Wn = layer.signed_parts
+    n = 2 * _row_terms(layer.matrix) + 1
+    absolute = Wp @ np.abs(lo) - Wn @ np.abs(hi) + np.abs(layer.bias)
+    absolute = np.maximum(absolute, Wp @ np.abs(hi) - Wn @ np.abs(lo) + np.abs(layer.bias))
     err = rounding_error(n, absolute)
     z_lo = Wp @ lo + Wn @ hi + layer.bias
     z_hi = Wp @ hi + Wn @ lo + layer.bias
@@ -143,13 +142,12 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, b
     err = np.zeros(m)
     for k in range(k_top, -1, -1):
         layer = layers[k]
-        W = layer.weight.tocsr()
-        n_out = W.shape[0]
+        n_out = layer.weight.shape[0]
         # M z_k = M b_k + (M W_k) h_{k-1}
         const, err = _accumulate(const, err, M @ layer.bias)
         err += rounding_error(n_out, np.abs(M) @ np.abs(layer.bias))
-        N = np.asarray((sp.csr_matrix(W.T) @ M.T).T) if sp.issparse(W) else M @ W
-        n_err = rounding_error(n_out, np.asarray((abs(sp.csr_matrix(W.T)) @ np.abs(M).T).T))
+        N = np.asarray((layer.matrix_t @ M.T).T)
+        n_err = rounding_error(n_out, np.asarray((layer.abs_matrix_t @ np.abs(M).T).T))
         if k == 0:
             lo, hi = box
         else:

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from _robust_reference import fraction_logits, tiny_network
+import smug.ir
 from smug.ir import DenseLayer
 from smug.solver.network_exact import exact_preactivations
 from smug.solver.robust_bounds import interval_layer, layer_bounds, margin_lower_bounds, relu_upper_line
@@ -19,8 +20,27 @@ def _exact(values) -> list[Fraction]:
     return [Fraction(int(n)) * Fraction(2) ** E for n in N]
 
 
+@pytest.fixture(params=["dense", "sparse"])
+def products(request, monkeypatch) -> str:
+    """Layers built in the test multiply as dense arrays (small weights, the default) or as CSR."""
+    if request.param == "sparse":
+        monkeypatch.setattr(smug.ir, "DENSE_PRODUCTS_MAX", 0)
+    return request.param
+
+
+def test_a_layer_multiplies_as_dense_when_small_and_as_csr_when_sparse(products):
+    W = sp.csr_matrix(np.array([[1.0, -2.0, 0.0], [0.5, 0.0, 3.0]]))
+    layer = DenseLayer(W, np.zeros(2), True)
+    assert isinstance(layer.matrix, np.ndarray) == (products == "dense")
+    for M, want in [(layer.matrix, W), (layer.matrix_t, W.T), (layer.abs_matrix_t, abs(W.T)),
+                    (layer.signed_parts[0], W.maximum(0)), (layer.signed_parts[1], W.minimum(0))]:
+        assert np.array_equal(sp.csr_matrix(M).toarray(), want.toarray())
+    sparse = DenseLayer(sp.csr_matrix(np.eye(8)), np.zeros(8), False)
+    assert sp.issparse(sparse.matrix)  # an eighth non-zero: CSR
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_layer_and_margin_bounds_hold_at_sampled_points(seed):
+def test_layer_and_margin_bounds_hold_at_sampled_points(seed, products):
     problem = tiny_network(seed, n_in=12, hidden=(8, 6), classes=4)
     rng = np.random.default_rng(seed)
     lo = np.clip(problem.x - 0.2, 0, 1)
@@ -38,7 +58,7 @@ def test_layer_and_margin_bounds_hold_at_sampled_points(seed):
             assert Fraction(lb) <= z[problem.target] - z[j]
 
 
-def test_cancelling_weights_keep_the_exact_value_inside():
+def test_cancelling_weights_keep_the_exact_value_inside(products):
     """float64 gives (1 + 1e-16) - 1 = 0; the exact value 1e-16 must stay inside the bounds."""
     layer = DenseLayer(sp.csr_matrix(np.array([[1.0, 1e-16, -1.0], [1e16, 1.0, -1e16]])), np.zeros(2), True)
     point = np.ones(3)
