@@ -138,13 +138,13 @@ class MarginLP:
         self.az_row = dict(zip(relu_layers, az_rows))
 
     def _place(self, parts) -> sp.csr_matrix:
+        """A block of rows over every column: the sum of each ``mat`` placed from column ``off``."""
         h = parts[0][1].shape[0]
-        out = sp.csr_matrix((h, self.lay.n_cols))
-        for off, mat in parts:
-            mat = sp.csr_matrix(mat)
-            out = out + sp.hstack([sp.csr_matrix((h, off)), mat,
-                                   sp.csr_matrix((h, self.lay.n_cols - off - mat.shape[1]))]).tocsr()
-        return out.tocsr()
+        blocks = [(off, sp.coo_matrix(mat)) for off, mat in parts]
+        rows = np.concatenate([m.row for _, m in blocks])
+        cols = np.concatenate([m.col + off for off, m in blocks])
+        vals = np.concatenate([m.data for _, m in blocks])
+        return sp.csr_matrix((vals, (rows, cols)), shape=(h, self.lay.n_cols))
 
     def unstable_units(self) -> list[tuple[int, int]]:
         out = []
