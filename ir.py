@@ -20,7 +20,7 @@ rational), which is what :mod:`smug.solver.certificate` checks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 
 import numpy as np
@@ -80,7 +80,7 @@ def masked_input(x: np.ndarray, baseline: np.ndarray, group: np.ndarray, mask: n
     return np.where(keep, x, baseline)
 
 
-DENSE_PRODUCTS_MAX = 1 << 22  # weights up to this many entries, a quarter non-zero, are multiplied as dense arrays
+DENSE_PRODUCTS_MAX = 1 << 20  # weights up to this many entries, a quarter non-zero, are multiplied as dense arrays
 
 
 @dataclass(frozen=True)
@@ -89,18 +89,22 @@ class DenseLayer:
 
     The products of the bound and attack code read :attr:`matrix` and its derived forms, built once
     per layer: the same numbers as ``weight``, dense when the weight is small and not sparse
-    (scipy's per-product overhead is most of the cost of a 10x784 product)."""
+    (scipy's per-product overhead is most of the cost of a 10x784 product), read-only when dense.
+    They are not pickled (a layer travels as its three fields)."""
 
     weight: sp.csr_matrix  # (n_out, n_in) float64
     bias: np.ndarray  # (n_out,) float64
     relu: bool
+
+    def __getstate__(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @cached_property
     def matrix(self) -> np.ndarray | sp.csr_matrix:
         """``weight`` as a dense array (at most :data:`DENSE_PRODUCTS_MAX` entries, a quarter non-zero) or CSR."""
         W = sp.csr_matrix(self.weight)
         size = W.shape[0] * W.shape[1]
-        return W.toarray() if size <= DENSE_PRODUCTS_MAX and 4 * W.nnz >= size else W
+        return _read_only(W.toarray()) if size <= DENSE_PRODUCTS_MAX and 4 * W.nnz >= size else W
 
     @cached_property
     def matrix_t(self) -> np.ndarray | sp.csr_matrix:
@@ -111,15 +115,21 @@ class DenseLayer:
     @cached_property
     def abs_matrix_t(self) -> np.ndarray | sp.csr_matrix:
         """``|W|`` transposed."""
-        return abs(self.matrix_t)
+        A = abs(self.matrix_t)
+        return _read_only(A) if isinstance(A, np.ndarray) else A
 
     @cached_property
     def signed_parts(self) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray | sp.csr_matrix]:
         """``max(W, 0)`` and ``min(W, 0)`` (exact)."""
         W = self.matrix
         if isinstance(W, np.ndarray):
-            return np.maximum(W, 0.0), np.minimum(W, 0.0)
+            return _read_only(np.maximum(W, 0.0)), _read_only(np.minimum(W, 0.0))
         return W.maximum(0).tocsr(), W.minimum(0).tocsr()
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 @dataclass(frozen=True)

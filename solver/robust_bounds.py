@@ -101,12 +101,14 @@ def interval_layer(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[n
     """Rigorous bounds of ``W h + b`` for ``lo <= h <= hi``."""
     Wp, Wn = layer.signed_parts
     n = 2 * _row_terms(layer.matrix) + 1
-    absolute = Wp @ np.abs(lo) - Wn @ np.abs(hi) + np.abs(layer.bias)
-    absolute = np.maximum(absolute, Wp @ np.abs(hi) - Wn @ np.abs(lo) + np.abs(layer.bias))
-    err = rounding_error(n, absolute)
-    z_lo = Wp @ lo + Wn @ hi + layer.bias
-    z_hi = Wp @ hi + Wn @ lo + layer.bias
-    return down(down(z_lo - err)), up(up(z_hi + err))
+    with np.errstate(invalid="ignore"):  # a dense zero times an infinite bound is NaN: that bound is infinite
+        absolute = Wp @ np.abs(lo) - Wn @ np.abs(hi) + np.abs(layer.bias)
+        absolute = np.maximum(absolute, Wp @ np.abs(hi) - Wn @ np.abs(lo) + np.abs(layer.bias))
+        err = rounding_error(n, absolute)
+        z_lo = Wp @ lo + Wn @ hi + layer.bias
+        z_hi = Wp @ hi + Wn @ lo + layer.bias
+        z_lo, z_hi = down(down(z_lo - err)), up(up(z_hi + err))
+    return np.where(np.isnan(z_lo), -np.inf, z_lo), np.where(np.isnan(z_hi), np.inf, z_hi)
 
 
 def relu_upper_line(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,25 @@ def test_a_layer_multiplies_as_dense_when_small_and_as_csr_when_sparse(products)
     assert sp.issparse(sparse.matrix)  # an eighth non-zero: CSR
 
 
+def test_an_infinite_input_bound_gives_an_infinite_bound_not_nan(products):
+    """A dense zero weight times an infinite bound is NaN in float: the bound must be infinite instead."""
+    layer = DenseLayer(sp.csr_matrix(np.array([[1.0, 0.0], [3.0, 0.5]])), np.zeros(2), True)
+    lo, hi = interval_layer(layer, np.zeros(2), np.array([np.inf, 1.0]))
+    assert not np.isnan(lo).any() and not np.isnan(hi).any()
+    assert np.all(lo <= 0.0) and np.isinf(hi).all()
+
+
+def test_a_layer_pickles_as_its_fields():
+    import pickle
+
+    layer = DenseLayer(sp.csr_matrix(np.array([[1.0, -2.0]])), np.zeros(1), True)
+    before = len(pickle.dumps(layer))
+    _ = layer.matrix_t, layer.abs_matrix_t, layer.signed_parts
+    back = pickle.loads(pickle.dumps(layer))
+    assert len(pickle.dumps(layer)) == before and set(vars(back)) == {"weight", "bias", "relu"}
+    assert np.array_equal(back.matrix, layer.matrix)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_layer_and_margin_bounds_hold_at_sampled_points(seed, products):
     problem = tiny_network(seed, n_in=12, hidden=(8, 6), classes=4)
