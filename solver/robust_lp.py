@@ -202,7 +202,9 @@ class LPAnswer:
 
 class _WarmLP:
     """One HiGHS instance per class: each node changes only bounds, so the dual simplex starts
-    from the previous node's basis."""
+    from the previous node's basis.  The first solve, cold, is HiGHS' interior point method with
+    crossover (a basis for the nodes after it): 1.3 CPU s where the dual simplex took 17 s on
+    the CNN's 15,861 x 12,690 LP, and no slower on small ones."""
 
     def __init__(self, lp: MarginLP, c: np.ndarray):
         import highspy
@@ -211,6 +213,7 @@ class _WarmLP:
         h = quiet_highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
+        h.setOptionValue("solver", "ipm")
         A = lp.A
         model = highspy.HighsLp()
         n_rows, n_cols = A.shape
@@ -233,10 +236,13 @@ class _WarmLP:
     def _inf(self, a: np.ndarray) -> np.ndarray:
         return np.clip(a, -self.hs.kHighsInf, self.hs.kHighsInf)
 
-    def run(self, lo, hi, clo, chi):
+    def run(self, lo, hi, clo, chi, seconds: float = float("inf")):
+        """The node's LP, stopped after ``seconds`` (HiGHS then reports the time limit, not optimal)."""
         self.h.changeColsBounds(len(self.cols), self.cols, clo, chi)
         self.h.changeRowsBounds(len(self.rows), self.rows, self._inf(lo), self._inf(hi))
+        self.h.setOptionValue("time_limit", float(min(max(seconds, 0.01), self.hs.kHighsInf)))
         self.h.run()
+        self.h.setOptionValue("solver", "simplex")  # the next nodes start from this basis
         return self.h
 
 
@@ -264,7 +270,7 @@ def prove_class(lp: MarginLP, target: int, j: int, delta: float, deadline: float
         lo, hi, clo, chi = lp.node(splits)
         if np.any(clo > chi):
             continue  # a split against the bounds: the node holds no input at all (exact column bounds)
-        h = warm.run(lo, hi, clo, chi)
+        h = warm.run(lo, hi, clo, chi, deadline - time.perf_counter())
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             _, ok, ray = h.getDualRay()
