@@ -66,6 +66,35 @@ def upper_sum_nonneg(A, v: np.ndarray) -> np.ndarray:
     return up(s + rounding_error(n, s))
 
 
+def _entries(N) -> tuple[np.ndarray, np.ndarray]:
+    """The stored values of a dense or CSR matrix and each one's column (broadcast for dense)."""
+    if sp.issparse(N):
+        return N.data, N.indices
+    return N, np.arange(N.shape[1])[None, :]
+
+
+def _with_values(N, values: np.ndarray):
+    """``N``'s pattern holding ``values`` (a dense matrix is its values); explicit zeros dropped."""
+    if not sp.issparse(N):
+        return values
+    out = sp.csr_matrix((values, N.indices, N.indptr), shape=N.shape)
+    out.eliminate_zeros()
+    return out
+
+
+def _row_sums(N, values: np.ndarray) -> np.ndarray:
+    """Per row, the sum of ``values`` laid out as ``N``'s entries."""
+    if not sp.issparse(N):
+        return values.sum(axis=1)
+    return np.asarray(sp.csr_matrix((values, N.indices, N.indptr), shape=N.shape).sum(axis=1)).ravel()
+
+
+def _upper_row_sums(N, values: np.ndarray) -> np.ndarray:
+    """An upper bound of the row sums of non-negative ``values`` (laid out as ``N``'s entries)."""
+    s = _row_sums(N, values)
+    return up(s + rounding_error(N.shape[1], s))
+
+
 def _accumulate(total: np.ndarray, err: np.ndarray, term: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``total + term`` and its rounding added to ``err`` (one addition: ``|fl(a+b) - (a+b)| <= 2u |fl(a+b)|``)."""
     new = total + term
@@ -108,7 +137,15 @@ def interval_layer(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[n
         z_lo = Wp @ lo + Wn @ hi + layer.bias
         z_hi = Wp @ hi + Wn @ lo + layer.bias
         z_lo, z_hi = down(down(z_lo - err)), up(up(z_hi + err))
-    return np.where(np.isnan(z_lo), -np.inf, z_lo), np.where(np.isnan(z_hi), np.inf, z_hi)
+    z_lo, z_hi = np.where(np.isnan(z_lo), -np.inf, z_lo), np.where(np.isnan(z_hi), np.inf, z_hi)
+    # A sum whose every term is >= 0 (<= 0) by its signs is exactly >= 0 (<= 0): the rounding
+    # allowance must not make such a neuron (a max-pool's pass-through of ReLU outputs) unstable.
+    # Each count below is a sum of non-negative floats: zero exactly when no term is there.
+    neg_terms = Wp @ (lo < 0).astype(np.float64) - Wn @ (hi > 0).astype(np.float64)
+    pos_terms = Wp @ (hi > 0).astype(np.float64) - Wn @ (lo < 0).astype(np.float64)
+    z_lo = np.where((neg_terms == 0) & (layer.bias >= 0), np.maximum(z_lo, 0.0), z_lo)
+    z_hi = np.where((pos_terms == 0) & (layer.bias <= 0), np.minimum(z_hi, 0.0), z_hi)
+    return z_lo, z_hi
 
 
 def relu_upper_line(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,23 +159,35 @@ def relu_upper_line(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return s, np.maximum(t1, t2)
 
 
-def box_minimum(N: np.ndarray, box: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Rigorous lower bounds of ``min N x`` over the box, per row of ``N``."""
+def box_minimum(N, box: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Rigorous lower bounds of ``min N x`` over the box, per row of ``N`` (dense or CSR)."""
     lo, hi = box
-    pick = np.where(N >= 0, lo, hi)
-    val = np.sum(N * pick, axis=1)
-    return down(val - rounding_error(N.shape[1] + 1, np.sum(np.abs(N * pick), axis=1)))
+    vals, cols = _entries(N)
+    terms = vals * np.where(vals >= 0, lo[cols], hi[cols])
+    return down(_row_sums(N, terms) - rounding_error(N.shape[1] + 1, _row_sums(N, np.abs(terms))))
 
 
-def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, bounds_lo: list[np.ndarray],
+def _times_layer(M, layer: DenseLayer):
+    """``M W`` and ``|M| |W|``: CSR when both ``M`` and ``W`` are, dense otherwise."""
+    if sp.issparse(M):
+        N, A = M @ layer.matrix, abs(M) @ layer.abs_matrix_t.T
+        if sp.issparse(N):
+            return sp.csr_matrix(N), sp.csr_matrix(A)
+        return np.asarray(N), np.asarray(A.toarray() if sp.issparse(A) else A)
+    return np.asarray((layer.matrix_t @ M.T).T), np.asarray((layer.abs_matrix_t @ np.abs(M).T).T)
+
+
+def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C, bounds_lo: list[np.ndarray],
                     bounds_hi: list[np.ndarray], box: tuple[np.ndarray, np.ndarray],
                     minimum: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """CROWN: rigorous lower bounds of ``C z_{k_top}`` over an input set inside the box, and the
     input-level multipliers (rows of ``N``; the box vertex minimising ``N x`` is a natural attack
     point).  The set is the box itself, or the one whose rigorous ``min N x`` is ``minimum(N)``.
+    ``C`` is dense or CSR; the multipliers stay CSR while the layers are (a neuron's row of a
+    convolution only reaches its receptive field), and ``N`` is returned as ``C`` came.
 
     ``bounds_lo/hi[k]`` must hold rigorous bounds of ``z_k`` over the set for every ``k < k_top``."""
-    M = np.asarray(C, np.float64)
+    M = sp.csr_matrix(C, dtype=np.float64) if sp.issparse(C) else np.asarray(C, np.float64)
     m = M.shape[0]
     const = np.zeros(m)
     err = np.zeros(m)
@@ -146,10 +195,9 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, b
         layer = layers[k]
         n_out = layer.weight.shape[0]
         # M z_k = M b_k + (M W_k) h_{k-1}
-        const, err = _accumulate(const, err, M @ layer.bias)
-        err += rounding_error(n_out, np.abs(M) @ np.abs(layer.bias))
-        N = np.asarray((layer.matrix_t @ M.T).T)
-        n_err = rounding_error(n_out, np.asarray((layer.abs_matrix_t @ np.abs(M).T).T))
+        const, err = _accumulate(const, err, np.asarray(M @ layer.bias).ravel())
+        err += rounding_error(n_out, np.asarray(abs(M) @ np.abs(layer.bias)).ravel())
+        N, N_abs = _times_layer(M, layer)
         if k == 0:
             lo, hi = box
         else:
@@ -157,9 +205,17 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, b
             if layers[k - 1].relu:
                 lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
         hmax = np.maximum(np.abs(lo), np.abs(hi))
-        err += upper_sum_nonneg(n_err, hmax)
+        # |fl(M W) - M W| . hmax, the entries' errors (rounding_error(n_out, |M||W|)) summed in two parts:
+        # the relative one over the stored entries, the underflow one over every column (a product
+        # that underflowed may have left no entry)
+        scaled = 2.0 * gamma(n_out + 2) * _row_sums(N_abs, _entries(N_abs)[0] * hmax[_entries(N_abs)[1]])
+        scaled = scaled + (n_out + 2) * 4 * ETA * upper_sum_nonneg(np.ones(len(hmax)), hmax)
+        err += up(scaled + rounding_error(len(hmax) + 2, scaled))
         if k == 0:
-            val = box_minimum(N, box) if minimum is None else minimum(N)
+            if minimum is None:
+                val = box_minimum(N, box)
+            else:
+                val = minimum(N.toarray() if sp.issparse(N) else N)
             total, err = _accumulate(const, err, val)
             # err is a sum of non-negative terms rounded a few hundred times at most: 1e-10 covers it
             return down(down(total - err * (1 + 1e-10))), N
@@ -168,24 +224,24 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C: np.ndarray, b
         l, u = bounds_lo[k - 1], bounds_hi[k - 1]
         active, inactive = l >= 0, u <= 0
         unstable = ~(active | inactive)
-        alpha = (u >= -l).astype(np.float64)  # CROWN's adaptive lower line a >= alpha z
-        Mn = np.where(active, N, 0.0)
-        pos = N >= 0
-        Mn = np.where(unstable & pos, N * alpha, Mn)  # exact: alpha is 0 or 1
+        vals, cols = _entries(N)
+        pos = vals >= 0
+        up_cols = unstable[cols]
+        Mn = np.where(active[cols], vals, 0.0)
+        Mn = np.where(up_cols & pos, vals * (u >= -l)[cols], Mn)  # CROWN's adaptive lower line a >= alpha z (exact: 0 or 1)
         if unstable.any():
             s, t = np.ones_like(l), np.zeros_like(l)
             s[unstable], t[unstable] = relu_upper_line(l[unstable], u[unstable])
-            neg = unstable & ~pos
-            Ns = N * s
+            neg = up_cols & ~pos
+            Ns = vals * s[cols]
             Mn = np.where(neg, Ns, Mn)
             zmax = np.maximum(np.abs(l), np.abs(u))
             # N a >= fl(N s) z + N t - |fl(N s) - N s| |z|;  |fl(p) - p| <= u |fl(p)| + eta
-            prod_err = np.where(neg, (2 * U * np.abs(Ns) + 4 * ETA) * zmax, 0.0)
-            err += upper_sum_nonneg(prod_err, np.ones(prod_err.shape[1]))
-            Nt = np.where(neg, N * t, 0.0)
-            const, err = _accumulate(const, err, Nt.sum(axis=1))
-            err += rounding_error(Nt.shape[1] + 1, np.abs(Nt).sum(axis=1) * (1 + 4 * U))
-        M = Mn
+            err += _upper_row_sums(N, np.where(neg, (2 * U * np.abs(Ns) + 4 * ETA) * zmax[cols], 0.0))
+            Nt = np.where(neg, vals * t[cols], 0.0)
+            const, err = _accumulate(const, err, _row_sums(N, Nt))
+            err += rounding_error(N.shape[1] + 1, _row_sums(N, np.abs(Nt)) * (1 + 4 * U))
+        M = _with_values(N, Mn)
     raise AssertionError("unreachable")
 
 
@@ -204,9 +260,10 @@ def layer_bounds(layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarr
         z_lo, z_hi = interval_layer(layer, lo, hi)
         rows = np.flatnonzero((z_lo < 0) & (z_hi > 0)) if layer.relu else np.arange(len(z_lo))
         if (k > 0 or minimum is not None) and 0 < len(rows) <= crown_max_width:
-            eye = np.zeros((len(rows), len(z_lo)))
-            eye[np.arange(len(rows)), rows] = 1.0
-            c_lo, _ = back_substitute(layers, k, np.vstack([eye, -eye]), lower, upper, box, minimum)
+            C = sp.csr_matrix((np.concatenate([np.ones(len(rows)), -np.ones(len(rows))]),
+                               (np.arange(2 * len(rows)), np.concatenate([rows, rows]))), shape=(2 * len(rows), len(z_lo)))
+            c_lo, _ = back_substitute(layers, k, C if sp.issparse(layer.matrix) else C.toarray(), lower, upper, box,
+                                      minimum)
             z_lo[rows] = np.maximum(z_lo[rows], c_lo[:len(rows)])
             z_hi[rows] = np.minimum(z_hi[rows], -c_lo[len(rows):])
         lower.append(z_lo)

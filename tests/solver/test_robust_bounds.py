@@ -125,3 +125,61 @@ def test_fixing_minimum_is_below_every_vertex_of_the_fixing_polytope(seed):
         for row, b in zip(N, bound):
             exact = sum(Fraction(w) * (Fraction(a) + Fraction(e) * Fraction(si)) for w, a, e, si in zip(row, x, d, s))
             assert Fraction(b) <= exact
+
+
+def _max_pool_network(seed: int) -> tuple[DenseLayer, ...]:
+    """A ReLU layer, then max(a, b) lowered as ``relu(a - b) + relu(b)``: the second unit of each pair
+    passes a ReLU output through (exactly >= 0), the first is a difference (may be either sign)."""
+    rng = np.random.default_rng(seed)
+    first = DenseLayer(sp.csr_matrix(rng.normal(size=(6, 5))), rng.normal(size=6) * 0.1, True)
+    rows, cols, vals = [], [], []
+    for p in range(3):
+        a, b = 2 * p, 2 * p + 1
+        rows += [2 * p, 2 * p, 2 * p + 1]
+        cols += [a, b, b]
+        vals += [1.0, -1.0, 1.0]
+    pool = DenseLayer(sp.csr_matrix((vals, (rows, cols)), shape=(6, 6)), np.zeros(6), True)
+    top = DenseLayer(sp.csr_matrix(rng.normal(size=(3, 6))), np.zeros(3), False)
+    return first, pool, top
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_pass_through_of_relu_outputs_is_stable_and_every_bound_holds(seed, products):
+    """The rounding allowance must not push a sum of non-negative terms below zero (a max-pool's
+    pass-through would look unstable); every bound still holds exactly at sampled points."""
+    layers = _max_pool_network(seed)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.2, 0.8, 5)
+    lo, hi = x - 0.3, x + 0.3
+    bounds = layer_bounds(layers, (lo, hi))
+    assert np.all(bounds.lower[1][1::2] == 0.0)  # pass-throughs: exactly active, not [-tiny, u]
+    assert np.any((bounds.lower[0] < 0) & (bounds.upper[0] > 0))  # the first layer does cross zero
+    for v in np.r_[rng.uniform(lo, hi, (40, 5)), np.where(rng.integers(0, 2, (20, 5)), hi, lo)]:
+        for k, z in enumerate(exact_preactivations(layers, v)):
+            for q, a, b in zip(_exact(z), bounds.lower[k], bounds.upper[k]):
+                assert Fraction(a) <= q <= Fraction(b)
+
+
+def test_a_negative_term_keeps_the_rounding_allowance():
+    """Only a sum with no negative term is known to be >= 0 by its signs: a bias below zero or a
+    negative weight on a positive input leaves the bound as rounded."""
+    layer = DenseLayer(sp.csr_matrix(np.array([[1.0, 0.0], [1.0, -1e-300], [1.0, 0.0]])),
+                       np.array([0.0, 0.0, -1e-300]), True)
+    lo, _ = interval_layer(layer, np.zeros(2), np.array([1.0, 1.0]))
+    assert lo[0] == 0.0 and lo[1] < 0.0 and lo[2] < 0.0
+
+
+def test_sparse_and_dense_specifications_give_the_same_bounds(products):
+    """CROWN with a CSR specification (rows stay sparse through sparse layers) is the dense one."""
+    from smug.solver.robust_bounds import back_substitute
+
+    layers = _max_pool_network(0)
+    x = np.full(5, 0.5)
+    box = (x - 0.3, x + 0.3)
+    bounds = layer_bounds(layers, box)
+    C = sp.csr_matrix(np.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]]))
+    dense, N_dense = back_substitute(layers, 2, C.toarray(), list(bounds.lower), list(bounds.upper), box)
+    sparse, N_sparse = back_substitute(layers, 2, C, list(bounds.lower), list(bounds.upper), box)
+    assert sp.issparse(N_sparse) == (products == "sparse") and not sp.issparse(N_dense)
+    assert np.allclose(sp.csr_matrix(N_sparse).toarray(), N_dense, rtol=1e-15, atol=0)
+    assert np.allclose(sparse, dense, rtol=1e-12, atol=1e-14)
