@@ -280,7 +280,10 @@ def stage_write(args) -> None:
         "cardinality lower bound (bounds over the fixing polytope, hitting sets certified by SAT, knapsack cuts "
         "from every counterexample's direction certified by exact LP duality) meets the size. A timeout returns "
         "the best robust E found, not proven minimal. Code: " + ", ".join(sorted(commits)) + "."])
-    publish(args, "robust_issue30", "Robust explanations against VeriX (issue 30)", invocation("robust"), body)
+    key, title = "robust_issue30", "Robust explanations against VeriX (issue 30)"
+    if args.section:  # a partial rerun gets its own section: the full table stays as it was written
+        key, title = f"{key}_{args.section}", f"{title}: {args.section}"
+    publish(args, key, title, invocation("robust"), body)
 
 
 def main() -> None:
@@ -294,6 +297,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds per digit for both modes together (one deadline, as `--mode cardinality`)")
     ap.add_argument("--cpu-clock", action="store_true", help="budgets in CPU seconds of this process, not wall")
+    ap.add_argument("--section", default=None,
+                    help="write: publish into a section of this name (a partial rerun) instead of the full table's")
     ap.add_argument("--marabou-python", default=None)
     ap.add_argument("--verix-digits", type=int, default=5)
     ap.add_argument("--verix-timeout", type=float, default=1800.0)
