@@ -79,7 +79,7 @@ def append_section(path: str | os.PathLike | None, title: str | None, command: s
     return md
 
 
-def publish(args: argparse.Namespace, key: str, title: str | None, command: str, body: str) -> str:
+def publish(args: argparse.Namespace, key: str | None, title: str | None, command: str, body: str) -> str:
     """Print the section and, unless ``--no-doc``, write it into ``--doc`` (:func:`add_doc_args`)."""
     if args.no_doc:
         md = section(title, command, body)

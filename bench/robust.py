@@ -60,6 +60,14 @@ def _done(path: Path) -> dict[str, dict]:
     return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
+def _runs(path: Path) -> list[dict]:
+    """Every record of the store, the last one per digit and commit (a side-by-side run of two
+    commits merged into one store keeps both)."""
+    if not path.exists():
+        return []
+    return list({(r["key"], r.get("commit")): r for r in map(json.loads, path.read_text().splitlines())}.values())
+
+
 def _kept_replay(verifier, answer) -> bool:
     """Every kept pixel's counterexample lies in the box of E minus that pixel and fails exactly."""
     for p, cex in answer.counterexamples.items():
@@ -221,11 +229,12 @@ def _witness_summary(checks: list[dict]) -> str:
 def stage_write(args) -> None:
     smug, mar = _done(STORE), _done(MARABOU_STORE)
     rows, per_digit = [], []
-    commits = {r.get("commit") or "?" for r in smug.values() if r["net"] in args.nets}
-    groups = [(net, code) for net in args.nets for code in sorted({r.get("commit") or "?" for r in smug.values()
+    runs = _runs(STORE)
+    commits = {r.get("commit") or "?" for r in runs if r["net"] in args.nets}
+    groups = [(net, code) for net in args.nets for code in sorted({r.get("commit") or "?" for r in runs
                                                                       if r["net"] == net})]
     for net, code in groups:
-        recs = [r for r in smug.values() if r["net"] == net and (r.get("commit") or "?") == code]
+        recs = [r for r in runs if r["net"] == net and (r.get("commit") or "?") == code]
         several = sum(n == net for n, _ in groups) > 1  # the net's digits ran on several commits: rows each
         net_label = f"{net} ({code})" if several else net
         sub = [r["subset"] for r in recs]
@@ -258,7 +267,7 @@ def stage_write(args) -> None:
         for r in sorted(recs, key=lambda r: r["digit"]):
             v = mar.get(f"verix/{net}/{r['digit']}", {})
             sub, card = r["subset"], r["cardinality"]
-            per_digit.append([net, r["digit"], f"{sub['size']}" + ("" if sub["status"] == "subset-minimal" else "*"),
+            per_digit.append([net_label, r["digit"], f"{sub['size']}" + ("" if sub["status"] == "subset-minimal" else "*"),
                               f"{card['size']} >= {card['lower_bound']}" + (" opt" if card["status"] == "optimal" else ""),
                               v.get("size", "-"), f"{sub['cpu']:.1f}", f"{card['cpu']:.1f}",
                               f"{v['cpu']:.1f}" if v else "-", f"{sub['seconds']:.1f}",
@@ -280,10 +289,11 @@ def stage_write(args) -> None:
         "cardinality lower bound (bounds over the fixing polytope, hitting sets certified by SAT, knapsack cuts "
         "from every counterexample's direction certified by exact LP duality) meets the size. A timeout returns "
         "the best robust E found, not proven minimal. Code: " + ", ".join(sorted(commits)) + "."])
-    key, title = "robust_issue30", "Robust explanations against VeriX (issue 30)"
-    if args.section:  # a partial rerun gets its own section: the full table stays as it was written
-        key, title = f"{key}_{args.section}", f"{title}: {args.section}"
-    publish(args, key, title, invocation("robust"), body)
+    title = "Robust explanations against VeriX (issue 30)"
+    if args.section:  # a partial rerun gets its own section (keyed by its title): the full table stays as written
+        publish(args, None, f"{title}: {args.section}", invocation("robust"), body)
+    else:
+        publish(args, "robust_issue30", title, invocation("robust"), body)
 
 
 def main() -> None:
