@@ -208,7 +208,8 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C, bounds_lo: li
         # |fl(M W) - M W| . hmax, the entries' errors (rounding_error(n_out, |M||W|)) summed in two parts:
         # the relative one over the stored entries, the underflow one over every column (a product
         # that underflowed may have left no entry)
-        scaled = 2.0 * gamma(n_out + 2) * _row_sums(N_abs, _entries(N_abs)[0] * hmax[_entries(N_abs)[1]])
+        abs_vals, abs_cols = _entries(N_abs)
+        scaled = 2.0 * gamma(n_out + 2) * _row_sums(N_abs, abs_vals * hmax[abs_cols])
         scaled = scaled + (n_out + 2) * 4 * ETA * upper_sum_nonneg(np.ones(len(hmax)), hmax)
         err += up(scaled + rounding_error(len(hmax) + 2, scaled))
         if k == 0:
