@@ -141,8 +141,9 @@ def interval_layer(layer: DenseLayer, lo: np.ndarray, hi: np.ndarray) -> tuple[n
     # A sum whose every term is >= 0 (<= 0) by its signs is exactly >= 0 (<= 0): the rounding
     # allowance must not make such a neuron (a max-pool's pass-through of ReLU outputs) unstable.
     # Each count below is a sum of non-negative floats: zero exactly when no term is there.
-    neg_terms = Wp @ (lo < 0).astype(np.float64) - Wn @ (hi > 0).astype(np.float64)
-    pos_terms = Wp @ (hi > 0).astype(np.float64) - Wn @ (lo < 0).astype(np.float64)
+    # A NaN bound counts as a term of either sign.
+    neg_terms = Wp @ (~(lo >= 0)).astype(np.float64) - Wn @ (~(hi <= 0)).astype(np.float64)
+    pos_terms = Wp @ (~(hi <= 0)).astype(np.float64) - Wn @ (~(lo >= 0)).astype(np.float64)
     z_lo = np.where((neg_terms == 0) & (layer.bias >= 0), np.maximum(z_lo, 0.0), z_lo)
     z_hi = np.where((pos_terms == 0) & (layer.bias <= 0), np.minimum(z_hi, 0.0), z_hi)
     return z_lo, z_hi
@@ -209,7 +210,9 @@ def back_substitute(layers: tuple[DenseLayer, ...], k_top: int, C, bounds_lo: li
         # the relative one over the stored entries, the underflow one over every column (a product
         # that underflowed may have left no entry)
         abs_vals, abs_cols = _entries(N_abs)
-        scaled = 2.0 * gamma(n_out + 2) * _row_sums(N_abs, abs_vals * hmax[abs_cols])
+        with np.errstate(invalid="ignore"):  # a stored zero of |M||W| adds nothing (0 * inf is NaN): the
+            terms = np.where(abs_vals == 0, 0.0, abs_vals * hmax[abs_cols])  # underflow part holds the inf
+        scaled = 2.0 * gamma(n_out + 2) * _row_sums(N_abs, terms)
         scaled = scaled + (n_out + 2) * 4 * ETA * upper_sum_nonneg(np.ones(len(hmax)), hmax)
         err += up(scaled + rounding_error(len(hmax) + 2, scaled))
         if k == 0:
@@ -265,8 +268,8 @@ def layer_bounds(layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarr
                                (np.arange(2 * len(rows)), np.concatenate([rows, rows]))), shape=(2 * len(rows), len(z_lo)))
             c_lo, _ = back_substitute(layers, k, C if sp.issparse(layer.matrix) else C.toarray(), lower, upper, box,
                                       minimum)
-            z_lo[rows] = np.maximum(z_lo[rows], c_lo[:len(rows)])
-            z_hi[rows] = np.minimum(z_hi[rows], -c_lo[len(rows):])
+            z_lo[rows] = np.fmax(z_lo[rows], c_lo[:len(rows)])  # a NaN from CROWN keeps the interval bound
+            z_hi[rows] = np.fmin(z_hi[rows], -c_lo[len(rows):])
         lower.append(z_lo)
         upper.append(z_hi)
         lo, hi = (np.maximum(z_lo, 0.0), np.maximum(z_hi, 0.0)) if layer.relu else (z_lo, z_hi)

@@ -183,3 +183,23 @@ def test_sparse_and_dense_specifications_give_the_same_bounds(products):
     assert sp.issparse(N_sparse) == (products == "sparse") and not sp.issparse(N_dense)
     assert np.allclose(sp.csr_matrix(N_sparse).toarray(), N_dense, rtol=1e-15, atol=0)
     assert np.allclose(sparse, dense, rtol=1e-12, atol=1e-14)
+
+
+def test_a_nan_bound_is_never_cut_to_a_sign():
+    """A NaN input bound may hide a term of either sign: the sign rule must not cut it to 0."""
+    layer = DenseLayer(sp.csr_matrix(np.array([[1.0]])), np.zeros(1), False)
+    lo, hi = interval_layer(layer, np.array([np.nan]), np.array([np.nan]))
+    assert not (lo[0] >= 0.0) and not (hi[0] <= 0.0)
+
+
+def test_an_unbounded_unused_unit_gives_an_infinite_bound_not_nan(products):
+    """A unit with bounds [0, inf] that the next layer does not read: its zero weight times inf must not
+    turn the CROWN bound into NaN (the bound is -inf: the rounding allowance covers every column)."""
+    from smug.solver.robust_bounds import back_substitute
+
+    first = DenseLayer(sp.csr_matrix(np.eye(2)), np.zeros(2), True)
+    top = DenseLayer(sp.csr_matrix(np.array([[1.0, 0.0]])), np.zeros(1), False)
+    box = (np.array([-1.0, 0.0]), np.array([1.0, np.inf]))
+    for C in (np.array([[1.0]]), sp.csr_matrix(np.array([[1.0]]))):
+        lb, _ = back_substitute((first, top), 1, C, [np.array([-1.0, 0.0])], [np.array([1.0, np.inf])], box)
+        assert not np.isnan(lb).any() and lb[0] <= -1.0
