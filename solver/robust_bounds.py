@@ -66,27 +66,30 @@ def upper_sum_nonneg(A, v: np.ndarray) -> np.ndarray:
     return up(s + rounding_error(n, s))
 
 
-def _entries(N) -> tuple[np.ndarray, np.ndarray]:
-    """The stored values of a dense or CSR matrix and each one's column (broadcast for dense)."""
+def _entries(N) -> tuple[np.ndarray, np.ndarray | tuple]:
+    """The stored values of a dense or CSR matrix and each one's column: ``v[cols]`` is the per-column
+    vector ``v`` read per entry (for dense, a broadcast view ``v[None, :]``)."""
     if sp.issparse(N):
         return N.data, N.indices
-    return N, np.arange(N.shape[1])[None, :]
+    return N, np.s_[None, :]
+
+
+def _laid_out(N, values: np.ndarray):
+    """``values`` laid out as ``N``'s entries (a dense matrix is its values)."""
+    return sp.csr_matrix((values, N.indices, N.indptr), shape=N.shape) if sp.issparse(N) else values
 
 
 def _with_values(N, values: np.ndarray):
-    """``N``'s pattern holding ``values`` (a dense matrix is its values); explicit zeros dropped."""
-    if not sp.issparse(N):
-        return values
-    out = sp.csr_matrix((values, N.indices, N.indptr), shape=N.shape)
-    out.eliminate_zeros()
+    """:func:`_laid_out`, explicit zeros dropped (the next product skips them)."""
+    out = _laid_out(N, values)
+    if sp.issparse(out):
+        out.eliminate_zeros()
     return out
 
 
 def _row_sums(N, values: np.ndarray) -> np.ndarray:
     """Per row, the sum of ``values`` laid out as ``N``'s entries."""
-    if not sp.issparse(N):
-        return values.sum(axis=1)
-    return np.asarray(sp.csr_matrix((values, N.indices, N.indptr), shape=N.shape).sum(axis=1)).ravel()
+    return np.asarray(_laid_out(N, values).sum(axis=1)).ravel()
 
 
 def _upper_row_sums(N, values: np.ndarray) -> np.ndarray:
@@ -264,10 +267,14 @@ def layer_bounds(layers: tuple[DenseLayer, ...], box: tuple[np.ndarray, np.ndarr
         z_lo, z_hi = interval_layer(layer, lo, hi)
         rows = np.flatnonzero((z_lo < 0) & (z_hi > 0)) if layer.relu else np.arange(len(z_lo))
         if (k > 0 or minimum is not None) and 0 < len(rows) <= crown_max_width:
-            C = sp.csr_matrix((np.concatenate([np.ones(len(rows)), -np.ones(len(rows))]),
-                               (np.arange(2 * len(rows)), np.concatenate([rows, rows]))), shape=(2 * len(rows), len(z_lo)))
-            c_lo, _ = back_substitute(layers, k, C if sp.issparse(layer.matrix) else C.toarray(), lower, upper, box,
-                                      minimum)
+            signs = np.concatenate([np.ones(len(rows)), -np.ones(len(rows))])  # rows e_i, then -e_i
+            at, shape = (np.arange(2 * len(rows)), np.concatenate([rows, rows])), (2 * len(rows), len(z_lo))
+            if sp.issparse(layer.matrix):  # CSR rows stay sparse through CSR layers
+                C = sp.csr_matrix((signs, at), shape=shape)
+            else:
+                C = np.zeros(shape)
+                C[at] = signs
+            c_lo, _ = back_substitute(layers, k, C, lower, upper, box, minimum)
             z_lo[rows] = np.fmax(z_lo[rows], c_lo[:len(rows)])  # a NaN from CROWN keeps the interval bound
             z_hi[rows] = np.fmin(z_hi[rows], -c_lo[len(rows):])
         lower.append(z_lo)
